@@ -1,0 +1,156 @@
+"""Cascaded SpeechCLIP branch: speech -> K keywords (CLIP subwords) -> frozen CLIP text encoder.
+
+K CLS tokens attend over the speech features; each becomes a keyword vector in the CLIP token-embedding
+space, is snapped to its nearest codebook subword by cosine similarity (straight-through softmax at
+train time), and the sequence [SOT, kw_1..kw_K, EOT] runs through the frozen CLIP text transformer.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from espnet_speechclip.encoders.clip import EOT_ID, SOT_ID, CLIPTextEncoder
+from espnet_speechclip.models.parallel import padding_mask
+
+
+class AttentionBlock(nn.Module):
+    """Post-norm self-attention with residual, and an optional feed-forward (the paper has none)."""
+
+    def __init__(self, width: int, nhead: int, dim_feedforward: int, dropout: float):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(width, nhead, dropout=dropout, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(width)
+        self.ff = None
+        if dim_feedforward > 0:
+            self.ff = nn.Sequential(nn.Linear(width, dim_feedforward), nn.GELU(), nn.Dropout(dropout),
+                                    nn.Linear(dim_feedforward, width), nn.Dropout(dropout))
+            self.ff_norm = nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x (B, T, D), mask (B, T) True at padding -> (B, T, D)."""
+        attn, _ = self.attn(x, x, x, key_padding_mask=mask, need_weights=False)
+        x = self.norm(x + self.dropout(attn))
+        if self.ff is not None:
+            x = self.ff_norm(x + self.ff(x))
+        return x
+
+
+class CosineVectorQuantizer(nn.Module):
+    """Snap keyword vectors to codebook rows by cosine similarity.
+
+    Train: straight-through softmax at temperature ``tau`` (forward = the hard argmax row exactly,
+    backward = gradient of the softmax mixture). Eval: hard argmax.
+
+    Args:
+        codebook: (V, D_t) frozen codebook rows (CLIP token embeddings of the allowed subwords).
+    """
+
+    def __init__(self, tau: float = 0.1):
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"vq temperature must be positive, got {tau}")
+        self.tau = tau
+
+    def forward(self, z: torch.Tensor, codebook: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """z (B, K, D_t) -> dict(quantized (B, K, D_t), index (B, K), score (B, K) cosine)."""
+        sim = F.normalize(z.float(), dim=-1) @ F.normalize(codebook.float(), dim=-1).t()  # (B, K, V)
+        score, index = sim.max(dim=-1)
+        hard = codebook[index]  # (B, K, D_t): exactly a codebook row
+        if self.training:
+            soft = F.softmax(sim / self.tau, dim=-1) @ codebook.float()
+            # hard + (soft - soft) is bitwise `hard` in the forward pass and carries soft's gradient
+            quantized = hard + (soft - soft.detach()).to(hard.dtype)
+        else:
+            quantized = hard
+        return {"quantized": quantized, "index": index, "score": score, "similarity": sim}
+
+
+class CascadedBranch(nn.Module):
+    """Keyword head + vector quantiser + CLIP text encoder over the K+2 keyword positions.
+
+    Args:
+        input_size: D_a, the speech feature width.
+        text_encoder: the frozen CLIP text tower (shared with the model, not owned).
+        codebook_ids: (V,) CLIP vocabulary ids a keyword may take.
+        num_keywords: K (paper: 8).
+        num_layers, nhead, dim_feedforward: the attention layer(s); paper: 1 layer, 1 head, no
+            feed-forward (dim_feedforward 0).
+        vq_temperature: straight-through softmax temperature (paper: 0.1).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        text_encoder: CLIPTextEncoder,
+        codebook_ids: torch.Tensor,
+        num_keywords: int = 8,
+        num_layers: int = 1,
+        nhead: int = 1,
+        dim_feedforward: int = 0,
+        dropout: float = 0.1,
+        vq_temperature: float = 0.1,
+    ):
+        super().__init__()
+        if input_size % nhead:
+            raise ValueError(f"cascaded branch: width {input_size} is not divisible by nhead {nhead}")
+        if num_keywords + 2 > text_encoder.context_length:
+            raise ValueError(f"{num_keywords} keywords + SOT/EOT exceed CLIP's context {text_encoder.context_length}")
+        self.num_keywords = num_keywords
+        # The text encoder is a frozen tower owned by the model; keep it out of this module's children.
+        self._text = (text_encoder,)
+        self.register_buffer("codebook_ids", codebook_ids.long().clone())
+        self.cls = nn.Parameter(torch.randn(1, num_keywords, input_size))
+        self.layers = nn.ModuleList(AttentionBlock(input_size, nhead, dim_feedforward, dropout)
+                                    for _ in range(num_layers))
+        width = text_encoder.width
+        self.projection = nn.Linear(input_size, width)
+        self.norm = nn.BatchNorm1d(num_keywords * width)
+        self.quantizer = CosineVectorQuantizer(vq_temperature)
+        self.reset_norm()
+
+    @property
+    def text_encoder(self) -> CLIPTextEncoder:
+        return self._text[0]
+
+    def codebook(self) -> torch.Tensor:
+        """(V, D_t) rows of CLIP's token-embedding table for the codebook ids."""
+        return self.text_encoder.token_embedding.weight[self.codebook_ids]
+
+    @torch.no_grad()
+    def reset_norm(self) -> None:
+        """Initialise the keyword BatchNorm so keywords start in the codebook's distribution: feature
+        ``k * D_t + d`` gets the codebook's per-dimension std (gamma) and mean (beta) of dim d."""
+        rows = self.codebook().float()
+        self.norm.weight.copy_(rows.std(dim=0).repeat(self.num_keywords))
+        self.norm.bias.copy_(rows.mean(dim=0).repeat(self.num_keywords))
+
+    def keywords(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """feats (B, T, D_a), lengths (B,) -> continuous keyword vectors (B, K, D_t)."""
+        b, k = feats.size(0), self.num_keywords
+        x = torch.cat([self.cls.expand(b, -1, -1).to(feats.dtype), feats], dim=1)
+        mask = padding_mask(lengths, feats.size(1), prefix=k)
+        for layer in self.layers:
+            x = layer(x, mask)
+        z = self.projection(x[:, :k])  # (B, K, D_t)
+        return self.norm(z.reshape(b, -1)).view(b, k, -1)
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """-> dict(embedding (B, D_c) normalised, keyword_ids (B, K) CLIP vocab ids, keyword_scores (B, K))."""
+        z = self.keywords(feats, lengths)
+        codebook = self.codebook()
+        vq = self.quantizer(z, codebook)
+        text = self.text_encoder
+        ends = text.token_embedding.weight[torch.tensor([SOT_ID, EOT_ID], device=z.device)]
+        b = z.size(0)
+        seq = torch.cat([ends[0].expand(b, 1, -1), vq["quantized"].to(ends.dtype), ends[1].expand(b, 1, -1)], dim=1)
+        return {
+            "embedding": text.encode_embeddings(seq),
+            "keyword_ids": self.codebook_ids[vq["index"]],
+            "keyword_scores": vq["score"],
+            "similarity": vq["similarity"],
+        }

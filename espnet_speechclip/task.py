@@ -1,0 +1,212 @@
+"""SpeechCLIPTask: SpeechCLIP as an ESPnet task (config/CLI parsing, Trainer, checkpoints, DDP, resume).
+
+Data names:
+- ``speech`` (``sound`` / ``sound_16k``): 16 kHz waveforms;
+- ``image_id`` (``text``): the utterance's image key (captions of one image share it);
+- ``image_emb`` (``npy`` / ``kaldi_ark``): cached CLIP image embeddings, or ``image`` (``image``): files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from typing import Callable, Collection, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+# ESPnet's attention module prints "Failed to import Flash Attention" to STDOUT on import; import it
+# first with stdout redirected, so that `--print_config > conf.yaml` stays clean. (Only that module:
+# AbsTask.print_config binds sys.stdout as a default argument at import time.)
+with contextlib.redirect_stdout(sys.stderr):
+    import espnet.nets.pytorch_backend.transformer.attention  # noqa: F401
+
+from espnet2.iterators.abs_iter_factory import AbsIterFactory
+from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
+from espnet2.tasks.abs_task import AbsTask, IteratorOptions
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from espnet2.train.class_choices import ClassChoices
+from espnet2.train.collate_fn import CommonCollateFn
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str2bool
+
+from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.data_types import register_data_types
+from espnet_speechclip.encoders.clip import (
+    CLIPImageEncoder,
+    CLIPTextEncoder,
+    image_transform,
+    load_clip,
+    preprocess_cfg_from_config,
+)
+from espnet_speechclip.encoders.speech import S3PRLSpeechEncoder
+from espnet_speechclip.models.speechclip import CascadedSpeechCLIP, HybridSpeechCLIP, ParallelSpeechCLIP, SpeechCLIP
+from espnet_speechclip.preprocessor import SpeechCLIPPreprocessor
+from espnet_speechclip.sampler import EpochShuffleSampler
+from espnet_speechclip.trainer import RetrievalTrainer
+
+logger = logging.getLogger(__name__)
+
+register_data_types()
+
+speech_encoder_choices = ClassChoices(
+    "speech_encoder",
+    classes=dict(s3prl=S3PRLSpeechEncoder),
+    type_check=torch.nn.Module,
+    default="s3prl",
+)
+model_choices = ClassChoices(
+    "model",
+    classes=dict(parallel=ParallelSpeechCLIP, cascaded=CascadedSpeechCLIP, hybrid=HybridSpeechCLIP),
+    type_check=AbsESPnetModel,
+    default="parallel",
+)
+
+CLIP_KEYS = ("model_name", "pretrained", "config_file")
+SPEECH_SHAPE_FILES = ("utt2num_samples", "speech_shape")
+
+
+class SpeechCLIPTask(AbsTask):
+    num_optimizers: int = 1
+    class_choices_list = [speech_encoder_choices, model_choices]
+    trainer = RetrievalTrainer
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        group = parser.add_argument_group(description="SpeechCLIP related")
+        group.add_argument(
+            "--clip_conf",
+            action=NestedDictAction,
+            default=dict(model_name="ViT-B-32-quickgelu", pretrained="openai"),
+            help="The frozen CLIP: model_name (open_clip architecture), pretrained (tag or local file), "
+            "config_file (open_clip JSON for a custom architecture)",
+        )
+        group.add_argument(
+            "--image_input",
+            type=str,
+            default="embedding",
+            choices=["embedding", "pixels"],
+            help="embedding: images come as cached CLIP embeddings (image_emb), the image tower is not "
+            "built; pixels: images come as files (image) and run through the image tower every step",
+        )
+        group.add_argument("--use_preprocessor", type=str2bool, default=True, help="Apply the preprocessor")
+        for class_choices in cls.class_choices_list:
+            class_choices.add_arguments(group)
+
+    @classmethod
+    def get_parser(cls) -> argparse.ArgumentParser:
+        parser = super().get_parser()
+        # Defaults a SpeechCLIP user wants: no hard dependency on tensorboard/matplotlib, and random
+        # batches (see EpochShuffleSampler), selected by dev retrieval.
+        parser.set_defaults(
+            use_tensorboard=False,
+            use_matplotlib=False,
+            batch_type="unsorted",
+            best_model_criterion=[["valid", "mean_r10", "max"]],
+            keep_nbest_models=1,
+        )
+        return parser
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
+        return CommonCollateFn(float_pad_value=0.0, int_pad_value=0,
+                               not_sequence=["image_id", "image_emb", "image"])
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
+        if not args.use_preprocessor:
+            return None
+        transform = None
+        if args.image_input == "pixels":
+            clip_conf = _clip_conf(args)
+            transform = image_transform(preprocess_cfg_from_config(**clip_conf))
+        # The receptive field needs the upstream; 400 samples (25 ms) is the smallest of every s3prl
+        # upstream, and the model re-checks its own exact bound on each batch.
+        return SpeechCLIPPreprocessor(min_samples=400, image_transform=transform)
+
+    @classmethod
+    def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("speech",) if inference else ("speech", "image_id")
+
+    @classmethod
+    def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
+        return ("image_emb", "image", "image_id")
+
+    @classmethod
+    def build_sequence_iter_factory(cls, args: argparse.Namespace, iter_options: IteratorOptions,
+                                    mode: str) -> AbsIterFactory:
+        if not iter_options.train:
+            return super().build_sequence_iter_factory(args, iter_options, mode)
+        if iter_options.batch_type != "unsorted":
+            raise ValueError(f"SpeechCLIP draws new random training batches every epoch: use batch_type "
+                             f"unsorted with batch_size, not {iter_options.batch_type}")
+        keys = list(read_kv(iter_options.shape_files[0]))
+        rank, world = 0, 1
+        if iter_options.distributed:
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        sampler = EpochShuffleSampler(keys, iter_options.batch_size, rank, world)
+        logger.info(f"[{mode}] Batch sampler: {sampler}")
+        dataset = cls.build_dataset(args, iter_options, set(keys))
+        return SequenceIterFactory(
+            dataset=dataset,
+            batches=sampler,
+            seed=args.seed,
+            num_iters_per_epoch=iter_options.num_iters_per_epoch,
+            shuffle=False,
+            num_workers=args.num_workers,
+            collate_fn=iter_options.collate_fn,
+            pin_memory=args.ngpu > 0,
+        )
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> SpeechCLIP:
+        clip_conf = _clip_conf(args)
+        if not clip_conf.get("pretrained"):
+            raise ValueError("clip_conf.pretrained is required (a tag such as openai, or a local weights file): "
+                             "frozen CLIP weights are not saved in checkpoints but rebuilt from the config")
+        model = build_speechclip(args.model, args.model_conf, args.speech_encoder_conf, clip_conf,
+                                 image_input=args.image_input, speech_encoder=args.speech_encoder)
+        for shape_file in _speech_shape_files(args):
+            check_min_length(shape_file, model.speech_encoder.min_samples)
+        return model
+
+
+def build_speechclip(model: str, model_conf: dict, speech_encoder_conf: dict, clip_conf: dict,
+                     image_input: str = "embedding", speech_encoder: str = "s3prl") -> SpeechCLIP:
+    """Build a SpeechCLIP model from its config sections (also used with random CLIP weights by the
+    parameter-count tool, where ``clip_conf['pretrained']`` is None)."""
+    clip = load_clip(**clip_conf)
+    text_encoder = CLIPTextEncoder(clip)
+    image_encoder = CLIPImageEncoder(clip) if image_input == "pixels" else None
+    del clip  # only the towers kept above stay alive
+    encoder = speech_encoder_choices.get_class(speech_encoder)(**speech_encoder_conf)
+    return model_choices.get_class(model)(encoder, text_encoder, image_encoder, **model_conf)
+
+
+def _clip_conf(args: argparse.Namespace) -> dict:
+    unknown = set(args.clip_conf) - set(CLIP_KEYS)
+    if unknown:
+        raise ValueError(f"clip_conf has unknown keys {sorted(unknown)}; allowed: {CLIP_KEYS}")
+    if "model_name" not in args.clip_conf:
+        raise ValueError("clip_conf.model_name is required (e.g. ViT-B-32-quickgelu)")
+    return dict(args.clip_conf)
+
+
+def _speech_shape_files(args: argparse.Namespace) -> List[str]:
+    files = list(getattr(args, "train_shape_file", None) or []) + list(getattr(args, "valid_shape_file", None) or [])
+    return [f for f in files if any(str(f).endswith(name) for name in SPEECH_SHAPE_FILES)]
+
+
+def check_min_length(shape_file: str, min_samples: int) -> None:
+    """Fail before training if any utterance in ``shape_file`` is shorter than ``min_samples``."""
+    short = []
+    for utt, value in read_kv(shape_file).items():
+        n = int(value.split(",")[0])
+        if n < min_samples:
+            short.append(f"{utt} ({n})")
+    if short:
+        raise ValueError(f"{shape_file}: {len(short)} utterance(s) shorter than the speech encoder's "
+                         f"{min_samples}-sample receptive field: {', '.join(short[:5])}"
+                         f"{' ...' if len(short) > 5 else ''}")

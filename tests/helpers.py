@@ -1,0 +1,86 @@
+"""Tiny stand-ins for the pretrained models and corpora, built locally by the tests.
+
+- a random tiny HuBERT saved in s3prl's converted-checkpoint format (loads with ``hubert_local``);
+- a random tiny CLIP (``conf/clip/tiny-clip.json``) saved as an open_clip weights file;
+- a tiny spoken-caption corpus where each image is a solid colour and its captions are tones whose
+  pitch encodes the colour, so a few epochs can learn it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_CLIP_CONFIG = ROOT / "conf" / "clip" / "tiny-clip.json"
+
+TINY_HUBERT_MODEL_CFG = dict(
+    label_rate=50, extractor_mode="default", encoder_layers=2, encoder_embed_dim=64,
+    encoder_ffn_embed_dim=128, encoder_attention_heads=2, final_dim=32,
+    conv_feature_layers="[(32,10,5)] + [(32,3,2)]*4 + [(32,2,2)]*2", conv_pos=16, conv_pos_groups=4,
+)
+
+
+def make_tiny_hubert(path: Path, normalize: bool = False, seed: int = 0) -> Path:
+    from espnet_speechclip.compat import patch_s3prl
+
+    patch_s3prl()
+    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+    from s3prl.upstream.utils import merge_with_parent
+
+    task_cfg = dict(sample_rate=16000, normalize=normalize, label_rate=50)
+    torch.manual_seed(seed)
+    model = HubertModel(merge_with_parent(HubertConfig, TINY_HUBERT_MODEL_CFG),
+                        merge_with_parent(HubertPretrainingConfig, task_cfg), [["a", "b"]])
+    torch.save(dict(task_cfg=task_cfg, model_cfg=TINY_HUBERT_MODEL_CFG, model_weight=model.state_dict(),
+                    dictionaries_symbols=[["a", "b"]]), path)
+    return path
+
+
+def make_tiny_clip(path: Path, seed: int = 0) -> Dict[str, str]:
+    """Random tiny CLIP weights at ``path``; returns the clip_conf that loads them."""
+    import open_clip
+
+    open_clip.add_model_config(TINY_CLIP_CONFIG)
+    torch.manual_seed(seed)
+    model = open_clip.create_model("tiny-clip", pretrained=None)
+    torch.save(model.state_dict(), path)
+    return dict(model_name="tiny-clip", pretrained=str(path), config_file=str(TINY_CLIP_CONFIG))
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 20),
+           "purple": (140, 40, 170), "white": (245, 245, 245), "black": (10, 10, 10), "orange": (240, 140, 20)}
+
+
+def make_tiny_corpus(root: Path, n_images: int = 8, captions: int = 2, seed: int = 0,
+                     split: str = "train") -> Path:
+    """Write images, wavs and a data dir ``root/data/tiny_<split>``; returns the data dir."""
+    from PIL import Image
+
+    from espnet_speechclip.data.datadir import Utterance, write_datadir
+    from espnet_speechclip.data.media import write_wav
+
+    rng = np.random.RandomState(seed)
+    names = list(COLOURS)
+    utts: List[Utterance] = []
+    for i in range(n_images):
+        colour = names[i % len(names)]
+        key = f"{split}img{i:03d}"
+        img_path = root / "images" / f"{key}.png"
+        img_path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.full((40, 40, 3), COLOURS[colour], dtype=np.uint8)
+        pixels[: 10 + i % 7] = 128  # a grey band so images of one colour still differ
+        Image.fromarray(pixels).save(img_path)
+        for c in range(captions):
+            n = int(rng.randint(6000, 12000))
+            t = np.arange(n) / 16000
+            freq = 200 + 150 * names.index(colour)
+            wav = 0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.randn(n)
+            utt = f"spk{c}-{key}_{c}"
+            wav_path = root / "wavs" / f"{utt}.wav"
+            write_wav(wav_path, wav)
+            utts.append(Utterance(utt, str(wav_path), f"a {colour} square", f"spk{c}", key, str(img_path), n))
+    return write_datadir(root / "data" / f"tiny_{split}", utts)

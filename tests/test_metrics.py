@@ -1,0 +1,353 @@
+"""Vectorised metrics vs plain-loop references (exact equality of the percentages)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from espnet_speechclip import metrics
+from espnet_speechclip.metrics import (
+    CLIP_SPECIAL_IDS,
+    content_word_hit_rate,
+    dedupe_images,
+    keyword_hit_rate,
+    mean_r10,
+    retrieval_recall,
+    token_baselines,
+)
+
+SOT, EOT = 49406, 49407
+
+
+# --------------------------------------------------------------------------------------------------
+# Loop references: written from the definition, as literally as possible.
+# --------------------------------------------------------------------------------------------------
+def ref_recall(sim: list[list[float]], utt2img: list[int], ks=(1, 5, 10)) -> dict:
+    n_utt, n_img = len(sim), len(sim[0])
+    s2i = {}
+    i2s = {}
+    for k in ks:
+        hits = 0
+        for i in range(n_utt):
+            target = sim[i][utt2img[i]]
+            rank = 0
+            for j in range(n_img):
+                if j != utt2img[i] and sim[i][j] >= target:
+                    rank += 1
+            if rank < k:
+                hits += 1
+        s2i[f"R@{k}"] = 100.0 * hits / n_utt
+
+        hits = 0
+        queries = 0
+        for j in range(n_img):
+            caps = [u for u in range(n_utt) if utt2img[u] == j]
+            if not caps:
+                continue  # an image nobody describes is not a query
+            queries += 1
+            target = max(sim[u][j] for u in caps)
+            rank = 0
+            for u in range(n_utt):
+                if utt2img[u] != j and sim[u][j] >= target:
+                    rank += 1
+            if rank < k:
+                hits += 1
+        i2s[f"R@{k}"] = 100.0 * hits / queries
+    return {"speech_to_image": s2i, "image_to_speech": i2s}
+
+
+def ref_hits(keyword_ids, caption_ids, ignore, topk_ids=None) -> dict:
+    n, k = len(keyword_ids), len(keyword_ids[0])
+    per_slot = [0] * k
+    for i in range(n):
+        content = set(caption_ids[i]) - set(ignore)
+        for j in range(k):
+            cands = [keyword_ids[i][j]] + (list(topk_ids[i][j]) if topk_ids is not None else [])
+            if any(c not in ignore and c in content for c in cands):
+                per_slot[j] += 1
+    out = {f"kw{j + 1}": 100.0 * per_slot[j] / n for j in range(k)}
+    out["avg"] = 100.0 * sum(per_slot) / (n * k)
+    return out
+
+
+def ref_baselines(caption_ids, ignore, candidate_ids=None) -> dict:
+    n = len(caption_ids)
+    contents = [set(c) - set(ignore) for c in caption_ids]
+    best_id, best_df = -1, 0
+    for tok in sorted(set().union(*contents)):
+        df = sum(tok in c for c in contents)
+        if df > best_df:  # strict: the smallest id wins a tie
+            best_id, best_df = tok, df
+    out = {"best_constant": 100.0 * best_df / n, "best_constant_id": best_id}
+    if candidate_ids is not None:
+        cands = sorted(set(candidate_ids))
+        n_in = sum(c in content for content in contents for c in cands)
+        out["random"] = 100.0 * n_in / (n * len(cands))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Retrieval
+# --------------------------------------------------------------------------------------------------
+def _check(sim: torch.Tensor, utt2img: torch.Tensor, ks=(1, 5, 10)) -> dict:
+    got = retrieval_recall(sim, utt2img, ks)
+    want = ref_recall(sim.tolist(), utt2img.tolist(), ks)
+    assert got == want
+    return got
+
+
+def test_hand_made_with_ties():
+    # 3 images, 5 utterances: image 0 has captions 0,1; image 1 has 2,3; image 2 has 4.
+    sim = torch.tensor(
+        [
+            [0.9, 0.9, 0.1],  # tie with image 1: pessimistic rank 1
+            [0.8, 0.2, 0.3],  # clear rank 0
+            [0.5, 0.5, 0.5],  # all tied: rank 2
+            [0.1, 0.7, 0.6],  # rank 0
+            [0.4, 0.3, 0.2],  # own image 2 scores lowest: rank 2
+        ]
+    )
+    utt2img = torch.tensor([0, 0, 1, 1, 2])
+    got = _check(sim, utt2img, ks=(1, 2, 3))
+    assert got["speech_to_image"] == {"R@1": 40.0, "R@2": 60.0, "R@3": 100.0}
+    # image 0: target max(0.9, 0.8)=0.9; others in col 0: 0.5, 0.1, 0.4 -> rank 0
+    # image 1: target max(0.5, 0.7)=0.7; others in col 1: 0.9 (>=), 0.2, 0.3 -> rank 1
+    # image 2: target 0.2; others in col 2: 0.1, 0.3, 0.5, 0.6 -> 3 are >= -> rank 3
+    assert got["image_to_speech"] == {"R@1": 100.0 / 3, "R@2": 200.0 / 3, "R@3": 200.0 / 3}
+
+
+def test_constant_matrix_is_never_flattering():
+    sim = torch.full((12, 4), 0.25)
+    utt2img = torch.arange(12) % 4
+    got = _check(sim, utt2img, ks=(1, 3, 4, 10))
+    assert got["speech_to_image"]["R@1"] == 0.0
+    assert got["image_to_speech"]["R@1"] == 0.0
+    # speech->image: 3 competitors, all tied -> rank 3 -> hit only for K >= 4
+    assert got["speech_to_image"]["R@3"] == 0.0 and got["speech_to_image"]["R@4"] == 100.0
+    # image->speech: 9 competitor utterances -> rank 9 -> hit only for K >= 10
+    assert got["image_to_speech"]["R@4"] == 0.0 and got["image_to_speech"]["R@10"] == 100.0
+
+
+def test_perfect_matrix():
+    utt2img = torch.tensor([0, 1, 2, 0, 1, 2, 2])
+    sim = torch.nn.functional.one_hot(utt2img, 3).float()
+    got = _check(sim, utt2img)
+    assert all(v == 100.0 for d in got.values() for v in d.values())
+    assert mean_r10(got) == 100.0
+
+
+def test_k_larger_than_number_of_images():
+    gen = torch.Generator().manual_seed(0)
+    sim = torch.randn(9, 3, generator=gen)
+    utt2img = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    got = _check(sim, utt2img, ks=(1, 5, 10, 100))
+    assert got["speech_to_image"]["R@5"] == 100.0  # only 2 competitors
+    assert got["image_to_speech"]["R@10"] == 100.0  # only 6 competitors
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_with_ties_and_captionless_images(seed, monkeypatch):
+    # Small chunks so that the row-chunk loop runs many times with a ragged last chunk.
+    monkeypatch.setattr(metrics, "_CHUNK_ELEMS", 37)
+    rng = random.Random(seed)
+    n_img = rng.randint(2, 12)
+    n_utt = rng.randint(1, 40)
+    # Images n_img-2.. never get a caption: image->speech must skip them.
+    described = max(1, n_img - 2)
+    utt2img = torch.tensor([rng.randrange(described) for _ in range(n_utt)])
+    gen = torch.Generator().manual_seed(seed)
+    # Few distinct values -> many ties, in both directions.
+    sim = torch.randint(0, 4, (n_utt, n_img), generator=gen).float() / 4
+    _check(sim, utt2img, ks=(1, 2, 5, 10, 50))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.int64])
+def test_other_dtypes(dtype):
+    gen = torch.Generator().manual_seed(3)
+    sim = torch.randint(-3, 3, (20, 6), generator=gen).to(dtype)
+    utt2img = torch.randint(0, 5, (20,), generator=gen)
+    _check(sim, utt2img, ks=(1, 3))
+
+
+def test_retrieval_errors():
+    sim = torch.zeros(4, 3)
+    ok = torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match="2-D"):
+        retrieval_recall(torch.zeros(4), ok)
+    with pytest.raises(ValueError, match="non-empty"):
+        retrieval_recall(torch.zeros(0, 3), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="shape"):
+        retrieval_recall(sim, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        retrieval_recall(sim, torch.tensor([0, 1, 3, 0]))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        retrieval_recall(sim, torch.tensor([0, -1, 2, 0]))
+    with pytest.raises(TypeError, match="integer"):
+        retrieval_recall(sim, ok.float())
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        s = sim.clone()
+        s[3, 1] = bad
+        with pytest.raises(ValueError, match="non-finite"):
+            retrieval_recall(s, ok)
+    with pytest.raises(ValueError, match="ks"):
+        retrieval_recall(sim, ok, ks=())
+    with pytest.raises(ValueError, match="positive"):
+        retrieval_recall(sim, ok, ks=(0,))
+    with pytest.raises(TypeError):
+        retrieval_recall(sim.tolist(), ok)
+    with pytest.raises(KeyError, match="R@10"):
+        mean_r10(retrieval_recall(sim, ok, ks=(1, 5)))
+
+
+def test_mean_r10():
+    res = {"speech_to_image": {"R@10": 70.0}, "image_to_speech": {"R@10": 85.0}}
+    assert mean_r10(res) == 77.5
+
+
+def test_dedupe_images():
+    keys, index = dedupe_images(["b.jpg", "a.jpg", "b.jpg", "c.jpg", "a.jpg"])
+    assert keys == ["b.jpg", "a.jpg", "c.jpg"]
+    assert index.dtype == torch.long and index.tolist() == [0, 1, 0, 2, 1]
+    assert [keys[i] for i in index] == ["b.jpg", "a.jpg", "b.jpg", "c.jpg", "a.jpg"]
+    keys, index = dedupe_images([])
+    assert keys == [] and index.shape == (0,)
+    with pytest.raises(TypeError):
+        dedupe_images("abc")
+
+
+# --------------------------------------------------------------------------------------------------
+# Keyword hit rate
+# --------------------------------------------------------------------------------------------------
+def test_keyword_hand_made():
+    captions = [
+        [SOT, 320, 1929, 530, 518, 2870, EOT],  # "a dog is on the grass"
+        [SOT, 320, 2368, EOT, 0, 0],  # padded
+        [SOT, EOT],  # empty: always a miss
+    ]
+    kw = torch.tensor(
+        [
+            [1929, SOT, 0],  # hit, special (in caption!) never hits, pad never hits
+            [2368, 1929, EOT],
+            [SOT, 320, 5],
+        ]
+    )
+    got = keyword_hit_rate(kw, captions)
+    assert got == {"kw1": 200.0 / 3, "kw2": 0.0, "kw3": 0.0, "avg": 200.0 / 9}
+    assert got == ref_hits(kw.tolist(), captions, CLIP_SPECIAL_IDS)
+    # top-M: slot 2 of caption 1 gets 320 among its neighbours; specials among neighbours stay misses.
+    topk = torch.tensor(
+        [
+            [[7, 8], [SOT, EOT], [0, 0]],
+            [[9, 9], [320, 1], [EOT, SOT]],
+            [[320, 1], [1, 2], [3, 4]],
+        ]
+    )
+    got = keyword_hit_rate(kw, captions, topk_ids=topk)
+    assert got == {"kw1": 200.0 / 3, "kw2": 100.0 / 3, "kw3": 0.0, "avg": 300.0 / 9}
+    assert got == ref_hits(kw.tolist(), captions, CLIP_SPECIAL_IDS, topk.tolist())
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("use_topk", [False, True])
+def test_keyword_random_vs_loop(seed, use_topk):
+    rng = random.Random(seed)
+    n, k, m = rng.randint(1, 30), rng.randint(1, 8), rng.randint(1, 5)
+    # A tiny vocabulary that includes the specials, so that they show up on both sides often.
+    vocab = [0, 1, 2, 3, 4, 5, 6, SOT, EOT]
+    captions = [[SOT] + [rng.choice(vocab) for _ in range(rng.randint(0, 10))] + [EOT] for _ in range(n)]
+    kw = [[rng.choice(vocab) for _ in range(k)] for _ in range(n)]
+    topk = [[[rng.choice(vocab) for _ in range(m)] for _ in range(k)] for _ in range(n)] if use_topk else None
+    kw_t, topk_t = torch.tensor(kw), None if topk is None else torch.tensor(topk)
+    got = keyword_hit_rate(kw_t, captions, topk_ids=topk_t)
+    assert got == ref_hits(kw, captions, CLIP_SPECIAL_IDS, topk)
+    # Same captions as 1-D tensors, and as a 0-padded (N, L) tensor.
+    assert keyword_hit_rate(kw_t, [torch.tensor(c) for c in captions], topk_ids=topk_t) == got
+    width = max(len(c) for c in captions)
+    padded = torch.tensor([c + [0] * (width - len(c)) for c in captions])
+    assert keyword_hit_rate(kw_t, padded, topk_ids=topk_t) == got
+    # Custom special set.
+    special = [0, 3]
+    assert keyword_hit_rate(torch.tensor(kw), captions, special) == ref_hits(kw, captions, special)
+
+
+def test_keyword_errors():
+    caps = [[SOT, 5, EOT], [SOT, 6, EOT]]
+    kw = torch.tensor([[5], [6]])
+    with pytest.raises(ValueError, match="2-D"):
+        keyword_hit_rate(torch.tensor([5, 6]), caps)
+    with pytest.raises(ValueError, match="captions for 2"):
+        keyword_hit_rate(kw, caps[:1])
+    with pytest.raises(ValueError, match="captions for 2"):
+        keyword_hit_rate(kw, torch.tensor([[5, 6, 7]]))
+    with pytest.raises(ValueError, match="topk_ids"):
+        keyword_hit_rate(kw, caps, topk_ids=torch.zeros(2, 2, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="topk_ids"):
+        keyword_hit_rate(kw, caps, topk_ids=torch.zeros(2, 1, 0, dtype=torch.long))
+    with pytest.raises(ValueError, match="non-negative"):
+        keyword_hit_rate(torch.tensor([[5], [-1]]), caps)
+    with pytest.raises(ValueError, match="non-negative"):
+        keyword_hit_rate(kw, [[SOT, -1, EOT], [6]])
+    with pytest.raises(ValueError, match="non-negative"):
+        keyword_hit_rate(kw, torch.tensor([[5, -1], [6, 0]]))
+    with pytest.raises(TypeError, match="integer"):
+        keyword_hit_rate(kw.float(), caps)
+    with pytest.raises(TypeError, match="integer"):
+        keyword_hit_rate(kw, [[1.5], [6]])
+    with pytest.raises(ValueError, match="1-D"):
+        keyword_hit_rate(kw, [[[5]], [6]])
+
+
+def test_content_word_hand_made():
+    a, the, dog, grass, cat = 320, 518, 1929, 2870, 2368
+    captions = [[SOT, a, dog, a, the, grass, EOT], [SOT, a, cat, EOT], [SOT, the, dog, EOT], [SOT, a, EOT]]
+    kw = torch.tensor([[a, dog], [a, cat], [the, grass], [a, 0]])
+    plain = keyword_hit_rate(kw, captions)
+    assert plain["kw1"] == 100.0  # "a"/"the" always hit in the plain rate...
+    got = content_word_hit_rate(kw, captions, stop_ids=[a, the], candidate_ids=[dog, cat, grass, a])
+    assert got["kw1"] == 0.0  # ...and never as content words
+    assert got["kw2"] == 50.0 and got["avg"] == 25.0
+    assert got["best_constant_id"] == dog and got["best_constant"] == 50.0
+    # dog in 2 captions, cat in 1, grass in 1, "a" never counts: 4 / (4 captions * 4 candidates)
+    assert got["random"] == 25.0
+    assert "random" not in content_word_hit_rate(kw, captions, stop_ids=[a, the])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_content_word_random_vs_loop(seed):
+    rng = random.Random(100 + seed)
+    n, k, m = rng.randint(1, 25), rng.randint(1, 8), rng.randint(1, 5)
+    vocab = [0, 10, 11, 12, 13, 14, 15, 16, SOT, EOT]
+    stop = [10, 11]
+    captions = [[SOT] + [rng.choice(vocab) for _ in range(rng.randint(0, 8))] + [EOT] for _ in range(n)]
+    kw = [[rng.choice(vocab) for _ in range(k)] for _ in range(n)]
+    topk = [[[rng.choice(vocab) for _ in range(m)] for _ in range(k)] for _ in range(n)]
+    cands = [rng.choice(vocab) for _ in range(rng.randint(1, 8))]  # duplicates, maybe specials/stops
+    ignore = list(CLIP_SPECIAL_IDS) + stop
+    for tk in (None, topk):
+        got = content_word_hit_rate(
+            torch.tensor(kw), captions, stop, topk_ids=None if tk is None else torch.tensor(tk),
+            candidate_ids=cands,
+        )
+        want = {**ref_hits(kw, captions, ignore, tk), **ref_baselines(captions, ignore, cands)}
+        assert got == want
+    assert token_baselines(captions, ignore, cands) == ref_baselines(captions, ignore, cands)
+    assert token_baselines(captions) == ref_baselines(captions, CLIP_SPECIAL_IDS)
+
+
+def test_baselines_without_content():
+    got = token_baselines([[SOT, EOT], [0, 0]], candidate_ids=[5, 6])
+    assert got == {"best_constant": 0.0, "best_constant_id": -1, "random": 0.0}
+    with pytest.raises(ValueError, match="empty"):
+        token_baselines([])
+    with pytest.raises(ValueError, match="candidate_ids"):
+        token_baselines([[1]], candidate_ids=[])
+
+
+def test_percentages_are_plain_floats():
+    res = retrieval_recall(torch.eye(3), torch.arange(3))
+    assert all(type(v) is float and math.isfinite(v) for d in res.values() for v in d.values())
+    kw = keyword_hit_rate(torch.tensor([[1]]), [[1]])
+    assert all(type(v) is float for v in kw.values())
