@@ -38,6 +38,7 @@ import torch
 __all__ = [
     "CLIP_SPECIAL_IDS",
     "retrieval_recall",
+    "grouped_recall",
     "mean_r10",
     "dedupe_images",
     "keyword_hit_rate",
@@ -396,3 +397,38 @@ def content_word_hit_rate(
     rates, caps = _hit_rates(keyword_ids, caption_ids, ignore, topk_ids)
     rates.update(_baselines_from_sorted(caps, candidate_ids))
     return rates
+
+
+def grouped_recall(sim: torch.Tensor, row_groups: torch.Tensor, col_groups: torch.Tensor,
+                   ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+    """Recall@K when rows and columns both come in groups and a row is right about any column of its
+    own group: zero-shot speech->text, where every transcript of the utterance's image counts.
+
+    Args:
+        sim: (N_row, N_col) similarities.
+        row_groups: (N_row,) integer group (image) of each row; col_groups: (N_col,) likewise.
+    Rows whose group has no column are skipped. Ties are pessimistic as in ``retrieval_recall``:
+    rank = number of columns of OTHER groups scoring >= the row's best own-group score.
+    Returns ``{"R@1": .., "R@5": .., "R@10": ..}`` in percent.
+    """
+    ks = _check_ks(ks)
+    if sim.dim() != 2 or sim.shape != (row_groups.numel(), col_groups.numel()):
+        raise ValueError(f"sim {tuple(sim.shape)} does not match {row_groups.numel()} rows x {col_groups.numel()} columns")
+    if not torch.isfinite(sim).all():
+        raise ValueError("sim contains NaN or infinite scores")
+    hits = torch.zeros(len(ks), dtype=torch.long)
+    count = 0
+    step = max(1, _CHUNK_ELEMS // max(1, sim.size(1)))
+    cols = col_groups.view(1, -1)
+    for start in range(0, sim.size(0), step):
+        block = sim[start : start + step]
+        same = row_groups[start : start + step].view(-1, 1) == cols
+        valid = same.any(dim=1)
+        target = block.masked_fill(~same, float("-inf")).amax(dim=1, keepdim=True)
+        rank = ((block >= target) & ~same).sum(dim=1)[valid]
+        count += int(valid.sum())
+        for i, k in enumerate(ks):
+            hits[i] += int((rank < k).sum())
+    if count == 0:
+        raise ValueError("no row has a column of its own group")
+    return {f"R@{k}": 100.0 * int(h) / count for k, h in zip(ks, hits)}

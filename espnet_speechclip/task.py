@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import logging
 import sys
+from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -196,7 +197,9 @@ def _clip_conf(args: argparse.Namespace) -> dict:
 
 def _speech_shape_files(args: argparse.Namespace) -> List[str]:
     files = list(getattr(args, "train_shape_file", None) or []) + list(getattr(args, "valid_shape_file", None) or [])
-    return [f for f in files if any(str(f).endswith(name) for name in SPEECH_SHAPE_FILES)]
+    # Files that do not exist here are skipped: a model rebuilt from its config for inference elsewhere
+    # has no training data at hand (and ESPnet itself fails on a missing shape file when training).
+    return [f for f in files if any(str(f).endswith(name) for name in SPEECH_SHAPE_FILES) and Path(f).is_file()]
 
 
 def check_min_length(shape_file: str, min_samples: int) -> None:

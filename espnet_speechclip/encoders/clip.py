@@ -119,7 +119,8 @@ def preprocess_cfg_from_config(model_name: str, pretrained: Optional[str] = None
     if model_cfg is None:
         raise ValueError(f"unknown CLIP model {model_name!r}")
     cfg = asdict(PreprocessCfg())
-    cfg["size"] = model_cfg["vision_cfg"]["image_size"]
+    size = model_cfg["vision_cfg"]["image_size"]
+    cfg["size"] = (size, size) if isinstance(size, int) else tuple(size)
     cfg.update(model_cfg.get("preprocess_cfg", {}))
     if pretrained and not os.path.isfile(pretrained):
         tag_cfg = open_clip.get_pretrained_cfg(model_name, pretrained) or {}

@@ -79,6 +79,7 @@ class Upstream(FrozenModule):
         if len(set(self.hidden_sizes)) != 1 or len(set(self.downsample_rates)) != 1:
             raise ValueError(f"s3prl upstream {name}: hidden states differ in width or rate, cannot be summed")
         self.min_samples = _receptive_field(self.expert)
+        self.per_utterance = type(self.expert).__module__.startswith("s3prl.upstream.baseline")
 
     @property
     def hidden_size(self) -> int:
@@ -95,16 +96,33 @@ class Upstream(FrozenModule):
         ``normalize: True``) to each unpadded waveform.
         """
         wav_list = [w[: int(n)] for w, n in zip(wavs, lengths)]
-        hs = self.expert(wav_list)["hidden_states"]
         rate = self.downsample_rate
         out_lengths = torch.div(lengths - 1, rate, rounding_mode="floor") + 1
         t_max = int(out_lengths.max())
-        out = []
-        for h in hs:
-            if h.size(1) < t_max:  # some experts drop a partial last frame: repeat the last one
-                h = torch.cat([h, h[:, -1:].expand(-1, t_max - h.size(1), -1)], dim=1)
-            out.append(h[:, :t_max])
-        return out, out_lengths
+        if self.per_utterance:
+            # Filterbank experts compute each waveform alone anyway and emit fewer frames than the
+            # s3prl length convention ((n-1)//rate + 1); padding each one with its own last frame keeps
+            # an utterance's features independent of its batch-mates.
+            per = [self.expert([w])["hidden_states"] for w in wav_list]
+            return [_stack_fit([p[layer] for p in per], out_lengths, t_max)
+                    for layer in range(self.num_layers)], out_lengths
+        hs = self.expert(wav_list)["hidden_states"]
+        return [_fit(h, t_max) for h in hs], out_lengths
+
+
+def _fit(h: torch.Tensor, length: int) -> torch.Tensor:
+    """Cut or extend (B, T, D) to ``length`` frames, repeating the last frame (as s3prl does)."""
+    if h.size(1) < length:
+        h = torch.cat([h, h[:, -1:].expand(-1, length - h.size(1), -1)], dim=1)
+    return h[:, :length]
+
+
+def _stack_fit(hs: List[torch.Tensor], lengths: torch.Tensor, t_max: int) -> torch.Tensor:
+    """Per-utterance (1, T_i, D) -> (B, t_max, D): each fitted to its own length, zero-padded after."""
+    out = hs[0].new_zeros(len(hs), t_max, hs[0].size(-1))
+    for i, (h, n) in enumerate(zip(hs, lengths.tolist())):
+        out[i, :n] = _fit(h, n)[0]
+    return out
 
 
 def _receptive_field(expert: nn.Module) -> int:
@@ -120,6 +138,11 @@ def _receptive_field(expert: nn.Module) -> int:
             stride *= conv.stride[0]
         return field
     return int(0.025 * SAMPLE_RATE)
+
+
+def _frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """(B, T) True at valid frames."""
+    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
 class SinusoidalPositions(nn.Module):
@@ -224,11 +247,13 @@ class S3PRLSpeechEncoder(nn.Module):
         weights = F.softmax(self.layer_weights, dim=0).to(stacked.dtype)
         feats = torch.einsum("l,lbtd->btd", weights, stacked)
         if self.projection is not None:
-            if len(self.convs):
-                feats = self.convs(feats.transpose(1, 2)).transpose(1, 2)
-                for _ in range(int(math.log2(self.subsampling))):
-                    lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
-            feats = self.projection(feats)
+            x = feats.transpose(1, 2)  # (B, D, T')
+            for conv, act in zip(self.convs[::2], self.convs[1::2]):
+                # zero the padding before each conv so a frame never depends on its batch-mates
+                x = x * _frame_mask(lengths, x.size(2)).unsqueeze(1).to(x.dtype)
+                x = act(conv(x))
+                lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
+            feats = self.projection(x.transpose(1, 2))
             if self.positions is not None:
                 feats = self.positions(feats)
         return feats, lengths

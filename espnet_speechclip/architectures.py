@@ -1,0 +1,90 @@
+"""Build a configured SpeechCLIP with RANDOM frozen weights, without any download.
+
+Pretrained HuBERT and CLIP weights are not needed to count parameters or to time a training step:
+the architecture is. CLIP architectures come from open_clip's configs (``pretrained=None``); HuBERT
+architectures are written as a random checkpoint in s3prl's converted format and loaded through the
+same ``hubert_local`` path a real local checkpoint takes.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+from typing import Dict, Tuple
+
+import torch
+
+# fairseq HuBERT configs of the released models (s3prl's converted checkpoints carry the same).
+_CONV = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
+HUBERT_ARCHITECTURES: Dict[str, Tuple[dict, dict]] = {
+    "hubert_base": (
+        dict(label_rate=50, extractor_mode="default", encoder_layers=12, encoder_embed_dim=768,
+             encoder_ffn_embed_dim=3072, encoder_attention_heads=12, final_dim=256, conv_feature_layers=_CONV,
+             conv_pos=128, conv_pos_groups=16, layer_norm_first=False),
+        dict(sample_rate=16000, normalize=False, label_rate=50),
+    ),
+    "hubert_large_ll60k": (
+        dict(label_rate=50, extractor_mode="layer_norm", encoder_layers=24, encoder_embed_dim=1024,
+             encoder_ffn_embed_dim=4096, encoder_attention_heads=16, final_dim=768, conv_feature_layers=_CONV,
+             conv_pos=128, conv_pos_groups=16, layer_norm_first=True),
+        dict(sample_rate=16000, normalize=True, label_rate=50),
+    ),
+}
+HUBERT_ARCHITECTURES["hubert"] = HUBERT_ARCHITECTURES["hubert_base"]
+NUM_HUBERT_CLASSES = 504  # k-means targets of the released models' final iteration
+
+
+def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
+    """A random HuBERT of the released architecture ``name`` in s3prl's converted format."""
+    from espnet_speechclip.compat import patch_s3prl
+
+    patch_s3prl()
+    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+    from s3prl.upstream.utils import merge_with_parent
+
+    if name not in HUBERT_ARCHITECTURES:
+        raise ValueError(f"no random architecture for upstream {name!r}; known: {sorted(HUBERT_ARCHITECTURES)}")
+    model_cfg, task_cfg = HUBERT_ARCHITECTURES[name]
+    symbols = [[str(i) for i in range(NUM_HUBERT_CLASSES)]]
+    torch.manual_seed(seed)
+    model = HubertModel(merge_with_parent(HubertConfig, model_cfg), merge_with_parent(HubertPretrainingConfig, task_cfg),
+                        symbols)
+    torch.save(dict(task_cfg=task_cfg, model_cfg=model_cfg, model_weight=model.state_dict(),
+                    dictionaries_symbols=symbols), path)
+    return Path(path)
+
+
+def build_random(config: dict, workdir: str | Path | None = None, image_tower: bool = False):
+    """Build the model of a training config with random frozen weights.
+
+    The speech upstream is replaced by a random checkpoint of the same architecture (weight-free
+    upstreams such as fbank are used as they are), CLIP is built without weights, and a cascaded
+    codebook file that is not at hand is replaced by the full vocabulary (the parameter count does not
+    depend on it). ``image_tower`` builds the CLIP image tower too (part of the system even when
+    training reads cached embeddings).
+    """
+    from espnet_speechclip.task import build_speechclip
+
+    config = copy.deepcopy(config)
+    speech_conf = dict(config.get("speech_encoder_conf", {}))
+    upstream = speech_conf.get("upstream", "hubert")
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="speechclip_random_"))
+    if upstream in HUBERT_ARCHITECTURES:
+        speech_conf["upstream"] = "hubert_local"
+        speech_conf["path_or_url"] = str(write_random_hubert(upstream, workdir / f"{upstream}.pt"))
+    clip_conf = dict(config["clip_conf"], pretrained=None)
+    model_conf = copy.deepcopy(config.get("model_conf", {}))
+    cascaded = model_conf.get("cascaded_conf")
+    if cascaded is not None and cascaded.get("codebook", "full") != "full" and not Path(cascaded["codebook"]).is_file():
+        cascaded["codebook"] = "full"
+    return build_speechclip(config.get("model", "parallel"), model_conf, speech_conf, clip_conf,
+                            image_input="pixels" if image_tower else config.get("image_input", "embedding"),
+                            speech_encoder=config.get("speech_encoder", "s3prl"))
+
+
+def count_parameters(model: torch.nn.Module) -> Dict[str, int]:
+    """Trainable parameters and total parameters (the frozen towers included)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return {"trainable": trainable, "total": total}

@@ -1,0 +1,45 @@
+"""Trainable and total parameters of training configs, from their architectures with random weights.
+
+    python -m espnet_speechclip.bin.count_params conf/paper/*.yaml
+
+Prints a markdown table. No weights are downloaded: see espnet_speechclip.architectures.
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+
+import yaml
+
+from espnet_speechclip.architectures import build_random, count_parameters
+
+
+def main(cmd=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("configs", nargs="+", help="training configs (yaml)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    args = p.parse_args(cmd)
+    rows = {}
+    with tempfile.TemporaryDirectory() as work:
+        for path in args.configs:
+            with open(path, encoding="utf-8") as f:
+                config = yaml.safe_load(f)
+            model = build_random(config, work, image_tower=True)
+            rows[path] = dict(model=config.get("model", "parallel"),
+                              upstream=config["speech_encoder_conf"]["upstream"],
+                              clip=config["clip_conf"]["model_name"], **count_parameters(model))
+            del model
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return
+    print("| config | model | upstream | CLIP | trainable | total (frozen towers included) |")
+    print("|---|---|---|---|---:|---:|")
+    for path, r in rows.items():
+        print(f"| {path} | {r['model']} | {r['upstream']} | {r['clip']} | {r['trainable'] / 1e6:.2f} M | "
+              f"{r['total'] / 1e6:.1f} M |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Embed a data dir with a trained SpeechCLIP and score it.
+
+    python -m espnet_speechclip.bin.speechclip_inference --config exp/x/config.yaml \
+        --model_file exp/x/valid.mean_r10.best.pth --data_dir data/flickr8k_test \
+        --image_emb_scp dump/image_emb/<clip>/img_emb.scp --output_dir exp/x/decode_test
+
+Writes the embeddings and keywords described in espnet_speechclip.inference and ``scores.json``.
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from espnet_speechclip.inference import embed_datadir, load_model
+from espnet_speechclip.scoring import score_decode_dir
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="config.yaml written by training")
+    p.add_argument("--model_file", required=True, help="trained weights (.pth)")
+    p.add_argument("--data_dir", required=True, help="Kaldi-style data dir (wav.scp, utt2img, img.scp, text)")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--image_emb_scp", default=None, help="cached image embeddings (key path.npy); "
+                   "without it images run through the CLIP image tower")
+    p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads")
+    return p
+
+
+def main(cmd=None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    if args.num_threads:
+        import torch
+
+        torch.set_num_threads(args.num_threads)
+    model, train_args = load_model(args.config, args.model_file, args.device)
+    embed_datadir(model, train_args.clip_conf, args.data_dir, args.output_dir, args.image_emb_scp,
+                  args.batch_size, args.device)
+    scores = score_decode_dir(args.output_dir)
+    out = Path(args.output_dir) / "scores.json"
+    out.write_text(json.dumps(scores, indent=2), encoding="utf-8")
+    logging.info("scores: %s", json.dumps(scores))
+    logging.info("wrote %s", out)
+
+
+if __name__ == "__main__":
+    main()

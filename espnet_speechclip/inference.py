@@ -1,0 +1,139 @@
+"""Inference over a data dir: speech embeddings of every branch, image and text embeddings, keywords.
+
+Outputs of :func:`embed_datadir` in ``output_dir``:
+
+- ``utt_list`` (N utterance ids, sorted), ``speech_<branch>.npy`` (N, D_c) per branch;
+- ``image_list`` (M unique image keys), ``image.npy`` (M, D_c), ``utt2img`` (utterance -> image key);
+- ``text.npy`` (N, D_c) CLIP text embeddings of the transcripts (zero-shot side), when ``text`` exists;
+- cascaded: ``keyword_ids.npy`` (N, K) CLIP ids, ``keyword_scores.npy`` (N, K) cosine, ``keywords``
+  (``utt kw_1 ... kw_K`` subword strings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.data.media import MediaError, load_audio, load_image
+
+logger = logging.getLogger(__name__)
+
+
+def load_model(config_file: str | Path, model_file: Optional[str | Path] = None, device: str = "cpu"):
+    """Rebuild a trained model from its ``config.yaml`` (frozen towers from their own config) and load
+    the trainable weights with ``strict=True``: a missing or unexpected trainable key is an error."""
+    import yaml
+
+    from espnet_speechclip.task import SpeechCLIPTask
+
+    with open(config_file, encoding="utf-8") as f:
+        args = argparse.Namespace(**yaml.safe_load(f))
+    model = SpeechCLIPTask.build_model(args)
+    if model_file is not None:
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    return model.to(device).eval(), args
+
+
+def pad_batch(wavs: List[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """List of (T_i,) -> zero-padded (B, T_max), lengths (B,)."""
+    lengths = torch.tensor([len(w) for w in wavs])
+    out = torch.zeros(len(wavs), int(lengths.max()))
+    for i, w in enumerate(wavs):
+        out[i, : len(w)] = torch.from_numpy(w)
+    return out, lengths
+
+
+@torch.no_grad()
+def embed_speech(model, wavs: List[np.ndarray], batch_size: int = 16, device: str = "cpu") -> Dict[str, np.ndarray]:
+    """Waveforms (16 kHz) -> per-branch embeddings and keywords, stacked in input order."""
+    chunks: Dict[str, List[np.ndarray]] = {}
+    for start in range(0, len(wavs), batch_size):
+        speech, lengths = pad_batch(wavs[start : start + batch_size])
+        out = model.encode_speech(speech.to(device), lengths.to(device))
+        for k, v in out.items():
+            chunks.setdefault(k, []).append(v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy())
+    return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def load_speech(wav_scp: Dict[str, str], utts: List[str], min_samples: int) -> List[np.ndarray]:
+    wavs = []
+    for u in utts:
+        try:
+            wav = load_audio(wav_scp[u])
+        except MediaError as e:
+            raise MediaError(f"utterance {u}: {e}") from e
+        if len(wav) < min_samples:
+            raise MediaError(f"utterance {u}: {len(wav)} samples at 16 kHz, shorter than the speech encoder's "
+                             f"{min_samples}-sample receptive field")
+        wavs.append(wav)
+    return wavs
+
+
+@torch.no_grad()
+def embed_images_of(model, clip_conf: dict, image_keys: List[str], img_scp: Dict[str, str],
+                    image_emb_scp: Optional[Dict[str, str]], batch_size: int, device: str) -> np.ndarray:
+    """(M, D_c) image embeddings: from the cache when given, else through the CLIP image tower."""
+    if image_emb_scp is not None:
+        missing = [k for k in image_keys if k not in image_emb_scp]
+        if missing:
+            raise KeyError(f"image embedding cache lacks {len(missing)} image(s), e.g. {missing[:3]}")
+        emb = torch.from_numpy(np.stack([np.load(image_emb_scp[k]) for k in image_keys]))
+        return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
+    from espnet_speechclip.encoders.clip import CLIPImageEncoder, load_clip
+
+    encoder = model.image_encoder or CLIPImageEncoder(load_clip(**clip_conf)).to(device)
+    out = [encoder.embed_images([load_image(img_scp[k]) for k in image_keys[i : i + batch_size]],
+                                device=torch.device(device)).float().cpu().numpy()
+           for i in range(0, len(image_keys), batch_size)]
+    return np.concatenate(out)
+
+
+def embed_datadir(model, clip_conf: dict, data_dir: str | Path, output_dir: str | Path,
+                  image_emb_scp: Optional[str | Path] = None, batch_size: int = 16, device: str = "cpu") -> Path:
+    """Embed every utterance, image and transcript of ``data_dir``; see the module doc for outputs."""
+    from espnet_speechclip.encoders.clip import decode_token
+
+    data_dir, output_dir = Path(data_dir), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    wav_scp = read_kv(data_dir / "wav.scp")
+    utt2img = read_kv(data_dir / "utt2img")
+    utts = sorted(wav_scp)
+    missing = [u for u in utts if u not in utt2img]
+    if missing:
+        raise KeyError(f"{data_dir}/utt2img lacks {len(missing)} utterance(s), e.g. {missing[:3]}")
+    logger.info("embedding %d utterances of %s", len(utts), data_dir)
+    wavs = load_speech(wav_scp, utts, model.speech_encoder.min_samples)
+    out = embed_speech(model, wavs, batch_size, device)
+    (output_dir / "utt_list").write_text("".join(f"{u}\n" for u in utts), encoding="utf-8")
+    for branch in model.branches:
+        np.save(output_dir / f"speech_{branch}.npy", out[branch])
+    if "keyword_ids" in out:
+        np.save(output_dir / "keyword_ids.npy", out["keyword_ids"])
+        np.save(output_dir / "keyword_scores.npy", out["keyword_scores"])
+        with open(output_dir / "keywords", "w", encoding="utf-8") as f:
+            for u, ids in zip(utts, out["keyword_ids"]):
+                f.write(u + " " + " ".join(decode_token(int(i)) for i in ids) + "\n")
+
+    image_keys = sorted(set(utt2img[u] for u in utts))
+    img_scp = read_kv(data_dir / "img.scp") if image_emb_scp is None else {}
+    cache = read_kv(image_emb_scp) if image_emb_scp is not None else None
+    np.save(output_dir / "image.npy", embed_images_of(model, clip_conf, image_keys, img_scp, cache, batch_size, device))
+    (output_dir / "image_list").write_text("".join(f"{k}\n" for k in image_keys), encoding="utf-8")
+    shutil.copyfile(data_dir / "utt2img", output_dir / "utt2img")
+
+    if (data_dir / "text").is_file():
+        text = read_kv(data_dir / "text")
+        with torch.no_grad():
+            emb = model.encode_text([text[u] for u in utts])
+        np.save(output_dir / "text.npy", emb.float().cpu().numpy())
+        shutil.copyfile(data_dir / "text", output_dir / "text")
+    logger.info("wrote embeddings to %s", output_dir)
+    return output_dir

@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from espnet_speechclip.codebook import codebook_from_texts, full_codebook, read_codebook, write_codebook
+from espnet_speechclip.encoders.clip import EOT_ID, SOT_ID, SPECIAL_IDS, CLIPTextEncoder, decode_token, load_clip
+from espnet_speechclip.models.cascaded import CascadedBranch, CosineVectorQuantizer
+
+
+@pytest.fixture(scope="module")
+def text_encoder(tiny_clip):
+    return CLIPTextEncoder(load_clip(**tiny_clip))
+
+
+def make_branch(text_encoder, ids=None, k=4):
+    ids = torch.tensor(ids if ids is not None else codebook_from_texts(["a red circle above a blue square",
+                                                                        "there is a small green triangle"]))
+    torch.manual_seed(0)
+    return CascadedBranch(16, text_encoder, ids, num_keywords=k, nhead=1)
+
+
+def test_quantizer_forward_is_exactly_a_codebook_row_and_backward_is_soft():
+    torch.manual_seed(0)
+    codebook = torch.randn(20, 8)
+    z = torch.randn(3, 4, 8, requires_grad=True)
+    vq = CosineVectorQuantizer(tau=0.1).train()
+    out = vq(z, codebook)
+    assert torch.equal(out["quantized"], codebook[out["index"]])  # bitwise, not approximately
+    out["quantized"].sum().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    vq.eval()
+    z2 = z.detach()
+    out2 = vq(z2, codebook)
+    assert torch.equal(out2["quantized"], codebook[out2["index"]])
+    cos = torch.nn.functional.normalize(z2, dim=-1) @ torch.nn.functional.normalize(codebook, dim=-1).t()
+    assert torch.equal(out2["index"], cos.argmax(-1))
+
+
+def test_gradient_reaches_keyword_head_through_frozen_text_encoder(text_encoder):
+    branch = make_branch(text_encoder).train()
+    feats, lengths = torch.randn(5, 12, 16), torch.tensor([12, 10, 8, 12, 3])
+    out = branch(feats, lengths)
+    out["embedding"][:, 0].sum().backward()
+    for name in ("cls", "projection.weight", "norm.weight", "norm.bias"):
+        grad = dict(branch.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in text_encoder.parameters())
+
+
+def test_batchnorm_init_is_per_dimension_codebook_statistics(text_encoder):
+    branch = make_branch(text_encoder, k=3)
+    rows = text_encoder.token_embedding.weight[branch.codebook_ids]
+    d = text_encoder.width
+    gamma = branch.norm.weight.view(3, d)
+    beta = branch.norm.bias.view(3, d)
+    for slot in range(3):  # every slot carries the statistics of dim d at feature slot*D_t + d
+        torch.testing.assert_close(gamma[slot], rows.std(dim=0))
+        torch.testing.assert_close(beta[slot], rows.mean(dim=0))
+
+
+def test_keywords_come_from_the_codebook_and_never_special(text_encoder):
+    branch = make_branch(text_encoder).eval()
+    out = branch(torch.randn(6, 9, 16), torch.full((6,), 9))
+    allowed = set(branch.codebook_ids.tolist())
+    assert set(out["keyword_ids"].flatten().tolist()) <= allowed
+    assert not set(SPECIAL_IDS) & allowed
+    full = full_codebook(text_encoder.vocab_size)
+    assert len(full) == text_encoder.vocab_size - 3 and SOT_ID not in full and EOT_ID not in full
+
+
+def test_codebook_from_training_texts_and_file_round_trip(tmp_path, text_encoder):
+    ids = codebook_from_texts(["a red star", "A RED Circle"])
+    words = {decode_token(i) for i in ids}
+    assert {"a", "red", "star", "circle"} <= words
+    write_codebook(tmp_path / "cb.txt", ids)
+    assert read_codebook(tmp_path / "cb.txt", text_encoder.vocab_size) == ids
+
+
+@pytest.mark.parametrize("content,match", [
+    ("736 red\n99999 foo\n", "outside the CLIP vocabulary"),
+    ("320 blue\n", "made with another vocabulary"),
+    ("49406 <start_of_text>\n", "special token"),
+    ("", "is empty"),
+    ("red 320\n", "expected '<id> <subword>'"),
+])
+def test_bad_codebook_files_are_refused(tmp_path, content, match):
+    f = tmp_path / "cb.txt"
+    f.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        read_codebook(f, 49408)
