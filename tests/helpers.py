@@ -84,3 +84,45 @@ def make_tiny_corpus(root: Path, n_images: int = 8, captions: int = 2, seed: int
             write_wav(wav_path, wav)
             utts.append(Utterance(utt, str(wav_path), f"a {colour} square", f"spk{c}", key, str(img_path), n))
     return write_datadir(root / "data" / f"tiny_{split}", utts)
+
+
+def make_flickr8k_tree(root: Path, n_images: Dict[str, int] = None, captions: int = 2, seed: int = 0) -> Path:
+    """A learnable miniature of Flickr8k in its official layout (colour images, tone captions)."""
+    from PIL import Image
+
+    from espnet_speechclip.data.media import write_wav
+
+    n_images = n_images or {"train": 12, "dev": 4, "test": 4}
+    split_files = {"train": "Flickr_8k.trainImages.txt", "dev": "Flickr_8k.devImages.txt",
+                   "test": "Flickr_8k.testImages.txt"}
+    rng = np.random.RandomState(seed)
+    names = list(COLOURS)
+    tokens, wav2capt, wav2spk = [], [], []
+    (root / "Flicker8k_Dataset").mkdir(parents=True, exist_ok=True)
+    (root / "Flickr8k_text").mkdir(parents=True, exist_ok=True)
+    count = 0
+    for split, n in n_images.items():
+        listed = []
+        for i in range(n):
+            colour = names[count % len(names)]
+            image = f"{1000 + count}_{split}{i}.jpg"
+            count += 1
+            pixels = np.full((48, 48, 3), COLOURS[colour], dtype=np.uint8)
+            pixels[: 8 + i % 9] = 128
+            Image.fromarray(pixels).save(root / "Flicker8k_Dataset" / image, "JPEG")
+            listed.append(image)
+            for k in range(5):
+                tokens.append(f"{image}#{k}\ta {colour} square .")
+            for k in range(captions):
+                n_samples = int(rng.randint(6000, 12000))
+                t = np.arange(n_samples) / 16000
+                wav = 0.3 * np.sin(2 * np.pi * (200 + 150 * names.index(colour)) * t) + 0.01 * rng.randn(n_samples)
+                name = f"{image[:-4]}_{k}.wav"
+                write_wav(root / "flickr_audio" / "wavs" / name, wav)
+                wav2capt.append(f"{name} {image} #{k}")
+                wav2spk.append(f"{name} {k + 1}")
+        (root / "Flickr8k_text" / split_files[split]).write_text("".join(f"{x}\n" for x in listed))
+    (root / "Flickr8k_text" / "Flickr8k.token.txt").write_text("".join(f"{x}\n" for x in tokens))
+    (root / "flickr_audio" / "wav2capt.txt").write_text("".join(f"{x}\n" for x in wav2capt))
+    (root / "flickr_audio" / "wav2spk.txt").write_text("".join(f"{x}\n" for x in wav2spk))
+    return root

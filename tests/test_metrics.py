@@ -351,3 +351,23 @@ def test_percentages_are_plain_floats():
     assert all(type(v) is float and math.isfinite(v) for d in res.values() for v in d.values())
     kw = keyword_hit_rate(torch.tensor([[1]]), [[1]])
     assert all(type(v) is float for v in kw.values())
+
+
+def test_grouped_recall_against_loop_reference():
+    from espnet_speechclip.metrics import grouped_recall
+
+    g = torch.Generator().manual_seed(3)
+    sim = torch.randint(0, 4, (9, 9), generator=g).float()  # many ties
+    groups = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3, 4])
+    out = grouped_recall(sim, groups, groups)
+    for k in (1, 5, 10):
+        hits = 0
+        for i in range(9):
+            best = max(float(sim[i, j]) for j in range(9) if groups[j] == groups[i])
+            rank = sum(1 for j in range(9) if groups[j] != groups[i] and float(sim[i, j]) >= best)
+            hits += rank < k
+        assert out[f"R@{k}"] == 100.0 * hits / 9
+    # with one column per group it is speech->image retrieval
+    img = torch.tensor([0, 0, 1, 2, 2, 3])
+    s = torch.randn(6, 4, generator=g)
+    assert grouped_recall(s, img, torch.arange(4)) == retrieval_recall(s, img)["speech_to_image"]

@@ -1,0 +1,113 @@
+"""RESULTS.md and results.json of an experiment, from the scored inference folders (recipe stage 7).
+
+results.json maps each test set to its branches:
+``{"<test set>": {"parallel": {"speech_to_image": {"R@1": ..}, "image_to_speech": .., "speech_to_text": ..,
+"text_to_speech": ..}, "cascaded": {..., "keyword_hit_rate": {"kw1": .., "avg": ..}}}}`` (percent).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from espnet_speechclip.data.datadir import read_kv
+
+DIRECTIONS = [("speech_to_image", "S→I"), ("image_to_speech", "I→S"),
+              ("speech_to_text", "S→T (zero-shot)"), ("text_to_speech", "T→S (zero-shot)")]
+
+
+def environment() -> List[str]:
+    lines = [f"- date: `{datetime.datetime.now().astimezone().strftime('%a %b %d %H:%M:%S %Z %Y')}`",
+             f"- python: `{platform.python_version()}`, host: `{platform.machine()} {platform.system()}`"]
+    for pkg in ("espnet-speechclip", "espnet", "s3prl", "open_clip_torch", "torch"):
+        try:
+            lines.append(f"- {pkg} version: `{metadata.version(pkg)}`")
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        if commit:
+            lines.append(f"- espnet-speechclip git commit: `{commit}`")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            lines.append(f"- GPU: `{torch.cuda.get_device_name(0)}`")
+    except Exception:  # environment reporting must never fail a results page
+        pass
+    return lines
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def retrieval_table(scores: Dict[str, Dict]) -> List[str]:
+    lines = ["| branch | direction | R@1 | R@5 | R@10 |", "|---|---|---:|---:|---:|"]
+    for branch, res in scores.items():
+        for key, name in DIRECTIONS:
+            if key in res:
+                r = res[key]
+                lines.append(f"| {branch} | {name} | {_fmt(r['R@1'])} | {_fmt(r['R@5'])} | {_fmt(r['R@10'])} |")
+    return lines
+
+
+def keyword_tables(decode_dir: Path, hit_rate: Dict[str, float], n_examples: int = 10) -> List[str]:
+    slots = [k for k in hit_rate if k != "avg"]
+    lines = ["| " + " | ".join(slots) + " | avg |", "|" + "---:|" * (len(slots) + 1),
+             "| " + " | ".join(_fmt(hit_rate[k]) for k in slots) + f" | {_fmt(hit_rate['avg'])} |", ""]
+    keywords = read_kv(decode_dir / "keywords")
+    text = read_kv(decode_dir / "text") if (decode_dir / "text").is_file() else {}
+    utts = (decode_dir / "utt_list").read_text(encoding="utf-8").split()
+    scores = np.load(decode_dir / "keyword_scores.npy")
+    lines += ["Example keywords (cosine score to the codebook subword):", "",
+              "| utterance | transcript | keywords |", "|---|---|---|"]
+    for i in np.linspace(0, len(utts) - 1, min(n_examples, len(utts))).astype(int):
+        kws = keywords[utts[i]].split()
+        shown = " ".join(f"{w} ({s:.2f})" for w, s in zip(kws, scores[i]))
+        lines.append(f"| {utts[i]} | {text.get(utts[i], '')} | {shown} |")
+    return lines
+
+
+def write_results(exp_dir: str | Path, test_sets: List[str], params: Optional[Dict[str, int]] = None,
+                  extra_sections: Optional[List[str]] = None) -> Dict[str, Dict]:
+    """Collect ``exp_dir/decode_<set>/scores.json`` into ``results.json`` and ``RESULTS.md``."""
+    import yaml
+
+    exp_dir = Path(exp_dir)
+    results: Dict[str, Dict] = {}
+    for s in test_sets:
+        f = exp_dir / f"decode_{s}" / "scores.json"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: run the inference stage for {s} first")
+        results[s] = json.loads(f.read_text(encoding="utf-8"))
+    (exp_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+    config = yaml.safe_load((exp_dir / "config.yaml").read_text(encoding="utf-8"))
+    md = ["# RESULTS", "", "## Environment", *environment(), "",
+          "## Model", f"- config: `{exp_dir / 'config.yaml'}`",
+          f"- model: `{config.get('model')}`, speech upstream: `{config['speech_encoder_conf'].get('upstream')}`, "
+          f"CLIP: `{config['clip_conf'].get('model_name')}` (`{config['clip_conf'].get('pretrained')}`)"]
+    if params:
+        md.append(f"- parameters: {params['trainable'] / 1e6:.2f} M trainable, {params['total'] / 1e6:.1f} M total")
+    md.append("")
+    for s, scores in results.items():
+        md += [f"## {s}", "", "Recall in percent (an image query hits if any of its captions is in the top K; "
+               "zero-shot speech↔text uses CLIP text embeddings of the transcripts, correct by image).", ""]
+        md += retrieval_table(scores) + [""]
+        if "keyword_hit_rate" in scores.get("cascaded", {}):
+            md += ["### Keyword hit rate (cascaded)", ""]
+            md += keyword_tables(exp_dir / f"decode_{s}", scores["cascaded"]["keyword_hit_rate"]) + [""]
+    md += extra_sections or []
+    (exp_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    return results
