@@ -4,6 +4,9 @@
         --model_file exp/x/valid.mean_r10.best.pth --data_dir data/flickr8k_test \
         --image_emb_scp dump/image_emb/<clip>/img_emb.scp --output_dir exp/x/decode_test
 
+or, with an archive from espnet_speechclip.bin.pack, ``--model exp/x/packed/model.zip`` instead of
+``--config`` and ``--model_file``.
+
 Writes the embeddings and keywords described in espnet_speechclip.inference and ``scores.json``.
 """
 
@@ -18,8 +21,10 @@ from espnet_speechclip.scoring import score_decode_dir
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="config.yaml written by training")
-    p.add_argument("--model_file", required=True, help="trained weights (.pth)")
+    p.add_argument("--config", default=None, help="config.yaml written by training (with --model_file)")
+    p.add_argument("--model_file", default=None, help="trained weights (.pth) (with --config)")
+    p.add_argument("--model", default=None, help="packed model archive (.zip from espnet_speechclip.bin.pack), "
+                   "instead of --config and --model_file")
     p.add_argument("--data_dir", required=True, help="Kaldi-style data dir (wav.scp, utt2img, img.scp, text)")
     p.add_argument("--output_dir", required=True)
     p.add_argument("--image_emb_scp", default=None, help="cached image embeddings (key path.npy); "
@@ -31,12 +36,21 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd=None) -> None:
-    args = get_parser().parse_args(cmd)
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    if args.model is not None and (args.config is not None or args.model_file is not None):
+        parser.error("give the model either as --model (a packed archive) or as --config with --model_file, not both")
+    if args.model is None and (args.config is None or args.model_file is None):
+        parser.error("give the model as --model packed.zip, or as both --config and --model_file")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     if args.num_threads:
         import torch
 
         torch.set_num_threads(args.num_threads)
+    if args.model is not None:
+        from espnet_speechclip.packing import unpack_model
+
+        args.config, args.model_file = unpack_model(args.model)
     model, train_args = load_model(args.config, args.model_file, args.device)
     embed_datadir(model, train_args.clip_conf, args.data_dir, args.output_dir, args.image_emb_scp,
                   args.batch_size, args.device)

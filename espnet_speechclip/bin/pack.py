@@ -1,0 +1,40 @@
+"""Recipe stage 8: pack a trained model into one archive (config, weights, local CLIP / upstream /
+codebook files, model card) that the inference entry uses without the recipe.
+
+    python -m espnet_speechclip.bin.pack --config exp/x/config.yaml \
+        --model_file exp/x/valid.mean_r10.best.pth --out exp/x/packed/model.zip \
+        [--results_json exp/x/results.json]
+
+    python -m espnet_speechclip.bin.speechclip_inference --model exp/x/packed/model.zip ...
+
+See espnet_speechclip.packing for the archive layout.
+"""
+
+import argparse
+import logging
+
+from espnet_speechclip.packing import pack_model
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="config.yaml written by training")
+    p.add_argument("--model_file", required=True, help="trained weights (.pth)")
+    p.add_argument("--out", required=True, help="archive to write (.zip)")
+    p.add_argument("--results_json", default=None, help="test results (e.g. scores.json) for the model card")
+    p.add_argument("--card_text", default=None, help="free text (markdown) for the top of the model card")
+    p.add_argument("--base_dir", default=None, help="directory the config's relative paths are relative to "
+                   "(default: the current directory)")
+    return p
+
+
+def main(cmd=None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    out = pack_model(args.config, args.model_file, args.out, card_text=args.card_text,
+                     results_json=args.results_json, base_dir=args.base_dir)
+    logging.info("wrote %s", out)
+
+
+if __name__ == "__main__":
+    main()

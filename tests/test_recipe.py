@@ -1,0 +1,98 @@
+"""The recipe egs2/speechclip/sc1 end to end (stages 1-8) on a miniature Flickr8k with the tiny configs."""
+
+import json
+import re
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "egs2" / "speechclip" / "sc1"
+TINY = "conf/tiny/parallel.yaml conf/tiny/cascaded.yaml"
+
+
+def copy_recipe(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in ("run.sh", "speechclip.sh", "path.sh", "cmd.sh", "db.sh"):
+        shutil.copy(RECIPE / name, dest / name)
+    for name in ("utils", "local"):
+        shutil.copytree(RECIPE / name, dest / name)
+    (dest / "conf").symlink_to(ROOT / "conf")
+    return dest
+
+
+def run(recipe: Path, *args: str, env=None) -> str:
+    env = dict(os.environ, **(env or {}))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    from helpers import make_flickr8k_tree, make_tiny_clip
+
+    tmp = tmp_path_factory.mktemp("recipe")
+    corpus = make_flickr8k_tree(tmp / "flickr8k")
+    rec = copy_recipe(tmp / "sc1")
+    (rec / "exp" / "clip").mkdir(parents=True)
+    make_tiny_clip(rec / "exp" / "clip" / "tiny-clip.pt")
+    out = run(rec, "--corpus", "flickr8k", "--train_config", TINY, "--nj", "1", env={"FLICKR8K": str(corpus)})
+    return rec, out, corpus
+
+
+def test_stages_1_to_8_produce_results(recipe):
+    rec, out, _ = recipe
+    for name in ("flickr8k_parallel", "flickr8k_cascaded"):
+        exp = rec / "exp" / name
+        results = json.loads((exp / "results.json").read_text())
+        assert list(results) == ["flickr8k_test"]
+        branch = name.split("_")[1]
+        res = results["flickr8k_test"][branch]
+        for direction in ("speech_to_image", "image_to_speech", "speech_to_text", "text_to_speech"):
+            assert set(res[direction]) == {"R@1", "R@5", "R@10"}
+        if branch == "cascaded":
+            assert set(res["keyword_hit_rate"]) == {"kw1", "kw2", "kw3", "kw4", "avg"}
+        assert list(results["flickr8k_test"]) == [branch]
+        md = (exp / "RESULTS.md").read_text()
+        assert "## Environment" in md and "## flickr8k_test" in md and "trainable" in md
+        assert (exp / "packed" / "model.zip").is_file()
+    # data dirs in the documented layout, 12/4/4 images x 2 captions
+    for split, n in (("train", 24), ("dev", 8), ("test", 8)):
+        d = rec / "data" / f"flickr8k_{split}"
+        for f in ("wav.scp", "text", "utt2spk", "utt2img", "img.scp", "utt2num_samples"):
+            assert (d / f).is_file()
+        assert len((d / "wav.scp").read_text().splitlines()) == n
+
+
+def test_rerun_of_finished_stage_does_no_work(recipe):
+    rec, _, corpus = recipe
+    cache = next((rec / "dump" / "image_emb").iterdir())
+    before = {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
+    out = run(rec, "--corpus", "flickr8k", "--train_config", TINY, "--stage", "3", "--stop_stage", "3",
+              env={"FLICKR8K": str(corpus)})
+    assert "0 to embed" in out
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == before
+
+
+def test_different_clip_recomputes_the_image_cache(recipe):
+    from helpers import make_tiny_clip
+
+    rec, _, corpus = recipe
+    make_tiny_clip(rec / "exp" / "clip" / "other-clip.pt", seed=1)
+    conf = (ROOT / "conf" / "tiny" / "parallel.yaml").read_text().replace("exp/clip/tiny-clip.pt",
+                                                                         "exp/clip/other-clip.pt")
+    (rec / "other.yaml").write_text(conf)
+    out = run(rec, "--corpus", "flickr8k", "--train_config", "other.yaml", "--stage", "3", "--stop_stage", "3",
+              env={"FLICKR8K": str(corpus)})
+    caches = sorted((rec / "dump" / "image_emb").iterdir())
+    assert len(caches) == 2
+    embedded = [int(n) for n in re.findall(r"(\d+) to embed", out)]
+    assert sum(embedded) == 20  # 12 + 4 + 4 unique images, not one per caption
