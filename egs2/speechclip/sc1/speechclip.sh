@@ -200,7 +200,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
         run_logged "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results --exp_dir "${exp}" \
-            --test_set "${test_set}" --model_file "${exp}/valid.mean_r10.best.pth"
+            --test_set "${test_set}" --model_file "${exp}/valid.mean_r10.best.pth" --data_root "${dumpdir}/raw"
         cat "${exp}/RESULTS.md"
     done
 fi
