@@ -20,16 +20,19 @@ class SpeechCLIPPreprocessor:
     - ``speech`` (T,): must be mono and at least ``min_samples`` long;
     - ``image_id`` (str image key) -> (1,) int64;
     - ``image`` (H, W, 3) float -> CLIP-preprocessed (3, S, S) float32 via ``image_transform``;
-    - ``image_emb`` (D,) float: must be finite.
+    - ``image_emb`` (D,) float: must be finite;
+    - ``text`` (transcript) -> CLIP token ids [SOT, ..., EOT] (L,) int64, for zero-shot validation.
 
     Args:
         min_samples: the speech encoder's receptive field in samples.
         image_transform: PIL -> (3, S, S) tensor, the CLIP model's eval transform (pixels input only).
+        text_context: the CLIP text context length (transcripts are truncated to it, EOT kept).
     """
 
-    def __init__(self, min_samples: int, image_transform: Optional[Callable] = None):
+    def __init__(self, min_samples: int, image_transform: Optional[Callable] = None, text_context: int = 77):
         self.min_samples = min_samples
         self.image_transform = image_transform
+        self.text_context = text_context
 
     def __call__(self, uid: str, data: Dict[str, object]) -> Dict[str, np.ndarray]:
         out: Dict[str, np.ndarray] = {}
@@ -59,6 +62,13 @@ class SpeechCLIPPreprocessor:
                 if not np.isfinite(emb).all():
                     raise ValueError(f"utterance {uid}: cached image embedding has NaN/inf values")
                 out[name] = emb
+            elif name == "text":
+                from espnet_speechclip.encoders.clip import EOT_ID, tokenize
+
+                if not str(value).strip():
+                    raise ValueError(f"utterance {uid}: empty transcript")
+                ids = tokenize([str(value)], self.text_context)[0].numpy()
+                out[name] = ids[: int((ids == EOT_ID).argmax()) + 1].astype(np.int64)
             else:
                 out[name] = value
         return out

@@ -3,7 +3,8 @@
 Data names:
 - ``speech`` (``sound`` / ``sound_16k``): 16 kHz waveforms;
 - ``image_id`` (``text``): the utterance's image key (captions of one image share it);
-- ``image_emb`` (``npy`` / ``kaldi_ark``): cached CLIP image embeddings, or ``image`` (``image``): files.
+- ``image_emb`` (``npy`` / ``kaldi_ark``): cached CLIP image embeddings, or ``image`` (``image``): files;
+- ``text`` (``text``, optional): transcripts, used only to score zero-shot speech->text on the dev set.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from espnet_speechclip.encoders.clip import (
     image_transform,
     load_clip,
     preprocess_cfg_from_config,
+    text_context_length,
 )
 from espnet_speechclip.encoders.speech import S3PRLSpeechEncoder
 from espnet_speechclip.models.speechclip import CascadedSpeechCLIP, HybridSpeechCLIP, ParallelSpeechCLIP, SpeechCLIP
@@ -93,6 +95,15 @@ class SpeechCLIPTask(AbsTask):
             "built; pixels: images come as files (image) and run through the image tower every step",
         )
         group.add_argument("--use_preprocessor", type=str2bool, default=True, help="Apply the preprocessor")
+        group.add_argument(
+            "--length_group_batches",
+            type=int,
+            default=50,
+            help="Training batches: draw this many batches' worth of random utterances at a time, sort them "
+            "by length and cut them into batches, so batches are new every epoch but hold little padding "
+            "(random batches of Flickr-like lengths are about 1/3 padding, groups of 50 about 1%%); "
+            "1 = plain random batches",
+        )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
@@ -119,13 +130,15 @@ class SpeechCLIPTask(AbsTask):
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
         if not args.use_preprocessor:
             return None
+        clip_conf = _clip_conf(args)
         transform = None
         if args.image_input == "pixels":
-            clip_conf = _clip_conf(args)
             transform = image_transform(preprocess_cfg_from_config(**clip_conf))
         # The receptive field needs the upstream; 400 samples (25 ms) is the smallest of every s3prl
         # upstream, and the model re-checks its own exact bound on each batch.
-        return SpeechCLIPPreprocessor(min_samples=400, image_transform=transform)
+        return SpeechCLIPPreprocessor(min_samples=400, image_transform=transform,
+                                      text_context=text_context_length(clip_conf["model_name"],
+                                                                       clip_conf.get("config_file")))
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -133,7 +146,8 @@ class SpeechCLIPTask(AbsTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("image_emb", "image", "image_id")
+        # text: transcripts, optional; when given, validation also scores zero-shot speech->text
+        return ("image_emb", "image", "image_id", "text")
 
     @classmethod
     def build_sequence_iter_factory(cls, args: argparse.Namespace, iter_options: IteratorOptions,
@@ -143,11 +157,14 @@ class SpeechCLIPTask(AbsTask):
         if iter_options.batch_type != "unsorted":
             raise ValueError(f"SpeechCLIP draws new random training batches every epoch: use batch_type "
                              f"unsorted with batch_size, not {iter_options.batch_type}")
-        keys = list(read_kv(iter_options.shape_files[0]))
+        # utt2num_samples (or speech_shape) lines: "<utt> <samples>[,<dims>]"
+        lengths = {k: int(v.split(",")[0]) for k, v in read_kv(iter_options.shape_files[0]).items()}
+        keys = list(lengths)
         rank, world = 0, 1
         if iter_options.distributed:
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        sampler = EpochShuffleSampler(keys, iter_options.batch_size, rank, world)
+        sampler = EpochShuffleSampler(keys, iter_options.batch_size, rank, world, lengths=lengths,
+                                      group=args.length_group_batches)
         logger.info(f"[{mode}] Batch sampler: {sampler}")
         dataset = cls.build_dataset(args, iter_options, set(keys))
         return SequenceIterFactory(

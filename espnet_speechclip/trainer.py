@@ -16,7 +16,7 @@ from espnet2.train.reporter import SubReporter
 from espnet2.train.trainer import Trainer
 
 from espnet_speechclip.losses import masked_infonce
-from espnet_speechclip.metrics import mean_r10, retrieval_recall
+from espnet_speechclip.metrics import grouped_recall, mean_r10, retrieval_recall
 
 
 def corpus_retrieval(speech: torch.Tensor, image: torch.Tensor, image_ids: torch.Tensor) -> Dict[str, float]:
@@ -62,6 +62,7 @@ class RetrievalTrainer(Trainer):
         collected: Dict[str, List[torch.Tensor]] = {b: [] for b in core.branches}
         images: List[torch.Tensor] = []
         ids: List[torch.Tensor] = []
+        texts: List[torch.Tensor] = []
         for _, batch in iterator:
             batch = to_device(batch, device)
             with torch.autocast(device, enabled=options.use_amp):
@@ -77,13 +78,22 @@ class RetrievalTrainer(Trainer):
             reporter.next()
             images.append(img.float().cpu())
             ids.append(image_id.cpu())
-        tensors = _gather_cpu([torch.cat(images), torch.cat(ids)] + [torch.cat(collected[b]) for b in core.branches],
-                              distributed)
-        image, image_ids, speech = tensors[0], tensors[1], tensors[2:]
+            if "text" in batch:
+                texts.append(core.text_encoder(batch["text"]).float().cpu())
+        local = [torch.cat(images), torch.cat(ids)] + [torch.cat(collected[b]) for b in core.branches]
+        if texts:
+            local.append(torch.cat(texts))
+        tensors = _gather_cpu(local, distributed)
+        image, image_ids = tensors[0], tensors[1]
+        speech = tensors[2 : 2 + len(core.branches)]
         stats = {}
         for b, emb in zip(core.branches, speech):
             for k, v in corpus_retrieval(emb, image, image_ids).items():
                 stats[f"{b}_{k}"] = v
+            if texts:  # zero-shot: any transcript of the utterance's image is right
+                s2t = grouped_recall(emb.float() @ tensors[-1].t(), image_ids, image_ids)
+                for k, v in s2t.items():
+                    stats[f"{b}_s2t_r{k[2:]}"] = v
         stats["mean_r10"] = sum(stats[f"{b}_mean_r10"] for b in core.branches) / len(core.branches)
         reporter.register(stats)
         reporter.next()

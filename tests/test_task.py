@@ -34,7 +34,8 @@ def data_args(corpus, image_id_file="utt2img"):
                  f"--{mode}_data_path_and_name_and_type", f"{d}/{image_id_file},image_id,text",
                  f"--{mode}_data_path_and_name_and_type", f"{d}/image_emb.scp,image_emb,npy",
                  f"--{mode}_shape_file", f"{d}/utt2num_samples"]
-    return args
+    # transcripts on the dev set: validation also scores zero-shot speech->text
+    return args + ["--valid_data_path_and_name_and_type", f"{corpus['dev']}/text,text,text"]
 
 
 def train(corpus, tiny_clip, model, out, *extra):
@@ -85,7 +86,7 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
         for k in (1, 5, 10):
             assert res["speech_to_image"][f"R@{k}"] == pytest.approx(stats[5]["valid"][f"{b}_s2i_r{k}"])
             assert res["image_to_speech"][f"R@{k}"] == pytest.approx(stats[5]["valid"][f"{b}_i2s_r{k}"])
-        assert "speech_to_text" in res
+            assert res["speech_to_text"][f"R@{k}"] == pytest.approx(stats[5]["valid"][f"{b}_s2t_r{k}"])
     if model != "parallel":
         assert "keyword_hit_rate" in scores["cascaded"]
         lines = (dec / "keywords").read_text().splitlines()

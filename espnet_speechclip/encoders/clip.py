@@ -105,6 +105,17 @@ def image_preprocess_cfg(clip: nn.Module) -> dict:
     return open_clip.get_model_preprocess_cfg(clip)
 
 
+def text_context_length(model_name: str, config_file: Optional[str] = None) -> int:
+    """CLIP's text context length from the model config (no model built)."""
+    import open_clip
+
+    _register_config(model_name, config_file)
+    model_cfg = open_clip.get_model_config(model_name)
+    if model_cfg is None:
+        raise ValueError(f"unknown CLIP model {model_name!r}")
+    return int(model_cfg["text_cfg"].get("context_length", 77))
+
+
 def preprocess_cfg_from_config(model_name: str, pretrained: Optional[str] = None,
                                config_file: Optional[str] = None) -> dict:
     """The eval preprocessing a built model would report, derived from the configs alone, so that

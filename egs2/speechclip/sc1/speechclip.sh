@@ -93,22 +93,8 @@ run_logged() {  # run_logged <log> <command...>: show progress and keep a log
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation (${corpus})"
-    case "${corpus}" in
-        synth)
-            run_logged "${logdir}/stage1_data.log" python3 -m espnet_speechclip.data.synth \
-                --out_dir "${dumpdir}/synth_corpus" --data_dir data --seed "${synth_seed}" \
-                --n_train "${synth_n_train}" --n_dev "${synth_n_dev}" --n_test "${synth_n_test}" \
-                --captions_per_image "${synth_captions}" --nj "${nj}" ;;
-        flickr8k)
-            . ./db.sh
-            run_logged "${logdir}/stage1_data.log" python3 -m espnet_speechclip.data.flickr8k \
-                --root "${FLICKR8K}" --out_dir data --nj "${nj}" ;;
-        spokencoco)
-            . ./db.sh
-            run_logged "${logdir}/stage1_data.log" python3 -m espnet_speechclip.data.spokencoco \
-                --spokencoco "${SPOKENCOCO}" --mscoco "${MSCOCO}" --karpathy "${KARPATHY_COCO}" \
-                --out_dir data --nj "${nj}" ;;
-    esac
+    run_logged "${logdir}/stage1_data.log" local/data.sh "${corpus}" "${nj}" "${dumpdir}" "${synth_seed}" \
+        "${synth_n_train}" "${synth_n_dev}" "${synth_n_test}" "${synth_captions}"
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
