@@ -1,11 +1,15 @@
 """SpeechCLIP for ESPnet: speech encoders aligned with CLIP through images.
 
-Importing the package is cheap and silent: it only makes s3prl importable under torchaudio >= 2.9.
-The ESPnet registrations (data types, frontend choices) happen where ESPnet itself is imported.
+Importing the package is cheap and silent: it makes s3prl importable under torchaudio >= 2.9 and
+makes ``frontend: speechclip`` a choice of ESPnet's speech tasks when (or if) they are imported
+(see :mod:`espnet_speechclip.registration`; no ESPnet module is imported here). The other ESPnet
+registrations (data types) happen where ESPnet itself is imported.
 """
 
 from espnet_speechclip.compat import patch_s3prl
+from espnet_speechclip.registration import install as _install_registration
 
 patch_s3prl()
+_install_registration()
 
 __version__ = "0.1.0"

@@ -1,0 +1,18 @@
+"""ESPnet ASR inference for models with ``frontend: speechclip``:
+``python -m espnet_speechclip.bin.asr_inference --asr_train_config exp/asr/config.yaml ...``
+(the options of ``espnet2.bin.asr_inference``; importing this package registers the frontend first)."""
+
+from typing import List, Optional
+
+from espnet_speechclip.registration import quiet_espnet_import
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    quiet_espnet_import()
+    from espnet2.bin.asr_inference import main as asr_inference_main
+
+    asr_inference_main(cmd)
+
+
+if __name__ == "__main__":
+    main()

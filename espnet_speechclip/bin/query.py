@@ -1,0 +1,83 @@
+"""Query a trained SpeechCLIP with one utterance: ranked images, keywords, ranked texts.
+
+    python -m espnet_speechclip.bin.query --model exp/x/packed/model.zip --speech a.wav --images photos/
+    python -m espnet_speechclip.bin.query --model exp/x --speech a.wav --texts captions.txt --topk 3
+
+``--model`` is a packed archive or an experiment folder (config.yaml + valid.mean_r10.best.pth, else
+latest.pth). ``--images`` takes a folder (every image file in it) or files. ``--texts`` is a file with
+one text per line. Keywords are printed for cascaded and hybrid models. Results go to stdout, logs to
+stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_speechclip.api import Hit, SpeechCLIPPipeline, list_images
+from espnet_speechclip.data.media import MediaError
+from espnet_speechclip.packing import PackError
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="packed model (.zip) or experiment folder")
+    p.add_argument("--model_file", default=None, help="weights in the experiment folder (default: "
+                   "valid.mean_r10.best.pth, else latest.pth)")
+    p.add_argument("--speech", required=True, help="the query utterance (audio file, any sample rate)")
+    p.add_argument("--images", nargs="+", default=[], help="image folder(s) or file(s) to rank")
+    p.add_argument("--texts", default=None, help="text file, one candidate text per line, to rank")
+    p.add_argument("--topk", type=int, default=5, help="how many images / texts to print")
+    p.add_argument("--branch", default=None, choices=["parallel", "cascaded"],
+                   help="branch whose embedding ranks (default: parallel when the model has it)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch_size", type=int, default=16)
+    return p
+
+
+def _print_hits(title: str, hits: List[Hit], total: int) -> None:
+    print(f"{title} (top {len(hits)} of {total}):")
+    for rank, hit in enumerate(hits, 1):
+        print(f"{rank:4d}  {hit.score:+.4f}  {hit.item}")
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    if args.topk < 1:
+        parser.error("--topk must be at least 1")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    images: List[str] = []
+    for x in args.images:
+        try:
+            images += [str(p) for p in list_images(x)] if Path(x).is_dir() else [x]
+        except MediaError as e:
+            parser.error(str(e))
+    texts: List[str] = []
+    if args.texts is not None:
+        if not Path(args.texts).is_file():
+            parser.error(f"--texts {args.texts} does not exist")
+        texts = [t.strip() for t in Path(args.texts).read_text(encoding="utf-8").splitlines() if t.strip()]
+        if not texts:
+            parser.error(f"--texts {args.texts} holds no text")
+
+    try:
+        pipe = SpeechCLIPPipeline.from_pretrained(args.model, args.device, args.model_file, args.batch_size)
+        if not images and not texts and "cascaded" not in pipe.branches:
+            parser.error("give --images and/or --texts (a parallel model has no keywords to show)")
+        result = pipe.query(args.speech, images, texts, args.topk, args.branch)
+    except (FileNotFoundError, MediaError, PackError) as e:  # bad input files: the message names them
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    print(f"query: {args.speech}  (model {args.model}, {result.branch} branch)")
+    if images:
+        _print_hits("images", result.images, len(images))
+    if result.keywords is not None:
+        print("keywords: " + "  ".join(f"{k.token} ({k.score:.3f})" for k in result.keywords))
+    if texts:
+        _print_hits("texts", result.texts, len(texts))
+
+
+if __name__ == "__main__":
+    main()
