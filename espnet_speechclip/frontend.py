@@ -20,7 +20,6 @@ SpeechCLIP config when the frontend is built).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
@@ -28,40 +27,9 @@ import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from torch import nn
 
-from espnet_speechclip.frozen import frozen_prefixes
+from espnet_speechclip.frozen import keep_frozen_out_of_state_dict
+from espnet_speechclip.inference import load_model
 from espnet_speechclip.models.parallel import ParallelBranch, padding_mask
-
-
-def load_speechclip_for_frontend(config_file: Union[str, Path], model_file: Optional[Union[str, Path]] = None):
-    """Rebuild the SpeechCLIP model of a training ``config.yaml`` (and load ``model_file`` strictly).
-
-    The frozen CLIP towers are not part of a frontend, so they are built with random weights: no CLIP
-    download or weights file is needed, and nothing of CLIP's is in the checkpoint anyway.
-    """
-    import yaml
-
-    from espnet_speechclip.task import build_speechclip
-
-    config_file = Path(config_file)
-    if not config_file.is_file():
-        raise FileNotFoundError(f"SpeechCLIP config {config_file} does not exist")
-    with open(config_file, encoding="utf-8") as f:
-        conf = yaml.safe_load(f)
-    if not isinstance(conf, dict) or "clip_conf" not in conf or "speech_encoder_conf" not in conf:
-        raise ValueError(f"{config_file} is not a SpeechCLIP training config (no clip_conf / speech_encoder_conf)")
-    args = argparse.Namespace(**conf)
-    clip_conf = dict(args.clip_conf, pretrained=None)
-    model = build_speechclip(args.model, args.model_conf, args.speech_encoder_conf, clip_conf,
-                             image_input="embedding", speech_encoder=args.speech_encoder)
-    if model_file is not None:
-        if not Path(model_file).is_file():
-            raise FileNotFoundError(f"SpeechCLIP model file {model_file} does not exist")
-        state = torch.load(model_file, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise RuntimeError(f"{model_file} does not match the model of {config_file}: {e}") from e
-    return model
 
 
 class BranchLayers(nn.Module):
@@ -143,11 +111,11 @@ class SpeechCLIPFrontend(AbsFrontend):
         if freeze:
             self.requires_grad_(False)
         self.train(self.training)  # a frozen frontend starts (and stays) in eval mode
-        self.register_state_dict_post_hook(_drop_frozen)
-        self.register_load_state_dict_pre_hook(_restore_frozen)
+        keep_frozen_out_of_state_dict(self)
 
     def _build(self, branch_layers: bool) -> Tuple[nn.Module, Optional[BranchLayers]]:
-        model = load_speechclip_for_frontend(*self._source)
+        # the frozen CLIP towers are not part of a frontend: built with random weights, never loaded
+        model, _ = load_model(*self._source, clip_weights=False)
         encoder = model.speech_encoder
         # SpeechCLIP crops long training waveforms at random; for a task with transcripts or labels
         # that would cut speech away from its targets.
@@ -181,16 +149,3 @@ class SpeechCLIPFrontend(AbsFrontend):
             self.branch.load_state_dict(branch.state_dict())
 
 
-def _drop_frozen(module: nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    """State-dict hook: the frozen upstream is rebuilt from the SpeechCLIP config, not saved."""
-    for p in frozen_prefixes(module):
-        for key in [k for k in state_dict if k.startswith(prefix + p)]:
-            del state_dict[key]
-
-
-def _restore_frozen(module: nn.Module, state_dict: dict, prefix: str, *args) -> None:
-    """Load pre-hook: fill the frozen upstream's absent keys with its current weights, so checkpoints
-    without them still load with ``strict=True`` (every trainable key is still checked)."""
-    for p in frozen_prefixes(module):
-        for key, value in module.get_submodule(p[:-1]).state_dict().items():
-            state_dict.setdefault(prefix + p + key, value)

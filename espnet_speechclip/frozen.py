@@ -36,17 +36,24 @@ def frozen_prefixes(module: nn.Module) -> List[str]:
 
 
 def keep_frozen_out_of_state_dict(module: nn.Module) -> None:
-    """Register hooks on ``module`` (the top-level model) that omit frozen weights from its state dict."""
+    """Register hooks on ``module`` that omit the frozen weights inside it from its state dict.
+
+    On load, the absent frozen keys are filled with the module's current (rebuilt) weights before
+    PyTorch compares keys, so ``strict=True`` still checks every trainable key. Both hooks work with
+    the prefix they are called with, so ``module`` may sit anywhere inside a larger model (an ESPnet
+    ASR model holding a SpeechCLIP frontend, a DDP wrapper).
+    """
 
     def drop_frozen(mod, state_dict, prefix, local_metadata):
         for p in frozen_prefixes(mod):
             for key in [k for k in state_dict if k.startswith(prefix + p)]:
                 del state_dict[key]
 
-    def allow_missing_frozen(mod, incompatible_keys):
-        prefixes = frozen_prefixes(mod)
-        missing = incompatible_keys.missing_keys
-        missing[:] = [k for k in missing if not any(k.startswith(p) for p in prefixes)]
+    def restore_frozen(mod, state_dict, prefix, *args):
+        for p in frozen_prefixes(mod):
+            frozen = mod.get_submodule(p[:-1]) if p else mod
+            for key, value in frozen.state_dict().items():
+                state_dict.setdefault(prefix + p + key, value)
 
     module.register_state_dict_post_hook(drop_frozen)
-    module.register_load_state_dict_post_hook(allow_missing_frozen)
+    module.register_load_state_dict_pre_hook(restore_frozen)

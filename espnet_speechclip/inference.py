@@ -26,19 +26,45 @@ from espnet_speechclip.data.media import MediaError, load_audio, load_image
 logger = logging.getLogger(__name__)
 
 
-def load_model(config_file: str | Path, model_file: Optional[str | Path] = None, device: str = "cpu"):
-    """Rebuild a trained model from its ``config.yaml`` (frozen towers from their own config) and load
-    the trainable weights with ``strict=True``: a missing or unexpected trainable key is an error."""
+def read_config(config_file: str | Path) -> dict:
+    """A SpeechCLIP training ``config.yaml`` as a dict, checked to be one."""
     import yaml
 
-    from espnet_speechclip.task import SpeechCLIPTask
-
+    config_file = Path(config_file)
+    if not config_file.is_file():
+        raise FileNotFoundError(f"SpeechCLIP config {config_file} does not exist")
     with open(config_file, encoding="utf-8") as f:
-        args = argparse.Namespace(**yaml.safe_load(f))
-    model = SpeechCLIPTask.build_model(args)
+        conf = yaml.safe_load(f)
+    if not isinstance(conf, dict) or "clip_conf" not in conf or "speech_encoder_conf" not in conf:
+        raise ValueError(f"{config_file} is not a SpeechCLIP training config (no clip_conf / speech_encoder_conf)")
+    return conf
+
+
+def load_model(config_file: str | Path, model_file: Optional[str | Path] = None, device: str = "cpu",
+               clip_weights: bool = True):
+    """Rebuild a trained model from its ``config.yaml`` (frozen towers from their own config) and load
+    the trainable weights with ``strict=True``: a missing or unexpected trainable key is an error.
+
+    ``clip_weights=False`` builds CLIP with random weights, for users of the speech side only (an
+    ESPnet frontend), who then need neither a CLIP download nor its weights file.
+    """
+    from espnet_speechclip.task import SpeechCLIPTask, build_speechclip
+
+    args = argparse.Namespace(**read_config(config_file))
+    if clip_weights:
+        model = SpeechCLIPTask.build_model(args)
+    else:
+        model = build_speechclip(args.model, args.model_conf, args.speech_encoder_conf,
+                                 dict(args.clip_conf, pretrained=None), image_input="embedding",
+                                 speech_encoder=args.speech_encoder)
     if model_file is not None:
+        if not Path(model_file).is_file():
+            raise FileNotFoundError(f"SpeechCLIP model file {model_file} does not exist")
         state = torch.load(model_file, map_location="cpu", weights_only=True)
-        model.load_state_dict(state, strict=True)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise RuntimeError(f"{model_file} does not match the model of {config_file}: {e}") from e
     return model.to(device).eval(), args
 
 

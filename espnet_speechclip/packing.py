@@ -233,17 +233,13 @@ def pack_model(config_file: str | Path, model_file: str | Path, out_zip: str | P
     """
     from espnet_speechclip import __version__
     from espnet_speechclip.architectures import count_parameters
-    from espnet_speechclip.inference import load_model
+    from espnet_speechclip.inference import load_model, read_config
 
     config_file, model_file, out_zip = Path(config_file), Path(model_file), Path(out_zip)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
-    for what, f in (("config", config_file), ("model file", model_file)):
-        if not f.is_file():
-            raise FileNotFoundError(f"{what} {f} does not exist")
-    with open(config_file, encoding="utf-8") as f:
-        config = yaml.safe_load(f)
-    if not isinstance(config, dict) or "clip_conf" not in config or "speech_encoder_conf" not in config:
-        raise PackError(f"{config_file} is not a SpeechCLIP training config (no clip_conf / speech_encoder_conf)")
+    if not model_file.is_file():
+        raise FileNotFoundError(f"model file {model_file} does not exist")
+    config = read_config(config_file)
     results = None
     if results_json is not None:
         with open(results_json, encoding="utf-8") as f:

@@ -126,3 +126,14 @@ def make_flickr8k_tree(root: Path, n_images: Dict[str, int] = None, captions: in
     (root / "flickr_audio" / "wav2capt.txt").write_text("".join(f"{x}\n" for x in wav2capt))
     (root / "flickr_audio" / "wav2spk.txt").write_text("".join(f"{x}\n" for x in wav2spk))
     return root
+
+
+def training_data_args(train_dir: Path, valid_dir: Path = None, image_id_file: str = "utt2img") -> List[str]:
+    """ESPnet data options for a tiny corpus whose data dirs hold ``image_emb.scp`` (cached embeddings)."""
+    args: List[str] = []
+    for mode, d in (("train", train_dir), ("valid", valid_dir or train_dir)):
+        args += [f"--{mode}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound_16k",
+                 f"--{mode}_data_path_and_name_and_type", f"{d}/{image_id_file},image_id,text",
+                 f"--{mode}_data_path_and_name_and_type", f"{d}/image_emb.scp,image_emb,npy",
+                 f"--{mode}_shape_file", f"{d}/utt2num_samples"]
+    return args

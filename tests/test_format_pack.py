@@ -118,7 +118,7 @@ def test_format_names_missing_and_corrupt_files(mixed_datadir, tmp_path):
 def trained(tmp_path_factory, tiny_clip, tiny_hubert):
     """A tiny parallel model trained 1 epoch through the real entry point, on a local HuBERT checkpoint,
     CLIP weights and CLIP JSON that are private copies (the test deletes them later)."""
-    from helpers import make_tiny_corpus
+    from helpers import make_tiny_corpus, training_data_args
 
     from espnet_speechclip.image_cache import cache_image_embeddings, write_utt_emb_scp
 
@@ -133,12 +133,7 @@ def trained(tmp_path_factory, tiny_clip, tiny_hubert):
     data = make_tiny_corpus(root / "corpus", 4, 2, seed=0, split="train")
     cache = cache_image_embeddings(data / "img.scp", clip_conf, root / "image_emb", progress=False)
     write_utt_emb_scp(data / "utt2img", cache / "img_emb.scp", data / "image_emb.scp")
-    args = []
-    for mode in ("train", "valid"):
-        args += [f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound_16k",
-                 f"--{mode}_data_path_and_name_and_type", f"{data}/utt2img,image_id,text",
-                 f"--{mode}_data_path_and_name_and_type", f"{data}/image_emb.scp,image_emb,npy",
-                 f"--{mode}_shape_file", f"{data}/utt2num_samples"]
+    args = training_data_args(data)
     exp = root / "exp"
     speechclip_train.main(["--config", str(CONF / "parallel.yaml"), "--output_dir", str(exp), "--ngpu", "0",
                            "--max_epoch", "1", "--clip_conf", f"pretrained={clip_weights}",

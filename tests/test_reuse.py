@@ -29,7 +29,7 @@ ASR_CONF = ROOT / "conf" / "asr" / "speechclip_ctc.yaml"
 @pytest.fixture(scope="module")
 def sc(tmp_path_factory, tiny_clip, tiny_hubert):
     """A tiny hybrid SpeechCLIP trained 1 epoch (exp dir + packed archive) and its data."""
-    from helpers import make_tiny_corpus
+    from helpers import make_tiny_corpus, training_data_args
 
     from espnet_speechclip.image_cache import cache_image_embeddings, write_utt_emb_scp
     from espnet_speechclip.packing import pack_model
@@ -38,12 +38,7 @@ def sc(tmp_path_factory, tiny_clip, tiny_hubert):
     data = make_tiny_corpus(root / "corpus", 4, 2, seed=0, split="train")
     cache = cache_image_embeddings(data / "img.scp", tiny_clip, root / "image_emb", progress=False)
     write_utt_emb_scp(data / "utt2img", cache / "img_emb.scp", data / "image_emb.scp")
-    args = []
-    for mode in ("train", "valid"):
-        args += [f"--{mode}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound_16k",
-                 f"--{mode}_data_path_and_name_and_type", f"{data}/utt2img,image_id,text",
-                 f"--{mode}_data_path_and_name_and_type", f"{data}/image_emb.scp,image_emb,npy",
-                 f"--{mode}_shape_file", f"{data}/utt2num_samples"]
+    args = training_data_args(data)
     exp = root / "exp"
     speechclip_train.main(["--config", str(TINY / "hybrid.yaml"), "--output_dir", str(exp), "--ngpu", "0",
                            "--max_epoch", "1", "--clip_conf", f"pretrained={tiny_clip['pretrained']}",

@@ -27,15 +27,12 @@ def corpus(tmp_path_factory, tiny_clip):
     return dirs
 
 
-def data_args(corpus, image_id_file="utt2img"):
-    args = []
-    for mode, d in (("train", corpus["train"]), ("valid", corpus["dev"])):
-        args += [f"--{mode}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound_16k",
-                 f"--{mode}_data_path_and_name_and_type", f"{d}/{image_id_file},image_id,text",
-                 f"--{mode}_data_path_and_name_and_type", f"{d}/image_emb.scp,image_emb,npy",
-                 f"--{mode}_shape_file", f"{d}/utt2num_samples"]
+def data_args(corpus):
+    from helpers import training_data_args
+
     # transcripts on the dev set: validation also scores zero-shot speech->text
-    return args + ["--valid_data_path_and_name_and_type", f"{corpus['dev']}/text,text,text"]
+    return training_data_args(corpus["train"], corpus["dev"]) + [
+        "--valid_data_path_and_name_and_type", f"{corpus['dev']}/text,text,text"]
 
 
 def train(corpus, tiny_clip, model, out, *extra):

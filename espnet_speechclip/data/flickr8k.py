@@ -27,7 +27,14 @@ import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
-from espnet_speechclip.data.prepare import Candidate, prepare_corpus, read_lines, require_file, setup_cli_logging
+from espnet_speechclip.data.prepare import (
+    Candidate,
+    add_common_cli_args,
+    prepare_corpus,
+    read_lines,
+    require_file,
+    setup_cli_logging,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -216,11 +223,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--root", default=os.environ.get(ENV), required=ENV not in os.environ,
                         help=f"Flickr8k root (default ${ENV}): holds Flicker8k_Dataset/ or Images/, "
                              "the Flickr8k text files and flickr_audio/")
-    parser.add_argument("--out_dir", default="data", help="where the data dirs go (default: data)")
-    parser.add_argument("--min_samples", type=int, default=400,
-                        help="drop utterances shorter than this many 16 kHz samples (default: 400)")
-    parser.add_argument("--nj", type=int, default=1, help="worker processes for probing files (default: 1)")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    add_common_cli_args(parser)
     args = parser.parse_args(argv)
     setup_cli_logging(args.verbose)
     written = prepare_flickr8k(args.root, args.out_dir, min_samples=args.min_samples, nj=args.nj)

@@ -250,6 +250,15 @@ def read_lines(path: Path) -> List[str]:
         return f.read().splitlines()
 
 
+def add_common_cli_args(parser) -> None:
+    """The options every corpus preparation CLI shares."""
+    parser.add_argument("--out_dir", default="data", help="where the data dirs go (default: data)")
+    parser.add_argument("--min_samples", type=int, default=400,
+                        help="drop utterances shorter than this many 16 kHz samples (default: 400)")
+    parser.add_argument("--nj", type=int, default=1, help="worker processes for probing files (default: 1)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+
+
 def setup_cli_logging(verbose: bool = False) -> None:
     # Per-file drop warnings are many on a real corpus; the summaries are INFO and always shown.
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,

@@ -29,7 +29,14 @@ import posixpath
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from espnet_speechclip.data.prepare import SPLITS, Candidate, prepare_corpus, require_file, setup_cli_logging
+from espnet_speechclip.data.prepare import (
+    Candidate,
+    SPLITS,
+    add_common_cli_args,
+    prepare_corpus,
+    require_file,
+    setup_cli_logging,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -184,11 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     env_arg("--spokencoco", "SPOKENCOCO", "SpokenCOCO folder holding SpokenCOCO_{train,val}.json and wavs/")
     env_arg("--mscoco", "MSCOCO", "MSCOCO 2014 folder holding train2014/ and val2014/")
     env_arg("--karpathy", "KARPATHY_COCO", "Karpathy split file dataset_coco.json")
-    parser.add_argument("--out_dir", default="data", help="where the data dirs go (default: data)")
-    parser.add_argument("--min_samples", type=int, default=400,
-                        help="drop utterances shorter than this many 16 kHz samples (default: 400)")
-    parser.add_argument("--nj", type=int, default=1, help="worker processes for probing files (default: 1)")
-    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    add_common_cli_args(parser)
     args = parser.parse_args(argv)
     setup_cli_logging(args.verbose)
     written = prepare_spokencoco(args.spokencoco, args.mscoco, args.karpathy, args.out_dir,
