@@ -101,7 +101,7 @@ class SpeechCLIPTask(AbsTask):
             default=50,
             help="Training batches: draw this many batches' worth of random utterances at a time, sort them "
             "by length and cut them into batches, so batches are new every epoch but hold little padding "
-            "(random batches of Flickr-like lengths are about 1/3 padding, groups of 50 about 1%%); "
+            "(random batches of utterances of 2-6.4 s are about 1/3 padding, groups of 50 about 1%%); "
             "1 = plain random batches",
         )
         for class_choices in cls.class_choices_list:
