@@ -416,16 +416,29 @@ def grouped_recall(sim: torch.Tensor, row_groups: torch.Tensor, col_groups: torc
         raise ValueError(f"sim {tuple(sim.shape)} does not match {row_groups.numel()} rows x {col_groups.numel()} columns")
     if not torch.isfinite(sim).all():
         raise ValueError("sim contains NaN or infinite scores")
+    # Group ids -> 0..G-1, so per-group maxima and counts are scatters into (rows, G) tensors instead
+    # of (rows, N_col) masks.
+    _, inverse = torch.unique(torch.cat([row_groups.view(-1), col_groups.view(-1)]), return_inverse=True)
+    rows_g, cols_g = inverse[: row_groups.numel()], inverse[row_groups.numel():]
+    n_groups = int(inverse.max()) + 1
+    has_cols = torch.zeros(n_groups, dtype=torch.bool, device=sim.device)
+    has_cols[cols_g] = True
     hits = torch.zeros(len(ks), dtype=torch.long)
     count = 0
     step = max(1, _CHUNK_ELEMS // max(1, sim.size(1)))
-    cols = col_groups.view(1, -1)
     for start in range(0, sim.size(0), step):
         block = sim[start : start + step]
-        same = row_groups[start : start + step].view(-1, 1) == cols
-        valid = same.any(dim=1)
-        target = block.masked_fill(~same, float("-inf")).amax(dim=1, keepdim=True)
-        rank = ((block >= target) & ~same).sum(dim=1)[valid]
+        own = rows_g[start : start + step].view(-1, 1)
+        index = cols_g.view(1, -1).expand_as(block)
+        group_max = torch.full((block.size(0), n_groups), float("-inf"), dtype=block.dtype, device=block.device)
+        group_max.scatter_reduce_(1, index, block, reduce="amax")
+        target = group_max.gather(1, own)  # best score among the row's own group
+        at_least = block >= target
+        own_at_least = torch.zeros(block.size(0), n_groups, dtype=torch.long, device=block.device)
+        own_at_least.scatter_add_(1, index, at_least.long())
+        rank = at_least.sum(dim=1) - own_at_least.gather(1, own).squeeze(1)
+        valid = has_cols[own.squeeze(1)]
+        rank = rank[valid]
         count += int(valid.sum())
         for i, k in enumerate(ks):
             hits[i] += int((rank < k).sum())
