@@ -13,12 +13,14 @@ Usage: ./run.sh [options]
   --corpus NAME                synth (default, generated here), flickr8k or spokencoco (paths in db.sh)
   --train_config "A [B ...]"   training config(s); one experiment each
   --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
-  --nj N                       parallel jobs / CPU workers for data stages   --inference_nj N  (threads)
+  --nj N                       parallel jobs of the data stages, and CPU threads of training (--ngpu 0)
+  --inference_nj N             CPU threads of the inference process
   --tag NAME                   experiment tag (default <corpus>_<config name>)
   --train_args "..."           extra options for espnet_speechclip.bin.speechclip_train
   --inference_args "..."       extra options for espnet_speechclip.bin.speechclip_inference
   --dumpdir DIR --expdir DIR   (dump, exp)
-  synth corpus: --synth_n_train --synth_n_dev --synth_n_test --synth_captions --synth_seed --clip_steps
+  synth corpus: --synth_n_train --synth_n_dev --synth_n_test --synth_captions --synth_seed
+                               --clip_steps (training steps of the stand-in CLIP, default 500)
 HELP
 )
 
@@ -29,7 +31,7 @@ train_config=""
 ngpu=0
 num_nodes=1
 nj=2
-inference_nj=1
+inference_nj=2
 tag=""
 train_args=""
 inference_args=""
@@ -40,7 +42,7 @@ synth_n_dev=200
 synth_n_test=200
 synth_captions=3
 synth_seed=0
-clip_steps=800
+clip_steps=500
 
 . ./path.sh
 . ./cmd.sh
@@ -149,8 +151,10 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
             data+=" --${mode}_shape_file ${dumpdir}/raw/${s}/utt2num_samples"
         done
         dist=""
+        threads=${OMP_NUM_THREADS}
         [ "${ngpu}" -gt 1 ] && dist="--multiprocessing_distributed true"
-        [ "${ngpu}" -eq 0 ] && dist="--use_amp false"
+        # on CPU the training process gets --nj threads (path.sh sets 1 for everything else)
+        [ "${ngpu}" -eq 0 ] && dist="--use_amp false" && threads=${nj}
         train_cmdline="python3 -m espnet_speechclip.bin.speechclip_train --config ${c} --output_dir ${exp} \
             --ngpu ${ngpu} --resume true ${dist} $(model_args "${c}") ${data} ${train_args}"
         log "training ${exp} (log: ${exp}/train.log)"
@@ -159,7 +163,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
                 --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
                 --multiprocessing_distributed true -- ${train_cmdline}
         else
-            ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" ${train_cmdline}
+            OMP_NUM_THREADS=${threads} ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" ${train_cmdline}
         fi
         grep "epoch results" "${exp}/train.log" | tail -n 1 | cut -c1-300 || true
     done
