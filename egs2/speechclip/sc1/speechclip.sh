@@ -152,7 +152,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         done
         dist=""
         threads=${OMP_NUM_THREADS}
-        [ "${ngpu}" -gt 1 ] && dist="--multiprocessing_distributed true"
+        [ "${ngpu}" -gt 0 ] && dist="--use_amp true"  # bf16 on GPUs that support it, else fp16
+        [ "${ngpu}" -gt 1 ] && dist="${dist} --multiprocessing_distributed true"
         # on CPU the training process gets --nj threads (path.sh sets 1 for everything else)
         [ "${ngpu}" -eq 0 ] && dist="--use_amp false" && threads=${nj}
         train_cmdline="python3 -m espnet_speechclip.bin.speechclip_train --config ${c} --output_dir ${exp} \
