@@ -64,7 +64,7 @@ def build_random(config: dict, workdir: str | Path | None = None, image_tower: b
     depend on it). ``image_tower`` builds the CLIP image tower too (part of the system even when
     training reads cached embeddings).
     """
-    from espnet_speechclip.task import build_speechclip
+    from espnet_speechclip.builder import build_speechclip
 
     config = copy.deepcopy(config)
     speech_conf = dict(config.get("speech_encoder_conf", {}))

@@ -28,24 +28,15 @@ with contextlib.redirect_stdout(sys.stderr):
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
 from espnet2.tasks.abs_task import AbsTask, IteratorOptions
-from espnet2.train.abs_espnet_model import AbsESPnetModel
-from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool
 
+from espnet_speechclip.builder import build_from_config, check_clip_conf, model_choices, speech_encoder_choices
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data_types import register_data_types
-from espnet_speechclip.encoders.clip import (
-    CLIPImageEncoder,
-    CLIPTextEncoder,
-    image_transform,
-    load_clip,
-    preprocess_cfg_from_config,
-    text_context_length,
-)
-from espnet_speechclip.encoders.speech import S3PRLSpeechEncoder
-from espnet_speechclip.models.speechclip import CascadedSpeechCLIP, HybridSpeechCLIP, ParallelSpeechCLIP, SpeechCLIP
+from espnet_speechclip.encoders.clip import image_transform, preprocess_cfg_from_config, text_context_length
+from espnet_speechclip.models.speechclip import SpeechCLIP
 from espnet_speechclip.preprocessor import SpeechCLIPPreprocessor
 from espnet_speechclip.sampler import EpochShuffleSampler
 from espnet_speechclip.trainer import RetrievalTrainer
@@ -54,20 +45,6 @@ logger = logging.getLogger(__name__)
 
 register_data_types()
 
-speech_encoder_choices = ClassChoices(
-    "speech_encoder",
-    classes=dict(s3prl=S3PRLSpeechEncoder),
-    type_check=torch.nn.Module,
-    default="s3prl",
-)
-model_choices = ClassChoices(
-    "model",
-    classes=dict(parallel=ParallelSpeechCLIP, cascaded=CascadedSpeechCLIP, hybrid=HybridSpeechCLIP),
-    type_check=AbsESPnetModel,
-    default="parallel",
-)
-
-CLIP_KEYS = ("model_name", "pretrained", "config_file")
 SPEECH_SHAPE_FILES = ("utt2num_samples", "speech_shape")
 
 
@@ -130,7 +107,7 @@ class SpeechCLIPTask(AbsTask):
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
         if not args.use_preprocessor:
             return None
-        clip_conf = _clip_conf(args)
+        clip_conf = check_clip_conf(args.clip_conf, need_weights=False)
         transform = None
         if args.image_input == "pixels":
             transform = image_transform(preprocess_cfg_from_config(**clip_conf))
@@ -180,36 +157,10 @@ class SpeechCLIPTask(AbsTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> SpeechCLIP:
-        clip_conf = _clip_conf(args)
-        if not clip_conf.get("pretrained"):
-            raise ValueError("clip_conf.pretrained is required (a tag such as openai, or a local weights file): "
-                             "frozen CLIP weights are not saved in checkpoints but rebuilt from the config")
-        model = build_speechclip(args.model, args.model_conf, args.speech_encoder_conf, clip_conf,
-                                 image_input=args.image_input, speech_encoder=args.speech_encoder)
+        model = build_from_config(vars(args))
         for shape_file in _speech_shape_files(args):
             check_min_length(shape_file, model.speech_encoder.min_samples)
         return model
-
-
-def build_speechclip(model: str, model_conf: dict, speech_encoder_conf: dict, clip_conf: dict,
-                     image_input: str = "embedding", speech_encoder: str = "s3prl") -> SpeechCLIP:
-    """Build a SpeechCLIP model from its config sections (also used with random CLIP weights by the
-    parameter-count tool, where ``clip_conf['pretrained']`` is None)."""
-    clip = load_clip(**clip_conf)
-    text_encoder = CLIPTextEncoder(clip)
-    image_encoder = CLIPImageEncoder(clip) if image_input == "pixels" else None
-    del clip  # only the towers kept above stay alive
-    encoder = speech_encoder_choices.get_class(speech_encoder)(**speech_encoder_conf)
-    return model_choices.get_class(model)(encoder, text_encoder, image_encoder, **model_conf)
-
-
-def _clip_conf(args: argparse.Namespace) -> dict:
-    unknown = set(args.clip_conf) - set(CLIP_KEYS)
-    if unknown:
-        raise ValueError(f"clip_conf has unknown keys {sorted(unknown)}; allowed: {CLIP_KEYS}")
-    if "model_name" not in args.clip_conf:
-        raise ValueError("clip_conf.model_name is required (e.g. ViT-B-32-quickgelu)")
-    return dict(args.clip_conf)
 
 
 def _speech_shape_files(args: argparse.Namespace) -> List[str]:

@@ -94,3 +94,14 @@ def test_layer_norm_option_normalises_each_hidden_state(tiny_hubert):
     feats, _ = enc(torch.randn(1, 4000), torch.tensor([4000]))
     # uniform weights over layer-normed states: the mean over features of each frame is ~0
     assert feats.mean(dim=-1).abs().max() < 1e-4
+
+
+def test_plugin_import_makes_s3prl_hub_importable():
+    """s3prl 0.4.18's hub imports two entries that call APIs torchaudio >= 2.9 removed (s3prl #575)."""
+    import subprocess
+    import sys
+
+    code = "import espnet_speechclip, s3prl.nn, s3prl.hub; print(len(s3prl.hub.options()) > 50)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("True")

@@ -4,6 +4,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,6 +85,21 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
             assert res["speech_to_image"][f"R@{k}"] == pytest.approx(stats[5]["valid"][f"{b}_s2i_r{k}"])
             assert res["image_to_speech"][f"R@{k}"] == pytest.approx(stats[5]["valid"][f"{b}_i2s_r{k}"])
             assert res["speech_to_text"][f"R@{k}"] == pytest.approx(stats[5]["valid"][f"{b}_s2t_r{k}"])
+    # the same in two parallel jobs and a merge, as the recipe's --inference_nj 2 runs it
+    split = tmp_path / "decode_split"
+    common = ["--config", str(out / "config.yaml"), "--model_file", str(out / "5epoch.pth"), "--data_dir",
+              str(corpus["dev"]), "--output_dir", str(split), "--image_emb_scp", str(corpus["img_emb_scp"]),
+              "--num_splits", "2"]
+    for j in ("1", "2"):
+        speechclip_inference.main(common + ["--split", j])
+    speechclip_inference.main(common + ["--merge"])
+    assert json.loads((split / "scores.json").read_text()) == scores
+    for f in dec.glob("*.npy"):
+        np.testing.assert_allclose(np.load(split / f.name), np.load(f), atol=1e-5)
+    for f in ("utt_list", "image_list", "keywords"):
+        if (dec / f).is_file():
+            assert (split / f).read_text() == (dec / f).read_text()
+
     if model != "parallel":
         assert "keyword_hit_rate" in scores["cascaded"]
         lines = (dec / "keywords").read_text().splitlines()

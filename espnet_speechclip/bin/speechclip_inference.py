@@ -8,6 +8,8 @@ or, with an archive from espnet_speechclip.bin.pack, ``--model exp/x/packed/mode
 ``--config`` and ``--model_file``.
 
 Writes the embeddings and keywords described in espnet_speechclip.inference and ``scores.json``.
+In N parallel jobs (what the recipe's ``--inference_nj N`` runs), job J adds ``--num_splits N --split J``,
+then one ``--num_splits N --merge`` call joins the parts, embeds the images and scores.
 """
 
 import argparse
@@ -15,7 +17,14 @@ import json
 import logging
 from pathlib import Path
 
-from espnet_speechclip.inference import embed_datadir, load_model
+from espnet_speechclip.inference import (
+    embed_datadir,
+    embed_images_of_datadir,
+    embed_utterances,
+    load_model,
+    merge_utterance_parts,
+    read_config,
+)
 from espnet_speechclip.scoring import score_decode_dir
 
 
@@ -32,6 +41,11 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--num_splits", type=int, default=1,
+                   help="parallel jobs: with --split J, embed only the J-th of N parts of the utterances into "
+                   "<output_dir>/split<N>/<J>/; with --merge, join those parts, embed the images and score")
+    p.add_argument("--split", type=int, default=None, help="this job's part (1..num_splits)")
+    p.add_argument("--merge", action="store_true", help="join the parts of --num_splits jobs")
     return p
 
 
@@ -51,9 +65,27 @@ def main(cmd=None) -> None:
         from espnet_speechclip.packing import unpack_model
 
         args.config, args.model_file = unpack_model(args.model)
-    model, train_args = load_model(args.config, args.model_file, args.device)
-    embed_datadir(model, train_args.clip_conf, args.data_dir, args.output_dir, args.image_emb_scp,
-                  args.batch_size, args.device)
+    if args.split is not None and args.merge:
+        parser.error("--split (a job) and --merge (after the jobs) exclude each other")
+    out_dir = Path(args.output_dir)
+    parts = out_dir / f"split{args.num_splits}"
+    if args.merge:
+        merge_utterance_parts([parts / str(j) for j in range(1, args.num_splits + 1)], out_dir)
+        # with the image cache the merge needs no model at all
+        model, clip_conf = None, read_config(args.config)["clip_conf"]
+        if args.image_emb_scp is None:
+            model, train_args = load_model(args.config, args.model_file, args.device)
+        embed_images_of_datadir(model, clip_conf, args.data_dir, out_dir, args.image_emb_scp, args.batch_size,
+                                args.device)
+    else:
+        model, train_args = load_model(args.config, args.model_file, args.device)
+        if args.split is not None:
+            embed_utterances(model, args.data_dir, parts / str(args.split), args.batch_size, args.device,
+                             split=(args.split, args.num_splits))
+            logging.info("wrote part %d of %d to %s", args.split, args.num_splits, parts / str(args.split))
+            return
+        embed_datadir(model, train_args.clip_conf, args.data_dir, out_dir, args.image_emb_scp,
+                      args.batch_size, args.device)
     scores = score_decode_dir(args.output_dir)
     out = Path(args.output_dir) / "scores.json"
     out.write_text(json.dumps(scores, indent=2), encoding="utf-8")

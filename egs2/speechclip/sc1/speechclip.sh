@@ -14,7 +14,7 @@ Usage: ./run.sh [options]
   --train_config "A [B ...]"   training config(s); one experiment each
   --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
   --nj N                       parallel jobs of the data stages, and CPU threads of training (--ngpu 0)
-  --inference_nj N             CPU threads of the inference process
+  --inference_nj N             parallel inference jobs (each embeds 1/N of the utterances)
   --tag NAME                   experiment tag (default <corpus>_<config name>)
   --train_args "..."           extra options for espnet_speechclip.bin.speechclip_train
   --inference_args "..."       extra options for espnet_speechclip.bin.speechclip_inference
@@ -176,11 +176,14 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         exp=$(exp_of "${c}")
         emb=$(python3 -m espnet_speechclip.bin.cache_images --config "${c}" --cache_root "${dumpdir}/image_emb" --print_dir)
         for s in ${dev_set} ${test_set}; do
-            ${decode_cmd} --gpu "${ngpu}" "${exp}/decode_${s}/inference.log" \
-                python3 -m espnet_speechclip.bin.speechclip_inference --config "${exp}/config.yaml" \
-                --model_file "${exp}/valid.mean_r10.best.pth" --data_dir "${dumpdir}/raw/${s}" \
-                --image_emb_scp "${emb}/img_emb.scp" --output_dir "${exp}/decode_${s}" \
-                --device "${device}" --num_threads "${inference_nj}" ${inference_args}
+            infer="python3 -m espnet_speechclip.bin.speechclip_inference --config ${exp}/config.yaml \
+                --model_file ${exp}/valid.mean_r10.best.pth --data_dir ${dumpdir}/raw/${s} \
+                --image_emb_scp ${emb}/img_emb.scp --output_dir ${exp}/decode_${s} --device ${device} \
+                --num_splits ${inference_nj} ${inference_args}"
+            # inference_nj jobs, each embedding one part of the utterances, then one merge that scores
+            ${decode_cmd} --gpu "${ngpu}" JOB=1:"${inference_nj}" "${exp}/decode_${s}/logdir/inference.JOB.log" \
+                ${infer} --split JOB
+            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" ${infer} --merge
             log "wrote ${exp}/decode_${s}"
         done
     done
