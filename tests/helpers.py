@@ -137,3 +137,22 @@ def training_data_args(train_dir: Path, valid_dir: Path = None, image_id_file: s
                  f"--{mode}_data_path_and_name_and_type", f"{d}/image_emb.scp,image_emb,npy",
                  f"--{mode}_shape_file", f"{d}/utt2num_samples"]
     return args
+
+
+def train_tiny_speechclip(root: Path, clip_conf: Dict[str, str], config: Path, hubert: Path = None,
+                          extra: List[str] = ()) -> Dict[str, Path]:
+    """Train a tiny SpeechCLIP for one epoch through the real entry point on a 4-image corpus (images
+    as cached embeddings); with ``hubert`` its upstream is that local checkpoint."""
+    from espnet_speechclip.bin import speechclip_train
+    from espnet_speechclip.image_cache import cache_image_embeddings, write_utt_emb_scp
+
+    data = make_tiny_corpus(root / "corpus", 4, 2, seed=0, split="train")
+    cache = cache_image_embeddings(data / "img.scp", clip_conf, root / "image_emb", progress=False)
+    write_utt_emb_scp(data / "utt2img", cache / "img_emb.scp", data / "image_emb.scp")
+    exp = root / "exp"
+    cmd = ["--config", str(config), "--output_dir", str(exp), "--ngpu", "0", "--max_epoch", "1",
+           "--clip_conf", f"pretrained={clip_conf['pretrained']}", "--clip_conf", f"config_file={clip_conf['config_file']}"]
+    if hubert is not None:
+        cmd += ["--speech_encoder_conf", "upstream=hubert_local", "--speech_encoder_conf", f"path_or_url={hubert}"]
+    speechclip_train.main(cmd + list(extra) + training_data_args(data))
+    return dict(exp=exp, data=data, img_emb_scp=cache / "img_emb.scp")

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 import yaml
 
-from espnet_speechclip.bin import format_audio, pack, speechclip_inference, speechclip_train
+from espnet_speechclip.bin import format_audio, pack, speechclip_inference
 from espnet_speechclip.data import format as fmt
 from espnet_speechclip.data.datadir import Utterance, read_datadir, read_kv, write_datadir
 from espnet_speechclip.data.media import MediaError, write_wav
@@ -118,9 +118,8 @@ def test_format_names_missing_and_corrupt_files(mixed_datadir, tmp_path):
 def trained(tmp_path_factory, tiny_clip, tiny_hubert):
     """A tiny parallel model trained 1 epoch through the real entry point, on a local HuBERT checkpoint,
     CLIP weights and CLIP JSON that are private copies (the test deletes them later)."""
-    from helpers import make_tiny_corpus, training_data_args
+    from helpers import train_tiny_speechclip
 
-    from espnet_speechclip.image_cache import cache_image_embeddings, write_utt_emb_scp
 
     root = tmp_path_factory.mktemp("pack")
     local = root / "local"
@@ -130,17 +129,9 @@ def trained(tmp_path_factory, tiny_clip, tiny_hubert):
     hubert = Path(shutil.copy(tiny_hubert, local / "hubert.pt"))
     clip_conf = dict(model_name="tiny-clip", pretrained=str(clip_weights), config_file=str(clip_json))
 
-    data = make_tiny_corpus(root / "corpus", 4, 2, seed=0, split="train")
-    cache = cache_image_embeddings(data / "img.scp", clip_conf, root / "image_emb", progress=False)
-    write_utt_emb_scp(data / "utt2img", cache / "img_emb.scp", data / "image_emb.scp")
-    args = training_data_args(data)
-    exp = root / "exp"
-    speechclip_train.main(["--config", str(CONF / "parallel.yaml"), "--output_dir", str(exp), "--ngpu", "0",
-                           "--max_epoch", "1", "--clip_conf", f"pretrained={clip_weights}",
-                           "--clip_conf", f"config_file={clip_json}",
-                           "--speech_encoder_conf", "upstream=hubert_local",
-                           "--speech_encoder_conf", f"path_or_url={hubert}", *args])
-    return dict(root=root, exp=exp, local=local, data=data, img_emb_scp=cache / "img_emb.scp",
+    out = train_tiny_speechclip(root, clip_conf, CONF / "parallel.yaml", hubert)
+    exp, data, img_emb_scp = out["exp"], out["data"], out["img_emb_scp"]
+    return dict(root=root, exp=exp, local=local, data=data, img_emb_scp=img_emb_scp,
                 model_file=exp / "1epoch.pth")
 
 

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from espnet_speechclip.api import Hit, SpeechCLIPPipeline
-from espnet_speechclip.bin import asr_inference, asr_train, query, speechclip_inference, speechclip_train
+from espnet_speechclip.bin import asr_inference, asr_train, query, speechclip_inference
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import MediaError, write_wav
 
@@ -29,25 +29,15 @@ ASR_CONF = ROOT / "conf" / "asr" / "speechclip_ctc.yaml"
 @pytest.fixture(scope="module")
 def sc(tmp_path_factory, tiny_clip, tiny_hubert):
     """A tiny hybrid SpeechCLIP trained 1 epoch (exp dir + packed archive) and its data."""
-    from helpers import make_tiny_corpus, training_data_args
+    from helpers import train_tiny_speechclip
 
-    from espnet_speechclip.image_cache import cache_image_embeddings, write_utt_emb_scp
     from espnet_speechclip.packing import pack_model
 
     root = tmp_path_factory.mktemp("reuse")
-    data = make_tiny_corpus(root / "corpus", 4, 2, seed=0, split="train")
-    cache = cache_image_embeddings(data / "img.scp", tiny_clip, root / "image_emb", progress=False)
-    write_utt_emb_scp(data / "utt2img", cache / "img_emb.scp", data / "image_emb.scp")
-    args = training_data_args(data)
-    exp = root / "exp"
-    speechclip_train.main(["--config", str(TINY / "hybrid.yaml"), "--output_dir", str(exp), "--ngpu", "0",
-                           "--max_epoch", "1", "--clip_conf", f"pretrained={tiny_clip['pretrained']}",
-                           "--clip_conf", f"config_file={tiny_clip['config_file']}",
-                           "--speech_encoder_conf", "upstream=hubert_local",
-                           "--speech_encoder_conf", f"path_or_url={tiny_hubert}",
-                           # HuBERT's 20 ms frames, so that CTC has a frame per character
-                           "--speech_encoder_conf", "subsampling=1", "--speech_encoder_conf", "positional=false",
-                           *args])
+    out = train_tiny_speechclip(root, tiny_clip, TINY / "hybrid.yaml", tiny_hubert, extra=[
+        # HuBERT's 20 ms frames, so that CTC has a frame per character
+        "--speech_encoder_conf", "subsampling=1", "--speech_encoder_conf", "positional=false"])
+    exp, data = out["exp"], out["data"]
     weights = exp / "valid.mean_r10.best.pth"
     archive = pack_model(exp / "config.yaml", weights, root / "packed" / "model.zip")
 

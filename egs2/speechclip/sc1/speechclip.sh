@@ -130,6 +130,9 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
         --text "${dumpdir}/raw/${train_set}/text" --out "${codebook}"
 fi
 
+emb_of() {  # image-embedding cache folder of a config's CLIP
+    python3 -m espnet_speechclip.bin.cache_images --config "$1" --cache_root "${dumpdir}/image_emb" --print_dir
+}
 model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
     case "$(conf_get "$1" model)" in
         cascaded|hybrid) echo "--model_conf cascaded_conf.codebook=${codebook}" ;;
@@ -140,7 +143,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     log "Stage 5: training"
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
-        emb=$(python3 -m espnet_speechclip.bin.cache_images --config "${c}" --cache_root "${dumpdir}/image_emb" --print_dir)
+        emb=$(emb_of "${c}")
         mkdir -p "${exp}"
         data=""
         for mode_set in "train:${train_set}" "valid:${dev_set}"; do
@@ -174,7 +177,7 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     log "Stage 6: inference on ${dev_set} ${test_set}"
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
-        emb=$(python3 -m espnet_speechclip.bin.cache_images --config "${c}" --cache_root "${dumpdir}/image_emb" --print_dir)
+        emb=$(emb_of "${c}")
         for s in ${dev_set} ${test_set}; do
             infer="python3 -m espnet_speechclip.bin.speechclip_inference --config ${exp}/config.yaml \
                 --model_file ${exp}/valid.mean_r10.best.pth --data_dir ${dumpdir}/raw/${s} \
