@@ -64,23 +64,19 @@ def build_random(config: dict, workdir: str | Path | None = None, image_tower: b
     depend on it). ``image_tower`` builds the CLIP image tower too (part of the system even when
     training reads cached embeddings).
     """
-    from espnet_speechclip.builder import build_speechclip
+    from espnet_speechclip.builder import build_from_config
 
-    config = copy.deepcopy(config)
-    speech_conf = dict(config.get("speech_encoder_conf", {}))
+    config = copy.deepcopy(dict(config))
+    speech_conf = config.setdefault("speech_encoder_conf", {})
     upstream = speech_conf.get("upstream", "hubert")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="speechclip_random_"))
     if upstream in HUBERT_ARCHITECTURES:
         speech_conf["upstream"] = "hubert_local"
         speech_conf["path_or_url"] = str(write_random_hubert(upstream, workdir / f"{upstream}.pt"))
-    clip_conf = dict(config["clip_conf"], pretrained=None)
-    model_conf = copy.deepcopy(config.get("model_conf", {}))
-    cascaded = model_conf.get("cascaded_conf")
+    cascaded = config.get("model_conf", {}).get("cascaded_conf")
     if cascaded is not None and cascaded.get("codebook", "full") != "full" and not Path(cascaded["codebook"]).is_file():
         cascaded["codebook"] = "full"
-    return build_speechclip(config.get("model", "parallel"), model_conf, speech_conf, clip_conf,
-                            image_input="pixels" if image_tower else config.get("image_input", "embedding"),
-                            speech_encoder=config.get("speech_encoder", "s3prl"))
+    return build_from_config(config, clip_weights=False, image_tower=image_tower or None)
 
 
 def count_parameters(model: torch.nn.Module) -> Dict[str, int]:

@@ -6,7 +6,7 @@ scoring, packing and the Python API rebuild models from a config without it.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 import torch
 from espnet2.train.abs_espnet_model import AbsESPnetModel
@@ -58,13 +58,18 @@ def build_speechclip(model: str, model_conf: dict, speech_encoder_conf: dict, cl
     return model_choices.get_class(model)(encoder, text_encoder, image_encoder, **model_conf)
 
 
-def build_from_config(config: Mapping, clip_weights: bool = True) -> SpeechCLIP:
-    """Build the model of a training config (a dict of ``config.yaml``); ``clip_weights=False`` builds CLIP
-    with random weights."""
+def build_from_config(config: Mapping, clip_weights: bool = True, image_tower: Optional[bool] = None) -> SpeechCLIP:
+    """Build the model of a training config (a dict of ``config.yaml``).
+
+    ``clip_weights=False`` builds CLIP with random weights. ``image_tower`` overrides whether the CLIP
+    image tower is built (default: when the config trains on pixels and CLIP has its weights; a random
+    tower serves nobody but a parameter count)."""
     clip_conf = check_clip_conf(config["clip_conf"], need_weights=clip_weights)
     if not clip_weights:
         clip_conf["pretrained"] = None
+    if image_tower is None:
+        image_tower = clip_weights and config.get("image_input", "embedding") == "pixels"
     return build_speechclip(config.get("model", "parallel"), config.get("model_conf", {}),
                             config.get("speech_encoder_conf", {}), clip_conf,
-                            image_input=config.get("image_input", "embedding") if clip_weights else "embedding",
+                            image_input="pixels" if image_tower else "embedding",
                             speech_encoder=config.get("speech_encoder", "s3prl"))

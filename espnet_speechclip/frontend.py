@@ -20,7 +20,6 @@ SpeechCLIP config when the frontend is built).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional, Tuple, Union
 
 import torch

@@ -10,20 +10,15 @@ Data names:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import sys
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
-import numpy as np
 import torch
 
-# ESPnet's attention module prints "Failed to import Flash Attention" to STDOUT on import; import it
-# first with stdout redirected, so that `--print_config > conf.yaml` stays clean. (Only that module:
-# AbsTask.print_config binds sys.stdout as a default argument at import time.)
-with contextlib.redirect_stdout(sys.stderr):
-    import espnet.nets.pytorch_backend.transformer.attention  # noqa: F401
+from espnet_speechclip.registration import quiet_espnet_import
+
+quiet_espnet_import()  # before espnet2's modules: keeps `--print_config > conf.yaml` clean
 
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.iterators.sequence_iter_factory import SequenceIterFactory

@@ -7,7 +7,7 @@ train time), and the sequence [SOT, kw_1..kw_K, EOT] runs through the frozen CLI
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn.functional as F
