@@ -23,7 +23,8 @@ def main(cmd=None) -> None:
         from espnet_speechclip.architectures import count_parameters
         from espnet_speechclip.inference import load_model
 
-        model, _ = load_model(f"{args.exp_dir}/config.yaml", args.model_file)
+        # the counts need the architecture and the trained weights, not CLIP's pretrained weights
+        model, _ = load_model(f"{args.exp_dir}/config.yaml", args.model_file, clip_weights=False)
         params = count_parameters(model)
     extra = []
     if args.data_root:
