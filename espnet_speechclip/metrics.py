@@ -414,34 +414,54 @@ def grouped_recall(sim: torch.Tensor, row_groups: torch.Tensor, col_groups: torc
     ks = _check_ks(ks)
     if sim.dim() != 2 or sim.shape != (row_groups.numel(), col_groups.numel()):
         raise ValueError(f"sim {tuple(sim.shape)} does not match {row_groups.numel()} rows x {col_groups.numel()} columns")
-    if not torch.isfinite(sim).all():
-        raise ValueError("sim contains NaN or infinite scores")
-    # Group ids -> 0..G-1, so per-group maxima and counts are scatters into (rows, G) tensors instead
-    # of (rows, N_col) masks.
-    _, inverse = torch.unique(torch.cat([row_groups.view(-1), col_groups.view(-1)]), return_inverse=True)
-    rows_g, cols_g = inverse[: row_groups.numel()], inverse[row_groups.numel():]
-    n_groups = int(inverse.max()) + 1
-    has_cols = torch.zeros(n_groups, dtype=torch.bool, device=sim.device)
-    has_cols[cols_g] = True
-    hits = torch.zeros(len(ks), dtype=torch.long)
-    count = 0
-    step = max(1, _CHUNK_ELEMS // max(1, sim.size(1)))
-    for start in range(0, sim.size(0), step):
-        block = sim[start : start + step]
-        own = rows_g[start : start + step].view(-1, 1)
-        index = cols_g.view(1, -1).expand_as(block)
-        group_max = torch.full((block.size(0), n_groups), float("-inf"), dtype=block.dtype, device=block.device)
-        group_max.scatter_reduce_(1, index, block, reduce="amax")
-        target = group_max.gather(1, own)  # best score among the row's own group
-        at_least = block >= target
-        own_at_least = torch.zeros(block.size(0), n_groups, dtype=torch.long, device=block.device)
-        own_at_least.scatter_add_(1, index, at_least.long())
-        rank = at_least.sum(dim=1) - own_at_least.gather(1, own).squeeze(1)
-        valid = has_cols[own.squeeze(1)]
-        rank = rank[valid]
-        count += int(valid.sum())
-        for i, k in enumerate(ks):
-            hits[i] += int((rank < k).sum())
+    if not sim.is_floating_point():
+        raise TypeError(f"sim must hold floating-point scores, got dtype {sim.dtype}")
+    own_cols, own_valid, has_cols = _group_columns(row_groups.view(-1).cpu(), col_groups.view(-1).cpu())
+    own_cols, own_valid = own_cols.to(sim.device), own_valid.to(sim.device)
+    has_cols = has_cols.to(sim.device)
+    count = int(has_cols.sum())
     if count == 0:
         raise ValueError("no row has a column of its own group")
+    hits = torch.zeros(len(ks), dtype=torch.long)
+    # Row blocks are views, never copies: a transposed ``sim`` (text->speech) is then read in place,
+    # which costs about what the row-major direction does, where a gather of rows would copy it.
+    step = max(1, _CHUNK_ELEMS // max(1, sim.size(1)))
+    for start in range(0, sim.size(0), step):
+        block = sim[start : start + step]  # (R, N_col)
+        if not bool(torch.isfinite(block).all()):
+            raise ValueError("sim contains NaN or infinite scores")
+        cols, valid = own_cols[start : start + step], own_valid[start : start + step]  # (R, C) own columns
+        own = block.gather(1, cols)
+        target = own.masked_fill(~valid, float("-inf")).amax(dim=1, keepdim=True)  # best own-group score
+        rank = (block >= target).sum(dim=1) - ((own >= target) & valid).sum(dim=1)
+        rank = rank[has_cols[start : start + step]]  # rows without an own column are not queries
+        for i, k in enumerate(ks):
+            hits[i] += int((rank < k).sum())
     return {f"R@{k}": 100.0 * int(h) / count for k, h in zip(ks, hits)}
+
+
+def _group_columns(row_groups: torch.Tensor, col_groups: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The columns of each row's own group as a padded table.
+
+    Args:
+        row_groups: (N_row,) and col_groups: (N_col,) integer group ids.
+    Returns:
+        ``(cols, valid, has_cols)``: cols (N_row, C) long column indices of the row's group, padded with
+        column 0 where ``valid`` (N_row, C) is False; has_cols (N_row,) bool, the row's group has a column.
+        C is the largest group's column count.
+    """
+    _, inverse = torch.unique(torch.cat([row_groups, col_groups]), return_inverse=True)
+    rows_g, cols_g = inverse[: row_groups.numel()], inverse[row_groups.numel():]
+    n_groups = int(inverse.max()) + 1 if inverse.numel() else 0
+    counts = torch.bincount(cols_g, minlength=n_groups)  # (G,)
+    width = max(1, int(counts.max()) if counts.numel() else 1)
+    # Sort columns by group; a column's slot in its group's row is its position after the group start.
+    order = torch.argsort(cols_g, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(cols_g.numel()) - starts[cols_g[order]]
+    table = torch.zeros(n_groups, width, dtype=torch.long)
+    filled = torch.zeros(n_groups, width, dtype=torch.bool)
+    table[cols_g[order], slot] = order
+    filled[cols_g[order], slot] = True
+    return table[rows_g], filled[rows_g], counts[rows_g] > 0

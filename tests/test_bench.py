@@ -3,6 +3,9 @@ batch sampler. No timing assertions: the numbers depend on the machine."""
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,41 +26,43 @@ def load_bench(name: str):
 
 
 @pytest.fixture(scope="module")
-def step_report(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "train_step.json"
-    report = load_bench("train_step").main(
-        [a for c in TINY for a in ("--config", c)]
-        + ["--device", "cpu", "--batch_size", "4", "--seconds", "0.5", "--steps", "2", "--warmup", "1",
-           "--json", str(out)])
-    return report, out
+def rehearsal(tmp_path_factory):
+    """bench/gpu_checks.sh, the one command a lent GPU gets, rehearsed on the CPU with the tiny configs."""
+    out = tmp_path_factory.mktemp("gpu_checks")
+    env = dict(os.environ, REHEARSAL="1", OUT=str(out), TMPDIR=str(out.parent),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["bash", "bench/gpu_checks.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
 
 
-def test_train_step_reports_every_variant(step_report, capsys):
-    report, out = step_report
-    assert json.loads(out.read_text()) == report
+def test_gpu_checks_rehearsal_writes_every_result(rehearsal):
+    assert sorted(p.name for p in rehearsal.iterdir()) == [
+        "data_pipeline.json", "env.txt", "log.txt", "profile_large.txt", "train_step_base.json",
+        "train_step_large.json"]
+    log = (rehearsal / "log.txt").read_text()
+    assert "| config | variant | dtype |" in log and "step / authors' step" in log and "loader / step" in log
+    assert "imports:" in log
+    assert "## conf/tiny/parallel.yaml step, bf16, 4 x 1 s" in (rehearsal / "profile_large.txt").read_text()
+
+
+def test_train_step_reports_every_variant(rehearsal):
+    report = json.loads((rehearsal / "train_step_base.json").read_text())
+    configs = [str(Path(c).relative_to(ROOT)) for c in TINY]
     by_config = {}
     for r in report["results"]:
         by_config.setdefault(r["config"], []).append(r)
         assert r["utt_per_s"] > 0 and r["ms_per_iter"] > 0 and r["peak_mem_mib"] > 0
-        assert r["batch_size"] == 4 and r["seconds"] == 0.5
-        assert r["dtype"] == "fp32"  # the authors' fp16 only on a GPU: a CPU emulates fp16
-    assert sorted(by_config) == sorted(TINY)
+        assert r["batch_size"] == 4 and r["seconds"] == 1.0
+        assert r["dtype"] == "bf16"  # the authors' fp16 only on a GPU: a CPU emulates fp16
+    assert sorted(by_config) == sorted(configs)
     for rows in by_config.values():
         assert [r["variant"] for r in rows] == ["bound", "step", "authors_step", "inference"]
         assert rows[0]["ratio_to_bound"] == 1.0
-    assert [s["config"] for s in report["summary"]] == TINY
+    assert [s["config"] for s in report["summary"]] == configs
     for s in report["summary"]:
         assert set(s) == {"config", "step_over_bound", "step_over_authors", "inference_over_bound"}
-
-
-def test_train_step_prints_markdown_and_profiles(tmp_path, capsys):
-    profile = tmp_path / "profile.txt"
-    load_bench("train_step").main(["--config", TINY[0], "--device", "cpu", "--batch_size", "2", "--seconds", "0.5",
-                                   "--steps", "1", "--warmup", "0", "--profile", str(profile)])
-    table = capsys.readouterr().out
-    assert "| config | variant | dtype |" in table and "| authors_step | fp32 |" in table
-    assert "step / authors' step" in table
-    assert f"## {TINY[0]} step, fp32, 2 x 0.5 s" in profile.read_text()
 
 
 def test_authors_text_pass_is_the_same_function(tiny_clip):
@@ -77,12 +82,11 @@ def test_scoring_bench_small():
     assert all(s >= 0 for s in report["seconds"].values())
 
 
-def test_data_pipeline_on_tiny_fixture(step_report, tmp_path):
-    _, step_json = step_report
+def test_data_pipeline_with_a_worker(rehearsal, tmp_path):
     out = tmp_path / "data.json"
     r = load_bench("data_pipeline").main(
         ["--config", TINY[0], "--batch_size", "4", "--num_workers", "1", "--num_utts", "24", "--seconds", "1.0",
-         "--min_seconds", "0.3", "--step_json", str(step_json), "--json", str(out)])
+         "--min_seconds", "0.3", "--step_json", str(rehearsal / "train_step_large.json"), "--json", str(out)])
     assert json.loads(out.read_text()) == r
     assert r["num_utts"] == 24 and r["batches"] == 6 and r["num_workers"] == 1
     assert r["utt_per_s_steady"] > 0 and r["loader_over_step"] > 0

@@ -371,3 +371,46 @@ def test_grouped_recall_against_loop_reference():
     img = torch.tensor([0, 0, 1, 2, 2, 3])
     s = torch.randn(6, 4, generator=g)
     assert grouped_recall(s, img, torch.arange(4)) == retrieval_recall(s, img)["speech_to_image"]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_grouped_recall_uneven_groups_against_loop_reference(seed):
+    """Rows and columns with different groupings, groups of any size, rows whose group has no column
+    (skipped), columns whose group has no row, arbitrary (non-contiguous) group ids, small chunks."""
+    from espnet_speechclip import metrics
+
+    g = torch.Generator().manual_seed(seed)
+    n_row, n_col = 23, 17
+    row_groups = torch.randint(0, 9, (n_row,), generator=g) * 7 - 5
+    col_groups = torch.randint(0, 9, (n_col,), generator=g) * 7 - 5
+    sim = torch.randint(0, 5, (n_row, n_col), generator=g).double()  # many ties
+    ref, count = {1: 0, 3: 0, 5: 0}, 0
+    for i in range(n_row):
+        own = [float(sim[i, j]) for j in range(n_col) if col_groups[j] == row_groups[i]]
+        if not own:
+            continue
+        count += 1
+        rank = sum(1 for j in range(n_col) if col_groups[j] != row_groups[i] and float(sim[i, j]) >= max(own))
+        for k in ref:
+            ref[k] += rank < k
+    expected = {f"R@{k}": 100.0 * h / count for k, h in ref.items()}
+    assert metrics.grouped_recall(sim, row_groups, col_groups, ks=(1, 3, 5)) == expected
+    old_chunk = metrics._CHUNK_ELEMS
+    try:
+        metrics._CHUNK_ELEMS = 2 * n_col  # two rows per chunk
+        assert metrics.grouped_recall(sim, row_groups, col_groups, ks=(1, 3, 5)) == expected
+    finally:
+        metrics._CHUNK_ELEMS = old_chunk
+
+
+def test_grouped_recall_rejects_rows_without_own_columns():
+    from espnet_speechclip.metrics import grouped_recall
+
+    with pytest.raises(ValueError, match="no row has a column"):
+        grouped_recall(torch.zeros(2, 2), torch.tensor([0, 1]), torch.tensor([2, 3]))
+    with pytest.raises(ValueError, match="does not match"):
+        grouped_recall(torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="NaN"):
+        grouped_recall(torch.tensor([[0.0, float("nan")], [1.0, 0.0]]), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    with pytest.raises(TypeError, match="floating"):
+        grouped_recall(torch.zeros(2, 2, dtype=torch.long), torch.tensor([0, 1]), torch.tensor([0, 1]))
