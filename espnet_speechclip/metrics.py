@@ -416,9 +416,9 @@ def grouped_recall(sim: torch.Tensor, row_groups: torch.Tensor, col_groups: torc
         raise ValueError(f"sim {tuple(sim.shape)} does not match {row_groups.numel()} rows x {col_groups.numel()} columns")
     if not sim.is_floating_point():
         raise TypeError(f"sim must hold floating-point scores, got dtype {sim.dtype}")
-    own_cols, own_valid, has_cols = _group_columns(row_groups.view(-1).cpu(), col_groups.view(-1).cpu())
+    own_cols, own_valid = _group_columns(row_groups.view(-1).cpu(), col_groups.view(-1).cpu())
     own_cols, own_valid = own_cols.to(sim.device), own_valid.to(sim.device)
-    has_cols = has_cols.to(sim.device)
+    has_cols = own_valid[:, 0]  # a group's first slot is filled iff it has a column
     count = int(has_cols.sum())
     if count == 0:
         raise ValueError("no row has a column of its own group")
@@ -441,15 +441,14 @@ def grouped_recall(sim: torch.Tensor, row_groups: torch.Tensor, col_groups: torc
 
 
 def _group_columns(row_groups: torch.Tensor, col_groups: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """The columns of each row's own group as a padded table.
 
     Args:
         row_groups: (N_row,) and col_groups: (N_col,) integer group ids.
     Returns:
-        ``(cols, valid, has_cols)``: cols (N_row, C) long column indices of the row's group, padded with
-        column 0 where ``valid`` (N_row, C) is False; has_cols (N_row,) bool, the row's group has a column.
-        C is the largest group's column count.
+        ``(cols, valid)``: cols (N_row, C) long column indices of the row's group, left-aligned and padded
+        with column 0 where ``valid`` (N_row, C) is False. C is the largest group's column count.
     """
     _, inverse = torch.unique(torch.cat([row_groups, col_groups]), return_inverse=True)
     rows_g, cols_g = inverse[: row_groups.numel()], inverse[row_groups.numel():]
@@ -464,4 +463,4 @@ def _group_columns(row_groups: torch.Tensor, col_groups: torch.Tensor
     filled = torch.zeros(n_groups, width, dtype=torch.bool)
     table[cols_g[order], slot] = order
     filled[cols_g[order], slot] = True
-    return table[rows_g], filled[rows_g], counts[rows_g] > 0
+    return table[rows_g], filled[rows_g]
