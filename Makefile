@@ -1,12 +1,13 @@
 # Two commands set everything up on a fresh machine:
 #   make test   create .venv (if missing), install the package with its test extra, run the tests
+#   make lint   the same set-up, then ruff check and ruff format --check
 #   make demo   same set-up, then run the recipe's self-contained default (egs2/speechclip/sc1)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo clean
+.PHONY: install lint test demo clean
 
 # pip is left at the venv's version on purpose: pip >= 25 refuses espnet's dependency ci_sdr
 # (it declares a direct-URL extra), older pips install it.
@@ -16,6 +17,10 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 16000
@@ -48,7 +47,7 @@ def clip_embed_dim(clip_conf: dict) -> int:
     is built)."""
     import open_clip
 
-    from espnet_speechclip.encoders.clip import _register_config
+    from espnet_speechclip.models.clip import _register_config
 
     config_file = clip_conf.get("config_file")
     if config_file and not Path(config_file).is_file():
@@ -60,8 +59,9 @@ def clip_embed_dim(clip_conf: dict) -> int:
     return int(model_cfg["embed_dim"])
 
 
-def write_fixture(root: Path, num_utts: int, min_seconds: float, seconds: float, embed_dim: int,
-                  seed: int = 0) -> Dict[str, Path]:
+def write_fixture(
+    root: Path, num_utts: int, min_seconds: float, seconds: float, embed_dim: int, seed: int = 0
+) -> Dict[str, Path]:
     """Wavs, embeddings and lists under ``root``; returns the list files by name."""
     import soundfile
 
@@ -91,21 +91,38 @@ def write_fixture(root: Path, num_utts: int, min_seconds: float, seconds: float,
     return lists
 
 
-def build_loader(config: str, lists: Dict[str, Path], batch_size: int, num_workers: int, ngpu: int,
-                 num_batches: int):
+def build_loader(
+    config: str, lists: Dict[str, Path], batch_size: int, num_workers: int, ngpu: int, num_batches: int
+):
     """The training iterator of epoch 1, as ``speechclip_train`` builds it; and the parsed args."""
     from espnet2.train.distributed_utils import DistributedOption
 
-    from espnet_speechclip.task import SpeechCLIPTask
+    from espnet_speechclip.training.task import SpeechCLIPTask
 
-    argv = ["--config", config, "--ngpu", str(ngpu), "--batch_size", str(batch_size),
-            "--num_workers", str(num_workers), "--num_iters_per_epoch", str(num_batches),
-            "--train_data_path_and_name_and_type", f"{lists['wav.scp']},speech,sound_16k",
-            "--train_data_path_and_name_and_type", f"{lists['utt2img']},image_id,text",
-            "--train_data_path_and_name_and_type", f"{lists['image_emb.scp']},image_emb,npy",
-            "--train_shape_file", str(lists["utt2num_samples"])]
+    argv = [
+        "--config",
+        config,
+        "--ngpu",
+        str(ngpu),
+        "--batch_size",
+        str(batch_size),
+        "--num_workers",
+        str(num_workers),
+        "--num_iters_per_epoch",
+        str(num_batches),
+        "--train_data_path_and_name_and_type",
+        f"{lists['wav.scp']},speech,sound_16k",
+        "--train_data_path_and_name_and_type",
+        f"{lists['utt2img']},image_id,text",
+        "--train_data_path_and_name_and_type",
+        f"{lists['image_emb.scp']},image_emb,npy",
+        "--train_shape_file",
+        str(lists["utt2num_samples"]),
+    ]
     args = SpeechCLIPTask.get_parser().parse_args(argv)
-    factory = SpeechCLIPTask.build_iter_factory(args, DistributedOption(distributed=False, ngpu=ngpu), "train")
+    factory = SpeechCLIPTask.build_iter_factory(
+        args, DistributedOption(distributed=False, ngpu=ngpu), "train"
+    )
     return factory.build_iter(1), args
 
 
@@ -142,7 +159,7 @@ def padding_of(lengths: List[np.ndarray], crop: Optional[int]) -> float:
 def random_batch_padding(shape_file: Path, batch_size: int, crop: Optional[int], epochs: int = 3) -> float:
     """Padding share of plain random batches (group 1) over the same utterances, mean of a few epochs."""
     from espnet_speechclip.data.datadir import read_kv
-    from espnet_speechclip.sampler import EpochShuffleSampler, padding_fraction
+    from espnet_speechclip.training.sampler import EpochShuffleSampler, padding_fraction
 
     lengths = {k: int(v.split(",")[0]) for k, v in read_kv(shape_file).items()}
     sampler = EpochShuffleSampler(list(lengths), batch_size)
@@ -163,16 +180,26 @@ def step_consumption(step_jsons: List[str]) -> Dict[str, object]:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(ROOT / "conf" / "paper" / "parallel_large.yaml"),
-                        help="training config: CLIP width, crop, sampler and (by default) worker count")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config",
+        default=str(ROOT / "conf" / "paper" / "parallel_large.yaml"),
+        help="training config: CLIP width, crop, sampler and (by default) worker count",
+    )
     parser.add_argument("--batch_size", type=int, default=64, help="utterances per batch (one GPU's share)")
-    parser.add_argument("--num_workers", type=int, default=None, help="loader workers (default: the config's)")
+    parser.add_argument(
+        "--num_workers", type=int, default=None, help="loader workers (default: the config's)"
+    )
     parser.add_argument("--num_utts", type=int, default=2048, help="utterances in the fixture")
     parser.add_argument("--seconds", type=float, default=6.4, help="longest utterance")
     parser.add_argument("--min_seconds", type=float, default=2.0, help="shortest utterance")
-    parser.add_argument("--step_json", action="append",
-                        help="bench/train_step.py output to compare the loader with (repeatable)")
+    parser.add_argument(
+        "--step_json",
+        action="append",
+        help="bench/train_step.py output to compare the loader with (repeatable)",
+    )
     parser.add_argument("--json", help="write the results here as JSON")
     args = parser.parse_args(argv)
     if not 0 < args.min_seconds <= args.seconds:
@@ -186,11 +213,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
     import torch
 
     args = parse_args(argv)
-    with open(args.config, encoding="utf-8") as f:
-        config = yaml.safe_load(f)
+    from espnet_speechclip.config import config_value, read_config
+
+    config = read_config(args.config)
     num_workers = config.get("num_workers", 1) if args.num_workers is None else args.num_workers
     ngpu = 1 if torch.cuda.is_available() else 0
-    crop = config.get("speech_encoder_conf", {}).get("max_train_samples", 102400)
+    crop = config_value(config, "speech_encoder_conf.max_train_samples")
     num_batches = args.num_utts // args.batch_size
     with tempfile.TemporaryDirectory(prefix="speechclip_data_bench_") as tmp:
         embed_dim = clip_embed_dim(config["clip_conf"])
@@ -206,13 +234,23 @@ def main(argv: Optional[List[str]] = None) -> dict:
     steady = sum(sizes[half + 1 :]) / window
     audio_steady = sum(int(ls.sum()) for ls in run["lengths"][half + 1 :]) / SAMPLE_RATE / window
     result = dict(
-        date=datetime.datetime.now().isoformat(timespec="seconds"), config=args.config,
-        cpus=os.cpu_count(), gpu=torch.cuda.get_device_name() if ngpu else None, num_workers=num_workers,
-        pin_memory=bool(ngpu), batch_size=args.batch_size, num_utts=sum(sizes), batches=len(sizes),
-        seconds=[args.min_seconds, args.seconds], fixture_write_s=fixture_s,
-        first_batch_s=arrivals[0], utt_per_s_epoch=sum(sizes) / arrivals[-1], utt_per_s_steady=steady,
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        config=args.config,
+        cpus=os.cpu_count(),
+        gpu=torch.cuda.get_device_name() if ngpu else None,
+        num_workers=num_workers,
+        pin_memory=bool(ngpu),
+        batch_size=args.batch_size,
+        num_utts=sum(sizes),
+        batches=len(sizes),
+        seconds=[args.min_seconds, args.seconds],
+        fixture_write_s=fixture_s,
+        first_batch_s=arrivals[0],
+        utt_per_s_epoch=sum(sizes) / arrivals[-1],
+        utt_per_s_steady=steady,
         audio_s_per_s_steady=audio_steady,
-        length_group_batches=task_args.length_group_batches, padding=padding_of(run["lengths"], crop),
+        length_group_batches=task_args.length_group_batches,
+        padding=padding_of(run["lengths"], crop),
         padding_random_batches=random_padding,
     )
     if args.step_json:
@@ -228,20 +266,25 @@ def main(argv: Optional[List[str]] = None) -> dict:
 
 
 def markdown(r: dict) -> str:
-    lines = ["| workers | pinned | batch | utts | first batch s | utt/s (pass) | utt/s (steady) | "
-             "audio s/s (steady) | padding | padding, random batches |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-             f"| {r['num_workers']} | {r['pin_memory']} | {r['batch_size']} | {r['num_utts']} | "
-             f"{r['first_batch_s']:.2f} | {r['utt_per_s_epoch']:.0f} | {r['utt_per_s_steady']:.0f} | "
-             f"{r['audio_s_per_s_steady']:.0f} | "
-             f"{100 * r['padding']:.1f}% (groups of {r['length_group_batches']}) | "
-             f"{100 * r['padding_random_batches']:.1f}% |"]
+    lines = [
+        "| workers | pinned | batch | utts | first batch s | utt/s (pass) | utt/s (steady) | "
+        "audio s/s (steady) | padding | padding, random batches |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {r['num_workers']} | {r['pin_memory']} | {r['batch_size']} | {r['num_utts']} | "
+        f"{r['first_batch_s']:.2f} | {r['utt_per_s_epoch']:.0f} | {r['utt_per_s_steady']:.0f} | "
+        f"{r['audio_s_per_s_steady']:.0f} | "
+        f"{100 * r['padding']:.1f}% (groups of {r['length_group_batches']}) | "
+        f"{100 * r['padding_random_batches']:.1f}% |",
+    ]
     if "gpu_step" in r:
         s = r["gpu_step"]
-        lines += ["", f"loader {r['audio_s_per_s_steady']:.0f} s of audio/s; fastest training step "
-                      f"{s['config']}: {s['utt_per_s']:.0f} utt/s x {s['seconds']:g} s = "
-                      f"{s['utt_per_s'] * s['seconds']:.0f} s of audio/s on {s['machine']}; "
-                      f"loader / step = {r['loader_over_step']:.2f}x (target >= 2)"]
+        lines += [
+            "",
+            f"loader {r['audio_s_per_s_steady']:.0f} s of audio/s; fastest training step "
+            f"{s['config']}: {s['utt_per_s']:.0f} utt/s x {s['seconds']:g} s = "
+            f"{s['utt_per_s'] * s['seconds']:.0f} s of audio/s on {s['machine']}; "
+            f"loader / step = {r['loader_over_step']:.2f}x (target >= 2)",
+        ]
     return "\n".join(lines)
 
 

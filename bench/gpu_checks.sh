@@ -59,7 +59,7 @@ for res in ('taggers/averaged_perceptron_tagger_eng', 'corpora/cmudict'):
 } > "$OUT/env.txt"
 cat "$OUT/env.txt"
 SECONDS=0
-python3 -c "import espnet2, s3prl, open_clip, espnet_speechclip.task" || exit 1
+python3 -c "import espnet2, s3prl, open_clip, espnet_speechclip.training.task" || exit 1
 echo "imports: ${SECONDS} s"
 
 status=0

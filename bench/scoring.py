@@ -48,7 +48,8 @@ def median_seconds(fn: Callable[[], object], repeats: int) -> float:
 
 def run(num_utts: int, num_images: int, dim: int, keywords: int, repeats: int) -> Dict[str, float]:
     """-> seconds per part (median of ``repeats``), keyed as in the module docstring."""
-    from espnet_speechclip.metrics import grouped_recall, keyword_hit_rate, retrieval_recall
+    from espnet_speechclip.evaluation.keywords import keyword_hit_rate
+    from espnet_speechclip.evaluation.retrieval import grouped_recall, retrieval_recall
 
     g = torch.Generator().manual_seed(0)
     speech = F.normalize(torch.randn(num_utts, dim, generator=g), dim=-1)
@@ -65,8 +66,13 @@ def run(num_utts: int, num_images: int, dim: int, keywords: int, repeats: int) -
         "similarity": median_seconds(lambda: speech @ image.t(), repeats),
         "retrieval_recall": median_seconds(lambda: retrieval_recall(sim, utt2img), repeats),
         "text_similarity": median_seconds(lambda: speech @ text.t(), repeats),
-        "grouped_recall": median_seconds(lambda: (grouped_recall(text_sim, utt2img, utt2img),
-                                                  grouped_recall(text_sim.t(), utt2img, utt2img)), repeats),
+        "grouped_recall": median_seconds(
+            lambda: (
+                grouped_recall(text_sim, utt2img, utt2img),
+                grouped_recall(text_sim.t(), utt2img, utt2img),
+            ),
+            repeats,
+        ),
         "keyword_hit_rate": median_seconds(lambda: keyword_hit_rate(keyword_ids, captions), repeats),
     }
     seconds["retrieval_total"] = seconds["similarity"] + seconds["retrieval_recall"]
@@ -74,7 +80,9 @@ def run(num_utts: int, num_images: int, dim: int, keywords: int, repeats: int) -
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--num_utts", type=int, default=25000)
     parser.add_argument("--num_images", type=int, default=5000)
     parser.add_argument("--dim", type=int, default=512, help="embedding width (CLIP Base 512, Large 768)")
@@ -90,11 +98,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
     seconds = run(args.num_utts, args.num_images, args.dim, args.keywords, args.repeats)
-    report = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), cpus=os.cpu_count(),
-                  torch_threads=torch.get_num_threads(), num_utts=args.num_utts, num_images=args.num_images,
-                  dim=args.dim, keywords=args.keywords, repeats=args.repeats, seconds=seconds)
-    print(f"| part ({args.num_utts} utterances x {args.num_images} images, {torch.get_num_threads()} threads) "
-          f"| seconds |\n|---|---:|")
+    report = dict(
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        cpus=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        num_utts=args.num_utts,
+        num_images=args.num_images,
+        dim=args.dim,
+        keywords=args.keywords,
+        repeats=args.repeats,
+        seconds=seconds,
+    )
+    print(
+        f"| part ({args.num_utts} utterances x {args.num_images} images, {torch.get_num_threads()} threads) "
+        f"| seconds |\n|---|---:|"
+    )
     for part, s in seconds.items():
         print(f"| {part} | {s:.2f} |")
     if args.json:

@@ -1,6 +1,6 @@
 """Throughput of the SpeechCLIP training step and inference pass, against the frozen-upstream bound.
 
-For every ``--config`` the model is built with random frozen weights (``architectures.build_random``:
+For every ``--config`` the model is built with random frozen weights (``models.random_weights.build_random``:
 nothing is downloaded) and four things are timed on one synthetic batch of ``--batch_size`` utterances
 of ``--seconds`` (capped at the config's training crop, which is what the upstream sees in training):
 
@@ -43,7 +43,6 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RATE = 16000
@@ -55,17 +54,22 @@ VARIANTS = ("bound", "step", "authors_step", "inference")
 def load_config(path: str | Path) -> dict:
     """A training config; a relative CLIP ``config_file`` is looked up from the working directory, then
     from the repository root (the tiny configs name ``conf/clip/tiny-clip.json``)."""
-    with open(path, encoding="utf-8") as f:
-        config = yaml.safe_load(f)
-    clip = config.get("clip_conf", {})
-    if clip.get("config_file") and not Path(clip["config_file"]).is_file() and (ROOT / clip["config_file"]).is_file():
+    from espnet_speechclip.config import read_config
+
+    config = read_config(path)
+    clip = config["clip_conf"]
+    if (
+        clip.get("config_file")
+        and not Path(clip["config_file"]).is_file()
+        and (ROOT / clip["config_file"]).is_file()
+    ):
         clip["config_file"] = str(ROOT / clip["config_file"])
     return config
 
 
 def task_default(name: str):
     """ESPnet's default for a training option the config leaves out (e.g. grad_clip 5.0)."""
-    from espnet_speechclip.task import SpeechCLIPTask
+    from espnet_speechclip.training.task import SpeechCLIPTask
 
     return SpeechCLIPTask.get_parser().get_default(name)
 
@@ -121,7 +125,7 @@ def full_context_encode(text, emb: torch.Tensor) -> torch.Tensor:
     embedding to the full context (B, 77, D_t); all 77 positions run, the EOT position is read out.
     Same result as ``CLIPTextEncoder.encode_embeddings`` (the causal mask hides the padding from EOT),
     at 77 / (K+2) times the cost. -> (B, D_c) normalised."""
-    from espnet_speechclip.encoders.clip import PAD_ID
+    from espnet_speechclip.models.clip import PAD_ID
 
     b, length, _ = emb.shape
     pad = text.token_embedding.weight[PAD_ID].to(emb.dtype).expand(b, text.context_length - length, -1)
@@ -145,8 +149,9 @@ def authors_text_pass(model) -> Iterator[None]:
         del text.encode_embeddings
 
 
-def make_batch(batch_size: int, samples: int, embed_dim: int, image_size, device: torch.device,
-               seed: int = 0) -> Dict[str, torch.Tensor]:
+def make_batch(
+    batch_size: int, samples: int, embed_dim: int, image_size, device: torch.device, seed: int = 0
+) -> Dict[str, torch.Tensor]:
     """Random inputs: speech (B, T) at 16 kHz, speech_lengths (B,) all T, image_id (B,) all distinct,
     image_emb (B, D_c) normalised, image (B, 3, H, W) preprocessed-pixel-like values."""
     g = torch.Generator().manual_seed(seed)
@@ -161,15 +166,23 @@ def make_batch(batch_size: int, samples: int, embed_dim: int, image_size, device
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def make_train_step(model, batch: Dict[str, torch.Tensor], device: torch.device, config: dict,
-                    dtype: Optional[torch.dtype], pixels: bool) -> Callable[[], None]:
+def make_train_step(
+    model,
+    batch: Dict[str, torch.Tensor],
+    device: torch.device,
+    config: dict,
+    dtype: Optional[torch.dtype],
+    pixels: bool,
+) -> Callable[[], None]:
     """One ESPnet-style optimisation step (espnet2.train.trainer): forward under autocast, scaled
     backward, unscale, clip, skip on a non-finite norm, optimizer step, zero_grad. With ``--use_amp``
     ESPnet uses a GradScaler for bf16 too, so the scaler is on whenever autocast is."""
     from espnet2.tasks.abs_task import optim_classes
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = optim_classes[config.get("optim", task_default("optim"))](params, **config.get("optim_conf", {}))
+    optimizer = optim_classes[config.get("optim", task_default("optim"))](
+        params, **config.get("optim_conf", {})
+    )
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is not None)
     grad_clip = config.get("grad_clip", task_default("grad_clip"))
     inputs = {k: batch[k] for k in ("speech", "speech_lengths", "image_id")}
@@ -191,7 +204,7 @@ def make_train_step(model, batch: Dict[str, torch.Tensor], device: torch.device,
 
 def bench_config(path: str, args: argparse.Namespace, device: torch.device, workdir: Path) -> List[dict]:
     """Time the four variants of one config; returns one result dict per variant."""
-    from espnet_speechclip.architectures import build_random, count_parameters
+    from espnet_speechclip.models.random_weights import build_random, count_parameters
 
     config = load_config(path)
     torch.manual_seed(0)
@@ -205,7 +218,9 @@ def bench_config(path: str, args: argparse.Namespace, device: torch.device, work
     samples = round(args.seconds * SAMPLE_RATE)
     if crop is not None:
         samples = min(samples, crop)
-    batch = make_batch(args.batch_size, samples, model.text_encoder.embed_dim, tower.preprocess_cfg["size"], device)
+    batch = make_batch(
+        args.batch_size, samples, model.text_encoder.embed_dim, tower.preprocess_cfg["size"], device
+    )
     dtype = DTYPES[args.dtype]
     upstream = model.speech_encoder.upstream
 
@@ -218,29 +233,51 @@ def bench_config(path: str, args: argparse.Namespace, device: torch.device, work
             model.encode_speech(batch["speech"], batch["speech_lengths"])
 
     results = []
-    base = dict(config=path, model=config.get("model", "parallel"), batch_size=args.batch_size,
-                seconds=samples / SAMPLE_RATE, trainable_params=params["trainable"], total_params=params["total"])
+    base = dict(
+        config=path,
+        model=config.get("model", "parallel"),
+        batch_size=args.batch_size,
+        seconds=samples / SAMPLE_RATE,
+        trainable_params=params["trainable"],
+        total_params=params["total"],
+    )
 
     def run(variant: str, fn: Callable[[], None], dtype_name: str) -> None:
         reset_peak_memory(device)
         times = time_iterations(fn, args.warmup, args.steps, device)
         median = statistics.median(times)
-        results.append(dict(base, variant=variant, dtype=dtype_name, ms_per_iter=1000 * median,
-                            ms_min=1000 * min(times), ms_max=1000 * max(times),
-                            utt_per_s=args.batch_size / median, peak_mem_mib=peak_memory_mib(device)))
+        results.append(
+            dict(
+                base,
+                variant=variant,
+                dtype=dtype_name,
+                ms_per_iter=1000 * median,
+                ms_min=1000 * min(times),
+                ms_max=1000 * max(times),
+                utt_per_s=args.batch_size / median,
+                peak_mem_mib=peak_memory_mib(device),
+            )
+        )
 
     run("bound", bound, args.dtype)
     step = make_train_step(model, batch, device, config, dtype, pixels=False)
     run("step", step, args.dtype)
     if args.profile:
-        profile_step(step, device, f"{path} step, {args.dtype}, {args.batch_size} x {samples / SAMPLE_RATE:g} s",
-                     args.profile)
+        profile_step(
+            step,
+            device,
+            f"{path} step, {args.dtype}, {args.batch_size} x {samples / SAMPLE_RATE:g} s",
+            args.profile,
+        )
     del step  # and with it its optimizer state, before the authors' step allocates its own
     model.image_encoder = tower.to(device)
     with authors_text_pass(model):
         authors_dtype = "fp16" if device.type == "cuda" else args.dtype
-        run("authors_step", make_train_step(model, batch, device, config, DTYPES[authors_dtype], pixels=True),
-            authors_dtype)
+        run(
+            "authors_step",
+            make_train_step(model, batch, device, config, DTYPES[authors_dtype], pixels=True),
+            authors_dtype,
+        )
     model.image_encoder = None
     tower.to("cpu")
     model.eval()
@@ -271,47 +308,78 @@ def summarise(results: List[dict]) -> List[dict]:
     out = []
     for config in dict.fromkeys(r["config"] for r in results):
         rate = {r["variant"]: r["utt_per_s"] for r in results if r["config"] == config}
-        out.append(dict(config=config, step_over_bound=rate["step"] / rate["bound"],
-                        step_over_authors=rate["step"] / rate["authors_step"],
-                        inference_over_bound=rate["inference"] / rate["bound"]))
+        out.append(
+            dict(
+                config=config,
+                step_over_bound=rate["step"] / rate["bound"],
+                step_over_authors=rate["step"] / rate["authors_step"],
+                inference_over_bound=rate["inference"] / rate["bound"],
+            )
+        )
     return out
 
 
 def markdown(results: List[dict], summary: List[dict]) -> str:
-    lines = ["| config | variant | dtype | batch x s | ms/iter | utt/s | peak MiB | x bound |",
-             "|---|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| config | variant | dtype | batch x s | ms/iter | utt/s | peak MiB | x bound |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
     for r in results:
-        lines.append(f"| {r['config']} | {r['variant']} | {r['dtype']} | {r['batch_size']} x {r['seconds']:g} | "
-                     f"{r['ms_per_iter']:.1f} | {r['utt_per_s']:.1f} | {r['peak_mem_mib']:.0f} | "
-                     f"{r['ratio_to_bound']:.2f} |")
-    lines += ["", "| config | step / bound | step / authors' step | inference / bound |", "|---|---:|---:|---:|"]
+        lines.append(
+            f"| {r['config']} | {r['variant']} | {r['dtype']} | {r['batch_size']} x {r['seconds']:g} | "
+            f"{r['ms_per_iter']:.1f} | {r['utt_per_s']:.1f} | {r['peak_mem_mib']:.0f} | "
+            f"{r['ratio_to_bound']:.2f} |"
+        )
+    lines += [
+        "",
+        "| config | step / bound | step / authors' step | inference / bound |",
+        "|---|---:|---:|---:|",
+    ]
     for s in summary:
-        lines.append(f"| {s['config']} | {s['step_over_bound']:.2f} | {s['step_over_authors']:.2f} | "
-                     f"{s['inference_over_bound']:.2f} |")
+        lines.append(
+            f"| {s['config']} | {s['step_over_bound']:.2f} | {s['step_over_authors']:.2f} | "
+            f"{s['inference_over_bound']:.2f} |"
+        )
     return "\n".join(lines)
 
 
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, " \
-           f"{os.cpu_count()} CPUs visible"
+    return (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"{os.cpu_count()} CPUs visible"
+    )
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", action="append", required=True, help="training config (repeatable)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     parser.add_argument("--batch_size", type=int, default=64, help="utterances per step (one GPU's share)")
-    parser.add_argument("--seconds", type=float, default=6.4,
-                        help="utterance length; capped at the config's max_train_samples")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=6.4,
+        help="utterance length; capped at the config's max_train_samples",
+    )
     parser.add_argument("--steps", type=int, default=20, help="timed iterations per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations before them")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None,
-                        help="autocast dtype of bound, step and inference (default: bf16 on cuda, fp32 on cpu); "
-                        "the authors' step is fp16 on cuda, --dtype on cpu")
+    parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default=None,
+        help="autocast dtype of bound, step and inference (default: bf16 on cuda, fp32 on cpu); "
+        "the authors' step is fp16 on cuda, --dtype on cpu",
+    )
     parser.add_argument("--json", help="write the results here as JSON")
-    parser.add_argument("--profile", help="append an operator profile of 3 training steps per config to this file")
+    parser.add_argument(
+        "--profile", help="append an operator profile of 3 training steps per config to this file"
+    )
     args = parser.parse_args(argv)
     if args.dtype is None:
         args.dtype = "bf16" if args.device == "cuda" else "fp32"
@@ -332,9 +400,16 @@ def main(argv: Optional[List[str]] = None) -> dict:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     summary = summarise(results)
-    report = dict(date=datetime.datetime.now().isoformat(timespec="seconds"), device=args.device,
-                  machine=machine(device), torch=torch.__version__, steps=args.steps, warmup=args.warmup,
-                  results=results, summary=summary)
+    report = dict(
+        date=datetime.datetime.now().isoformat(timespec="seconds"),
+        device=args.device,
+        machine=machine(device),
+        torch=torch.__version__,
+        steps=args.steps,
+        warmup=args.warmup,
+        results=results,
+        summary=summary,
+    )
     print(markdown(results, summary))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -2,12 +2,12 @@
 
 Importing the package is cheap and silent: it makes s3prl importable under torchaudio >= 2.9 and
 makes ``frontend: speechclip`` a choice of ESPnet's speech tasks when (or if) they are imported
-(see :mod:`espnet_speechclip.registration`; no ESPnet module is imported here). The other ESPnet
+(see :mod:`espnet_speechclip.frontend.registration`; no ESPnet module is imported here). The other ESPnet
 registrations (data types) happen where ESPnet itself is imported.
 """
 
 from espnet_speechclip.compat import patch_s3prl
-from espnet_speechclip.registration import install as _install_registration
+from espnet_speechclip.frontend.registration import install as _install_registration
 
 patch_s3prl()
 _install_registration()

@@ -18,9 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 TINY_CLIP_CONFIG = ROOT / "conf" / "clip" / "tiny-clip.json"
 
 TINY_HUBERT_MODEL_CFG = dict(
-    label_rate=50, extractor_mode="default", encoder_layers=2, encoder_embed_dim=64,
-    encoder_ffn_embed_dim=128, encoder_attention_heads=2, final_dim=32,
-    conv_feature_layers="[(32,10,5)] + [(32,3,2)]*4 + [(32,2,2)]*2", conv_pos=16, conv_pos_groups=4,
+    label_rate=50,
+    extractor_mode="default",
+    encoder_layers=2,
+    encoder_embed_dim=64,
+    encoder_ffn_embed_dim=128,
+    encoder_attention_heads=2,
+    final_dim=32,
+    conv_feature_layers="[(32,10,5)] + [(32,3,2)]*4 + [(32,2,2)]*2",
+    conv_pos=16,
+    conv_pos_groups=4,
 )
 
 
@@ -33,10 +40,20 @@ def make_tiny_hubert(path: Path, normalize: bool = False, seed: int = 0) -> Path
 
     task_cfg = dict(sample_rate=16000, normalize=normalize, label_rate=50)
     torch.manual_seed(seed)
-    model = HubertModel(merge_with_parent(HubertConfig, TINY_HUBERT_MODEL_CFG),
-                        merge_with_parent(HubertPretrainingConfig, task_cfg), [["a", "b"]])
-    torch.save(dict(task_cfg=task_cfg, model_cfg=TINY_HUBERT_MODEL_CFG, model_weight=model.state_dict(),
-                    dictionaries_symbols=[["a", "b"]]), path)
+    model = HubertModel(
+        merge_with_parent(HubertConfig, TINY_HUBERT_MODEL_CFG),
+        merge_with_parent(HubertPretrainingConfig, task_cfg),
+        [["a", "b"]],
+    )
+    torch.save(
+        dict(
+            task_cfg=task_cfg,
+            model_cfg=TINY_HUBERT_MODEL_CFG,
+            model_weight=model.state_dict(),
+            dictionaries_symbols=[["a", "b"]],
+        ),
+        path,
+    )
     return path
 
 
@@ -51,12 +68,21 @@ def make_tiny_clip(path: Path, seed: int = 0) -> Dict[str, str]:
     return dict(model_name="tiny-clip", pretrained=str(path), config_file=str(TINY_CLIP_CONFIG))
 
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "yellow": (230, 220, 20),
-           "purple": (140, 40, 170), "white": (245, 245, 245), "black": (10, 10, 10), "orange": (240, 140, 20)}
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 200, 30),
+    "blue": (30, 30, 220),
+    "yellow": (230, 220, 20),
+    "purple": (140, 40, 170),
+    "white": (245, 245, 245),
+    "black": (10, 10, 10),
+    "orange": (240, 140, 20),
+}
 
 
-def make_tiny_corpus(root: Path, n_images: int = 8, captions: int = 2, seed: int = 0,
-                     split: str = "train") -> Path:
+def make_tiny_corpus(
+    root: Path, n_images: int = 8, captions: int = 2, seed: int = 0, split: str = "train"
+) -> Path:
     """Write images, wavs and a data dir ``root/data/tiny_<split>``; returns the data dir."""
     from PIL import Image
 
@@ -93,8 +119,11 @@ def make_flickr8k_tree(root: Path, n_images: Dict[str, int] = None, captions: in
     from espnet_speechclip.data.media import write_wav
 
     n_images = n_images or {"train": 12, "dev": 4, "test": 4}
-    split_files = {"train": "Flickr_8k.trainImages.txt", "dev": "Flickr_8k.devImages.txt",
-                   "test": "Flickr_8k.testImages.txt"}
+    split_files = {
+        "train": "Flickr_8k.trainImages.txt",
+        "dev": "Flickr_8k.devImages.txt",
+        "test": "Flickr_8k.testImages.txt",
+    }
     rng = np.random.RandomState(seed)
     names = list(COLOURS)
     tokens, wav2capt, wav2spk = [], [], []
@@ -116,7 +145,9 @@ def make_flickr8k_tree(root: Path, n_images: Dict[str, int] = None, captions: in
             for k in range(captions):
                 n_samples = int(rng.randint(6000, 12000))
                 t = np.arange(n_samples) / 16000
-                wav = 0.3 * np.sin(2 * np.pi * (200 + 150 * names.index(colour)) * t) + 0.01 * rng.randn(n_samples)
+                wav = 0.3 * np.sin(2 * np.pi * (200 + 150 * names.index(colour)) * t) + 0.01 * rng.randn(
+                    n_samples
+                )
                 name = f"{image[:-4]}_{k}.wav"
                 write_wav(root / "flickr_audio" / "wavs" / name, wav)
                 wav2capt.append(f"{name} {image} #{k}")
@@ -132,27 +163,51 @@ def training_data_args(train_dir: Path, valid_dir: Path = None, image_id_file: s
     """ESPnet data options for a tiny corpus whose data dirs hold ``image_emb.scp`` (cached embeddings)."""
     args: List[str] = []
     for mode, d in (("train", train_dir), ("valid", valid_dir or train_dir)):
-        args += [f"--{mode}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound_16k",
-                 f"--{mode}_data_path_and_name_and_type", f"{d}/{image_id_file},image_id,text",
-                 f"--{mode}_data_path_and_name_and_type", f"{d}/image_emb.scp,image_emb,npy",
-                 f"--{mode}_shape_file", f"{d}/utt2num_samples"]
+        args += [
+            f"--{mode}_data_path_and_name_and_type",
+            f"{d}/wav.scp,speech,sound_16k",
+            f"--{mode}_data_path_and_name_and_type",
+            f"{d}/{image_id_file},image_id,text",
+            f"--{mode}_data_path_and_name_and_type",
+            f"{d}/image_emb.scp,image_emb,npy",
+            f"--{mode}_shape_file",
+            f"{d}/utt2num_samples",
+        ]
     return args
 
 
-def train_tiny_speechclip(root: Path, clip_conf: Dict[str, str], config: Path, hubert: Path = None,
-                          extra: List[str] = ()) -> Dict[str, Path]:
+def train_tiny_speechclip(
+    root: Path, clip_conf: Dict[str, str], config: Path, hubert: Path = None, extra: List[str] = ()
+) -> Dict[str, Path]:
     """Train a tiny SpeechCLIP for one epoch through the real entry point on a 4-image corpus (images
     as cached embeddings); with ``hubert`` its upstream is that local checkpoint."""
     from espnet_speechclip.bin import speechclip_train
-    from espnet_speechclip.image_cache import cache_image_embeddings, write_utt_emb_scp
+    from espnet_speechclip.training.image_cache import cache_image_embeddings, write_utt_emb_scp
 
     data = make_tiny_corpus(root / "corpus", 4, 2, seed=0, split="train")
     cache = cache_image_embeddings(data / "img.scp", clip_conf, root / "image_emb", progress=False)
     write_utt_emb_scp(data / "utt2img", cache / "img_emb.scp", data / "image_emb.scp")
     exp = root / "exp"
-    cmd = ["--config", str(config), "--output_dir", str(exp), "--ngpu", "0", "--max_epoch", "1",
-           "--clip_conf", f"pretrained={clip_conf['pretrained']}", "--clip_conf", f"config_file={clip_conf['config_file']}"]
+    cmd = [
+        "--config",
+        str(config),
+        "--output_dir",
+        str(exp),
+        "--ngpu",
+        "0",
+        "--max_epoch",
+        "1",
+        "--clip_conf",
+        f"pretrained={clip_conf['pretrained']}",
+        "--clip_conf",
+        f"config_file={clip_conf['config_file']}",
+    ]
     if hubert is not None:
-        cmd += ["--speech_encoder_conf", "upstream=hubert_local", "--speech_encoder_conf", f"path_or_url={hubert}"]
+        cmd += [
+            "--speech_encoder_conf",
+            "upstream=hubert_local",
+            "--speech_encoder_conf",
+            f"path_or_url={hubert}",
+        ]
     speechclip_train.main(cmd + list(extra) + training_data_args(data))
     return dict(exp=exp, data=data, img_emb_scp=cache / "img_emb.scp")

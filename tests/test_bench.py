@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from espnet_speechclip.sampler import EpochShuffleSampler, padding_fraction
+from espnet_speechclip.training.sampler import EpochShuffleSampler, padding_fraction
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = [str(ROOT / "conf" / "tiny" / f"{m}.yaml") for m in ("parallel", "cascaded", "hybrid")]
@@ -29,18 +29,29 @@ def load_bench(name: str):
 def rehearsal(tmp_path_factory):
     """bench/gpu_checks.sh, the one command a lent GPU gets, rehearsed on the CPU with the tiny configs."""
     out = tmp_path_factory.mktemp("gpu_checks")
-    env = dict(os.environ, REHEARSAL="1", OUT=str(out), TMPDIR=str(out.parent),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run(["bash", "bench/gpu_checks.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    env = dict(
+        os.environ,
+        REHEARSAL="1",
+        OUT=str(out),
+        TMPDIR=str(out.parent),
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    )
+    proc = subprocess.run(
+        ["bash", "bench/gpu_checks.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
 
 
 def test_gpu_checks_rehearsal_writes_every_result(rehearsal):
     assert sorted(p.name for p in rehearsal.iterdir()) == [
-        "data_pipeline.json", "env.txt", "log.txt", "profile_large.txt", "train_step_base.json",
-        "train_step_large.json"]
+        "data_pipeline.json",
+        "env.txt",
+        "log.txt",
+        "profile_large.txt",
+        "train_step_base.json",
+        "train_step_large.json",
+    ]
     log = (rehearsal / "log.txt").read_text()
     assert "| config | variant | dtype |" in log and "step / authors' step" in log and "loader / step" in log
     assert "imports:" in log
@@ -68,25 +79,50 @@ def test_train_step_reports_every_variant(rehearsal):
 def test_authors_text_pass_is_the_same_function(tiny_clip):
     """The 77-position pass of the authors'-style step computes what the K+2-position pass does."""
     ts = load_bench("train_step")
-    from espnet_speechclip.encoders.clip import CLIPTextEncoder, load_clip
+    from espnet_speechclip.models.clip import CLIPTextEncoder, load_clip
 
     text = CLIPTextEncoder(load_clip(**tiny_clip))
     emb = torch.randn(3, 10, text.width)
-    torch.testing.assert_close(ts.full_context_encode(text, emb), text.encode_embeddings(emb), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        ts.full_context_encode(text, emb), text.encode_embeddings(emb), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_scoring_bench_small():
     report = load_bench("scoring").main(["--num_utts", "200", "--num_images", "40", "--repeats", "1"])
-    assert set(report["seconds"]) == {"similarity", "retrieval_recall", "text_similarity", "grouped_recall",
-                                      "keyword_hit_rate", "retrieval_total"}
+    assert set(report["seconds"]) == {
+        "similarity",
+        "retrieval_recall",
+        "text_similarity",
+        "grouped_recall",
+        "keyword_hit_rate",
+        "retrieval_total",
+    }
     assert all(s >= 0 for s in report["seconds"].values())
 
 
 def test_data_pipeline_with_a_worker(rehearsal, tmp_path):
     out = tmp_path / "data.json"
     r = load_bench("data_pipeline").main(
-        ["--config", TINY[0], "--batch_size", "4", "--num_workers", "1", "--num_utts", "24", "--seconds", "1.0",
-         "--min_seconds", "0.3", "--step_json", str(rehearsal / "train_step_large.json"), "--json", str(out)])
+        [
+            "--config",
+            TINY[0],
+            "--batch_size",
+            "4",
+            "--num_workers",
+            "1",
+            "--num_utts",
+            "24",
+            "--seconds",
+            "1.0",
+            "--min_seconds",
+            "0.3",
+            "--step_json",
+            str(rehearsal / "train_step_large.json"),
+            "--json",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == r
     assert r["num_utts"] == 24 and r["batches"] == 6 and r["num_workers"] == 1
     assert r["utt_per_s_steady"] > 0 and r["loader_over_step"] > 0
@@ -120,7 +156,10 @@ def test_sampler_new_batches_each_epoch_each_utterance_once(group):
 def test_sampler_ranks_get_equal_disjoint_shares():
     keys, lengths = varied_lengths()
     world = 4
-    shares = [EpochShuffleSampler(keys, 32, rank, world, lengths=lengths, group=5).generate(7) for rank in range(world)]
+    shares = [
+        EpochShuffleSampler(keys, 32, rank, world, lengths=lengths, group=5).generate(7)
+        for rank in range(world)
+    ]
     assert len({len(s) for s in shares}) == 1
     for step in zip(*shares):
         assert all(len(part) == 32 // world for part in step)

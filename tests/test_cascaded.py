@@ -1,9 +1,21 @@
 import pytest
 import torch
 
-from espnet_speechclip.codebook import codebook_from_texts, full_codebook, read_codebook, write_codebook
-from espnet_speechclip.encoders.clip import EOT_ID, SOT_ID, SPECIAL_IDS, CLIPTextEncoder, decode_token, load_clip
 from espnet_speechclip.models.cascaded import CascadedBranch, CosineVectorQuantizer
+from espnet_speechclip.models.clip import (
+    EOT_ID,
+    SOT_ID,
+    SPECIAL_IDS,
+    CLIPTextEncoder,
+    decode_token,
+    load_clip,
+)
+from espnet_speechclip.models.codebook import (
+    codebook_from_texts,
+    full_codebook,
+    read_codebook,
+    write_codebook,
+)
 
 
 @pytest.fixture(scope="module")
@@ -12,8 +24,11 @@ def text_encoder(tiny_clip):
 
 
 def make_branch(text_encoder, ids=None, k=4):
-    ids = torch.tensor(ids if ids is not None else codebook_from_texts(["a red circle above a blue square",
-                                                                        "there is a small green triangle"]))
+    ids = torch.tensor(
+        ids
+        if ids is not None
+        else codebook_from_texts(["a red circle above a blue square", "there is a small green triangle"])
+    )
     torch.manual_seed(0)
     return CascadedBranch(16, text_encoder, ids, num_keywords=k, nhead=1)
 
@@ -75,13 +90,16 @@ def test_codebook_from_training_texts_and_file_round_trip(tmp_path, text_encoder
     assert read_codebook(tmp_path / "cb.txt", text_encoder.vocab_size) == ids
 
 
-@pytest.mark.parametrize("content,match", [
-    ("736 red\n99999 foo\n", "outside the CLIP vocabulary"),
-    ("320 blue\n", "made with another vocabulary"),
-    ("49406 <start_of_text>\n", "special token"),
-    ("", "is empty"),
-    ("red 320\n", "expected '<id> <subword>'"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("736 red\n99999 foo\n", "outside the CLIP vocabulary"),
+        ("320 blue\n", "made with another vocabulary"),
+        ("49406 <start_of_text>\n", "special token"),
+        ("", "is empty"),
+        ("red 320\n", "expected '<id> <subword>'"),
+    ],
+)
 def test_bad_codebook_files_are_refused(tmp_path, content, match):
     f = tmp_path / "cb.txt"
     f.write_text(content)

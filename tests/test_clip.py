@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from espnet_speechclip.encoders.clip import (
+from espnet_speechclip.models.clip import (
     EOT_ID,
     SOT_ID,
     CLIPImageEncoder,

@@ -75,13 +75,22 @@ def caption(image: str, k: int) -> str:
 
 
 def build_flickr8k(root: Path, image_dir: str = "Flicker8k_Dataset", text_dir: str = "Flickr8k_text") -> Path:
-    for image in ["1000_aaa.jpg", "1001_bbb.jpg", "2000_eee.jpg", "2001_ggg.jpg", "3000_fff.jpg",
-                  "9000_zzz.jpg", "9001_yyy.jpg"]:
+    for image in [
+        "1000_aaa.jpg",
+        "1001_bbb.jpg",
+        "2000_eee.jpg",
+        "2001_ggg.jpg",
+        "3000_fff.jpg",
+        "9000_zzz.jpg",
+        "9001_yyy.jpg",
+    ]:
         make_jpg(root / image_dir / image)
     make_garbage(root / image_dir / "1003_ddd.jpg")
     # Token file: 5 tab-separated captions per image, as in the official file, minus 1001_bbb.jpg#3.
     images = sorted({w[1] for w in FLICKR_WAVS} | {"2001_ggg.jpg"})
-    tokens = [f"{im}#{k}\t{caption(im, k)}" for im in images for k in range(5) if (im, k) != ("1001_bbb.jpg", 3)]
+    tokens = [
+        f"{im}#{k}\t{caption(im, k)}" for im in images for k in range(5) if (im, k) != ("1001_bbb.jpg", 3)
+    ]
     write_lines(root / text_dir / "Flickr8k.token.txt", tokens)
     for name, imgs in FLICKR_SPLITS.items():
         write_lines(root / text_dir / name, imgs)
@@ -117,7 +126,10 @@ def test_flickr8k_splits_and_drops(tmp_path: Path, image_dir: str, text_dir: str
     root = build_flickr8k(tmp_path / "Flickr8k", image_dir, text_dir)
     out = flickr8k.prepare_flickr8k(root, tmp_path / "data")
     assert {s: p.name for s, p in out.items()} == {
-        "train": "flickr8k_train", "dev": "flickr8k_dev", "test": "flickr8k_test"}
+        "train": "flickr8k_train",
+        "dev": "flickr8k_dev",
+        "test": "flickr8k_test",
+    }
 
     utts = {s: {u.utt_id: u for u in read_datadir(p)} for s, p in out.items()}
     assert sorted(utts["train"]) == ["1-1000_aaa_0", "10-1000_aaa_1", "2-1001_bbb_4"]
@@ -138,8 +150,10 @@ def test_flickr8k_splits_and_drops(tmp_path: Path, image_dir: str, text_dir: str
         assert_kaldi_sorted(p)
 
     log = prep_log(out["train"])
-    assert ("dropped 6 (1 corrupt image, 1 corrupt wav, 1 missing caption, 1 missing image, "
-            "1 missing wav, 1 too short)") in log
+    assert (
+        "dropped 6 (1 corrupt image, 1 corrupt wav, 1 missing caption, 1 missing image, "
+        "1 missing wav, 1 too short)"
+    ) in log
     assert "1 kept utterances needs conversion" in log
     assert "ignored 2 utterances of 1 images that are in no split list" in log
     assert "ignored 2 image files" in log  # 9000_zzz and 9001_yyy on disk
@@ -168,8 +182,14 @@ def test_flickr8k_empty_split_errors_and_writes_nothing(flickr_root: Path, tmp_p
     assert not (tmp_path / "data").exists()
 
 
-@pytest.mark.parametrize("missing", ["Flickr8k_text/Flickr_8k.devImages.txt", "Flickr8k_text/Flickr8k.token.txt",
-                                     "flickr_audio/wav2capt.txt"])
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "Flickr8k_text/Flickr_8k.devImages.txt",
+        "Flickr8k_text/Flickr8k.token.txt",
+        "flickr_audio/wav2capt.txt",
+    ],
+)
 def test_flickr8k_missing_listing_errors(flickr_root: Path, tmp_path: Path, missing: str) -> None:
     (flickr_root / missing).unlink()
     with pytest.raises(FileNotFoundError, match=Path(missing).name.replace(".", r"\.")) as err:
@@ -186,11 +206,15 @@ def test_flickr8k_cli(flickr_root: Path, tmp_path: Path, capsys: pytest.CaptureF
 
 def test_flickr8k_parsers() -> None:
     assert flickr8k.parse_wav2capt(["a_0.wav a.jpg #0", "", "a_1.wav a.jpg #1"]) == {
-        "a_0.wav": ("a.jpg", 0), "a_1.wav": ("a.jpg", 1)}
+        "a_0.wav": ("a.jpg", 0),
+        "a_1.wav": ("a.jpg", 1),
+    }
     with pytest.raises(ValueError, match=r"w2c:2"):
         flickr8k.parse_wav2capt(["a_0.wav a.jpg #0", "a_1.wav a.jpg 1"], "w2c")
     assert flickr8k.parse_token_file(["a.jpg#0\tA dog  runs .", "a.jpg#1\t"]) == {
-        "a.jpg#0": "A dog  runs .", "a.jpg#1": ""}
+        "a.jpg#0": "A dog  runs .",
+        "a.jpg#1": "",
+    }
     with pytest.raises(ValueError, match="both the train and the dev"):
         flickr8k.assign_splits({"train": ["a.jpg"], "dev": ["a.jpg"]})
 
@@ -205,14 +229,20 @@ def test_num_samples_16k() -> None:
 # ---------------------------------------------------------------------------------------------------------
 # SpokenCOCO
 
+
 def coco_image(split_dir: str, idx: int) -> str:
     return f"{split_dir}/COCO_{split_dir}_{idx:012d}.jpg"
 
 
 def build_spokencoco(tmp: Path) -> Tuple[Path, Path, Path]:
     sc, coco = tmp / "SpokenCOCO", tmp / "mscoco"
-    on_disk = [coco_image("train2014", 1), coco_image("train2014", 2), coco_image("val2014", 10),
-               coco_image("val2014", 11), coco_image("val2014", 12)]  # val 13 is missing on disk
+    on_disk = [
+        coco_image("train2014", 1),
+        coco_image("train2014", 2),
+        coco_image("val2014", 10),
+        coco_image("val2014", 11),
+        coco_image("val2014", 12),
+    ]  # val 13 is missing on disk
     for i, im in enumerate(on_disk):
         make_jpg(coco / im, shade=20 * i)
 
@@ -226,33 +256,77 @@ def build_spokencoco(tmp: Path) -> Tuple[Path, Path, Path]:
             make_garbage(sc / wav)
         elif kind == "short":
             make_wav(sc / wav, n=120)
-        return {"text": text or f"A SPOKEN CAPTION {uttid.upper()}", "speaker": speaker, "uttid": uttid, "wav": wav}
+        return {
+            "text": text or f"A SPOKEN CAPTION {uttid.upper()}",
+            "speaker": speaker,
+            "uttid": uttid,
+            "wav": wav,
+        }
 
-    train = {"data": [
-        {"image": coco_image("train2014", 1), "captions": [
-            cap("A1B2", "A1B2-3XYZ_1_100", "train"), cap("A1B2", "A1B2-3XYZ_1_101", "train", kind="missing")]},
-        {"image": coco_image("train2014", 2), "captions": [cap("C3D4", "C3D4-3XYZ_2_200", "train")]},  # no Karpathy
-    ]}
-    val = {"data": [
-        {"image": coco_image("val2014", 10), "captions": [
-            cap("m07", "foo_10_1", "val", kind="8k"), cap("m07", "m07-3XYZ_10_2", "val", kind="garbage")]},
-        {"image": coco_image("val2014", 11), "captions": [cap("C3D4", "C3D4-3XYZ_11_1", "val")]},
-        {"image": coco_image("val2014", 12), "captions": [
-            cap("A1B2", "A1B2-3XYZ_12_1", "val"), cap("A1B2", "A1B2-3XYZ_12_2", "val", kind="short")]},
-        {"image": coco_image("val2014", 13), "captions": [cap("C3D4", "C3D4-3XYZ_13_1", "val")]},
-    ]}
+    train = {
+        "data": [
+            {
+                "image": coco_image("train2014", 1),
+                "captions": [
+                    cap("A1B2", "A1B2-3XYZ_1_100", "train"),
+                    cap("A1B2", "A1B2-3XYZ_1_101", "train", kind="missing"),
+                ],
+            },
+            {
+                "image": coco_image("train2014", 2),
+                "captions": [cap("C3D4", "C3D4-3XYZ_2_200", "train")],
+            },  # no Karpathy
+        ]
+    }
+    val = {
+        "data": [
+            {
+                "image": coco_image("val2014", 10),
+                "captions": [
+                    cap("m07", "foo_10_1", "val", kind="8k"),
+                    cap("m07", "m07-3XYZ_10_2", "val", kind="garbage"),
+                ],
+            },
+            {"image": coco_image("val2014", 11), "captions": [cap("C3D4", "C3D4-3XYZ_11_1", "val")]},
+            {
+                "image": coco_image("val2014", 12),
+                "captions": [
+                    cap("A1B2", "A1B2-3XYZ_12_1", "val"),
+                    cap("A1B2", "A1B2-3XYZ_12_2", "val", kind="short"),
+                ],
+            },
+            {"image": coco_image("val2014", 13), "captions": [cap("C3D4", "C3D4-3XYZ_13_1", "val")]},
+        ]
+    }
     sc.mkdir(parents=True, exist_ok=True)
     (sc / "SpokenCOCO_train.json").write_text(json.dumps(train))
     (sc / "SpokenCOCO_val.json").write_text(json.dumps(val))
 
     def k(filepath: str, idx: int, split: str) -> Dict[str, object]:
-        return {"filepath": filepath, "filename": f"COCO_{filepath}_{idx:012d}.jpg", "split": split,
-                "cocoid": idx, "sentences": []}
+        return {
+            "filepath": filepath,
+            "filename": f"COCO_{filepath}_{idx:012d}.jpg",
+            "split": split,
+            "cocoid": idx,
+            "sentences": [],
+        }
 
     karpathy = tmp / "dataset_coco.json"
-    karpathy.write_text(json.dumps({"dataset": "coco", "images": [
-        k("train2014", 1, "train"), k("val2014", 10, "restval"), k("val2014", 11, "val"),
-        k("val2014", 12, "test"), k("val2014", 13, "test"), k("val2014", 14, "val")]}))
+    karpathy.write_text(
+        json.dumps(
+            {
+                "dataset": "coco",
+                "images": [
+                    k("train2014", 1, "train"),
+                    k("val2014", 10, "restval"),
+                    k("val2014", 11, "val"),
+                    k("val2014", 12, "test"),
+                    k("val2014", 13, "test"),
+                    k("val2014", 14, "val"),
+                ],
+            }
+        )
+    )
     return sc, coco, karpathy
 
 
@@ -260,7 +334,10 @@ def test_spokencoco_karpathy_splits_and_drops(tmp_path: Path) -> None:
     sc, coco, karpathy = build_spokencoco(tmp_path)
     out = spokencoco.prepare_spokencoco(sc, coco, karpathy, tmp_path / "data")
     assert {s: p.name for s, p in out.items()} == {
-        "train": "spokencoco_train", "dev": "spokencoco_dev", "test": "spokencoco_test"}
+        "train": "spokencoco_train",
+        "dev": "spokencoco_dev",
+        "test": "spokencoco_test",
+    }
     utts = {s: {u.utt_id: u for u in read_datadir(p)} for s, p in out.items()}
     # restval (val2014 image 10) joins train; the uttid without a speaker prefix gets one.
     assert sorted(utts["train"]) == ["A1B2-3XYZ_1_100", "m07-foo_10_1"]
@@ -306,15 +383,31 @@ def test_spokencoco_missing_inputs_error(tmp_path: Path) -> None:
 
 def test_spokencoco_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     sc, coco, karpathy = build_spokencoco(tmp_path)
-    spokencoco.main(["--spokencoco", str(sc), "--mscoco", str(coco), "--karpathy", str(karpathy),
-                     "--out_dir", str(tmp_path / "data"), "--nj", "2"])
+    spokencoco.main(
+        [
+            "--spokencoco",
+            str(sc),
+            "--mscoco",
+            str(coco),
+            "--karpathy",
+            str(karpathy),
+            "--out_dir",
+            str(tmp_path / "data"),
+            "--nj",
+            "2",
+        ]
+    )
     assert "spokencoco_test" in capsys.readouterr().out
     assert (tmp_path / "data" / "spokencoco_train" / "utt2num_samples").is_file()
 
 
 def test_karpathy_parser() -> None:
-    obj = {"images": [{"filepath": "val2014", "filename": "x.jpg", "split": "restval"},
-                      {"filepath": "val2014", "filename": "y.jpg", "split": "val"}]}
+    obj = {
+        "images": [
+            {"filepath": "val2014", "filename": "x.jpg", "split": "restval"},
+            {"filepath": "val2014", "filename": "y.jpg", "split": "val"},
+        ]
+    }
     assert spokencoco.parse_karpathy(obj) == {"val2014/x.jpg": "train", "val2014/y.jpg": "dev"}
     with pytest.raises(ValueError, match="unknown split 'holdout'"):
         spokencoco.parse_karpathy({"images": [{"filepath": "a", "filename": "b.jpg", "split": "holdout"}]})

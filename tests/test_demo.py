@@ -1,24 +1,21 @@
 """A miniature of the default run (`./run.sh`, built-in synth corpus): every stage on a few dozen images."""
 
 import json
-import time
 
 import pytest
-
 from test_recipe import copy_recipe, run
 
 
 def test_miniature_synth_run_goes_through_all_stages(tmp_path):
     pytest.importorskip("espeakng_loader")
     rec = copy_recipe(tmp_path / "sc1")
-    start = time.time()
-    out = run(rec, "--synth_n_train", "24", "--synth_n_dev", "6", "--synth_n_test", "6", "--clip_steps", "20",
-              "--nj", "2", "--train_args", "--max_epoch 1 --batch_size 12")
-    elapsed = time.time() - start
+    args = "--synth_n_train 24 --synth_n_dev 6 --synth_n_test 6 --clip_steps 20 --nj 2".split()
+    out = run(rec, *args, "--train_args", "--max_epoch 1 --batch_size 12")
     for branch in ("parallel", "cascaded"):
         exp = rec / "exp" / f"synth_{branch}"
         res = json.loads((exp / "results.json").read_text())["synth_test"][branch]
-        assert res["speech_to_image"]["R@10"] >= 0
+        assert 0 <= res["speech_to_image"]["R@1"] <= res["speech_to_image"]["R@10"] <= 100
+        assert len((exp / "decode_synth_test" / "utt_list").read_text().split()) == 18
         assert (exp / "retrieval_synth_test.png").is_file()
         assert "![retrieval examples](retrieval_synth_test.png)" in (exp / "RESULTS.md").read_text()
         assert (exp / "packed" / "model.zip").is_file()
@@ -26,4 +23,3 @@ def test_miniature_synth_run_goes_through_all_stages(tmp_path):
     assert (rec / "exp" / "clip" / "synth-clip.pt").is_file()
     assert len((rec / "data" / "synth_train" / "wav.scp").read_text().splitlines()) == 72
     assert "Successfully finished" in out
-    assert elapsed < 180, f"the miniature run took {elapsed:.0f} s"

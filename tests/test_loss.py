@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from espnet_speechclip.losses import InfoNCELoss, masked_infonce
+from espnet_speechclip.models.loss import InfoNCELoss, masked_infonce
 
 
 def brute_force(a, b, ids, scale):
@@ -90,7 +90,9 @@ def test_two_gloo_processes_match_one_process_on_the_concatenated_batch():
     with torch.no_grad():
         lin.weight.copy_(w)
     loss_fn = InfoNCELoss(0.07, learnable=True)
-    ref = loss_fn(torch.nn.functional.normalize(lin(x), dim=-1), torch.nn.functional.normalize(y, dim=-1), ids)
+    ref = loss_fn(
+        torch.nn.functional.normalize(lin(x), dim=-1), torch.nn.functional.normalize(y, dim=-1), ids
+    )
     ref.backward()
     out = mp.Manager().dict()
     port = 29500 + os.getpid() % 1000

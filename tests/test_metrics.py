@@ -8,16 +8,14 @@ import random
 import pytest
 import torch
 
-from espnet_speechclip import metrics
-from espnet_speechclip.metrics import (
+from espnet_speechclip.evaluation import retrieval as metrics
+from espnet_speechclip.evaluation.keywords import (
     CLIP_SPECIAL_IDS,
     content_word_hit_rate,
-    dedupe_images,
     keyword_hit_rate,
-    mean_r10,
-    retrieval_recall,
     token_baselines,
 )
+from espnet_speechclip.evaluation.retrieval import dedupe_images, mean_r10, retrieval_recall
 
 SOT, EOT = 49406, 49407
 
@@ -328,7 +326,10 @@ def test_content_word_random_vs_loop(seed):
     ignore = list(CLIP_SPECIAL_IDS) + stop
     for tk in (None, topk):
         got = content_word_hit_rate(
-            torch.tensor(kw), captions, stop, topk_ids=None if tk is None else torch.tensor(tk),
+            torch.tensor(kw),
+            captions,
+            stop,
+            topk_ids=None if tk is None else torch.tensor(tk),
             candidate_ids=cands,
         )
         want = {**ref_hits(kw, captions, ignore, tk), **ref_baselines(captions, ignore, cands)}
@@ -354,7 +355,7 @@ def test_percentages_are_plain_floats():
 
 
 def test_grouped_recall_against_loop_reference():
-    from espnet_speechclip.metrics import grouped_recall
+    from espnet_speechclip.evaluation.retrieval import grouped_recall
 
     g = torch.Generator().manual_seed(3)
     sim = torch.randint(0, 4, (9, 9), generator=g).float()  # many ties
@@ -377,7 +378,7 @@ def test_grouped_recall_against_loop_reference():
 def test_grouped_recall_uneven_groups_against_loop_reference(seed):
     """Rows and columns with different groupings, groups of any size, rows whose group has no column
     (skipped), columns whose group has no row, arbitrary (non-contiguous) group ids, small chunks."""
-    from espnet_speechclip import metrics
+    from espnet_speechclip.evaluation import retrieval as metrics
 
     g = torch.Generator().manual_seed(seed)
     n_row, n_col = 23, 17
@@ -404,13 +405,15 @@ def test_grouped_recall_uneven_groups_against_loop_reference(seed):
 
 
 def test_grouped_recall_rejects_rows_without_own_columns():
-    from espnet_speechclip.metrics import grouped_recall
+    from espnet_speechclip.evaluation.retrieval import grouped_recall
 
     with pytest.raises(ValueError, match="no row has a column"):
         grouped_recall(torch.zeros(2, 2), torch.tensor([0, 1]), torch.tensor([2, 3]))
     with pytest.raises(ValueError, match="does not match"):
         grouped_recall(torch.zeros(2, 3), torch.tensor([0, 1]), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="NaN"):
-        grouped_recall(torch.tensor([[0.0, float("nan")], [1.0, 0.0]]), torch.tensor([0, 1]), torch.tensor([0, 1]))
+        grouped_recall(
+            torch.tensor([[0.0, float("nan")], [1.0, 0.0]]), torch.tensor([0, 1]), torch.tensor([0, 1])
+        )
     with pytest.raises(TypeError, match="floating"):
         grouped_recall(torch.zeros(2, 2, dtype=torch.long), torch.tensor([0, 1]), torch.tensor([0, 1]))

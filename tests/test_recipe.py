@@ -1,8 +1,8 @@
 """The recipe egs2/speechclip/sc1 end to end (stages 1-8) on a miniature Flickr8k with the tiny configs."""
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +29,9 @@ def run(recipe: Path, *args: str, env=None) -> str:
     env = dict(os.environ, **(env or {}))
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900
+    )
     if proc.returncode != 0:
         raise AssertionError(f"run.sh {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc.stdout + proc.stderr
@@ -76,8 +78,18 @@ def test_rerun_of_finished_stage_does_no_work(recipe):
     rec, _, corpus = recipe
     cache = next((rec / "dump" / "image_emb").iterdir())
     before = {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
-    out = run(rec, "--corpus", "flickr8k", "--train_config", TINY, "--stage", "3", "--stop_stage", "3",
-              env={"FLICKR8K": str(corpus)})
+    out = run(
+        rec,
+        "--corpus",
+        "flickr8k",
+        "--train_config",
+        TINY,
+        "--stage",
+        "3",
+        "--stop_stage",
+        "3",
+        env={"FLICKR8K": str(corpus)},
+    )
     assert "0 to embed" in out
     assert {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == before
 
@@ -87,11 +99,24 @@ def test_different_clip_recomputes_the_image_cache(recipe):
 
     rec, _, corpus = recipe
     make_tiny_clip(rec / "exp" / "clip" / "other-clip.pt", seed=1)
-    conf = (ROOT / "conf" / "tiny" / "parallel.yaml").read_text().replace("exp/clip/tiny-clip.pt",
-                                                                         "exp/clip/other-clip.pt")
+    conf = (
+        (ROOT / "conf" / "tiny" / "parallel.yaml")
+        .read_text()
+        .replace("exp/clip/tiny-clip.pt", "exp/clip/other-clip.pt")
+    )
     (rec / "other.yaml").write_text(conf)
-    out = run(rec, "--corpus", "flickr8k", "--train_config", "other.yaml", "--stage", "3", "--stop_stage", "3",
-              env={"FLICKR8K": str(corpus)})
+    out = run(
+        rec,
+        "--corpus",
+        "flickr8k",
+        "--train_config",
+        "other.yaml",
+        "--stage",
+        "3",
+        "--stop_stage",
+        "3",
+        env={"FLICKR8K": str(corpus)},
+    )
     caches = sorted((rec / "dump" / "image_emb").iterdir())
     assert len(caches) == 2
     embedded = [int(n) for n in re.findall(r"(\d+) to embed", out)]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from espnet_speechclip.encoders.speech import S3PRLSpeechEncoder
+from espnet_speechclip.models.speech_encoder import S3PRLSpeechEncoder
 
 
 @pytest.fixture(params=["hubert_local", "fbank"])
@@ -9,12 +9,14 @@ def encoder(request, tiny_hubert):
     torch.manual_seed(0)
     if request.param == "hubert_local":
         return S3PRLSpeechEncoder("hubert_local", str(tiny_hubert), max_train_samples=6000)
-    return S3PRLSpeechEncoder("fbank", projection_dim=32, subsampling=2, positional=True, max_train_samples=6000)
+    return S3PRLSpeechEncoder(
+        "fbank", projection_dim=32, subsampling=2, positional=True, max_train_samples=6000
+    )
 
 
 def test_upstream_frozen_in_eval_and_layer_weights_train(encoder):
     upstream_before = {k: v.clone() for k, v in encoder.upstream.state_dict().items()}
-    weights_before = encoder.layer_weights.detach().clone()
+    weights_before = encoder.layer_sum.weights.detach().clone()
     assert torch.equal(weights_before, torch.zeros_like(weights_before))  # uniform init
     head = torch.nn.Linear(encoder.output_size(), 1)
     opt = torch.optim.Adam(list(encoder.parameters()) + list(head.parameters()), lr=0.05)
@@ -32,7 +34,7 @@ def test_upstream_frozen_in_eval_and_layer_weights_train(encoder):
         assert torch.equal(v, upstream_before[k]), k
     assert all(not p.requires_grad for p in encoder.upstream.parameters())
     if encoder.upstream.num_layers > 1:
-        assert not torch.equal(encoder.layer_weights.detach(), weights_before)
+        assert not torch.equal(encoder.layer_sum.weights.detach(), weights_before)
 
 
 def test_exact_output_lengths_and_batch_invariance(encoder):

@@ -1,4 +1,4 @@
-"""The spoken-shapes corpus generator and the stand-in CLIP trainer, on tiny sizes (1 core, well under a minute)."""
+"""The spoken-shapes corpus generator and the stand-in CLIP trainer, on tiny sizes."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from espnet_speechclip.data import synth
 from espnet_speechclip.data.datadir import read_datadir, read_kv
+from espnet_speechclip.data.synth import captions, scenes, speech
+from espnet_speechclip.data.synth import corpus as synth_corpus
 
 torch.set_num_threads(1)
 
@@ -24,21 +25,35 @@ SIZES = dict(seed=3, n_train=6, n_dev=2, n_test=2, captions_per_image=3)
 SPLITS = ("train", "dev", "test")
 
 # What the words mean, written out independently of the generator.
-_NP = r"(an?) (?:(small|big) )?(\w+) (\w+)(?: (on the left|on the right|at the top|at the bottom|in the middle))?"
+_POSITION = r"on the left|on the right|at the top|at the bottom|in the middle"
+_NP = rf"(an?) (?:(small|big) )?(\w+) (\w+)(?: ({_POSITION}))?"
 _ONE = re.compile(rf"^(?:there is |a picture of )?{_NP}$")
 _TWO = re.compile(rf"^(?:there is |a picture of )?{_NP} (left of|right of|above|below|and) {_NP}$")
-_PLACE = {"on the left": "left", "on the right": "right", "at the top": "top", "at the bottom": "bottom",
-          "in the middle": "middle"}
-_RELATION = {"left of": ("left", "right"), "right of": ("right", "left"), "above": ("top", "bottom"),
-             "below": ("bottom", "top")}
+_PLACE = {
+    "on the left": "left",
+    "on the right": "right",
+    "at the top": "top",
+    "at the bottom": "bottom",
+    "in the middle": "middle",
+}
+_RELATION = {
+    "left of": ("left", "right"),
+    "right of": ("right", "left"),
+    "above": ("top", "bottom"),
+    "below": ("bottom", "top"),
+}
 
 
 def _mention_matches(groups, obj: dict) -> bool:
     article, size, colour, shape, place = groups
     if article != ("an" if (size or colour)[0] in "aeiou" else "a"):
         return False
-    return (colour == obj["colour"] and shape == obj["shape"] and size in (None, obj["size"])
-            and (place is None or _PLACE[place] == obj["position"]))
+    return (
+        colour == obj["colour"]
+        and shape == obj["shape"]
+        and size in (None, obj["size"])
+        and (place is None or _PLACE[place] == obj["position"])
+    )
 
 
 def assert_describes(text: str, scene: dict) -> None:
@@ -53,8 +68,9 @@ def assert_describes(text: str, scene: dict) -> None:
     first, rel, second = m.groups()[:5], m.group(6), m.groups()[6:]
     for a, b in ((objs[0], objs[1]), (objs[1], objs[0])):
         if _mention_matches(first, a) and _mention_matches(second, b):
-            assert rel == "and" or _RELATION[rel] == (a["position"], b["position"]), \
+            assert rel == "and" or _RELATION[rel] == (a["position"], b["position"]), (
                 f"{text!r}: wrong relation for {scene}"
+            )
             return
     raise AssertionError(f"{text!r} does not describe {scene}")
 
@@ -63,31 +79,32 @@ def assert_describes(text: str, scene: dict) -> None:
 # Scenes, captions, rendering (no speech)
 # --------------------------------------------------------------------------------------------------
 
+
 def test_random_captions_describe_their_scenes():
     rng = random.Random(0)
     for _ in range(500):
-        scene = synth.sample_scene(rng)
-        assert scene == synth.Scene.from_dict(json.loads(json.dumps(scene.to_dict())))
-        for text in synth.captions(scene, rng, 3):
+        scene = scenes.sample_scene(rng)
+        assert scene == scenes.Scene.from_dict(json.loads(json.dumps(scene.to_dict())))
+        for text in captions.captions(scene, rng, 3):
             assert_describes(text, scene.to_dict())
     # Three captions of one image come from three different templates.
-    assert len(set(synth.captions(synth.sample_scene(rng), rng, 3))) == 3
+    assert len(set(captions.captions(scenes.sample_scene(rng), rng, 3))) == 3
 
 
 def test_caption_words_are_single_clip_tokens_and_fit_the_context():
     import open_clip
 
-    from espnet_speechclip.data.synth_clip import CONFIG_PATH
+    from espnet_speechclip.training.synth_clip import CONFIG_PATH
 
     tok = open_clip.SimpleTokenizer()
-    for w in synth.VOCABULARY:
+    for w in captions.VOCABULARY:
         assert len(tok.encode(w)) == 1, f"caption word {w!r} is {tok.encode(w)} in CLIP BPE"
     context = json.loads(CONFIG_PATH.read_text())["text_cfg"]["context_length"]
     rng = random.Random(1)
     longest = 0
     for _ in range(500):
-        for text in synth.captions(synth.sample_scene(rng), rng, 6):
-            assert set(text.split()) <= set(synth.VOCABULARY), text
+        for text in captions.captions(scenes.sample_scene(rng), rng, 6):
+            assert set(text.split()) <= set(captions.VOCABULARY), text
             longest = max(longest, len(tok.encode(text)))
     assert longest + 2 <= context  # start and end tokens
 
@@ -95,27 +112,33 @@ def test_caption_words_are_single_clip_tokens_and_fit_the_context():
 def test_render_places_the_objects():
     rng = random.Random(2)
     for _ in range(50):
-        scene = synth.sample_scene(rng)
-        img = synth.render(scene)
+        scene = scenes.sample_scene(rng)
+        img = scenes.render(scene)
         assert img.size == (64, 64) and img.mode == "RGB"
-        assert img.tobytes() == synth.render(scene).tobytes()  # pure
-        assert img.getpixel((0, 0)) == img.getpixel((63, 63)) == synth.BACKGROUND
+        assert img.tobytes() == scenes.render(scene).tobytes()  # pure
+        assert img.getpixel((0, 0)) == img.getpixel((63, 63)) == scenes.BACKGROUND
         for o in scene.objects:
-            cx, cy = {"left": (.25, .5), "right": (.75, .5), "top": (.5, .25), "bottom": (.5, .75),
-                      "middle": (.5, .5)}[o.position]
+            cx, cy = {
+                "left": (0.25, 0.5),
+                "right": (0.75, 0.5),
+                "top": (0.5, 0.25),
+                "bottom": (0.5, 0.75),
+                "middle": (0.5, 0.5),
+            }[o.position]
             pixel = img.getpixel((int((cx + o.dx) * 64), int((cy + o.dy) * 64)))
-            assert np.abs(np.subtract(pixel, synth.COLOURS[o.colour])).max() <= 12, (o, pixel)
+            assert np.abs(np.subtract(pixel, scenes.COLOURS[o.colour])).max() <= 12, (o, pixel)
 
 
 # --------------------------------------------------------------------------------------------------
 # The generated corpus
 # --------------------------------------------------------------------------------------------------
 
+
 def _generate(root: Path, workers: int) -> Path:
     # Small shards so that two workers really split the work (the bytes must not depend on it).
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(synth, "_SHARD_SIZE", 7)
-        synth.generate(root / "dump", root / "data", workers=workers, **SIZES)
+        mp.setattr(synth_corpus, "_SHARD_SIZE", 7)
+        synth_corpus.generate(root / "dump", root / "data", workers=workers, **SIZES)
     return root
 
 
@@ -137,8 +160,10 @@ def _lists(root: Path, split: str) -> Dict[str, Dict[str, str]]:
 def test_deterministic_for_a_seed(corpus, corpus_again):
     for split in SPLITS:
         assert _lists(corpus, split) == _lists(corpus_again, split)
-        scenes = [json.loads((r / "data" / f"synth_{split}" / "scenes.json").read_text())
-                  for r in (corpus, corpus_again)]
+        scenes = [
+            json.loads((r / "data" / f"synth_{split}" / "scenes.json").read_text())
+            for r in (corpus, corpus_again)
+        ]
         assert scenes[0] == scenes[1]
         for u in read_datadir(corpus / "data" / f"synth_{split}"):
             for path in (Path(u.wav_path), Path(u.image_path)):
@@ -182,7 +207,7 @@ def test_captions_match_scenes_json(corpus):
 
 def test_dev_and_test_have_unseen_speakers(corpus):
     train_spk = set(_lists(corpus, "train")["utt2spk"].values())
-    _, held_out = synth.make_speakers(SIZES["seed"])
+    _, held_out = speech.make_speakers(SIZES["seed"])
     assert not train_spk & {s.name for s in held_out}
     for split in ("dev", "test"):
         spk = list(_lists(corpus, split)["utt2spk"].values())
@@ -193,8 +218,8 @@ def test_dev_and_test_have_unseen_speakers(corpus):
 def test_rerun_is_a_no_op(corpus, caplog):
     files = sorted(p for p in corpus.rglob("*") if p.is_file())
     before = [p.stat().st_mtime_ns for p in files]
-    with caplog.at_level(logging.INFO, logger=synth.__name__):
-        synth.generate(corpus / "dump", corpus / "data", workers=2, **SIZES)
+    with caplog.at_level(logging.INFO, logger=synth_corpus.__name__):
+        synth_corpus.generate(corpus / "dump", corpus / "data", workers=2, **SIZES)
     assert "nothing to do" in caplog.text
     assert [p.stat().st_mtime_ns for p in files] == before
 
@@ -202,21 +227,28 @@ def test_rerun_is_a_no_op(corpus, caplog):
 def test_missing_espeak_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # makes the import fail
     with pytest.raises(RuntimeError, match=r"espnet-speechclip\[demo\]"):
-        synth.generate(tmp_path / "dump", tmp_path / "data", **SIZES)
+        synth_corpus.generate(tmp_path / "dump", tmp_path / "data", **SIZES)
 
 
 # --------------------------------------------------------------------------------------------------
 # The stand-in CLIP
 # --------------------------------------------------------------------------------------------------
 
+
 def test_synth_clip_smoke(corpus, tmp_path, caplog):
     import open_clip
 
-    from espnet_speechclip.data.synth_clip import eval_json_path, register_synth_clip, train_synth_clip
+    from espnet_speechclip.training.synth_clip import eval_json_path, register_synth_clip, train_synth_clip
 
     out = tmp_path / "clip" / "synth-clip.pt"
-    train_synth_clip(corpus / "data" / "synth_train", out, steps=2, batch_size=8,
-                     eval_data_dir=corpus / "data" / "synth_test", threads=1)
+    train_synth_clip(
+        corpus / "data" / "synth_train",
+        out,
+        steps=2,
+        batch_size=8,
+        eval_data_dir=corpus / "data" / "synth_test",
+        threads=1,
+    )
     saved = torch.load(out, weights_only=True)
     register_synth_clip()
     model = open_clip.create_model("synth-clip", pretrained=str(out))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from espnet_speechclip.bin import speechclip_inference, speechclip_train
-from espnet_speechclip.image_cache import cache_image_embeddings, write_utt_emb_scp
+from espnet_speechclip.training.image_cache import cache_image_embeddings, write_utt_emb_scp
 
 CONF = Path(__file__).resolve().parent.parent / "conf" / "tiny"
 
@@ -19,8 +19,10 @@ def corpus(tmp_path_factory, tiny_clip):
     from helpers import make_tiny_corpus
 
     root = tmp_path_factory.mktemp("corpus")
-    dirs = {"train": make_tiny_corpus(root, 16, 2, seed=0, split="train"),
-            "dev": make_tiny_corpus(root, 6, 2, seed=1, split="dev")}
+    dirs = {
+        "train": make_tiny_corpus(root, 16, 2, seed=0, split="train"),
+        "dev": make_tiny_corpus(root, 6, 2, seed=1, split="dev"),
+    }
     for d in dirs.values():
         cache = cache_image_embeddings(d / "img.scp", tiny_clip, root / "image_emb", progress=False)
         write_utt_emb_scp(d / "utt2img", cache / "img_emb.scp", d / "image_emb.scp")
@@ -33,13 +35,26 @@ def data_args(corpus):
 
     # transcripts on the dev set: validation also scores zero-shot speech->text
     return training_data_args(corpus["train"], corpus["dev"]) + [
-        "--valid_data_path_and_name_and_type", f"{corpus['dev']}/text,text,text"]
+        "--valid_data_path_and_name_and_type",
+        f"{corpus['dev']}/text,text,text",
+    ]
 
 
 def train(corpus, tiny_clip, model, out, *extra):
-    cmd = ["--config", str(CONF / f"{model}.yaml"), "--output_dir", str(out), "--ngpu", "0",
-           "--clip_conf", f"pretrained={tiny_clip['pretrained']}", "--clip_conf",
-           f"config_file={tiny_clip['config_file']}", *data_args(corpus), *extra]
+    cmd = [
+        "--config",
+        str(CONF / f"{model}.yaml"),
+        "--output_dir",
+        str(out),
+        "--ngpu",
+        "0",
+        "--clip_conf",
+        f"pretrained={tiny_clip['pretrained']}",
+        "--clip_conf",
+        f"config_file={tiny_clip['config_file']}",
+        *data_args(corpus),
+        *extra,
+    ]
     speechclip_train.main(cmd)
 
 
@@ -55,14 +70,14 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
     stats = reporter_stats(out)
     assert sorted(stats) == [1, 2, 3, 4]
     assert stats[4]["train"]["loss"] < stats[1]["train"]["loss"]
-    for b in (["parallel", "cascaded"] if model == "hybrid" else [model]):
+    for b in ["parallel", "cascaded"] if model == "hybrid" else [model]:
         for key in ("s2i_r1", "s2i_r10", "i2s_r1", "mean_r10"):
             assert f"{b}_{key}" in stats[4]["valid"]
 
     # checkpoints hold the trainable weights only; strict loading still checks all of them
     weights = torch.load(out / "4epoch.pth", map_location="cpu", weights_only=True)
     assert not [k for k in weights if k.startswith(("speech_encoder.upstream.", "text_encoder."))]
-    assert "speech_encoder.layer_weights" in weights
+    assert "speech_encoder.layer_sum.weights" in weights
 
     # resume: a second run continues from epoch 5 and does not retrain epochs 1-4. A sentinel in the
     # saved history proves it: retraining from scratch would recompute (and overwrite) it.
@@ -76,9 +91,20 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
 
     # the inference entry reproduces the validation recall of the same weights
     dec = tmp_path / "decode"
-    speechclip_inference.main(["--config", str(out / "config.yaml"), "--model_file", str(out / "5epoch.pth"),
-                               "--data_dir", str(corpus["dev"]), "--output_dir", str(dec),
-                               "--image_emb_scp", str(corpus["img_emb_scp"])])
+    speechclip_inference.main(
+        [
+            "--config",
+            str(out / "config.yaml"),
+            "--model_file",
+            str(out / "5epoch.pth"),
+            "--data_dir",
+            str(corpus["dev"]),
+            "--output_dir",
+            str(dec),
+            "--image_emb_scp",
+            str(corpus["img_emb_scp"]),
+        ]
+    )
     scores = json.loads((dec / "scores.json").read_text())
     for b, res in scores.items():
         for k in (1, 5, 10):
@@ -87,9 +113,20 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
             assert res["speech_to_text"][f"R@{k}"] == pytest.approx(stats[5]["valid"][f"{b}_s2t_r{k}"])
     # the same in two parallel jobs and a merge, as the recipe's --inference_nj 2 runs it
     split = tmp_path / "decode_split"
-    common = ["--config", str(out / "config.yaml"), "--model_file", str(out / "5epoch.pth"), "--data_dir",
-              str(corpus["dev"]), "--output_dir", str(split), "--image_emb_scp", str(corpus["img_emb_scp"]),
-              "--num_splits", "2"]
+    common = [
+        "--config",
+        str(out / "config.yaml"),
+        "--model_file",
+        str(out / "5epoch.pth"),
+        "--data_dir",
+        str(corpus["dev"]),
+        "--output_dir",
+        str(split),
+        "--image_emb_scp",
+        str(corpus["img_emb_scp"]),
+        "--num_splits",
+        "2",
+    ]
     for j in ("1", "2"):
         speechclip_inference.main(common + ["--split", j])
     speechclip_inference.main(common + ["--merge"])
@@ -107,16 +144,33 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
 
 
 def test_missing_image_ids_fail_before_training(corpus, tiny_clip, tmp_path):
-    args = ["--config", str(CONF / "parallel.yaml"), "--output_dir", str(tmp_path / "x"), "--ngpu", "0",
-            "--clip_conf", f"pretrained={tiny_clip['pretrained']}",
-            "--clip_conf", f"config_file={tiny_clip['config_file']}"]
+    args = [
+        "--config",
+        str(CONF / "parallel.yaml"),
+        "--output_dir",
+        str(tmp_path / "x"),
+        "--ngpu",
+        "0",
+        "--clip_conf",
+        f"pretrained={tiny_clip['pretrained']}",
+        "--clip_conf",
+        f"config_file={tiny_clip['config_file']}",
+    ]
     d = corpus["train"]
-    data = ["--train_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound_16k",
-            "--train_data_path_and_name_and_type", f"{d}/image_emb.scp,image_emb,npy",
-            "--train_shape_file", f"{d}/utt2num_samples",
-            "--valid_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound_16k",
-            "--valid_data_path_and_name_and_type", f"{d}/image_emb.scp,image_emb,npy",
-            "--valid_shape_file", f"{d}/utt2num_samples"]
+    data = [
+        "--train_data_path_and_name_and_type",
+        f"{d}/wav.scp,speech,sound_16k",
+        "--train_data_path_and_name_and_type",
+        f"{d}/image_emb.scp,image_emb,npy",
+        "--train_shape_file",
+        f"{d}/utt2num_samples",
+        "--valid_data_path_and_name_and_type",
+        f"{d}/wav.scp,speech,sound_16k",
+        "--valid_data_path_and_name_and_type",
+        f"{d}/image_emb.scp,image_emb,npy",
+        "--valid_shape_file",
+        f"{d}/utt2num_samples",
+    ]
     with pytest.raises(RuntimeError, match="image_id"):
         speechclip_train.main(args + data)
     assert not list((tmp_path / "x").glob("*.pth"))
@@ -130,22 +184,64 @@ def test_short_audio_fails_before_training_naming_the_utterance(corpus, tiny_cli
     args = data_args(corpus)
     args[args.index(f"{corpus['train']}/utt2num_samples")] = str(shape)
     with pytest.raises(ValueError, match=re.escape(first)):
-        speechclip_train.main(["--config", str(CONF / "parallel.yaml"), "--output_dir", str(tmp_path / "x"),
-                               "--ngpu", "0", "--clip_conf", f"pretrained={tiny_clip['pretrained']}",
-                               "--clip_conf", f"config_file={tiny_clip['config_file']}", *args])
+        speechclip_train.main(
+            [
+                "--config",
+                str(CONF / "parallel.yaml"),
+                "--output_dir",
+                str(tmp_path / "x"),
+                "--ngpu",
+                "0",
+                "--clip_conf",
+                f"pretrained={tiny_clip['pretrained']}",
+                "--clip_conf",
+                f"config_file={tiny_clip['config_file']}",
+                *args,
+            ]
+        )
 
 
-@pytest.mark.parametrize("override,error,match", [
-    (["--speech_encoder_conf", "upstream=hubert_nope"], ValueError, "unknown s3prl upstream 'hubert_nope'"),
-    (["--speech_encoder_conf", "upstream=hubert_local", "--speech_encoder_conf", "path_or_url=/nope/h.pt"],
-     FileNotFoundError, "/nope/h.pt"),
-    (["--clip_conf", "model_name=ViT-Q-99", "--clip_conf", "config_file=null"], ValueError, "unknown CLIP model 'ViT-Q-99'"),
-    (["--clip_conf", "pretrained=null"], ValueError, "clip_conf.pretrained is required"),
-])
+@pytest.mark.parametrize(
+    "override,error,match",
+    [
+        (
+            ["--speech_encoder_conf", "upstream=hubert_nope"],
+            ValueError,
+            "unknown s3prl upstream 'hubert_nope'",
+        ),
+        (
+            [
+                "--speech_encoder_conf",
+                "upstream=hubert_local",
+                "--speech_encoder_conf",
+                "path_or_url=/nope/h.pt",
+            ],
+            FileNotFoundError,
+            "/nope/h.pt",
+        ),
+        (
+            ["--clip_conf", "model_name=ViT-Q-99", "--clip_conf", "config_file=null"],
+            ValueError,
+            "unknown CLIP model 'ViT-Q-99'",
+        ),
+        (["--clip_conf", "pretrained=null"], ValueError, "clip_conf.pretrained is required"),
+    ],
+)
 def test_bad_configs_fail_before_any_step(corpus, tiny_clip, tmp_path, override, error, match):
-    cmd = ["--config", str(CONF / "parallel.yaml"), "--output_dir", str(tmp_path / "x"), "--ngpu", "0",
-           "--clip_conf", f"pretrained={tiny_clip['pretrained']}", "--clip_conf",
-           f"config_file={tiny_clip['config_file']}", *data_args(corpus), *override]
+    cmd = [
+        "--config",
+        str(CONF / "parallel.yaml"),
+        "--output_dir",
+        str(tmp_path / "x"),
+        "--ngpu",
+        "0",
+        "--clip_conf",
+        f"pretrained={tiny_clip['pretrained']}",
+        "--clip_conf",
+        f"config_file={tiny_clip['config_file']}",
+        *data_args(corpus),
+        *override,
+    ]
     with pytest.raises(error, match=match):
         speechclip_train.main(cmd)
 

@@ -4,7 +4,7 @@
 
 from typing import List, Optional
 
-from espnet_speechclip.registration import quiet_espnet_import
+from espnet_speechclip.compat import quiet_espnet_import
 
 
 def main(cmd: Optional[List[str]] = None) -> None:

@@ -12,9 +12,8 @@ import argparse
 import logging
 from pathlib import Path
 
-import yaml
-
-from espnet_speechclip.image_cache import cache_image_embeddings, clip_fingerprint, write_utt_emb_scp
+from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.training.image_cache import cache_image_embeddings, clip_fingerprint, write_utt_emb_scp
 
 
 def main(cmd=None) -> None:
@@ -27,8 +26,7 @@ def main(cmd=None) -> None:
     p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--print_dir", action="store_true", help="print the cache folder of --config and exit")
     args = p.parse_args(cmd)
-    with open(args.config, encoding="utf-8") as f:
-        clip_conf = yaml.safe_load(f)["clip_conf"]
+    clip_conf = config_value(read_config(args.config), "clip_conf")
     if args.print_dir:
         print(Path(args.cache_root) / clip_fingerprint(**clip_conf))
         return
@@ -38,8 +36,9 @@ def main(cmd=None) -> None:
 
         torch.set_num_threads(args.num_threads)
     for data_dir in map(Path, args.data_dir):
-        folder = cache_image_embeddings(data_dir / "img.scp", clip_conf, args.cache_root, args.batch_size,
-                                        args.device)
+        folder = cache_image_embeddings(
+            data_dir / "img.scp", clip_conf, args.cache_root, args.batch_size, args.device
+        )
         out = write_utt_emb_scp(data_dir / "utt2img", folder / "img_emb.scp", folder / f"{data_dir.name}.scp")
         logging.info("wrote %s", out)
 

@@ -10,9 +10,8 @@ import json
 import sys
 import tempfile
 
-import yaml
-
-from espnet_speechclip.architectures import build_random, count_parameters
+from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.models.random_weights import build_random, count_parameters
 
 
 def main(cmd=None) -> None:
@@ -23,12 +22,14 @@ def main(cmd=None) -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as work:
         for path in args.configs:
-            with open(path, encoding="utf-8") as f:
-                config = yaml.safe_load(f)
+            config = read_config(path)
             model = build_random(config, work, image_tower=True)
-            rows[path] = dict(model=config.get("model", "parallel"),
-                              upstream=config["speech_encoder_conf"]["upstream"],
-                              clip=config["clip_conf"]["model_name"], **count_parameters(model))
+            rows[path] = dict(
+                model=config_value(config, "model"),
+                upstream=config_value(config, "speech_encoder_conf.upstream"),
+                clip=config_value(config, "clip_conf.model_name"),
+                **count_parameters(model),
+            )
             del model
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
@@ -37,8 +38,10 @@ def main(cmd=None) -> None:
     print("| config | model | upstream | CLIP | trainable | total (frozen towers included) |")
     print("|---|---|---|---|---:|---:|")
     for path, r in rows.items():
-        print(f"| {path} | {r['model']} | {r['upstream']} | {r['clip']} | {r['trainable'] / 1e6:.2f} M | "
-              f"{r['total'] / 1e6:.1f} M |")
+        print(
+            f"| {path} | {r['model']} | {r['upstream']} | {r['clip']} | {r['trainable'] / 1e6:.2f} M | "
+            f"{r['total'] / 1e6:.1f} M |"
+        )
 
 
 if __name__ == "__main__":

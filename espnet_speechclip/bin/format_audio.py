@@ -17,8 +17,11 @@ from espnet_speechclip.data.format import format_datadir
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", required=True, help="input data dir (wav.scp, text, utt2spk, utt2img, img.scp, "
-                   "utt2num_samples)")
+    p.add_argument(
+        "--data_dir",
+        required=True,
+        help="input data dir (wav.scp, text, utt2spk, utt2img, img.scp, utt2num_samples)",
+    )
     p.add_argument("--out_dir", required=True, help="output data dir, same lists with 16 kHz audio")
     p.add_argument("--audio_dir", required=True, help="where converted wavs are written")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes")

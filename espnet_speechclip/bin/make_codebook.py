@@ -1,14 +1,15 @@
 """Recipe stage 4: the cascaded codebook, from the TRAINING transcripts only.
 
-    python -m espnet_speechclip.bin.make_codebook --text dump/raw/flickr8k_train/text --out dump/codebook/flickr8k_train.txt
+python -m espnet_speechclip.bin.make_codebook --text dump/raw/flickr8k_train/text \
+        --out dump/codebook/flickr8k_train.txt
 """
 
 import argparse
 import logging
 from pathlib import Path
 
-from espnet_speechclip.codebook import codebook_from_texts, write_codebook
 from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.models.codebook import codebook_from_texts, write_codebook
 
 
 def main(cmd=None) -> None:

@@ -1,12 +1,12 @@
 """Recipe stage 7: RESULTS.md and results.json of an experiment from its scored test sets.
 
-    python -m espnet_speechclip.bin.make_results --exp_dir exp/<tag> --test_set flickr8k_test
+python -m espnet_speechclip.bin.make_results --exp_dir exp/<tag> --test_set flickr8k_test
 """
 
 import argparse
 import logging
 
-from espnet_speechclip.results import write_results
+from espnet_speechclip.evaluation.results import write_results
 
 
 def main(cmd=None) -> None:
@@ -14,34 +14,43 @@ def main(cmd=None) -> None:
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--test_set", action="append", required=True, help="test set name (decode_<name>)")
     p.add_argument("--model_file", default=None, help="weights used, to report parameter counts")
-    p.add_argument("--data_root", default=None,
-                   help="folder of the data dirs (<data_root>/<test set>/img.scp): draws retrieval examples")
+    p.add_argument(
+        "--data_root",
+        default=None,
+        help="folder of the data dirs (<data_root>/<test set>/img.scp): draws retrieval examples",
+    )
     args = p.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     params = None
     if args.model_file:
-        from espnet_speechclip.architectures import count_parameters
-        from espnet_speechclip.inference import load_model
+        from espnet_speechclip.inference.speech2image import Speech2Image
+        from espnet_speechclip.models.random_weights import count_parameters
 
         # the counts need the architecture and the trained weights, not CLIP's pretrained weights
-        model, _ = load_model(f"{args.exp_dir}/config.yaml", args.model_file, clip_weights=False)
+        model = Speech2Image(f"{args.exp_dir}/config.yaml", args.model_file, clip_weights=False).model
         params = count_parameters(model)
     extra = []
     if args.data_root:
         from pathlib import Path
 
-        from espnet_speechclip.retrieval_figure import draw_retrieval_examples
+        from espnet_speechclip.evaluation.figure import draw_retrieval_examples
 
         for test_set in args.test_set:
-            png = draw_retrieval_examples(Path(args.exp_dir) / f"decode_{test_set}",
-                                          Path(args.data_root) / test_set / "img.scp",
-                                          Path(args.exp_dir) / f"retrieval_{test_set}.png")
+            png = draw_retrieval_examples(
+                Path(args.exp_dir) / f"decode_{test_set}",
+                Path(args.data_root) / test_set / "img.scp",
+                Path(args.exp_dir) / f"retrieval_{test_set}.png",
+            )
             extra += [f"## Retrieval examples ({test_set})", "", f"![retrieval examples]({png.name})", ""]
-    extra += ["## Where the outputs live", "",
-              f"- checkpoints, `config.yaml`, `train.log`: `{args.exp_dir}/`",
-              f"- embeddings, keywords and `scores.json` per set: `{args.exp_dir}/decode_<set>/`",
-              f"- this page's numbers as JSON: `{args.exp_dir}/results.json`",
-              f"- the packed model (after stage 8): `{args.exp_dir}/packed/model.zip`", ""]
+    extra += [
+        "## Where the outputs live",
+        "",
+        f"- checkpoints, `config.yaml`, `train.log`: `{args.exp_dir}/`",
+        f"- embeddings, keywords and `scores.json` per set: `{args.exp_dir}/decode_<set>/`",
+        f"- this page's numbers as JSON: `{args.exp_dir}/results.json`",
+        f"- the packed model (after stage 8): `{args.exp_dir}/packed/model.zip`",
+        "",
+    ]
     write_results(args.exp_dir, args.test_set, params, extra)
     logging.info("wrote %s/RESULTS.md and %s/results.json", args.exp_dir, args.exp_dir)
 

@@ -7,13 +7,13 @@ codebook files, model card) that the inference entry uses without the recipe.
 
     python -m espnet_speechclip.bin.speechclip_inference --model exp/x/packed/model.zip ...
 
-See espnet_speechclip.packing for the archive layout.
+See espnet_speechclip.inference.packing for the archive layout.
 """
 
 import argparse
 import logging
 
-from espnet_speechclip.packing import pack_model
+from espnet_speechclip.inference.packing import pack_model
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -23,16 +23,25 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="archive to write (.zip)")
     p.add_argument("--results_json", default=None, help="test results (e.g. scores.json) for the model card")
     p.add_argument("--card_text", default=None, help="free text (markdown) for the top of the model card")
-    p.add_argument("--base_dir", default=None, help="directory the config's relative paths are relative to "
-                   "(default: the current directory)")
+    p.add_argument(
+        "--base_dir",
+        default=None,
+        help="directory the config's relative paths are relative to (default: the current directory)",
+    )
     return p
 
 
 def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
-    out = pack_model(args.config, args.model_file, args.out, card_text=args.card_text,
-                     results_json=args.results_json, base_dir=args.base_dir)
+    out = pack_model(
+        args.config,
+        args.model_file,
+        args.out,
+        card_text=args.card_text,
+        results_json=args.results_json,
+        base_dir=args.base_dir,
+    )
     logging.info("wrote %s", out)
 
 

@@ -16,22 +16,29 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_speechclip.api import Hit, SpeechCLIPPipeline, list_images
 from espnet_speechclip.data.media import MediaError
-from espnet_speechclip.packing import PackError
+from espnet_speechclip.inference.packing import PackError
+from espnet_speechclip.inference.speech2image import Hit, Speech2Image, list_images
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="packed model (.zip) or experiment folder")
-    p.add_argument("--model_file", default=None, help="weights in the experiment folder (default: "
-                   "valid.mean_r10.best.pth, else latest.pth)")
+    p.add_argument(
+        "--model_file",
+        default=None,
+        help="weights in the experiment folder (default: valid.mean_r10.best.pth, else latest.pth)",
+    )
     p.add_argument("--speech", required=True, help="the query utterance (audio file, any sample rate)")
     p.add_argument("--images", nargs="+", default=[], help="image folder(s) or file(s) to rank")
     p.add_argument("--texts", default=None, help="text file, one candidate text per line, to rank")
     p.add_argument("--topk", type=int, default=5, help="how many images / texts to print")
-    p.add_argument("--branch", default=None, choices=["parallel", "cascaded"],
-                   help="branch whose embedding ranks (default: parallel when the model has it)")
+    p.add_argument(
+        "--branch",
+        default=None,
+        choices=["parallel", "cascaded"],
+        help="branch whose embedding ranks (default: parallel when the model has it)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=16)
     return p
@@ -64,10 +71,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
             parser.error(f"--texts {args.texts} holds no text")
 
     try:
-        pipe = SpeechCLIPPipeline.from_pretrained(args.model, args.device, args.model_file, args.batch_size)
-        if not images and not texts and "cascaded" not in pipe.branches:
+        s2i = Speech2Image.from_pretrained(
+            args.model, args.model_file, device=args.device, batch_size=args.batch_size
+        )
+        if not images and not texts and "cascaded" not in s2i.branches:
             parser.error("give --images and/or --texts (a parallel model has no keywords to show)")
-        result = pipe.query(args.speech, images, texts, args.topk, args.branch)
+        result = s2i.query(args.speech, images, texts, args.topk, args.branch)
     except (FileNotFoundError, MediaError, PackError) as e:  # bad input files: the message names them
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(f"query: {args.speech}  (model {args.model}, {result.branch} branch)")

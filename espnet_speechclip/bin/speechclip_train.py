@@ -3,10 +3,13 @@
 
 from typing import List, Optional
 
-from espnet_speechclip.task import SpeechCLIPTask
+from espnet_speechclip.compat import quiet_espnet_import
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
+    quiet_espnet_import()  # before the task imports espnet2: keeps `--print_config > conf.yaml` clean
+    from espnet_speechclip.training.task import SpeechCLIPTask
+
     SpeechCLIPTask.main(cmd=cmd)
 
 

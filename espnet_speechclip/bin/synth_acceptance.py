@@ -16,30 +16,48 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from espnet_speechclip.data.datadir import read_kv
-from espnet_speechclip.data.synth import COLOURS, SHAPES
-from espnet_speechclip.encoders.clip import decode_token, text_token_ids
-from espnet_speechclip.metrics import content_word_hit_rate
+from espnet_speechclip.config import exp_name, set_name
+from espnet_speechclip.data.synth.scenes import COLOURS, SHAPES
+from espnet_speechclip.evaluation.keywords import content_word_hit_rate
+from espnet_speechclip.inference.decode_dir import DecodeDir
+from espnet_speechclip.models.clip import decode_token, text_token_ids
 
-STOP_WORDS = ("a", "an", "the", "is", "there", "of", "on", "and", "at", "in", "to", "with", "above", "below",
-              "left", "right")
+CORPUS = "synth"
+STOP_WORDS = (
+    "a",
+    "an",
+    "the",
+    "is",
+    "there",
+    "of",
+    "on",
+    "and",
+    "at",
+    "in",
+    "to",
+    "with",
+    "above",
+    "below",
+    "left",
+    "right",
+)
 
 
-def check(exp_dir: Path, test_set: str = "synth_test") -> bool:
-    par = json.loads((exp_dir / "synth_parallel" / "results.json").read_text())[test_set]["parallel"]
-    cas = json.loads((exp_dir / "synth_cascaded" / "results.json").read_text())[test_set]["cascaded"]
-    dec = exp_dir / "synth_cascaded" / f"decode_{test_set}"
-    keyword_ids = np.load(dec / "keyword_ids.npy")
+def check(exp_dir: Path, test_set: str = set_name(CORPUS, "test")) -> bool:
+    parallel_exp = exp_dir / exp_name(CORPUS, "conf/synth/parallel.yaml")
+    cascaded_exp = exp_dir / exp_name(CORPUS, "conf/synth/cascaded.yaml")
+    par = json.loads((parallel_exp / "results.json").read_text())[test_set]["parallel"]
+    cas = json.loads((cascaded_exp / "results.json").read_text())[test_set]["cascaded"]
+    dec = DecodeDir.read(cascaded_exp / f"decode_{test_set}")
+    keyword_ids = dec.array("keyword_ids")
     words = {decode_token(int(i)) for i in keyword_ids.flatten()}
     content = sorted(words & (set(COLOURS) | set(SHAPES)))
-    utts = (dec / "utt_list").read_text().split()
-    text = read_kv(dec / "text")
     stop_ids = [i for w in STOP_WORDS for i in text_token_ids(w)]
-    content_rate = content_word_hit_rate(torch.from_numpy(keyword_ids), [text_token_ids(text[u]) for u in utts],
-                                         stop_ids)
+    content_rate = content_word_hit_rate(
+        torch.from_numpy(keyword_ids), [text_token_ids(dec.transcripts[u]) for u in dec.utts], stop_ids
+    )
     floors = [
         ("parallel speech->image R@1", par["speech_to_image"]["R@1"], 30),
         ("parallel image->speech R@1", par["image_to_speech"]["R@1"], 30),
@@ -55,16 +73,18 @@ def check(exp_dir: Path, test_set: str = "synth_test") -> bool:
         ok &= passed
         print(f"{name:40s} {value:8.1f} {floor:6d}  {'ok' if passed else 'BELOW FLOOR'}")
     print(f"colour/shape keywords found: {', '.join(content) or '-'}")
-    print(f"content-word keyword hit rate avg {content_rate['avg']:.1f} "
-          f"(best constant token {content_rate['best_constant']:.1f}: "
-          f"{decode_token(content_rate['best_constant_id']) if content_rate['best_constant_id'] >= 0 else '-'})")
+    print(
+        f"content-word keyword hit rate avg {content_rate['avg']:.1f} "
+        f"(best constant token {content_rate['best_constant']:.1f}: "
+        f"{decode_token(content_rate['best_constant_id']) if content_rate['best_constant_id'] >= 0 else '-'})"
+    )
     return ok
 
 
 def main(cmd=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp_dir", default="egs2/speechclip/sc1/exp")
-    p.add_argument("--test_set", default="synth_test")
+    p.add_argument("--test_set", default=set_name(CORPUS, "test"))
     args = p.parse_args(cmd)
     sys.exit(0 if check(Path(args.exp_dir), args.test_set) else 1)
 

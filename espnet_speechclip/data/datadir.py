@@ -37,7 +37,9 @@ class Utterance:
 
 def _check_token(kind: str, value: str) -> None:
     if not value or any(c.isspace() for c in value):
-        raise ValueError(f"{kind} {value!r} is empty or contains white space; Kaldi-style lists need single tokens")
+        raise ValueError(
+            f"{kind} {value!r} is empty or contains white space; Kaldi-style lists need single tokens"
+        )
 
 
 def write_datadir(path: str | Path, utts: Iterable[Utterance]) -> Path:
@@ -114,8 +116,17 @@ def read_datadir(path: str | Path) -> List[Utterance]:
         key = lists["utt2img"][u]
         if key not in lists["img.scp"]:
             raise ValueError(f"{path}: utterance {u} names image {key}, which img.scp lacks")
-        out.append(Utterance(u, lists["wav.scp"][u], lists["text"][u], lists["utt2spk"][u], key,
-                             lists["img.scp"][key], int(lists["utt2num_samples"][u])))
+        out.append(
+            Utterance(
+                u,
+                lists["wav.scp"][u],
+                lists["text"][u],
+                lists["utt2spk"][u],
+                key,
+                lists["img.scp"][key],
+                int(lists["utt2num_samples"][u]),
+            )
+        )
     return out
 
 

@@ -3,7 +3,8 @@
 Corpus layout under ``$FLICKR8K`` (see docs/speechclip.md section 7)::
 
     Flicker8k_Dataset/<image>.jpg        (the zip's spelling; the Kaggle copy calls it Images/)
-    Flickr8k_text/Flickr8k.token.txt     (<image>.jpg#<k> TAB caption; the text files may also sit at the root)
+    Flickr8k_text/Flickr8k.token.txt     (<image>.jpg#<k> TAB caption; the text files may also sit
+                                          at the root)
     Flickr8k_text/Flickr_8k.{train,dev,test}Images.txt
     flickr_audio/wavs/<image_stem>_<k>.wav
     flickr_audio/wav2capt.txt            (<wav name> <image>.jpg #<k>)
@@ -80,7 +81,9 @@ def parse_wav2spk(lines: Iterable[str], source: str = "wav2spk.txt") -> Dict[str
         if len(fields) != 2:
             raise ValueError(f"{source}:{lineno}: expected '<wav name> <speaker>', got {line!r}")
         if fields[0] in out and out[fields[0]] != fields[1]:
-            raise ValueError(f"{source}:{lineno}: wav {fields[0]} has two speakers, {out[fields[0]]} and {fields[1]}")
+            raise ValueError(
+                f"{source}:{lineno}: wav {fields[0]} has two speakers, {out[fields[0]]} and {fields[1]}"
+            )
         out[fields[0]] = fields[1]
     return out
 
@@ -120,8 +123,10 @@ def assign_splits(split_lists: Mapping[str, Sequence[str]]) -> Dict[str, str]:
         for image in images:
             other = out.setdefault(image, split)
             if other != split:
-                raise ValueError(f"image {image} is in both the {other} and the {split} split lists "
-                                 f"({SPLIT_FILES.get(other, other)}, {SPLIT_FILES.get(split, split)})")
+                raise ValueError(
+                    f"image {image} is in both the {other} and the {split} split lists "
+                    f"({SPLIT_FILES.get(other, other)}, {SPLIT_FILES.get(split, split)})"
+                )
     return out
 
 
@@ -150,14 +155,16 @@ def flickr8k_candidates(
             continue
         speaker: Optional[str] = wav2spk.get(wav)
         stem = Path(wav).stem
-        splits[split].append(Candidate(
-            utt_id=f"{speaker}-{stem}" if speaker else stem,
-            wav_path=str(wav_dir / wav),
-            text=captions.get(f"{image}#{k}"),
-            speaker=speaker,
-            image_key=Path(image).stem,
-            image_path=str(image_dir / image),
-        ))
+        splits[split].append(
+            Candidate(
+                utt_id=f"{speaker}-{stem}" if speaker else stem,
+                wav_path=str(wav_dir / wav),
+                text=captions.get(f"{image}#{k}"),
+                speaker=speaker,
+                image_key=Path(image).stem,
+                image_path=str(image_dir / image),
+            )
+        )
     return splits, ignored, ignored_images
 
 
@@ -169,19 +176,25 @@ def _find_image_dir(root: Path) -> Path:
     for name in IMAGE_DIRS:
         if (root / name).is_dir():
             return root / name
-    raise FileNotFoundError(f"no Flickr8k image folder under {root} (looked for {' or '.join(IMAGE_DIRS)}); "
-                            f"is ${ENV} set to the right directory?")
+    raise FileNotFoundError(
+        f"no Flickr8k image folder under {root} (looked for {' or '.join(IMAGE_DIRS)}); "
+        f"is ${ENV} set to the right directory?"
+    )
 
 
 def _find_text_file(root: Path, name: str) -> Path:
     for d in TEXT_DIRS:
         if (root / d / name).is_file():
             return root / d / name
-    raise FileNotFoundError(f"Flickr8k text file {name} not found in {root / TEXT_DIRS[0]} or {root}; "
-                            f"is ${ENV} set to the right directory?")
+    raise FileNotFoundError(
+        f"Flickr8k text file {name} not found in {root / TEXT_DIRS[0]} or {root}; "
+        f"is ${ENV} set to the right directory?"
+    )
 
 
-def prepare_flickr8k(root: str | Path, out_dir: str | Path, min_samples: int = 400, nj: int = 1) -> Dict[str, Path]:
+def prepare_flickr8k(
+    root: str | Path, out_dir: str | Path, min_samples: int = 400, nj: int = 1
+) -> Dict[str, Path]:
     """Write ``out_dir/flickr8k_{train,dev,test}`` from the Flickr8k (Audio Captions) copy at ``root``.
 
     Returns {split: data dir}. Raises FileNotFoundError naming a missing listing (and ``$FLICKR8K``), and
@@ -195,7 +208,9 @@ def prepare_flickr8k(root: str | Path, out_dir: str | Path, min_samples: int = 4
     wav2spk_file = require_file(audio_dir / "wav2spk.txt", ENV, "Flickr8k audio speaker list")
     wav_dir = audio_dir / "wavs"
     if not wav_dir.is_dir():
-        raise FileNotFoundError(f"Flickr8k audio folder {wav_dir} not found; is ${ENV} set to the right directory?")
+        raise FileNotFoundError(
+            f"Flickr8k audio folder {wav_dir} not found; is ${ENV} set to the right directory?"
+        )
     token_file = _find_text_file(root, TOKEN_FILE)
     split_files = {s: _find_text_file(root, name) for s, name in SPLIT_FILES.items()}
     image_dir = _find_image_dir(root)
@@ -204,25 +219,37 @@ def prepare_flickr8k(root: str | Path, out_dir: str | Path, min_samples: int = 4
     wav2spk = parse_wav2spk(read_lines(wav2spk_file), str(wav2spk_file))
     captions = parse_token_file(read_lines(token_file), str(token_file))
     image_split = assign_splits({s: parse_split_list(read_lines(f)) for s, f in split_files.items()})
-    splits, ignored, ignored_images = flickr8k_candidates(wav2capt, wav2spk, captions, image_split, wav_dir, image_dir)
+    splits, ignored, ignored_images = flickr8k_candidates(
+        wav2capt, wav2spk, captions, image_split, wav_dir, image_dir
+    )
 
     # Corpus-level facts that are not per-split drops.
     notes = [f"ignored {ignored} utterances of {len(ignored_images)} images that are in no split list"]
     spoken = {image for image, _ in wav2capt.values()}
     unspoken = sorted(set(image_split) - spoken)
     if unspoken:
-        notes.append(f"{len(unspoken)} split-list images have no spoken caption in wav2capt.txt, e.g. {unspoken[0]}")
+        notes.append(
+            f"{len(unspoken)} split-list images have no spoken caption in wav2capt.txt, e.g. {unspoken[0]}"
+        )
     on_disk = {e.name for e in os.scandir(image_dir) if e.is_file() and e.name.lower().endswith(".jpg")}
-    notes.append(f"ignored {len(on_disk - set(image_split))} image files in {image_dir.name}/ that are in no split list")
+    notes.append(
+        f"ignored {len(on_disk - set(image_split))} image files in {image_dir.name}/ "
+        "that are in no split list"
+    )
     return prepare_corpus(CORPUS, splits, out_dir, min_samples=min_samples, nj=nj, corpus_notes=notes)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Prepare Flickr8k Audio Captions data dirs "
-                                     "(flickr8k_train, flickr8k_dev, flickr8k_test).")
-    parser.add_argument("--root", default=os.environ.get(ENV), required=ENV not in os.environ,
-                        help=f"Flickr8k root (default ${ENV}): holds Flicker8k_Dataset/ or Images/, "
-                             "the Flickr8k text files and flickr_audio/")
+    parser = argparse.ArgumentParser(
+        description="Prepare Flickr8k Audio Captions data dirs (flickr8k_train, flickr8k_dev, flickr8k_test)."
+    )
+    parser.add_argument(
+        "--root",
+        default=os.environ.get(ENV),
+        required=ENV not in os.environ,
+        help=f"Flickr8k root (default ${ENV}): holds Flicker8k_Dataset/ or Images/, "
+        "the Flickr8k text files and flickr_audio/",
+    )
     add_common_cli_args(parser)
     args = parser.parse_args(argv)
     setup_cli_logging(args.verbose)

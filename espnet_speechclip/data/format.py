@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 from espnet_speechclip.data.datadir import Utterance, read_datadir, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
+from espnet_speechclip.files import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -30,14 +31,6 @@ MARKER = ".format_done.json"
 # Bumped when the conversion itself changes, so old outputs are redone rather than trusted.
 FORMAT_VERSION = 1
 KEEP_FORMATS = ("WAV", "WAVEX", "FLAC")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _audio_name(utt_id: str) -> str:
@@ -54,8 +47,12 @@ def _needs_conversion(path: str) -> Tuple[bool, int]:
 
     frames, rate, channels = probe_audio(path)
     info = sf.info(path)
-    keep = (rate == SAMPLE_RATE and channels == 1 and info.format in KEEP_FORMATS
-            and info.subtype.startswith("PCM"))
+    keep = (
+        rate == SAMPLE_RATE
+        and channels == 1
+        and info.format in KEEP_FORMATS
+        and info.subtype.startswith("PCM")
+    )
     return not keep, frames
 
 
@@ -98,8 +95,12 @@ def _fingerprint(data_dir: Path, utts: List[Utterance], audio_dir: Path) -> Dict
             stats.update(f"{u.utt_id} {st.st_size} {st.st_mtime_ns}\n".encode())
         except OSError:
             stats.update(f"{u.utt_id} missing\n".encode())
-    return dict(version=FORMAT_VERSION, inputs={name: _sha256(data_dir / name) for name in LISTS},
-                audio_stats=stats.hexdigest(), audio_dir=str(audio_dir.resolve()))
+    return dict(
+        version=FORMAT_VERSION,
+        inputs={name: sha256_file(data_dir / name) for name in LISTS},
+        audio_stats=stats.hexdigest(),
+        audio_dir=str(audio_dir.resolve()),
+    )
 
 
 def _up_to_date(out_dir: Path, fingerprint: Dict) -> Optional[Dict]:
@@ -114,7 +115,7 @@ def _up_to_date(out_dir: Path, fingerprint: Dict) -> Optional[Dict]:
     if done.get("fingerprint") != fingerprint:
         return None
     for name, digest in done.get("outputs", {}).items():
-        if not (out_dir / name).is_file() or _sha256(out_dir / name) != digest:
+        if not (out_dir / name).is_file() or sha256_file(out_dir / name) != digest:
             return None
     # A converted file deleted since the last run (e.g. a cleaned dump/) means redoing the work.
     if any(not Path(p).is_file() for p in done.get("converted_files", [])):
@@ -141,13 +142,20 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
     """
     data_dir, out_dir, audio_dir = Path(data_dir), Path(out_dir), Path(audio_dir)
     if data_dir.resolve() == out_dir.resolve():
-        raise ValueError(f"out_dir {out_dir} is the input data dir; formatting in place would overwrite its lists")
+        raise ValueError(
+            f"out_dir {out_dir} is the input data dir; formatting in place would overwrite its lists"
+        )
     utts = read_datadir(data_dir)
     fingerprint = _fingerprint(data_dir, utts, audio_dir)
     counts = _up_to_date(out_dir, fingerprint)
     if counts is not None:
-        logger.info("%s is up to date with %s (%d kept, %d converted): nothing to do",
-                    out_dir, data_dir, counts["kept"], counts["converted"])
+        logger.info(
+            "%s is up to date with %s (%d kept, %d converted): nothing to do",
+            out_dir,
+            data_dir,
+            counts["kept"],
+            counts["converted"],
+        )
         return dict(counts, written=0, up_to_date=True)
 
     # Drop the marker first: if this run is interrupted, the next one must not trust a half-written out_dir.
@@ -163,17 +171,30 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
     errors = [(utt, err) for utt, _, _, err in results if err is not None]
     if errors:
         shown = "; ".join(f"utterance {utt}: {err}" for utt, err in errors[:5])
-        raise MediaError(f"{data_dir}: {len(errors)} utterance(s) with unusable audio: {shown}"
-                         f"{' ...' if len(errors) > 5 else ''}")
+        raise MediaError(
+            f"{data_dir}: {len(errors)} utterance(s) with unusable audio: {shown}"
+            f"{' ...' if len(errors) > 5 else ''}"
+        )
 
     final = {utt: (path, n) for utt, path, n, _ in results}
     out_utts = [replace(u, wav_path=final[u.utt_id][0], num_samples=final[u.utt_id][1]) for u in utts]
     converted = [final[u.utt_id][0] for u in utts if final[u.utt_id][0] != u.wav_path]
     write_datadir(out_dir, out_utts)
     counts = dict(total=len(utts), kept=len(utts) - len(converted), converted=len(converted))
-    marker = dict(fingerprint=fingerprint, counts=counts, converted_files=converted,
-                  outputs={name: _sha256(out_dir / name) for name in LISTS})
+    marker = dict(
+        fingerprint=fingerprint,
+        counts=counts,
+        converted_files=converted,
+        outputs={name: sha256_file(out_dir / name) for name in LISTS},
+    )
     (out_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
-    logger.info("%s -> %s: %d utterances, %d kept in place, %d converted to 16 kHz mono under %s",
-                data_dir, out_dir, counts["total"], counts["kept"], counts["converted"], audio_dir)
+    logger.info(
+        "%s -> %s: %d utterances, %d kept in place, %d converted to 16 kHz mono under %s",
+        data_dir,
+        out_dir,
+        counts["total"],
+        counts["kept"],
+        counts["converted"],
+        audio_dir,
+    )
     return dict(counts, written=len(converted), up_to_date=False)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from espnet_speechclip.config import set_name
 from espnet_speechclip.data.datadir import DropLog, Utterance, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, probe_audio, probe_image
 
@@ -40,8 +41,6 @@ TOO_SHORT = "too short"
 DUPLICATE_UTT = "duplicate utterance id"
 # Not a drop: kept, converted later by the recipe's audio-format stage.
 NEEDS_CONVERSION = "needs conversion"
-
-SPLITS = ("train", "dev", "test")
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,9 @@ def probe_image_file(path: str) -> Probe:
     return _probe_with(probe_image, path)
 
 
-def probe_files(paths: Iterable[str], fn: Callable[[str], Probe], nj: int = 1, what: str = "files") -> Dict[str, Probe]:
+def probe_files(
+    paths: Iterable[str], fn: Callable[[str], Probe], nj: int = 1, what: str = "files"
+) -> Dict[str, Probe]:
     """Probe each distinct path once with ``fn`` using ``nj`` worker processes (in-process when ``nj<=1``)."""
     unique = sorted(set(paths))
     out: Dict[str, Probe] = {}
@@ -167,8 +168,13 @@ def select_utterances(
             continue
         if rate != SAMPLE_RATE or channels != 1:
             notes[NEEDS_CONVERSION] += 1
-            logger.info("%s: %s is %d Hz, %d channel(s); kept, needs conversion to 16 kHz mono",
-                        name, c.wav_path, rate, channels)
+            logger.info(
+                "%s: %s is %d Hz, %d channel(s); kept, needs conversion to 16 kHz mono",
+                name,
+                c.wav_path,
+                rate,
+                channels,
+            )
         seen.add(c.utt_id)
         kept.append(Utterance(c.utt_id, c.wav_path, c.text, c.speaker, c.image_key, c.image_path, n))
     return kept, drops, notes
@@ -177,8 +183,10 @@ def select_utterances(
 def _check_path_token(path: str) -> None:
     # wav.scp / img.scp are "<key> <path>" lists: a path with white space cannot be represented.
     if any(ch.isspace() for ch in path):
-        raise ValueError(f"path {path!r} contains white space, which Kaldi-style lists cannot hold; "
-                         "move or link the corpus to a path without spaces")
+        raise ValueError(
+            f"path {path!r} contains white space, which Kaldi-style lists cannot hold; "
+            "move or link the corpus to a path without spaces"
+        )
 
 
 def prepare_corpus(
@@ -208,17 +216,21 @@ def prepare_corpus(
         logger.info("%s: %s", corpus, line)
     results = {}
     for split, cands in splits.items():
-        name = f"{corpus}_{split}"
+        name = set_name(corpus, split)
         kept, drops, notes = select_utterances(name, cands, audio, images, min_samples)
         logger.info("%s", drops.summary())
         if notes[NEEDS_CONVERSION]:
-            logger.info("%s: %d kept utterances %s (not 16 kHz mono)", name, notes[NEEDS_CONVERSION], NEEDS_CONVERSION)
+            logger.info(
+                "%s: %d kept utterances %s (not 16 kHz mono)", name, notes[NEEDS_CONVERSION], NEEDS_CONVERSION
+            )
         results[split] = (name, cands, kept, drops, notes)
     # Check every split before writing any, so a failed run leaves no half-prepared corpus behind.
-    for split, (name, cands, kept, drops, _) in results.items():
+    for name, cands, kept, drops, _ in results.values():
         if not kept:
-            raise ValueError(f"{name} ends empty: {len(cands)} listed utterances, none usable "
-                             f"({drops.summary()}); check the corpus paths and files")
+            raise ValueError(
+                f"{name} ends empty: {len(cands)} listed utterances, none usable "
+                f"({drops.summary()}); check the corpus paths and files"
+            )
 
     written: Dict[str, Path] = {}
     for split, (name, cands, kept, drops, notes) in results.items():
@@ -253,13 +265,19 @@ def read_lines(path: Path) -> List[str]:
 def add_common_cli_args(parser) -> None:
     """The options every corpus preparation CLI shares."""
     parser.add_argument("--out_dir", default="data", help="where the data dirs go (default: data)")
-    parser.add_argument("--min_samples", type=int, default=400,
-                        help="drop utterances shorter than this many 16 kHz samples (default: 400)")
+    parser.add_argument(
+        "--min_samples",
+        type=int,
+        default=400,
+        help="drop utterances shorter than this many 16 kHz samples (default: 400)",
+    )
     parser.add_argument("--nj", type=int, default=1, help="worker processes for probing files (default: 1)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
 def setup_cli_logging(verbose: bool = False) -> None:
     # Per-file drop warnings are many on a real corpus; the summaries are INFO and always shown.
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

@@ -29,9 +29,9 @@ import posixpath
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
+from espnet_speechclip.config import SPLITS
 from espnet_speechclip.data.prepare import (
     Candidate,
-    SPLITS,
     add_common_cli_args,
     prepare_corpus,
     require_file,
@@ -57,7 +57,7 @@ def _norm(rel: str) -> str:
 def parse_karpathy(obj: Any, source: str = "dataset_coco.json") -> Dict[str, str]:
     """Karpathy split JSON -> {"<filepath>/<filename>": train|dev|test}."""
     if not isinstance(obj, dict) or not isinstance(obj.get("images"), list):
-        raise ValueError(f"{source}: expected a Karpathy split file {{\"images\": [...]}}")
+        raise ValueError(f'{source}: expected a Karpathy split file {{"images": [...]}}')
     out: Dict[str, str] = {}
     for i, im in enumerate(obj["images"]):
         try:
@@ -66,8 +66,10 @@ def parse_karpathy(obj: Any, source: str = "dataset_coco.json") -> Dict[str, str
         except (KeyError, TypeError) as e:
             raise ValueError(f"{source}: images[{i}] lacks filepath, filename or split") from e
         if raw not in KARPATHY_SPLITS:
-            raise ValueError(f"{source}: images[{i}] ({key}) has unknown split {raw!r}; "
-                             f"expected one of {sorted(KARPATHY_SPLITS)}")
+            raise ValueError(
+                f"{source}: images[{i}] ({key}) has unknown split {raw!r}; "
+                f"expected one of {sorted(KARPATHY_SPLITS)}"
+            )
         split = KARPATHY_SPLITS[raw]
         if out.setdefault(key, split) != split:
             raise ValueError(f"{source}: image {key} is listed in two splits")
@@ -77,7 +79,7 @@ def parse_karpathy(obj: Any, source: str = "dataset_coco.json") -> Dict[str, str
 def parse_spokencoco(obj: Any, source: str = "SpokenCOCO.json") -> List[Tuple[str, Dict[str, Any]]]:
     """SpokenCOCO JSON -> [(image path relative to MSCOCO root, caption dict)], one per spoken caption."""
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
-        raise ValueError(f"{source}: expected {{\"data\": [...]}}")
+        raise ValueError(f'{source}: expected {{"data": [...]}}')
     out: List[Tuple[str, Dict[str, Any]]] = []
     for i, entry in enumerate(obj["data"]):
         if not isinstance(entry, dict) or "image" not in entry or not isinstance(entry.get("captions"), list):
@@ -120,14 +122,16 @@ def spokencoco_candidates(
             continue
         speaker = cap.get("speaker") or None
         text = cap.get("text")
-        splits[split].append(Candidate(
-            utt_id=utterance_id(speaker, cap.get("uttid"), cap["wav"]),
-            wav_path=str(spokencoco_root / cap["wav"]),
-            text=text if isinstance(text, str) else None,
-            speaker=speaker,
-            image_key=Path(image).stem,
-            image_path=str(mscoco_root / image),
-        ))
+        splits[split].append(
+            Candidate(
+                utt_id=utterance_id(speaker, cap.get("uttid"), cap["wav"]),
+                wav_path=str(spokencoco_root / cap["wav"]),
+                text=text if isinstance(text, str) else None,
+                speaker=speaker,
+                image_key=Path(image).stem,
+                image_path=str(mscoco_root / image),
+            )
+        )
     return splits, ignored, ignored_images
 
 
@@ -158,22 +162,32 @@ def prepare_spokencoco(
     sc_root = Path(spokencoco_root).absolute()
     coco_root = Path(mscoco_root).absolute()
     karpathy_file = require_file(Path(karpathy_json).absolute(), "KARPATHY_COCO", "Karpathy split file")
-    json_files = [require_file(sc_root / name, "SPOKENCOCO", "SpokenCOCO caption file") for name in JSON_FILES]
+    json_files = [
+        require_file(sc_root / name, "SPOKENCOCO", "SpokenCOCO caption file") for name in JSON_FILES
+    ]
     if not coco_root.is_dir():
-        raise FileNotFoundError(f"MSCOCO image root {coco_root} is not a directory; set $MSCOCO to the folder "
-                                "holding train2014/ and val2014/")
+        raise FileNotFoundError(
+            f"MSCOCO image root {coco_root} is not a directory; set $MSCOCO to the folder "
+            "holding train2014/ and val2014/"
+        )
 
     karpathy = parse_karpathy(_load_json(karpathy_file), str(karpathy_file))
     captions = [c for f in json_files for c in parse_spokencoco(_load_json(f), str(f))]
     splits, ignored, ignored_images = spokencoco_candidates(captions, karpathy, sc_root, coco_root)
 
     # A wrong $MSCOCO would otherwise show up only as every image "missing"; name the folder instead.
-    for top in sorted({Path(c.image_path).relative_to(coco_root).parts[0] for cs in splits.values() for c in cs}):
+    for top in sorted(
+        {Path(c.image_path).relative_to(coco_root).parts[0] for cs in splits.values() for c in cs}
+    ):
         if not (coco_root / top).is_dir():
-            raise FileNotFoundError(f"MSCOCO image folder {coco_root / top} not found; $MSCOCO must be the "
-                                    "folder holding train2014/ and val2014/")
+            raise FileNotFoundError(
+                f"MSCOCO image folder {coco_root / top} not found; $MSCOCO must be the "
+                "folder holding train2014/ and val2014/"
+            )
 
-    notes = [f"ignored {ignored} utterances of {len(ignored_images)} images that are not in {karpathy_file.name}"]
+    notes = [
+        f"ignored {ignored} utterances of {len(ignored_images)} images that are not in {karpathy_file.name}"
+    ]
     unspoken = len(set(karpathy) - {image for image, _ in captions})
     if unspoken:
         notes.append(f"{unspoken} images of {karpathy_file.name} have no spoken caption")
@@ -181,12 +195,18 @@ def prepare_spokencoco(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description="Prepare SpokenCOCO data dirs (spokencoco_train, "
-                                     "spokencoco_dev, spokencoco_test) with the Karpathy split.")
+    parser = argparse.ArgumentParser(
+        description="Prepare SpokenCOCO data dirs (spokencoco_train, "
+        "spokencoco_dev, spokencoco_test) with the Karpathy split."
+    )
 
     def env_arg(flag: str, env: str, help_: str) -> None:
-        parser.add_argument(flag, default=os.environ.get(env), required=env not in os.environ,
-                            help=f"{help_} (default ${env})")
+        parser.add_argument(
+            flag,
+            default=os.environ.get(env),
+            required=env not in os.environ,
+            help=f"{help_} (default ${env})",
+        )
 
     env_arg("--spokencoco", "SPOKENCOCO", "SpokenCOCO folder holding SpokenCOCO_{train,val}.json and wavs/")
     env_arg("--mscoco", "MSCOCO", "MSCOCO 2014 folder holding train2014/ and val2014/")
@@ -194,8 +214,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     add_common_cli_args(parser)
     args = parser.parse_args(argv)
     setup_cli_logging(args.verbose)
-    written = prepare_spokencoco(args.spokencoco, args.mscoco, args.karpathy, args.out_dir,
-                                 min_samples=args.min_samples, nj=args.nj)
+    written = prepare_spokencoco(
+        args.spokencoco, args.mscoco, args.karpathy, args.out_dir, min_samples=args.min_samples, nj=args.nj
+    )
     for split, path in written.items():
         print(f"{split}: {path}")
 

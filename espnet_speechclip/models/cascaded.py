@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espnet_speechclip.encoders.clip import EOT_ID, SOT_ID, CLIPTextEncoder
+from espnet_speechclip.models.clip import EOT_ID, SOT_ID, CLIPTextEncoder
 from espnet_speechclip.models.parallel import padding_mask
 
 
@@ -27,8 +27,13 @@ class AttentionBlock(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.ff = None
         if dim_feedforward > 0:
-            self.ff = nn.Sequential(nn.Linear(width, dim_feedforward), nn.GELU(), nn.Dropout(dropout),
-                                    nn.Linear(dim_feedforward, width), nn.Dropout(dropout))
+            self.ff = nn.Sequential(
+                nn.Linear(width, dim_feedforward),
+                nn.GELU(),
+                nn.Dropout(dropout),
+                nn.Linear(dim_feedforward, width),
+                nn.Dropout(dropout),
+            )
             self.ff_norm = nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -99,14 +104,17 @@ class CascadedBranch(nn.Module):
         if input_size % nhead:
             raise ValueError(f"cascaded branch: width {input_size} is not divisible by nhead {nhead}")
         if num_keywords + 2 > text_encoder.context_length:
-            raise ValueError(f"{num_keywords} keywords + SOT/EOT exceed CLIP's context {text_encoder.context_length}")
+            raise ValueError(
+                f"{num_keywords} keywords + SOT/EOT exceed CLIP's context {text_encoder.context_length}"
+            )
         self.num_keywords = num_keywords
         # The text encoder is a frozen tower owned by the model; keep it out of this module's children.
         self._text = (text_encoder,)
         self.register_buffer("codebook_ids", codebook_ids.long().clone())
         self.cls = nn.Parameter(torch.randn(1, num_keywords, input_size))
-        self.layers = nn.ModuleList(AttentionBlock(input_size, nhead, dim_feedforward, dropout)
-                                    for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            AttentionBlock(input_size, nhead, dim_feedforward, dropout) for _ in range(num_layers)
+        )
         width = text_encoder.width
         self.projection = nn.Linear(input_size, width)
         self.norm = nn.BatchNorm1d(num_keywords * width)
@@ -140,14 +148,17 @@ class CascadedBranch(nn.Module):
         return self.norm(z.reshape(b, -1)).view(b, k, -1)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """-> dict(embedding (B, D_c) normalised, keyword_ids (B, K) CLIP vocab ids, keyword_scores (B, K))."""
+        """-> dict(embedding (B, D_c) normalised, keyword_ids (B, K) CLIP vocab ids,
+        keyword_scores (B, K))."""
         z = self.keywords(feats, lengths)
         codebook = self.codebook()
         vq = self.quantizer(z, codebook)
         text = self.text_encoder
         ends = text.token_embedding.weight[torch.tensor([SOT_ID, EOT_ID], device=z.device)]
         b = z.size(0)
-        seq = torch.cat([ends[0].expand(b, 1, -1), vq["quantized"].to(ends.dtype), ends[1].expand(b, 1, -1)], dim=1)
+        seq = torch.cat(
+            [ends[0].expand(b, 1, -1), vq["quantized"].to(ends.dtype), ends[1].expand(b, 1, -1)], dim=1
+        )
         return {
             "embedding": text.encode_embeddings(seq),
             "keyword_ids": self.codebook_ids[vq["index"]],

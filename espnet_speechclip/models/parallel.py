@@ -38,8 +38,15 @@ class ParallelBranch(nn.Module):
             raise ValueError(f"parallel branch: width {input_size} is not divisible by nhead {nhead}")
         self.cls = nn.Parameter(torch.randn(1, 1, input_size))
         self.layers = nn.ModuleList(
-            nn.TransformerEncoderLayer(input_size, nhead, dim_feedforward, dropout, activation="gelu",
-                                       batch_first=True, norm_first=False)
+            nn.TransformerEncoderLayer(
+                input_size,
+                nhead,
+                dim_feedforward,
+                dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=False,
+            )
             for _ in range(num_layers)
         )
         self.final_norm = nn.LayerNorm(input_size)

@@ -10,16 +10,16 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.train.abs_espnet_model import AbsESPnetModel
 
-from espnet_speechclip.codebook import full_codebook, read_codebook
-from espnet_speechclip.encoders.clip import CLIPImageEncoder, CLIPTextEncoder
-from espnet_speechclip.encoders.speech import S3PRLSpeechEncoder
-from espnet_speechclip.frozen import keep_frozen_out_of_state_dict
-from espnet_speechclip.losses import InfoNCELoss
 from espnet_speechclip.models.cascaded import CascadedBranch
+from espnet_speechclip.models.clip import CLIPImageEncoder, CLIPTextEncoder
+from espnet_speechclip.models.codebook import full_codebook, read_codebook
+from espnet_speechclip.models.frozen import keep_frozen_out_of_state_dict
+from espnet_speechclip.models.loss import InfoNCELoss
 from espnet_speechclip.models.parallel import ParallelBranch
+from espnet_speechclip.models.speech_encoder import S3PRLSpeechEncoder
 
 BRANCHES = ("parallel", "cascaded")
 
@@ -95,16 +95,19 @@ class SpeechCLIP(AbsESPnetModel):
             out["keyword_scores"] = c["keyword_scores"]
         return out
 
-    def encode_image(self, image: Optional[torch.Tensor] = None,
-                     image_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def encode_image(
+        self, image: Optional[torch.Tensor] = None, image_emb: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Cached embeddings (B, D_c) are re-normalised; pixels (B, 3, H, W) go through the image tower."""
         if image_emb is not None:
             return torch.nn.functional.normalize(image_emb.float(), dim=-1)
         if image is None:
             raise ValueError("a batch needs image_emb (cached CLIP embeddings) or image (pixels)")
         if self.image_encoder is None:
-            raise ValueError("this model was built without the CLIP image tower (image_input: embedding), "
-                             "so it takes image_emb, not image pixels")
+            raise ValueError(
+                "this model was built without the CLIP image tower (image_input: embedding), "
+                "so it takes image_emb, not image pixels"
+            )
         return self.image_encoder(image)
 
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
@@ -124,8 +127,10 @@ class SpeechCLIP(AbsESPnetModel):
         """speech (B, T), speech_lengths (B,), image_id (B,) or (B, 1) integer image identity,
         image_emb (B, D_c) or image (B, 3, H, W) -> (loss, stats, weight)."""
         if image_id is None:
-            raise ValueError("SpeechCLIP batches need image_id: captions of the same image must not be "
-                             "used as negatives of each other")
+            raise ValueError(
+                "SpeechCLIP batches need image_id: captions of the same image must not be "
+                "used as negatives of each other"
+            )
         image_id = image_id.view(-1)
         img = self.encode_image(image, image_emb)
         speech_out = self.encode_speech(speech, speech_lengths)
@@ -155,31 +160,76 @@ def _in_batch_accuracy(speech: torch.Tensor, image: torch.Tensor, image_id: torc
 class ParallelSpeechCLIP(SpeechCLIP):
     """Parallel SpeechCLIP: the CLS embedding is compared with the image."""
 
-    def __init__(self, speech_encoder, text_encoder, image_encoder, parallel_conf: Optional[dict] = None,
-                 temperature: float = 0.07, learnable_temperature: bool = False, max_scale: float = 100.0):
-        super().__init__(speech_encoder, text_encoder, image_encoder, parallel_conf=parallel_conf or {},
-                         temperature=temperature, learnable_temperature=learnable_temperature,
-                         max_scale=max_scale)
+    def __init__(
+        self,
+        speech_encoder,
+        text_encoder,
+        image_encoder,
+        parallel_conf: Optional[dict] = None,
+        temperature: float = 0.07,
+        learnable_temperature: bool = False,
+        max_scale: float = 100.0,
+    ):
+        super().__init__(
+            speech_encoder,
+            text_encoder,
+            image_encoder,
+            parallel_conf=parallel_conf or {},
+            temperature=temperature,
+            learnable_temperature=learnable_temperature,
+            max_scale=max_scale,
+        )
 
 
 class CascadedSpeechCLIP(SpeechCLIP):
     """Cascaded SpeechCLIP: K keywords through the CLIP text encoder are compared with the image."""
 
-    def __init__(self, speech_encoder, text_encoder, image_encoder, cascaded_conf: Optional[dict] = None,
-                 temperature: float = 0.07, learnable_temperature: bool = False, max_scale: float = 100.0):
-        super().__init__(speech_encoder, text_encoder, image_encoder, cascaded_conf=cascaded_conf or {},
-                         temperature=temperature, learnable_temperature=learnable_temperature,
-                         max_scale=max_scale)
+    def __init__(
+        self,
+        speech_encoder,
+        text_encoder,
+        image_encoder,
+        cascaded_conf: Optional[dict] = None,
+        temperature: float = 0.07,
+        learnable_temperature: bool = False,
+        max_scale: float = 100.0,
+    ):
+        super().__init__(
+            speech_encoder,
+            text_encoder,
+            image_encoder,
+            cascaded_conf=cascaded_conf or {},
+            temperature=temperature,
+            learnable_temperature=learnable_temperature,
+            max_scale=max_scale,
+        )
 
 
 class HybridSpeechCLIP(SpeechCLIP):
     """Both branches on one speech encoder; loss w_p * L_parallel + w_c * L_cascaded."""
 
-    def __init__(self, speech_encoder, text_encoder, image_encoder, parallel_conf: Optional[dict] = None,
-                 cascaded_conf: Optional[dict] = None, parallel_weight: float = 1.0,
-                 cascaded_weight: float = 1.0, temperature: float = 0.07, learnable_temperature: bool = False,
-                 max_scale: float = 100.0):
-        super().__init__(speech_encoder, text_encoder, image_encoder, parallel_conf=parallel_conf or {},
-                         cascaded_conf=cascaded_conf or {}, parallel_weight=parallel_weight,
-                         cascaded_weight=cascaded_weight, temperature=temperature,
-                         learnable_temperature=learnable_temperature, max_scale=max_scale)
+    def __init__(
+        self,
+        speech_encoder,
+        text_encoder,
+        image_encoder,
+        parallel_conf: Optional[dict] = None,
+        cascaded_conf: Optional[dict] = None,
+        parallel_weight: float = 1.0,
+        cascaded_weight: float = 1.0,
+        temperature: float = 0.07,
+        learnable_temperature: bool = False,
+        max_scale: float = 100.0,
+    ):
+        super().__init__(
+            speech_encoder,
+            text_encoder,
+            image_encoder,
+            parallel_conf=parallel_conf or {},
+            cascaded_conf=cascaded_conf or {},
+            parallel_weight=parallel_weight,
+            cascaded_weight=cascaded_weight,
+            temperature=temperature,
+            learnable_temperature=learnable_temperature,
+            max_scale=max_scale,
+        )

@@ -62,9 +62,10 @@ for c in ${train_config}; do
     [ -f "${c}" ] || { log "train config ${c} does not exist"; exit 1; }
 done
 
-train_set=${corpus}_train
-dev_set=${corpus}_dev
-test_set=${corpus}_test
+info() { python3 -m espnet_speechclip.bin.recipe_info "$@"; }
+train_set=$(info set-name "${corpus}" train)
+dev_set=$(info set-name "${corpus}" dev)
+test_set=$(info set-name "${corpus}" test)
 sets="${train_set} ${dev_set} ${test_set}"
 logdir=${expdir}/logs
 mkdir -p "${logdir}"
@@ -72,19 +73,12 @@ device=cpu
 [ "${ngpu}" -gt 0 ] && device=cuda
 codebook=${dumpdir}/codebook/${train_set}.txt
 
-conf_get() {  # conf_get <yaml> <key.path> : print a config value ("" when absent)
-    python3 -c "import sys, yaml; d = yaml.safe_load(open(sys.argv[1]))
-for k in sys.argv[2].split('.'): d = d.get(k) if isinstance(d, dict) else None
-print('' if d is None else d)" "$1" "$2"
+conf_get() {  # conf_get <yaml> <key.path> : print a config value or its default ("" for none)
+    info config-value "$1" "$2"
 }
+n_configs=$(echo ${train_config} | wc -w)
 exp_of() {  # experiment folder of a config
-    local name; name=$(basename "$1" .yaml)
-    if [ -n "${tag}" ]; then
-        set -- ${train_config}
-        if [ $# -gt 1 ]; then echo "${expdir}/${tag}_${name}"; else echo "${expdir}/${tag}"; fi
-    else
-        echo "${expdir}/${corpus}_${name}"
-    fi
+    echo "${expdir}/$(info exp-name "${corpus}" "$1" --tag "${tag}" --n_configs "${n_configs}")"
 }
 run_logged() {  # run_logged <log> <command...>: show progress and keep a log
     local out=$1; shift
@@ -113,7 +107,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         clip_file=$(conf_get "${c}" clip_conf.pretrained)
         if [ "${corpus}" = synth ] && [ "$(conf_get "${c}" clip_conf.model_name)" = synth-clip ]; then
             # no pretrained CLIP exists for the built-in corpus: train the stand-in once
-            run_logged "${logdir}/stage3_synth_clip.log" python3 -m espnet_speechclip.data.synth_clip \
+            run_logged "${logdir}/stage3_synth_clip.log" python3 -m espnet_speechclip.training.synth_clip \
                 --train_dir "${dumpdir}/raw/${train_set}" --eval_dir "${dumpdir}/raw/${test_set}" \
                 --out "${clip_file}" --steps "${clip_steps}" --nj "${nj}"
         fi

@@ -6,7 +6,7 @@ corpus=$1; nj=$2
 case "${corpus}" in
     synth)
         dumpdir=$3
-        python3 -m espnet_speechclip.data.synth --out_dir "${dumpdir}/synth_corpus" --data_dir data \
+        python3 -m espnet_speechclip.data.synth.corpus --out_dir "${dumpdir}/synth_corpus" --data_dir data \
             --seed "$4" --n_train "$5" --n_dev "$6" --n_test "$7" --captions_per_image "$8" --nj "${nj}" ;;
     flickr8k)
         . ./db.sh

@@ -8,7 +8,6 @@ same ``hubert_local`` path a real local checkpoint takes.
 
 from __future__ import annotations
 
-import copy
 import tempfile
 from pathlib import Path
 from typing import Dict, Tuple
@@ -19,15 +18,35 @@ import torch
 _CONV = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
 HUBERT_ARCHITECTURES: Dict[str, Tuple[dict, dict]] = {
     "hubert_base": (
-        dict(label_rate=50, extractor_mode="default", encoder_layers=12, encoder_embed_dim=768,
-             encoder_ffn_embed_dim=3072, encoder_attention_heads=12, final_dim=256, conv_feature_layers=_CONV,
-             conv_pos=128, conv_pos_groups=16, layer_norm_first=False),
+        dict(
+            label_rate=50,
+            extractor_mode="default",
+            encoder_layers=12,
+            encoder_embed_dim=768,
+            encoder_ffn_embed_dim=3072,
+            encoder_attention_heads=12,
+            final_dim=256,
+            conv_feature_layers=_CONV,
+            conv_pos=128,
+            conv_pos_groups=16,
+            layer_norm_first=False,
+        ),
         dict(sample_rate=16000, normalize=False, label_rate=50),
     ),
     "hubert_large_ll60k": (
-        dict(label_rate=50, extractor_mode="layer_norm", encoder_layers=24, encoder_embed_dim=1024,
-             encoder_ffn_embed_dim=4096, encoder_attention_heads=16, final_dim=768, conv_feature_layers=_CONV,
-             conv_pos=128, conv_pos_groups=16, layer_norm_first=True),
+        dict(
+            label_rate=50,
+            extractor_mode="layer_norm",
+            encoder_layers=24,
+            encoder_embed_dim=1024,
+            encoder_ffn_embed_dim=4096,
+            encoder_attention_heads=16,
+            final_dim=768,
+            conv_feature_layers=_CONV,
+            conv_pos=128,
+            conv_pos_groups=16,
+            layer_norm_first=True,
+        ),
         dict(sample_rate=16000, normalize=True, label_rate=50),
     ),
 }
@@ -44,14 +63,26 @@ def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
     from s3prl.upstream.utils import merge_with_parent
 
     if name not in HUBERT_ARCHITECTURES:
-        raise ValueError(f"no random architecture for upstream {name!r}; known: {sorted(HUBERT_ARCHITECTURES)}")
+        raise ValueError(
+            f"no random architecture for upstream {name!r}; known: {sorted(HUBERT_ARCHITECTURES)}"
+        )
     model_cfg, task_cfg = HUBERT_ARCHITECTURES[name]
     symbols = [[str(i) for i in range(NUM_HUBERT_CLASSES)]]
     torch.manual_seed(seed)
-    model = HubertModel(merge_with_parent(HubertConfig, model_cfg), merge_with_parent(HubertPretrainingConfig, task_cfg),
-                        symbols)
-    torch.save(dict(task_cfg=task_cfg, model_cfg=model_cfg, model_weight=model.state_dict(),
-                    dictionaries_symbols=symbols), path)
+    model = HubertModel(
+        merge_with_parent(HubertConfig, model_cfg),
+        merge_with_parent(HubertPretrainingConfig, task_cfg),
+        symbols,
+    )
+    torch.save(
+        dict(
+            task_cfg=task_cfg,
+            model_cfg=model_cfg,
+            model_weight=model.state_dict(),
+            dictionaries_symbols=symbols,
+        ),
+        path,
+    )
     return Path(path)
 
 
@@ -64,19 +95,24 @@ def build_random(config: dict, workdir: str | Path | None = None, image_tower: b
     depend on it). ``image_tower`` builds the CLIP image tower too (part of the system even when
     training reads cached embeddings).
     """
-    from espnet_speechclip.builder import build_from_config
+    from espnet_speechclip.config import config_value, read_config
+    from espnet_speechclip.models.builder import build_model
 
-    config = copy.deepcopy(dict(config))
-    speech_conf = config.setdefault("speech_encoder_conf", {})
-    upstream = speech_conf.get("upstream", "hubert")
+    config = read_config(config)
+    speech_conf = config["speech_encoder_conf"]
+    upstream = config_value(config, "speech_encoder_conf.upstream")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="speechclip_random_"))
     if upstream in HUBERT_ARCHITECTURES:
         speech_conf["upstream"] = "hubert_local"
         speech_conf["path_or_url"] = str(write_random_hubert(upstream, workdir / f"{upstream}.pt"))
     cascaded = config.get("model_conf", {}).get("cascaded_conf")
-    if cascaded is not None and cascaded.get("codebook", "full") != "full" and not Path(cascaded["codebook"]).is_file():
+    if (
+        cascaded is not None
+        and cascaded.get("codebook", "full") != "full"
+        and not Path(cascaded["codebook"]).is_file()
+    ):
         cascaded["codebook"] = "full"
-    return build_from_config(config, clip_weights=False, image_tower=image_tower or None)
+    return build_model(config, clip_weights=False, image_tower=image_tower or None)
 
 
 def count_parameters(model: torch.nn.Module) -> Dict[str, int]:

@@ -12,7 +12,6 @@ Only the frontend choices that build a waveform frontend as ``cls(**frontend_con
 
 from __future__ import annotations
 
-import contextlib
 import importlib.abc
 import sys
 from types import ModuleType
@@ -23,8 +22,23 @@ FRONTEND_NAME = "speechclip"
 # task module -> its ClassChoices attributes that take a waveform AbsFrontend
 SPEECH_FRONTEND_CHOICES: Dict[str, Tuple[str, ...]] = {
     f"espnet2.tasks.{task}": ("frontend_choices",)
-    for task in ("asr", "asr_transducer", "asvspoof", "cls", "diar", "hubert", "lid", "s2st", "s2t",
-                 "s2t_ctc", "slu", "spk", "ssl", "st", "uasr")
+    for task in (
+        "asr",
+        "asr_transducer",
+        "asvspoof",
+        "cls",
+        "diar",
+        "hubert",
+        "lid",
+        "s2st",
+        "s2t",
+        "s2t_ctc",
+        "slu",
+        "spk",
+        "ssl",
+        "st",
+        "uasr",
+    )
 }
 # enh_s2t reuses asr's frontend_choices object and deep-copies diar's before the hook could see it
 SPEECH_FRONTEND_CHOICES["espnet2.tasks.enh_s2t"] = ("frontend_choices", "diar_frontend_choices")
@@ -32,7 +46,7 @@ SPEECH_FRONTEND_CHOICES["espnet2.tasks.enh_s2t"] = ("frontend_choices", "diar_fr
 
 def register_frontend(module: ModuleType) -> None:
     """Add ``speechclip`` to the frontend choices of an imported task module."""
-    from espnet_speechclip.frontend import SpeechCLIPFrontend
+    from espnet_speechclip.frontend.espnet_frontend import SpeechCLIPFrontend
 
     for attr in SPEECH_FRONTEND_CHOICES[module.__name__]:
         choices = getattr(module, attr, None)
@@ -83,11 +97,3 @@ def install() -> None:
             register_frontend(module)
     if not any(isinstance(f, _TaskImportHook) for f in sys.meta_path):
         sys.meta_path.insert(0, _TaskImportHook())
-
-
-def quiet_espnet_import() -> None:
-    """Import ESPnet's attention module with stdout sent to stderr: it prints "Failed to import Flash
-    Attention" to STDOUT, which would corrupt ``--print_config > conf.yaml``. (Only that module:
-    AbsTask.print_config binds sys.stdout as a default argument at import time.)"""
-    with contextlib.redirect_stdout(sys.stderr):
-        import espnet.nets.pytorch_backend.transformer.attention  # noqa: F401

@@ -38,12 +38,21 @@ class EpochShuffleSampler(AbsSampler):
             "mega-batch"); 1 = plain random batches.
     """
 
-    def __init__(self, keys: Sequence[str], batch_size: int, rank: int = 0, world_size: int = 1,
-                 lengths: Optional[Mapping[str, int]] = None, group: int = 1):
+    def __init__(
+        self,
+        keys: Sequence[str],
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        lengths: Optional[Mapping[str, int]] = None,
+        group: int = 1,
+    ):
         if batch_size < 2:
             raise ValueError(f"contrastive training needs batch_size >= 2, got {batch_size}")
         if batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world_size}")
+            raise ValueError(
+                f"batch_size {batch_size} must be divisible by the number of processes {world_size}"
+            )
         if len(keys) < batch_size:
             raise ValueError(f"only {len(keys)} training utterances for batch_size {batch_size}")
         if group < 1:
@@ -74,8 +83,12 @@ class EpochShuffleSampler(AbsSampler):
         order = rng.permutation(len(self.keys))[: n_batches * self.batch_size]
         if self.lengths is not None:
             span = self.group * self.batch_size
-            order = np.concatenate([chunk[np.argsort(self.lengths[chunk], kind="stable")]
-                                    for chunk in np.split(order, range(span, len(order), span))])
+            order = np.concatenate(
+                [
+                    chunk[np.argsort(self.lengths[chunk], kind="stable")]
+                    for chunk in np.split(order, range(span, len(order), span))
+                ]
+            )
         batches = order.reshape(n_batches, self.batch_size)
         if self.lengths is not None:
             # Sorted groups would otherwise run short-to-long within each group in the same pattern
@@ -87,12 +100,15 @@ class EpochShuffleSampler(AbsSampler):
         return iter(self.generate(0))
 
     def __repr__(self) -> str:
-        return (f"{self.__class__.__name__}(N-batch={len(self)}, batch_size={self.batch_size}, "
-                f"world_size={self.world_size}, group={self.group})")
+        return (
+            f"{self.__class__.__name__}(N-batch={len(self)}, batch_size={self.batch_size}, "
+            f"world_size={self.world_size}, group={self.group})"
+        )
 
 
-def padding_fraction(batches: Sequence[Sequence[str]], lengths: Mapping[str, int],
-                     max_length: Optional[int] = None) -> float:
+def padding_fraction(
+    batches: Sequence[Sequence[str]], lengths: Mapping[str, int], max_length: Optional[int] = None
+) -> float:
     """Share of the padded batch tensors that is padding: ``1 - sum(len) / sum(B * max(len))`` over
     ``batches``, each length first capped at ``max_length`` (the training crop, applied before the
     upstream runs)."""

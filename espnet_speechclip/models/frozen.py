@@ -17,12 +17,12 @@ class FrozenModule(nn.Module):
     """A module whose parameters never train. ``train()`` is a no-op so that ESPnet's Trainer,
     which calls ``model.train()`` every epoch, cannot switch dropout back on inside it."""
 
-    def freeze(self) -> "FrozenModule":
+    def freeze(self) -> FrozenModule:
         self.requires_grad_(False)
         nn.Module.train(self, False)
         return self
 
-    def train(self, mode: bool = True) -> "FrozenModule":
+    def train(self, mode: bool = True) -> FrozenModule:
         return nn.Module.train(self, False)
 
 

@@ -15,11 +15,6 @@ from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
 import torch
-
-from espnet_speechclip.registration import quiet_espnet_import
-
-quiet_espnet_import()  # before espnet2's modules: keeps `--print_config > conf.yaml` clean
-
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.iterators.sequence_iter_factory import SequenceIterFactory
 from espnet2.tasks.abs_task import AbsTask, IteratorOptions
@@ -27,18 +22,24 @@ from espnet2.train.collate_fn import CommonCollateFn
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool
 
-from espnet_speechclip.builder import build_from_config, check_clip_conf, model_choices, speech_encoder_choices
+from espnet_speechclip.config import TASK_DEFAULTS
 from espnet_speechclip.data.datadir import read_kv
-from espnet_speechclip.data_types import register_data_types
-from espnet_speechclip.encoders.clip import image_transform, preprocess_cfg_from_config, text_context_length
+from espnet_speechclip.data.media import MediaError
+from espnet_speechclip.models.builder import (
+    build_model,
+    check_clip_conf,
+    model_choices,
+    speech_encoder_choices,
+)
+from espnet_speechclip.models.clip import image_transform, preprocess_cfg_from_config, text_context_length
+from espnet_speechclip.models.speech_encoder import check_min_samples
 from espnet_speechclip.models.speechclip import SpeechCLIP
-from espnet_speechclip.preprocessor import SpeechCLIPPreprocessor
-from espnet_speechclip.sampler import EpochShuffleSampler
-from espnet_speechclip.trainer import RetrievalTrainer
+from espnet_speechclip.training.preprocessor import SpeechCLIPPreprocessor
+from espnet_speechclip.training.readers import register_data_types
+from espnet_speechclip.training.sampler import EpochShuffleSampler
+from espnet_speechclip.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger(__name__)
-
-register_data_types()
 
 SPEECH_SHAPE_FILES = ("utt2num_samples", "speech_shape")
 
@@ -54,23 +55,28 @@ class SpeechCLIPTask(AbsTask):
         group.add_argument(
             "--clip_conf",
             action=NestedDictAction,
-            default=dict(model_name="ViT-B-32-quickgelu", pretrained="openai"),
+            default=dict(TASK_DEFAULTS["clip_conf"]),
             help="The frozen CLIP: model_name (open_clip architecture), pretrained (tag or local file), "
             "config_file (open_clip JSON for a custom architecture)",
         )
         group.add_argument(
             "--image_input",
             type=str,
-            default="embedding",
+            default=TASK_DEFAULTS["image_input"],
             choices=["embedding", "pixels"],
             help="embedding: images come as cached CLIP embeddings (image_emb), the image tower is not "
             "built; pixels: images come as files (image) and run through the image tower every step",
         )
-        group.add_argument("--use_preprocessor", type=str2bool, default=True, help="Apply the preprocessor")
+        group.add_argument(
+            "--use_preprocessor",
+            type=str2bool,
+            default=TASK_DEFAULTS["use_preprocessor"],
+            help="Apply the preprocessor",
+        )
         group.add_argument(
             "--length_group_batches",
             type=int,
-            default=50,
+            default=TASK_DEFAULTS["length_group_batches"],
             help="Training batches: draw this many batches' worth of random utterances at a time, sort them "
             "by length and cut them into batches, so batches are new every epoch but hold little padding "
             "(random batches of utterances of 2-6.4 s are about 1/3 padding, groups of 50 about 1%%); "
@@ -81,6 +87,9 @@ class SpeechCLIPTask(AbsTask):
 
     @classmethod
     def get_parser(cls) -> argparse.ArgumentParser:
+        # ESPnet's dataset resolves data types from its DATA_TYPES table: ours must be in it before
+        # any dataset is built, and every run of the task starts by building its parser.
+        register_data_types()
         parser = super().get_parser()
         # Defaults a SpeechCLIP user wants: no hard dependency on tensorboard/matplotlib, and random
         # batches (see EpochShuffleSampler), selected by dev retrieval.
@@ -95,8 +104,9 @@ class SpeechCLIPTask(AbsTask):
 
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
-        return CommonCollateFn(float_pad_value=0.0, int_pad_value=0,
-                               not_sequence=["image_id", "image_emb", "image"])
+        return CommonCollateFn(
+            float_pad_value=0.0, int_pad_value=0, not_sequence=["image_id", "image_emb", "image"]
+        )
 
     @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool) -> Optional[Callable]:
@@ -108,9 +118,11 @@ class SpeechCLIPTask(AbsTask):
             transform = image_transform(preprocess_cfg_from_config(**clip_conf))
         # The receptive field needs the upstream; 400 samples (25 ms) is the smallest of every s3prl
         # upstream, and the model re-checks its own exact bound on each batch.
-        return SpeechCLIPPreprocessor(min_samples=400, image_transform=transform,
-                                      text_context=text_context_length(clip_conf["model_name"],
-                                                                       clip_conf.get("config_file")))
+        return SpeechCLIPPreprocessor(
+            min_samples=400,
+            image_transform=transform,
+            text_context=text_context_length(clip_conf["model_name"], clip_conf.get("config_file")),
+        )
 
     @classmethod
     def required_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
@@ -122,21 +134,25 @@ class SpeechCLIPTask(AbsTask):
         return ("image_emb", "image", "image_id", "text")
 
     @classmethod
-    def build_sequence_iter_factory(cls, args: argparse.Namespace, iter_options: IteratorOptions,
-                                    mode: str) -> AbsIterFactory:
+    def build_sequence_iter_factory(
+        cls, args: argparse.Namespace, iter_options: IteratorOptions, mode: str
+    ) -> AbsIterFactory:
         if not iter_options.train:
             return super().build_sequence_iter_factory(args, iter_options, mode)
         if iter_options.batch_type != "unsorted":
-            raise ValueError(f"SpeechCLIP draws new random training batches every epoch: use batch_type "
-                             f"unsorted with batch_size, not {iter_options.batch_type}")
+            raise ValueError(
+                f"SpeechCLIP draws new random training batches every epoch: use batch_type "
+                f"unsorted with batch_size, not {iter_options.batch_type}"
+            )
         # utt2num_samples (or speech_shape) lines: "<utt> <samples>[,<dims>]"
         lengths = {k: int(v.split(",")[0]) for k, v in read_kv(iter_options.shape_files[0]).items()}
         keys = list(lengths)
         rank, world = 0, 1
         if iter_options.distributed:
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        sampler = EpochShuffleSampler(keys, iter_options.batch_size, rank, world, lengths=lengths,
-                                      group=args.length_group_batches)
+        sampler = EpochShuffleSampler(
+            keys, iter_options.batch_size, rank, world, lengths=lengths, group=args.length_group_batches
+        )
         logger.info(f"[{mode}] Batch sampler: {sampler}")
         dataset = cls.build_dataset(args, iter_options, set(keys))
         return SequenceIterFactory(
@@ -152,27 +168,33 @@ class SpeechCLIPTask(AbsTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> SpeechCLIP:
-        model = build_from_config(vars(args))
+        model = build_model(vars(args))
         for shape_file in _speech_shape_files(args):
             check_min_length(shape_file, model.speech_encoder.min_samples)
         return model
 
 
 def _speech_shape_files(args: argparse.Namespace) -> List[str]:
-    files = list(getattr(args, "train_shape_file", None) or []) + list(getattr(args, "valid_shape_file", None) or [])
+    files = list(getattr(args, "train_shape_file", None) or []) + list(
+        getattr(args, "valid_shape_file", None) or []
+    )
     # Files that do not exist here are skipped: a model rebuilt from its config for inference elsewhere
     # has no training data at hand (and ESPnet itself fails on a missing shape file when training).
-    return [f for f in files if any(str(f).endswith(name) for name in SPEECH_SHAPE_FILES) and Path(f).is_file()]
+    return [
+        f for f in files if any(str(f).endswith(name) for name in SPEECH_SHAPE_FILES) and Path(f).is_file()
+    ]
 
 
 def check_min_length(shape_file: str, min_samples: int) -> None:
     """Fail before training if any utterance in ``shape_file`` is shorter than ``min_samples``."""
     short = []
     for utt, value in read_kv(shape_file).items():
-        n = int(value.split(",")[0])
-        if n < min_samples:
-            short.append(f"{utt} ({n})")
+        try:
+            check_min_samples(int(value.split(",")[0]), min_samples, f"utterance {utt}")
+        except MediaError as e:
+            short.append(str(e))
     if short:
-        raise ValueError(f"{shape_file}: {len(short)} utterance(s) shorter than the speech encoder's "
-                         f"{min_samples}-sample receptive field: {', '.join(short[:5])}"
-                         f"{' ...' if len(short) > 5 else ''}")
+        raise MediaError(
+            f"{shape_file}: {len(short)} utterance(s) too short for the speech encoder: "
+            f"{'; '.join(short[:5])}{' ...' if len(short) > 5 else ''}"
+        )

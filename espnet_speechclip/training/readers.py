@@ -14,9 +14,7 @@ import collections.abc
 import numpy as np
 
 from espnet_speechclip.data.datadir import read_kv
-from espnet_speechclip.data.media import MediaError, load_image
-
-SAMPLE_RATE = 16000
+from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, load_image
 
 
 class ImageReader(collections.abc.Mapping):
@@ -53,12 +51,18 @@ class Sound16kReader(collections.abc.Mapping):
         try:
             rate, wav = self.reader[key]
         except Exception as e:
-            raise MediaError(f"{self.path}: utterance {key}: cannot read {self.reader.get_path(key)}: {e}") from e
+            raise MediaError(
+                f"{self.path}: utterance {key}: cannot read {self.reader.get_path(key)}: {e}"
+            ) from e
         if rate != SAMPLE_RATE:
-            raise MediaError(f"{self.path}: utterance {key} is {rate} Hz ({self.reader.get_path(key)}); "
-                             f"SpeechCLIP needs {SAMPLE_RATE} Hz (run the recipe's audio-format stage)")
+            raise MediaError(
+                f"{self.path}: utterance {key} is {rate} Hz ({self.reader.get_path(key)}); "
+                f"SpeechCLIP needs {SAMPLE_RATE} Hz (run the recipe's audio-format stage)"
+            )
         if wav.ndim == 2:
-            raise MediaError(f"{self.path}: utterance {key} has {wav.shape[1]} channels; SpeechCLIP needs mono")
+            raise MediaError(
+                f"{self.path}: utterance {key} has {wav.shape[1]} channels; SpeechCLIP needs mono"
+            )
         return wav
 
     def __iter__(self):
@@ -72,9 +76,19 @@ def register_data_types() -> None:
     """Add the types to ESPnet's table (idempotent)."""
     from espnet2.train.dataset import DATA_TYPES
 
-    DATA_TYPES.setdefault("image", dict(
-        func=ImageReader, kwargs=[],
-        help="Image files decoded as RGB float arrays:\n\n   key_a a.jpg\n   key_b b.png\n   ..."))
-    DATA_TYPES.setdefault("sound_16k", dict(
-        func=Sound16kReader, kwargs=["float_dtype"],
-        help="Like 'sound', but every file must be 16 kHz mono."))
+    DATA_TYPES.setdefault(
+        "image",
+        dict(
+            func=ImageReader,
+            kwargs=[],
+            help="Image files decoded as RGB float arrays:\n\n   key_a a.jpg\n   key_b b.png\n   ...",
+        ),
+    )
+    DATA_TYPES.setdefault(
+        "sound_16k",
+        dict(
+            func=Sound16kReader,
+            kwargs=["float_dtype"],
+            help="Like 'sound', but every file must be 16 kHz mono.",
+        ),
+    )

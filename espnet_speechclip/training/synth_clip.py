@@ -13,7 +13,7 @@ model overfits (the prototype's R@5 fell from 89.8 to 83.7 by 800 steps).
 
 Usage::
 
-    python -m espnet_speechclip.data.synth_clip --train_dir data/synth_train --eval_dir data/synth_test \\
+    python -m espnet_speechclip.training.synth_clip --train_dir data/synth_train --eval_dir data/synth_test \\
         --out dump/clip/synth-clip.pt --steps 800 --nj 2
 """
 
@@ -34,7 +34,9 @@ import torch.nn.functional as F
 
 from espnet_speechclip.data.datadir import read_datadir
 from espnet_speechclip.data.media import load_image
-from espnet_speechclip.data.synth import captions, render, sample_scene
+from espnet_speechclip.data.synth.captions import captions
+from espnet_speechclip.data.synth.scenes import render, sample_scene
+from espnet_speechclip.evaluation.retrieval import retrieval_recall
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,8 @@ def register_synth_clip() -> str:
 
 
 def eval_json_path(out_file: str | Path) -> Path:
-    """Where :func:`train_synth_clip` writes the retrieval scores: ``synth-clip.pt`` -> ``synth-clip.eval.json``."""
+    """Where :func:`train_synth_clip` writes the retrieval scores:
+    ``synth-clip.pt`` -> ``synth-clip.eval.json``."""
     return Path(out_file).with_suffix(".eval.json")
 
 
@@ -74,8 +77,10 @@ class _Tokenize:
             for t, ids in zip(missing, self.tokenizer(missing)):
                 # open_clip silently truncates; a truncated caption would lose the words that matter.
                 if len(self.tokenizer.encode(t)) + 2 > self.context_length:
-                    raise ValueError(f"caption {t!r} does not fit synth-clip's context of {self.context_length} "
-                                     f"tokens (with start and end tokens)")
+                    raise ValueError(
+                        f"caption {t!r} does not fit synth-clip's context of {self.context_length} "
+                        f"tokens (with start and end tokens)"
+                    )
                 self.cache[t] = ids
         return torch.stack([self.cache[t] for t in texts])
 
@@ -100,8 +105,9 @@ def _images(paths: Sequence[str], preprocess: Callable) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_clip(model, preprocess: Callable, tokenize: Callable, data_dir: str | Path,
-                  batch_size: int = 256) -> Dict[str, object]:
+def evaluate_clip(
+    model, preprocess: Callable, tokenize: Callable, data_dir: str | Path, batch_size: int = 256
+) -> Dict[str, object]:
     """Text->image and image->text recall (%) at 1/5/10 over a data dir's images and captions.
 
     Images are deduplicated by key. Text->image: the caption's own image among all images.
@@ -109,23 +115,26 @@ def evaluate_clip(model, preprocess: Callable, tokenize: Callable, data_dir: str
     """
     model.eval()
     keys, paths, pairs = _load_pairs(data_dir)
-    img = torch.cat([model.encode_image(x, normalize=True)
-                     for x in _images(paths, preprocess).split(batch_size)])  # (I, D)
+    img = torch.cat(
+        [model.encode_image(x, normalize=True) for x in _images(paths, preprocess).split(batch_size)]
+    )  # (I, D)
     texts = [t for t, _ in pairs]
-    txt = torch.cat([model.encode_text(tokenize(texts[i: i + batch_size]), normalize=True)
-                     for i in range(0, len(texts), batch_size)])  # (T, D)
+    txt = torch.cat(
+        [
+            model.encode_text(tokenize(texts[i : i + batch_size]), normalize=True)
+            for i in range(0, len(texts), batch_size)
+        ]
+    )  # (T, D)
     target = torch.tensor([i for _, i in pairs])  # (T,)
-    sims = txt @ img.T  # (T, I)
-    # Rank = number of candidates scoring strictly higher than the correct one.
-    correct = sims.gather(1, target[:, None])  # (T, 1): each caption's score with its own image
-    t2i_rank = (sims > correct).sum(1)  # (T,)
-    # Caption j's rank among all captions for its image; an image's rank is its best caption's.
-    caption_rank = (sims.T[target] > correct).sum(1)  # (T,)
-    i2t_rank = torch.full((len(keys),), len(texts), dtype=torch.long).scatter_reduce(0, target, caption_rank, "amin")
+    # Captions play the utterances' part: text->image ranks the images for each caption, image->text
+    # counts an image as found when any of its captions is in the top K (pessimistic ties).
+    recall = retrieval_recall(txt @ img.T, target, RECALL_KS)
     return {
-        "data_dir": str(data_dir), "n_images": len(keys), "n_captions": len(texts),
-        "text_to_image": {f"R@{k}": round(100.0 * (t2i_rank < k).float().mean().item(), 2) for k in RECALL_KS},
-        "image_to_text": {f"R@{k}": round(100.0 * (i2t_rank < k).float().mean().item(), 2) for k in RECALL_KS},
+        "data_dir": str(data_dir),
+        "n_images": len(keys),
+        "n_captions": len(texts),
+        "text_to_image": {k: round(v, 2) for k, v in recall["speech_to_image"].items()},
+        "image_to_text": {k: round(v, 2) for k, v in recall["image_to_speech"].items()},
     }
 
 
@@ -138,9 +147,18 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> List[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def train_synth_clip(train_data_dir: str | Path, out_file: str | Path, steps: int = 800, batch_size: int = 128,
-                     lr: float = 1e-3, warmup_steps: int = 50, weight_decay: float = 0.05, seed: int = 0,
-                     eval_data_dir: Optional[str | Path] = None, threads: int = 2) -> Path:
+def train_synth_clip(
+    train_data_dir: str | Path,
+    out_file: str | Path,
+    steps: int = 800,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    warmup_steps: int = 50,
+    weight_decay: float = 0.05,
+    seed: int = 0,
+    eval_data_dir: Optional[str | Path] = None,
+    threads: int = 2,
+) -> Path:
     """Train synth-clip on ``train_data_dir`` and save its state dict to ``out_file``.
 
     Each batch: ``batch_size // 2`` distinct training images, each with one of its captions, plus freshly
@@ -169,15 +187,25 @@ def train_synth_clip(train_data_dir: str | Path, out_file: str | Path, steps: in
         torch.manual_seed(seed)
         rng = random.Random(seed)
         model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
-        image_size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) \
+        image_size = (
+            model.visual.image_size[0]
+            if isinstance(model.visual.image_size, tuple)
             else model.visual.image_size
+        )
 
         keys, paths, pairs = _load_pairs(train_data_dir)
         by_image: Dict[int, List[str]] = defaultdict(list)
         for text, i in pairs:
             by_image[i].append(text)
-        logger.info("training %s on %d images / %d captions of %s for %d steps (batch %d, half fresh scenes)",
-                    MODEL_NAME, len(keys), len(pairs), train_data_dir, steps, batch_size)
+        logger.info(
+            "training %s on %d images / %d captions of %s for %d steps (batch %d, half fresh scenes)",
+            MODEL_NAME,
+            len(keys),
+            len(pairs),
+            train_data_dir,
+            steps,
+            batch_size,
+        )
         images = _images(paths, preprocess)  # (N, 3, H, W): the val transform is deterministic, so once
         n_fixed = min(batch_size // 2, len(keys))
         n_fresh = batch_size - n_fixed
@@ -217,8 +245,15 @@ def train_synth_clip(train_data_dir: str | Path, out_file: str | Path, steps: in
             with torch.no_grad():
                 model.logit_scale.clamp_(0, max_log_scale)
             if (step + 1) % 50 == 0 or step + 1 == steps:
-                logger.info("step %d/%d loss %.3f logit scale %.1f lr %.2e (%.0f s)", step + 1, steps, loss.item(),
-                            model.logit_scale.exp().item(), scheduler.get_last_lr()[0], time.time() - start)
+                logger.info(
+                    "step %d/%d loss %.3f logit scale %.1f lr %.2e (%.0f s)",
+                    step + 1,
+                    steps,
+                    loss.item(),
+                    model.logit_scale.exp().item(),
+                    scheduler.get_last_lr()[0],
+                    time.time() - start,
+                )
         train_seconds = time.time() - start
         out_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_file.with_name(out_file.name + ".tmp")
@@ -236,15 +271,21 @@ def train_synth_clip(train_data_dir: str | Path, out_file: str | Path, steps: in
             scores.update({"steps": steps, "train_seconds": round(train_seconds, 1), "threads": threads})
         scores["weights"] = str(out_file)
         report.write_text(json.dumps(scores, indent=1) + "\n")
-        logger.info("%s on %s: text->image R@1/5/10 %s, image->text R@1/5/10 %s (written to %s)", MODEL_NAME,
-                    eval_data_dir, "/".join(f"{v:.1f}" for v in scores["text_to_image"].values()),
-                    "/".join(f"{v:.1f}" for v in scores["image_to_text"].values()), report)
+        logger.info(
+            "%s on %s: text->image R@1/5/10 %s, image->text R@1/5/10 %s (written to %s)",
+            MODEL_NAME,
+            eval_data_dir,
+            "/".join(f"{v:.1f}" for v in scores["text_to_image"].values()),
+            "/".join(f"{v:.1f}" for v in scores["image_to_text"].values()),
+            report,
+        )
     return out_file
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--train_dir", required=True, help="training data dir, e.g. data/synth_train")
     parser.add_argument("--eval_dir", default=None, help="data dir to report retrieval recall on")
     parser.add_argument("--out", required=True, help="weights file, e.g. dump/clip/synth-clip.pt")
@@ -255,8 +296,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--nj", type=int, default=2, help="torch threads")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    train_synth_clip(args.train_dir, args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                     seed=args.seed, eval_data_dir=args.eval_dir, threads=args.nj)
+    train_synth_clip(
+        args.train_dir,
+        args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        eval_data_dir=args.eval_dir,
+        threads=args.nj,
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ Pretrained tags (CLIP ``openai``, s3prl ``hubert``) and URLs stay as they are: o
 them on first use, as they did for training.
 
 :func:`unpack_model` extracts into a cache dir keyed by the archive's sha256, checks every member
-against meta.json, and writes a config with absolute paths that :func:`espnet_speechclip.inference.load_model`
-takes as is.
+against meta.json, and writes a config with absolute paths that
+:class:`espnet_speechclip.inference.speech2image.Speech2Image` takes as is.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
+
+from espnet_speechclip.config import config_value
+from espnet_speechclip.files import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +66,6 @@ class PackError(ValueError):
     """A model archive that cannot be written or used (missing file, tampered member, bad format)."""
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _get(config: dict, dotted: str) -> Any:
     node: Any = config
     for part in dotted.split("."):
@@ -89,7 +84,8 @@ def _set(config: dict, dotted: str, value: Any) -> None:
 
 
 def default_cache_dir() -> Path:
-    """``$ESPNET_SPEECHCLIP_CACHE``, else ``$XDG_CACHE_HOME/espnet_speechclip``, else ``~/.cache/espnet_speechclip``."""
+    """``$ESPNET_SPEECHCLIP_CACHE``, else ``$XDG_CACHE_HOME/espnet_speechclip``, else
+    ``~/.cache/espnet_speechclip``."""
     if os.environ.get("ESPNET_SPEECHCLIP_CACHE"):
         return Path(os.environ["ESPNET_SPEECHCLIP_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -155,20 +151,32 @@ def _flatten(results: Any, prefix: str = "") -> List[Tuple[str, Any]]:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return (
+        f"{value:.4g}"
+        if isinstance(value, float)
+        else json.dumps(value)
+        if isinstance(value, (list, dict))
+        else str(value)
+    )
 
 
-def model_card(config: dict, packed: List[Tuple[str, Path, str]], params: Dict[str, int],
-               results: Optional[Any] = None, card_text: Optional[str] = None,
-               archive_name: str = "model.zip") -> str:
+def model_card(
+    config: dict,
+    packed: List[Tuple[str, Path, str]],
+    params: Dict[str, int],
+    results: Optional[Any] = None,
+    card_text: Optional[str] = None,
+    archive_name: str = "model.zip",
+) -> str:
     """Markdown model card: what the model is, its results if given, and how to run it."""
     from espnet_speechclip import __version__
 
-    model = config.get("model", "parallel")
+    model = config_value(config, "model")
     branches = ["parallel", "cascaded"] if model == "hybrid" else [model]
     packed_keys = {key for key, _, _ in packed}
-    sec = config.get("speech_encoder_conf", {}) or {}
-    clip = config.get("clip_conf", {}) or {}
+    upstream = config_value(config, "speech_encoder_conf.upstream")
+    upstream_path = config_value(config, "speech_encoder_conf.path_or_url")
+    clip = config_value(config, "clip_conf")
 
     def origin(key: str, value: Any, what: str) -> str:
         return "packed in the archive" if key in packed_keys else f"{what} `{value}`, fetched on first use"
@@ -178,45 +186,64 @@ def model_card(config: dict, packed: List[Tuple[str, Path, str]], params: Dict[s
         lines += [card_text.strip(), ""]
     lines += [
         f"- Model: `{model}` (branches: {', '.join(branches)})",
-        f"- Speech upstream: s3prl `{sec.get('upstream', 'hubert')}` (frozen)"
-        + (f", checkpoint {origin('speech_encoder_conf.path_or_url', sec.get('path_or_url'), 'URL')}"
-           if sec.get("path_or_url") else ""),
+        f"- Speech upstream: s3prl `{upstream}` (frozen)"
+        + (
+            f", checkpoint {origin('speech_encoder_conf.path_or_url', upstream_path, 'URL')}"
+            if upstream_path
+            else ""
+        ),
         f"- CLIP: `{clip.get('model_name')}` (frozen), weights "
         + origin("clip_conf.pretrained", clip.get("pretrained"), "open_clip tag"),
-        f"- Image input: `{config.get('image_input', 'embedding')}`",
+        f"- Image input: `{config_value(config, 'image_input')}`",
     ]
     codebook = _get(config, "model_conf.cascaded_conf.codebook")
     if model != "parallel":
-        lines.append(f"- Keyword codebook: {'full CLIP vocabulary' if codebook in (None, 'full') else 'packed in the archive'}")
-    lines += [f"- Trainable parameters: {params['trainable']:,} ({params['trainable'] / 1e6:.2f} M); "
-              f"total (frozen towers included): {params['total']:,}",
-              f"- Packed with espnet_speechclip {__version__}", ""]
+        lines.append(
+            "- Keyword codebook: "
+            + ("full CLIP vocabulary" if codebook in (None, "full") else "packed in the archive")
+        )
+    lines += [
+        f"- Trainable parameters: {params['trainable']:,} ({params['trainable'] / 1e6:.2f} M); "
+        f"total (frozen towers included): {params['total']:,}",
+        f"- Packed with espnet_speechclip {__version__}",
+        "",
+    ]
     if results is not None:
         lines += ["## Results", "", "| metric | value |", "|---|---:|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(results)]
         lines.append("")
     lines += [
-        "## Usage", "",
+        "## Usage",
+        "",
         "```sh",
         f"python -m espnet_speechclip.bin.speechclip_inference --model {archive_name} \\",
         "    --data_dir data/<set> --output_dir decode_<set> [--image_emb_scp img_emb.scp]",
-        "```", "",
-        "or in Python:", "",
-        "```python",
-        "from espnet_speechclip.packing import unpack_model",
-        "from espnet_speechclip.inference import load_model",
+        "```",
         "",
-        f"model, train_args = load_model(*unpack_model(\"{archive_name}\"))",
-        "```", "",
-        "`unpack_model` extracts the archive once into `~/.cache/espnet_speechclip/` (or "
-        "`$ESPNET_SPEECHCLIP_CACHE`), checking every member's sha256 against `meta.json`.", "",
+        "or in Python:",
+        "",
+        "```python",
+        "from espnet_speechclip.inference import Speech2Image",
+        "",
+        f's2i = Speech2Image.from_pretrained("{archive_name}")',
+        'embeddings = s2i("utterance.wav")  # {branch: (1, D_c)}; keyword_ids / keyword_scores (cascaded)',
+        "```",
+        "",
+        "The archive is extracted once into `~/.cache/espnet_speechclip/` (or "
+        "`$ESPNET_SPEECHCLIP_CACHE`), checking every member's sha256 against `meta.json`.",
+        "",
     ]
     return "\n".join(lines)
 
 
-def pack_model(config_file: str | Path, model_file: str | Path, out_zip: str | Path,
-               card_text: Optional[str] = None, results_json: Optional[str | Path] = None,
-               base_dir: Optional[str | Path] = None) -> Path:
+def pack_model(
+    config_file: str | Path,
+    model_file: str | Path,
+    out_zip: str | Path,
+    card_text: Optional[str] = None,
+    results_json: Optional[str | Path] = None,
+    base_dir: Optional[str | Path] = None,
+) -> Path:
     """Pack a trained model into one archive usable without the recipe.
 
     Args:
@@ -232,8 +259,9 @@ def pack_model(config_file: str | Path, model_file: str | Path, out_zip: str | P
     mismatch fails here rather than for whoever downloads the archive. Returns ``out_zip``.
     """
     from espnet_speechclip import __version__
-    from espnet_speechclip.architectures import count_parameters
-    from espnet_speechclip.inference import load_model, read_config
+    from espnet_speechclip.config import read_config
+    from espnet_speechclip.inference.speech2image import Speech2Image
+    from espnet_speechclip.models.random_weights import count_parameters
 
     config_file, model_file, out_zip = Path(config_file), Path(model_file), Path(out_zip)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -254,12 +282,7 @@ def pack_model(config_file: str | Path, model_file: str | Path, out_zip: str | P
             check[key] = src
     for key, src, _ in packed:
         _set(check, key, str(src.resolve()))
-    with tempfile.TemporaryDirectory() as work:
-        check_file = Path(work) / "config.yaml"
-        check_file.write_text(yaml.safe_dump(check, sort_keys=False), encoding="utf-8")
-        model, _ = load_model(check_file, model_file)
-    params = count_parameters(model)
-    del model
+    params = count_parameters(Speech2Image(check, model_file).model)
 
     for key, default in TRAINING_ONLY.items():
         if key in config:
@@ -272,13 +295,19 @@ def pack_model(config_file: str | Path, model_file: str | Path, out_zip: str | P
         "README.md": model_card(config, packed, params, results, card_text, out_zip.name),
     }
     sha = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in texts.items()}
-    sha["model.pth"] = _sha256(model_file)
+    sha["model.pth"] = sha256_file(model_file)
     for _, src, member in packed:
-        sha[member] = _sha256(src)
-    meta = dict(format=FORMAT, format_version=FORMAT_VERSION, package_version=__version__,
-                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                model=config.get("model", "parallel"), paths={key: member for key, _, member in packed},
-                sha256=sha, source=dict(config=str(config_file), model_file=str(model_file)))
+        sha[member] = sha256_file(src)
+    meta = dict(
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        package_version=__version__,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        model=config_value(config, "model"),
+        paths={key: member for key, _, member in packed},
+        sha256=sha,
+        source=dict(config=str(config_file), model_file=str(model_file)),
+    )
 
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_zip.with_name(f".{out_zip.name}.partial")
@@ -314,8 +343,10 @@ def _read_meta(archive: Path, zf: zipfile.ZipFile) -> dict:
     if meta.get("format") != FORMAT:
         raise PackError(f"{archive}: meta.json format {meta.get('format')!r} is not {FORMAT!r}")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise PackError(f"{archive} has format version {meta['format_version']}; this espnet_speechclip "
-                        f"reads up to {FORMAT_VERSION}: upgrade the package")
+        raise PackError(
+            f"{archive} has format version {meta['format_version']}; this espnet_speechclip "
+            f"reads up to {FORMAT_VERSION}: upgrade the package"
+        )
     sha = meta.get("sha256")
     if not isinstance(sha, dict) or "config.yaml" not in sha or "model.pth" not in sha:
         raise PackError(f"{archive}: meta.json lists no sha256 for config.yaml and model.pth")
@@ -343,19 +374,24 @@ def _extract_verified(archive: Path, zf: zipfile.ZipFile, member: str, digest: s
     except zipfile.BadZipFile as e:  # e.g. a CRC mismatch from bytes changed in place
         raise PackError(f"member {member} of {archive} is corrupt ({e})") from e
     if h.hexdigest() != digest:
-        raise PackError(f"member {member} of {archive} fails its sha256 check (meta.json {digest[:12]}..., "
-                        f"content {h.hexdigest()[:12]}...): the archive was modified or corrupted")
+        raise PackError(
+            f"member {member} of {archive} fails its sha256 check (meta.json {digest[:12]}..., "
+            f"content {h.hexdigest()[:12]}...): the archive was modified or corrupted"
+        )
 
 
 def _complete(target: Path, meta: dict) -> bool:
     """Whether a cache dir holds a finished extraction of ``meta``'s members."""
-    return (target / _COMPLETE).is_file() and (target / RESOLVED_CONFIG).is_file() and all(
-        (target / m).is_file() for m in meta["sha256"])
+    return (
+        (target / _COMPLETE).is_file()
+        and (target / RESOLVED_CONFIG).is_file()
+        and all((target / m).is_file() for m in meta["sha256"])
+    )
 
 
 def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) -> Tuple[Path, Path]:
     """Extract a packed model (once) and return ``(config_path, model_path)`` for
-    :func:`espnet_speechclip.inference.load_model`.
+    :class:`espnet_speechclip.inference.speech2image.Speech2Image`.
 
     The archive goes to ``<cache_dir>/<sha256 of the archive>/`` (default :func:`default_cache_dir`);
     every member is checked against meta.json while extracting, and the config is materialised with
@@ -370,7 +406,7 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
         raise FileNotFoundError(f"model archive {archive} does not exist")
     if not zipfile.is_zipfile(archive):
         raise PackError(f"{archive} is not a zip archive")
-    key = _sha256(archive)
+    key = sha256_file(archive)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = root / key
     with zipfile.ZipFile(archive) as zf:
@@ -388,11 +424,14 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
                 config = yaml.safe_load(f)
             for dotted, member in meta.get("paths", {}).items():
                 if _get(config, dotted) != member:
-                    raise PackError(f"{archive}: config.yaml {dotted} is {_get(config, dotted)!r}, "
-                                    f"meta.json says {member!r}")
+                    raise PackError(
+                        f"{archive}: config.yaml {dotted} is {_get(config, dotted)!r}, "
+                        f"meta.json says {member!r}"
+                    )
                 _set(config, dotted, str((target / member).resolve()))
-            (tmp / RESOLVED_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-                                               encoding="utf-8")
+            (tmp / RESOLVED_CONFIG).write_text(
+                yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8"
+            )
             (tmp / _COMPLETE).write_text(json.dumps(dict(archive=str(archive.resolve()))), encoding="utf-8")
             if target.exists():  # an interrupted or hand-edited earlier extraction
                 shutil.rmtree(target)

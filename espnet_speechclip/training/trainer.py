@@ -15,8 +15,8 @@ from espnet2.torch_utils.device_funcs import to_device
 from espnet2.train.reporter import SubReporter
 from espnet2.train.trainer import Trainer
 
-from espnet_speechclip.losses import masked_infonce
-from espnet_speechclip.metrics import grouped_recall, mean_r10, retrieval_recall
+from espnet_speechclip.evaluation.retrieval import grouped_recall, mean_r10, retrieval_recall
+from espnet_speechclip.models.loss import masked_infonce
 
 
 def corpus_retrieval(speech: torch.Tensor, image: torch.Tensor, image_ids: torch.Tensor) -> Dict[str, float]:
@@ -52,8 +52,9 @@ def _gather_cpu(tensors: List[torch.Tensor], distributed: bool) -> List[torch.Te
 class RetrievalTrainer(Trainer):
     @classmethod
     @torch.no_grad()
-    def validate_one_epoch(cls, model: torch.nn.Module, iterator: Iterable, reporter: SubReporter,
-                           options, distributed_option) -> None:
+    def validate_one_epoch(
+        cls, model: torch.nn.Module, iterator: Iterable, reporter: SubReporter, options, distributed_option
+    ) -> None:
         core = model.module if hasattr(model, "module") else model
         distributed = distributed_option.distributed
         device = "cuda" if options.ngpu > 0 else "cpu"

@@ -12,6 +12,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.inference.decode_dir import DecodeDir
 
 THUMB = 96
 TEXT_W = 360
@@ -30,26 +31,31 @@ def _wrap(text: str, width: int = 44) -> List[str]:
     return lines + ([line] if line else [])
 
 
-def draw_retrieval_examples(decode_dir: str | Path, img_scp: str | Path, out_png: str | Path,
-                            branch: Optional[str] = None, n: int = 6, topk: int = 5) -> Path:
+def draw_retrieval_examples(
+    decode_dir: str | Path,
+    img_scp: str | Path,
+    out_png: str | Path,
+    branch: Optional[str] = None,
+    n: int = 6,
+    topk: int = 5,
+) -> Path:
     """Write ``out_png``: ``n`` evenly spaced test utterances of ``decode_dir`` with their top-k images
     (by the ``branch`` embeddings; default parallel if present). Returns the path."""
     from PIL import Image, ImageDraw
 
-    d = Path(decode_dir)
-    utts = (d / "utt_list").read_text(encoding="utf-8").split()
-    images = (d / "image_list").read_text(encoding="utf-8").split()
-    utt2img = read_kv(d / "utt2img")
-    text = read_kv(d / "text") if (d / "text").is_file() else {}
-    keywords: Dict[str, str] = read_kv(d / "keywords") if (d / "keywords").is_file() else {}
-    branch = branch or ("parallel" if (d / "speech_parallel.npy").is_file() else "cascaded")
-    speech = np.load(d / f"speech_{branch}.npy")
-    sim = speech @ np.load(d / "image.npy").T
+    d = DecodeDir.read(decode_dir)
+    utts, images, utt2img = d.utts, d.images, d.utt2img
+    text = d.transcripts or {}
+    keywords: Dict[str, str] = d.keywords or {}
+    branch = branch or d.branches[0]
+    sim = d.speech(branch) @ d.image().T
     files = read_kv(img_scp)
     picks = np.linspace(0, len(utts) - 1, min(n, len(utts))).astype(int)
     canvas = Image.new("RGB", (TEXT_W + topk * (THUMB + PAD) + PAD, PAD + len(picks) * ROW_H + 24), "white")
     draw = ImageDraw.Draw(canvas)
-    draw.text((PAD, 4), f"{branch} branch: top-{topk} images per utterance (green = its own image)", fill="black")
+    draw.text(
+        (PAD, 4), f"{branch} branch: top-{topk} images per utterance (green = its own image)", fill="black"
+    )
     for row, i in enumerate(picks):
         y = 24 + row * ROW_H
         u = utts[i]

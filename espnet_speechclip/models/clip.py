@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espnet_speechclip.frozen import FrozenModule
+from espnet_speechclip.models.frozen import FrozenModule
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,15 @@ def _register_config(model_name: str, config_file: Optional[str]) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"open_clip config file {config_file} does not exist")
     if path.stem != model_name:
-        raise ValueError(f"open_clip registers {config_file} as {path.stem!r}, but clip model_name is {model_name!r}")
+        raise ValueError(
+            f"open_clip registers {config_file} as {path.stem!r}, but clip model_name is {model_name!r}"
+        )
     open_clip.add_model_config(path)
 
 
-def load_clip(model_name: str, pretrained: Optional[str] = None, config_file: Optional[str] = None) -> nn.Module:
+def load_clip(
+    model_name: str, pretrained: Optional[str] = None, config_file: Optional[str] = None
+) -> nn.Module:
     """Build an open_clip CLIP model on CPU, fp32, eval, frozen.
 
     Args:
@@ -59,24 +63,29 @@ def load_clip(model_name: str, pretrained: Optional[str] = None, config_file: Op
 
     _register_config(model_name, config_file)
     if open_clip.get_model_config(model_name) is None:
-        raise ValueError(f"unknown CLIP model {model_name!r}; open_clip knows e.g. ViT-B-32-quickgelu, "
-                         f"ViT-L-14-quickgelu (or give config_file for a custom architecture)")
+        raise ValueError(
+            f"unknown CLIP model {model_name!r}; open_clip knows e.g. ViT-B-32-quickgelu, "
+            f"ViT-L-14-quickgelu (or give config_file for a custom architecture)"
+        )
     if pretrained and not os.path.isfile(pretrained):
         tags = open_clip.list_pretrained_tags_by_model(model_name)
         if pretrained not in tags:
-            raise ValueError(f"CLIP pretrained {pretrained!r} is neither a file nor a tag of {model_name} {tags}")
+            raise ValueError(
+                f"CLIP pretrained {pretrained!r} is neither a file nor a tag of {model_name} {tags}"
+            )
     try:
         model = open_clip.create_model(model_name, pretrained=pretrained or None, pretrained_text=False)
     except RuntimeError as e:
         raise RuntimeError(
             f"could not load CLIP {model_name} weights {pretrained!r} ({e}). Without network access, put the "
-            f"weights in the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE=1) or give a local file as pretrained."
+            "weights in the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE=1) or give a local file as "
+            "pretrained."
         ) from e
     model.eval().requires_grad_(False)
     return model
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tokenizer():
     import open_clip
 
@@ -116,8 +125,9 @@ def text_context_length(model_name: str, config_file: Optional[str] = None) -> i
     return int(model_cfg["text_cfg"].get("context_length", 77))
 
 
-def preprocess_cfg_from_config(model_name: str, pretrained: Optional[str] = None,
-                               config_file: Optional[str] = None) -> dict:
+def preprocess_cfg_from_config(
+    model_name: str, pretrained: Optional[str] = None, config_file: Optional[str] = None
+) -> dict:
     """The eval preprocessing a built model would report, derived from the configs alone, so that
     data-loader workers can preprocess images without building (or downloading) the model."""
     from dataclasses import asdict
@@ -156,6 +166,11 @@ class CLIPImageEncoder(FrozenModule):
         self.preprocess_cfg = image_preprocess_cfg(clip)
         self.transform = image_transform(self.preprocess_cfg)
         self.freeze()
+
+    @classmethod
+    def from_config(cls, clip_conf: Mapping) -> CLIPImageEncoder:
+        """The image tower of the CLIP a ``clip_conf`` names (its other towers are dropped)."""
+        return cls(load_clip(**clip_conf))
 
     @property
     def embed_dim(self) -> int:
@@ -243,6 +258,8 @@ class CLIPTextEncoder(FrozenModule):
     def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """Transcripts -> (N, D_c) normalised embeddings (zero-shot text side)."""
         device = self.token_embedding.weight.device
-        out = [self(tokenize(texts[i : i + batch_size], self.context_length).to(device))
-               for i in range(0, len(texts), batch_size)]
+        out = [
+            self(tokenize(texts[i : i + batch_size], self.context_length).to(device))
+            for i in range(0, len(texts), batch_size)
+        ]
         return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=device)

@@ -21,22 +21,21 @@ import torch
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import load_image
+from espnet_speechclip.files import sha256_file
 
 logger = logging.getLogger(__name__)
 
 
-def clip_fingerprint(model_name: str, pretrained: Optional[str] = None, config_file: Optional[str] = None) -> str:
+def clip_fingerprint(
+    model_name: str, pretrained: Optional[str] = None, config_file: Optional[str] = None
+) -> str:
     """A folder name identifying a CLIP: ``<model_name>__<pretrained tag or weights-file digest>``.
 
     A local weights file is identified by the hash of its bytes (and a config file by its content),
     not its path, so retraining a stand-in CLIP into the same path invalidates the cache.
     """
-    h = hashlib.sha256()
     if pretrained and os.path.isfile(pretrained):
-        with open(pretrained, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        weights = "file-" + h.hexdigest()[:12]
+        weights = "file-" + sha256_file(pretrained)[:12]
     else:
         weights = pretrained or "random"
     if config_file:
@@ -44,14 +43,20 @@ def clip_fingerprint(model_name: str, pretrained: Optional[str] = None, config_f
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{model_name}__{weights}")
 
 
-def cache_image_embeddings(img_scp: str | Path, clip_conf: dict, cache_root: str | Path,
-                           batch_size: int = 64, device: str = "cpu", progress: bool = True) -> Path:
+def cache_image_embeddings(
+    img_scp: str | Path,
+    clip_conf: dict,
+    cache_root: str | Path,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
     """Embed every image of ``img_scp`` (``key file`` lines) not yet in the cache.
 
     Returns the cache folder ``cache_root/<clip fingerprint>``, holding ``<key>.npy`` files (D_c,)
     float32, L2-normalised, and ``img_emb.scp`` (``key path`` for every image of every call so far).
     """
-    from espnet_speechclip.encoders.clip import CLIPImageEncoder, load_clip
+    from espnet_speechclip.models.clip import CLIPImageEncoder
 
     images = read_kv(img_scp)
     folder = Path(cache_root) / clip_fingerprint(**clip_conf)
@@ -59,7 +64,7 @@ def cache_image_embeddings(img_scp: str | Path, clip_conf: dict, cache_root: str
     todo = [k for k in sorted(images) if not (folder / f"{k}.npy").is_file()]
     logger.info("image cache %s: %d images, %d to embed", folder, len(images), len(todo))
     if todo:
-        encoder = CLIPImageEncoder(load_clip(**clip_conf)).to(device)
+        encoder = CLIPImageEncoder.from_config(clip_conf).to(device)
         bar = None
         if progress:
             from tqdm import tqdm
@@ -94,8 +99,10 @@ def write_utt_emb_scp(utt2img: str | Path, img_emb_scp: str | Path, out: str | P
     emb = read_kv(img_emb_scp)
     missing = sorted({img for img in u2i.values() if img not in emb})
     if missing:
-        raise KeyError(f"{img_emb_scp} lacks embeddings for {len(missing)} image(s) named in {utt2img}, "
-                       f"e.g. {missing[:3]}")
+        raise KeyError(
+            f"{img_emb_scp} lacks embeddings for {len(missing)} image(s) named in {utt2img}, "
+            f"e.g. {missing[:3]}"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as f:

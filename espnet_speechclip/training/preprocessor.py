@@ -7,6 +7,8 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from espnet_speechclip.models.speech_encoder import check_min_samples
+
 
 def image_id_to_int(key: str) -> int:
     """A stable 63-bit integer for an image key (only equality matters; Python's hash() is salted
@@ -41,9 +43,7 @@ class SpeechCLIPPreprocessor:
                 wav = np.asarray(value, dtype=np.float32)
                 if wav.ndim != 1:
                     raise ValueError(f"utterance {uid}: speech must be mono, got shape {wav.shape}")
-                if wav.shape[0] < self.min_samples:
-                    raise ValueError(f"utterance {uid}: {wav.shape[0]} samples, shorter than the speech "
-                                     f"encoder's {self.min_samples}-sample receptive field")
+                check_min_samples(wav.shape[0], self.min_samples, f"utterance {uid}")
                 out[name] = wav
             elif name == "image_id":
                 key = str(value).strip()
@@ -52,7 +52,9 @@ class SpeechCLIPPreprocessor:
                 out[name] = np.array([image_id_to_int(key)], dtype=np.int64)
             elif name == "image":
                 if self.image_transform is None:
-                    raise ValueError("image pixels given but the task was configured with image_input: embedding")
+                    raise ValueError(
+                        "image pixels given but the task was configured with image_input: embedding"
+                    )
                 from PIL import Image
 
                 pil = Image.fromarray(np.asarray(value).clip(0, 255).astype(np.uint8))
@@ -63,7 +65,7 @@ class SpeechCLIPPreprocessor:
                     raise ValueError(f"utterance {uid}: cached image embedding has NaN/inf values")
                 out[name] = emb
             elif name == "text":
-                from espnet_speechclip.encoders.clip import EOT_ID, tokenize
+                from espnet_speechclip.models.clip import EOT_ID, tokenize
 
                 if not str(value).strip():
                     raise ValueError(f"utterance {uid}: empty transcript")

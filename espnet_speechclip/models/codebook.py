@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, List
 
-from espnet_speechclip.encoders.clip import SPECIAL_IDS, decode_token, text_token_ids
+from espnet_speechclip.models.clip import SPECIAL_IDS, decode_token, text_token_ids
 
 
 def codebook_from_texts(texts: Iterable[str]) -> List[int]:
@@ -50,9 +50,13 @@ def read_codebook(path: str | Path, vocab_size: int) -> List[int]:
             try:
                 token_id = int(fields[0])
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: expected '<id> <subword>', got {line.strip()!r}") from None
+                raise ValueError(
+                    f"{path}:{lineno}: expected '<id> <subword>', got {line.strip()!r}"
+                ) from None
             if not 0 <= token_id < vocab_size:
-                raise ValueError(f"{path}:{lineno}: id {token_id} is outside the CLIP vocabulary (size {vocab_size})")
+                raise ValueError(
+                    f"{path}:{lineno}: id {token_id} is outside the CLIP vocabulary (size {vocab_size})"
+                )
             if token_id in SPECIAL_IDS:
                 raise ValueError(f"{path}:{lineno}: id {token_id} is a special token and cannot be a keyword")
             if len(fields) > 1 and fields[1] != decode_token(token_id):

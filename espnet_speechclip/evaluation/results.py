@@ -17,23 +17,35 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.inference.decode_dir import DecodeDir
 
-DIRECTIONS = [("speech_to_image", "S→I"), ("image_to_speech", "I→S"),
-              ("speech_to_text", "S→T (zero-shot)"), ("text_to_speech", "T→S (zero-shot)")]
+DIRECTIONS = [
+    ("speech_to_image", "S→I"),
+    ("image_to_speech", "I→S"),
+    ("speech_to_text", "S→T (zero-shot)"),
+    ("text_to_speech", "T→S (zero-shot)"),
+]
 
 
 def environment() -> List[str]:
-    lines = [f"- date: `{datetime.datetime.now().astimezone().strftime('%a %b %d %H:%M:%S %Z %Y')}`",
-             f"- python: `{platform.python_version()}`, host: `{platform.machine()} {platform.system()}`"]
+    lines = [
+        f"- date: `{datetime.datetime.now().astimezone().strftime('%a %b %d %H:%M:%S %Z %Y')}`",
+        f"- python: `{platform.python_version()}`, host: `{platform.machine()} {platform.system()}`",
+    ]
     for pkg in ("espnet-speechclip", "espnet", "s3prl", "open_clip_torch", "torch"):
         try:
             lines.append(f"- {pkg} version: `{metadata.version(pkg)}`")
         except metadata.PackageNotFoundError:
             pass
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).parent,
+            timeout=10,
+        ).stdout.strip()
         if commit:
             lines.append(f"- espnet-speechclip git commit: `{commit}`")
     except (OSError, subprocess.SubprocessError):
@@ -58,20 +70,29 @@ def retrieval_table(scores: Dict[str, Dict]) -> List[str]:
         for key, name in DIRECTIONS:
             if key in res:
                 r = res[key]
-                lines.append(f"| {branch} | {name} | {_fmt(r['R@1'])} | {_fmt(r['R@5'])} | {_fmt(r['R@10'])} |")
+                lines.append(
+                    f"| {branch} | {name} | {_fmt(r['R@1'])} | {_fmt(r['R@5'])} | {_fmt(r['R@10'])} |"
+                )
     return lines
 
 
 def keyword_tables(decode_dir: Path, hit_rate: Dict[str, float], n_examples: int = 10) -> List[str]:
     slots = [k for k in hit_rate if k != "avg"]
-    lines = ["| " + " | ".join(slots) + " | avg |", "|" + "---:|" * (len(slots) + 1),
-             "| " + " | ".join(_fmt(hit_rate[k]) for k in slots) + f" | {_fmt(hit_rate['avg'])} |", ""]
-    keywords = read_kv(decode_dir / "keywords")
-    text = read_kv(decode_dir / "text") if (decode_dir / "text").is_file() else {}
-    utts = (decode_dir / "utt_list").read_text(encoding="utf-8").split()
-    scores = np.load(decode_dir / "keyword_scores.npy")
-    lines += ["Example keywords (cosine score to the codebook subword):", "",
-              "| utterance | transcript | keywords |", "|---|---|---|"]
+    lines = [
+        "| " + " | ".join(slots) + " | avg |",
+        "|" + "---:|" * (len(slots) + 1),
+        "| " + " | ".join(_fmt(hit_rate[k]) for k in slots) + f" | {_fmt(hit_rate['avg'])} |",
+        "",
+    ]
+    d = DecodeDir.read(decode_dir)
+    keywords, text, utts = d.keywords or {}, d.transcripts or {}, d.utts
+    scores = d.array("keyword_scores")
+    lines += [
+        "Example keywords (cosine score to the codebook subword):",
+        "",
+        "| utterance | transcript | keywords |",
+        "|---|---|---|",
+    ]
     for i in np.linspace(0, len(utts) - 1, min(n_examples, len(utts))).astype(int):
         kws = keywords[utts[i]].split()
         shown = " ".join(f"{w} ({s:.2f})" for w, s in zip(kws, scores[i]))
@@ -79,11 +100,13 @@ def keyword_tables(decode_dir: Path, hit_rate: Dict[str, float], n_examples: int
     return lines
 
 
-def write_results(exp_dir: str | Path, test_sets: List[str], params: Optional[Dict[str, int]] = None,
-                  extra_sections: Optional[List[str]] = None) -> Dict[str, Dict]:
+def write_results(
+    exp_dir: str | Path,
+    test_sets: List[str],
+    params: Optional[Dict[str, int]] = None,
+    extra_sections: Optional[List[str]] = None,
+) -> Dict[str, Dict]:
     """Collect ``exp_dir/decode_<set>/scores.json`` into ``results.json`` and ``RESULTS.md``."""
-    import yaml
-
     exp_dir = Path(exp_dir)
     results: Dict[str, Dict] = {}
     for s in test_sets:
@@ -93,17 +116,33 @@ def write_results(exp_dir: str | Path, test_sets: List[str], params: Optional[Di
         results[s] = json.loads(f.read_text(encoding="utf-8"))
     (exp_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
-    config = yaml.safe_load((exp_dir / "config.yaml").read_text(encoding="utf-8"))
-    md = ["# RESULTS", "", "## Environment", *environment(), "",
-          "## Model", f"- config: `{exp_dir / 'config.yaml'}`",
-          f"- model: `{config.get('model')}`, speech upstream: `{config['speech_encoder_conf'].get('upstream')}`, "
-          f"CLIP: `{config['clip_conf'].get('model_name')}` (`{config['clip_conf'].get('pretrained')}`)"]
+    config = read_config(exp_dir / "config.yaml")
+    clip = config_value(config, "clip_conf")
+    md = [
+        "# RESULTS",
+        "",
+        "## Environment",
+        *environment(),
+        "",
+        "## Model",
+        f"- config: `{exp_dir / 'config.yaml'}`",
+        f"- model: `{config_value(config, 'model')}`, speech upstream: "
+        f"`{config_value(config, 'speech_encoder_conf.upstream')}`, "
+        f"CLIP: `{clip.get('model_name')}` (`{clip.get('pretrained')}`)",
+    ]
     if params:
-        md.append(f"- parameters: {params['trainable'] / 1e6:.2f} M trainable, {params['total'] / 1e6:.1f} M total")
+        md.append(
+            f"- parameters: {params['trainable'] / 1e6:.2f} M trainable, {params['total'] / 1e6:.1f} M total"
+        )
     md.append("")
     for s, scores in results.items():
-        md += [f"## {s}", "", "Recall in percent (an image query hits if any of its captions is in the top K; "
-               "zero-shot speech↔text uses CLIP text embeddings of the transcripts, correct by image).", ""]
+        md += [
+            f"## {s}",
+            "",
+            "Recall in percent (an image query hits if any of its captions is in the top K; "
+            "zero-shot speech↔text uses CLIP text embeddings of the transcripts, correct by image).",
+            "",
+        ]
         md += retrieval_table(scores) + [""]
         if "keyword_hit_rate" in scores.get("cascaded", {}):
             md += ["### Keyword hit rate (cascaded)", ""]

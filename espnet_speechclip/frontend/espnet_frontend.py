@@ -26,8 +26,8 @@ import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from torch import nn
 
-from espnet_speechclip.frozen import keep_frozen_out_of_state_dict
-from espnet_speechclip.inference import load_model
+from espnet_speechclip.inference.speech2image import Speech2Image
+from espnet_speechclip.models.frozen import keep_frozen_out_of_state_dict
 from espnet_speechclip.models.parallel import ParallelBranch, padding_mask
 
 
@@ -92,17 +92,21 @@ class SpeechCLIPFrontend(AbsFrontend):
         if fs != 16000:
             raise ValueError(f"frontend speechclip takes 16 kHz audio, got fs={fs}: resample the data first")
         if packed_model is not None and (config_file is not None or model_file is not None):
-            raise ValueError("frontend speechclip: give either packed_model (a .zip) or config_file "
-                             "[+ model_file], not both")
+            raise ValueError(
+                "frontend speechclip: give either packed_model (a .zip) or config_file "
+                "[+ model_file], not both"
+            )
         if packed_model is None and config_file is None:
-            raise ValueError("frontend speechclip needs frontend_conf packed_model (a .zip) or config_file "
-                             "(SpeechCLIP config.yaml) [+ model_file]")
+            raise ValueError(
+                "frontend speechclip needs frontend_conf packed_model (a .zip) or config_file "
+                "(SpeechCLIP config.yaml) [+ model_file]"
+            )
         if model_file is not None and config_file is None:
             raise ValueError("frontend speechclip: model_file needs the config_file it was trained with")
         if packed_model is not None:
-            from espnet_speechclip.packing import unpack_model
+            from espnet_speechclip.inference.loader import resolve_model
 
-            config_file, model_file = unpack_model(packed_model)
+            config_file, model_file = resolve_model(packed_model)
         self._source = (str(config_file), None if model_file is None else str(model_file))
         self.freeze = freeze
         self.speech_encoder, self.branch = self._build(branch_layers)
@@ -114,7 +118,7 @@ class SpeechCLIPFrontend(AbsFrontend):
 
     def _build(self, branch_layers: bool) -> Tuple[nn.Module, Optional[BranchLayers]]:
         # the frozen CLIP towers are not part of a frontend: built with random weights, never loaded
-        model, _ = load_model(*self._source, clip_weights=False)
+        model = Speech2Image(*self._source, clip_weights=False).model
         encoder = model.speech_encoder
         # SpeechCLIP crops long training waveforms at random; for a task with transcripts or labels
         # that would cut speech away from its targets.
@@ -127,7 +131,7 @@ class SpeechCLIPFrontend(AbsFrontend):
     def output_size(self) -> int:
         return self.speech_encoder.output_size()
 
-    def train(self, mode: bool = True) -> "SpeechCLIPFrontend":
+    def train(self, mode: bool = True) -> SpeechCLIPFrontend:
         # ESPnet's Trainer calls model.train() every epoch: a frozen frontend keeps dropout off.
         return super().train(mode and not self.freeze)
 
@@ -146,5 +150,3 @@ class SpeechCLIPFrontend(AbsFrontend):
         self.speech_encoder.load_state_dict(encoder.state_dict())
         if branch is not None:
             self.branch.load_state_dict(branch.state_dict())
-
-

@@ -1,0 +1,53 @@
+"""Names and config values for the recipe's shell script, so that the rules live in Python once.
+
+    python -m espnet_speechclip.bin.recipe_info config-value conf/paper/cascaded_base.yaml model
+    python -m espnet_speechclip.bin.recipe_info set-name flickr8k test          # flickr8k_test
+    python -m espnet_speechclip.bin.recipe_info exp-name synth conf/synth/parallel.yaml \
+        [--tag T --n_configs N]
+
+``config-value`` prints a value of a config (its default when the file leaves it out; nothing for
+None); see :mod:`espnet_speechclip.config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import List, Optional
+
+from espnet_speechclip.config import ConfigError, config_value, exp_name, read_config, set_name
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    value = sub.add_parser("config-value", help="a (dotted) key of a config, or its default")
+    value.add_argument("config")
+    value.add_argument("key", help="e.g. clip_conf.pretrained")
+    name = sub.add_parser("set-name", help="the data set name of a corpus split")
+    name.add_argument("corpus")
+    name.add_argument("split")
+    exp = sub.add_parser("exp-name", help="the experiment folder name of a training config")
+    exp.add_argument("corpus")
+    exp.add_argument("config")
+    exp.add_argument("--tag", default="")
+    exp.add_argument("--n_configs", type=int, default=1, help="how many configs the run trains")
+    return p
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    try:
+        if args.command == "config-value":
+            value = config_value(read_config(args.config), args.key)
+            print("" if value is None else value)
+        elif args.command == "set-name":
+            print(set_name(args.corpus, args.split))
+        else:
+            print(exp_name(args.corpus, args.config, args.tag or None, args.n_configs))
+    except (FileNotFoundError, ConfigError, ValueError) as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""SpeechCLIP configs: the one reader, the one table of task defaults, and the recipe's naming rule.
+
+A config is the YAML that training reads (``conf/paper/*.yaml``) or writes (``exp/<tag>/config.yaml``).
+Its top-level task keys default to :data:`TASK_DEFAULTS` (the task's argument parser takes its defaults
+from this table); the keys inside ``speech_encoder_conf`` and ``model_conf`` default to the keyword
+arguments of the classes they configure, so :func:`config_value` reads those defaults off the
+constructors instead of restating them.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+PathLike = Union[str, Path]
+
+# Top-level SpeechCLIP task keys and their defaults (paper Base: HuBERT Base + CLIP ViT-B/32).
+TASK_DEFAULTS: Dict[str, Any] = {
+    "clip_conf": {"model_name": "ViT-B-32-quickgelu", "pretrained": "openai"},
+    "image_input": "embedding",
+    "use_preprocessor": True,
+    "length_group_batches": 50,
+    "speech_encoder": "s3prl",
+    "speech_encoder_conf": {},
+    "model": "parallel",
+    "model_conf": {},
+}
+
+_MISSING = object()
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be a SpeechCLIP config (unreadable YAML, wrong types, unknown model)."""
+
+
+def read_config(source: Union[PathLike, Mapping]) -> Dict[str, Any]:
+    """A SpeechCLIP config as a dict, with the top-level task defaults filled in.
+
+    ``source`` is a YAML file or a mapping (copied, never modified).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: not YAML, or not a mapping with SpeechCLIP's sections.
+    """
+    if isinstance(source, Mapping):
+        config = copy.deepcopy(dict(source))
+        where = "config"
+    else:
+        import yaml
+
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"SpeechCLIP config {path} does not exist")
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path} is not valid YAML: {e}") from None
+        where = str(path)
+        if not isinstance(config, dict):
+            raise ConfigError(f"{path} is not a SpeechCLIP config (a YAML mapping)")
+    if not {"clip_conf", "speech_encoder_conf", "model", "model_conf"} & set(config):
+        raise ConfigError(
+            f"{where} is not a SpeechCLIP config (none of clip_conf, speech_encoder_conf, model, model_conf)"
+        )
+    for key in ("clip_conf", "speech_encoder_conf", "model_conf"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise ConfigError(f"{where}: {key} must be a mapping, got {config[key]!r}")
+    for key, default in TASK_DEFAULTS.items():
+        if config.get(key) is None:
+            config[key] = copy.deepcopy(default)
+    return config
+
+
+def _signature_default(cls: type, name: str) -> Any:
+    param = inspect.signature(cls.__init__).parameters.get(name)
+    if param is None or param.default is inspect.Parameter.empty:
+        return _MISSING
+    return param.default
+
+
+def _class_default(config: Mapping, section: str, name: str) -> Any:
+    """The default of ``<section>.<name>`` from the constructor the section configures."""
+    from espnet_speechclip.models.builder import model_choices, speech_encoder_choices
+
+    if section == "speech_encoder_conf":
+        return _signature_default(speech_encoder_choices.get_class(config["speech_encoder"]), name)
+    if section == "model_conf":
+        return _signature_default(model_choices.get_class(config["model"]), name)
+    return _MISSING
+
+
+def config_value(config: Mapping, dotted: str, default: Any = None) -> Any:
+    """The value of ``a.b.c`` in a config read by :func:`read_config`, or its default: the task table's
+    for top-level keys, the configured class's keyword default for ``speech_encoder_conf.*`` and
+    ``model_conf.*``; ``default`` when neither has one.
+
+    Example::
+
+        config_value(read_config("conf/paper/parallel_base.yaml"), "speech_encoder_conf.upstream")  # "hubert"
+    """
+    parts = dotted.split(".")
+    node: Any = config
+    for part in parts:
+        if not isinstance(node, Mapping) or node.get(part) is None:
+            node = _MISSING
+            break
+        node = node[part]
+    if node is not _MISSING:
+        return node
+    if len(parts) == 1:
+        return copy.deepcopy(TASK_DEFAULTS.get(parts[0], default))
+    if len(parts) == 2:
+        value = _class_default(read_config(config), parts[0], parts[1])
+        if value is not _MISSING:
+            return value
+    return default
+
+
+# ------------------------------------------------------------------------------------------ naming
+SPLITS = ("train", "dev", "test")
+
+
+def set_name(corpus: str, split: str) -> str:
+    """The data set of ``corpus``'s ``split``: ``data/<set>``, ``dump/raw/<set>``, ``decode_<set>``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    return f"{corpus}_{split}"
+
+
+def exp_name(corpus: str, config_file: PathLike, tag: Optional[str] = None, n_configs: int = 1) -> str:
+    """The experiment folder name of one training config of a recipe run: ``<corpus>_<config name>``,
+    or with ``--tag``, ``<tag>`` (one config) or ``<tag>_<config name>`` (several)."""
+    name = Path(config_file).name
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if tag:
+        return tag if n_configs == 1 else f"{tag}_{name}"
+    return f"{corpus}_{name}"

@@ -1,0 +1,238 @@
+"""The decode folder: what inference writes for a data dir, and the one reader of it.
+
+Layout of ``output_dir`` (written by :func:`embed_datadir`, or by :func:`embed_utterances` in parallel
+parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datadir`):
+
+- ``utt_list`` (N utterance ids, sorted), ``speech_<branch>.npy`` (N, D_c) per branch;
+- ``image_list`` (M unique image keys), ``image.npy`` (M, D_c), ``utt2img`` (utterance -> image key);
+- ``text`` (utterance -> transcript) and ``text.npy`` (N, D_c) CLIP text embeddings of the transcripts
+  (zero-shot side), when the data dir has ``text``;
+- cascaded: ``keyword_ids.npy`` (N, K) CLIP ids, ``keyword_scores.npy`` (N, K) cosine, ``keywords``
+  (``utt kw_1 ... kw_K`` subword strings).
+
+Scoring, the results page, its picture and the acceptance check read it through :class:`DecodeDir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+
+from espnet_speechclip.data.datadir import read_kv
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+BRANCHES = ("parallel", "cascaded")
+PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
+    "keyword_ids.npy",
+    "keyword_scores.npy",
+    "text.npy",
+)
+
+
+# ------------------------------------------------------------------------------------------------ read
+@dataclass
+class DecodeDir:
+    """A decode folder, read once: lists eagerly, arrays on demand (see the module doc for the files).
+
+    Example::
+
+        d = DecodeDir.read("exp/synth_cascaded/decode_synth_test")
+        sim = d.speech("cascaded") @ d.image().T     # (N, M)
+        d.image_index()                              # (N,) index into d.images of each utterance's image
+    """
+
+    path: Path
+    utts: List[str]
+    images: List[str]
+    utt2img: Dict[str, str]
+    transcripts: Optional[Dict[str, str]] = None
+    keywords: Optional[Dict[str, str]] = None
+    _arrays: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def read(cls, path: PathLike) -> DecodeDir:
+        d = Path(path)
+        for name in ("utt_list", "image_list", "utt2img"):
+            if not (d / name).is_file():
+                raise FileNotFoundError(
+                    f"{d} is not a finished decode folder (no {name}): run inference first"
+                )
+        utts = (d / "utt_list").read_text(encoding="utf-8").split()
+        images = (d / "image_list").read_text(encoding="utf-8").split()
+        utt2img = read_kv(d / "utt2img")
+        missing = [u for u in utts if u not in utt2img]
+        if missing:
+            raise ValueError(f"{d}/utt2img lacks {len(missing)} utterance(s) of utt_list, e.g. {missing[:3]}")
+        transcripts = read_kv(d / "text") if (d / "text").is_file() else None
+        keywords = read_kv(d / "keywords") if (d / "keywords").is_file() else None
+        return cls(d, utts, images, utt2img, transcripts, keywords)
+
+    def has(self, name: str) -> bool:
+        return (self.path / name).is_file()
+
+    def array(self, name: str) -> np.ndarray:
+        """``<name>.npy``, loaded once."""
+        if name not in self._arrays:
+            f = self.path / f"{name}.npy"
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} does not exist")
+            self._arrays[name] = np.load(f)
+        return self._arrays[name]
+
+    @property
+    def branches(self) -> List[str]:
+        """The branches whose speech embeddings the folder holds."""
+        return [b for b in BRANCHES if self.has(f"speech_{b}.npy")]
+
+    def speech(self, branch: str) -> np.ndarray:
+        """(N, D_c) speech embeddings of ``branch``."""
+        return self.array(f"speech_{branch}")
+
+    def image(self) -> np.ndarray:
+        """(M, D_c) image embeddings, in :attr:`images` order."""
+        return self.array("image")
+
+    def text(self) -> Optional[np.ndarray]:
+        """(N, D_c) CLIP text embeddings of the transcripts, or None."""
+        return self.array("text") if self.has("text.npy") else None
+
+    def image_index(self) -> torch.Tensor:
+        """(N,) long: index into :attr:`images` of each utterance's image."""
+        index = {k: i for i, k in enumerate(self.images)}
+        unknown = [u for u in self.utts if self.utt2img[u] not in index]
+        if unknown:
+            raise ValueError(f"{self.path}: image of {unknown[0]} is not in image_list")
+        return torch.tensor([index[self.utt2img[u]] for u in self.utts])
+
+
+# ----------------------------------------------------------------------------------------------- write
+def _utterances(data_dir: Path) -> Tuple[List[str], Dict[str, str], Dict[str, str]]:
+    wav_scp = read_kv(data_dir / "wav.scp")
+    utt2img = read_kv(data_dir / "utt2img")
+    utts = sorted(wav_scp)
+    missing = [u for u in utts if u not in utt2img]
+    if missing:
+        raise KeyError(f"{data_dir}/utt2img lacks {len(missing)} utterance(s), e.g. {missing[:3]}")
+    return utts, wav_scp, utt2img
+
+
+def embed_utterances(
+    s2i, data_dir: PathLike, output_dir: PathLike, split: Optional[Tuple[int, int]] = None
+) -> Path:
+    """The per-utterance outputs (speech of every branch, keywords, transcript embeddings) of the
+    utterances of ``data_dir``, or of part ``split = (j, n)`` (1-based) of them for parallel jobs.
+
+    Args:
+        s2i: a :class:`espnet_speechclip.inference.speech2image.Speech2Image`.
+    """
+    from espnet_speechclip.models.clip import decode_token
+
+    data_dir, output_dir = Path(data_dir), Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    utts, wav_scp, _ = _utterances(data_dir)
+    if split is not None:
+        j, n = split
+        if not 1 <= j <= n:
+            raise ValueError(f"split {j} of {n} does not exist")
+        utts = utts[j - 1 :: n]
+    logger.info("embedding %d utterances of %s", len(utts), data_dir)
+    out = s2i([wav_scp[u] for u in utts], names=[f"utterance {u}" for u in utts]) if utts else {}
+    model = s2i.model
+    (output_dir / "utt_list").write_text("".join(f"{u}\n" for u in utts), encoding="utf-8")
+    for branch in model.branches:
+        np.save(output_dir / f"speech_{branch}.npy", out.get(branch, np.zeros((0, 0), np.float32)))
+    if model.cascaded is not None:
+        ids = out.get("keyword_ids", np.zeros((0, model.cascaded.num_keywords), np.int64))
+        np.save(output_dir / "keyword_ids.npy", ids)
+        np.save(output_dir / "keyword_scores.npy", out.get("keyword_scores", np.zeros(ids.shape, np.float32)))
+        with open(output_dir / "keywords", "w", encoding="utf-8") as f:
+            for u, row in zip(utts, ids):
+                f.write(u + " " + " ".join(decode_token(int(i)) for i in row) + "\n")
+    if (data_dir / "text").is_file():
+        text = read_kv(data_dir / "text")
+        np.save(
+            output_dir / "text.npy",
+            s2i.embed_texts([text[u] for u in utts]) if utts else np.zeros((0, 0), np.float32),
+        )
+    return output_dir
+
+
+def merge_utterance_parts(parts: List[Path], output_dir: PathLike) -> Path:
+    """Join the per-utterance outputs of parallel jobs (:func:`embed_utterances` with ``split``) into
+    ``output_dir``, in sorted utterance order as a single job writes them."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for part in parts:
+        if not (part / "utt_list").is_file():
+            raise FileNotFoundError(f"inference part {part} is incomplete (no utt_list): rerun its job")
+    utts = [u for part in parts for u in (part / "utt_list").read_text(encoding="utf-8").split()]
+    order = np.argsort(np.array(utts), kind="stable")
+    (output_dir / "utt_list").write_text("".join(f"{utts[i]}\n" for i in order), encoding="utf-8")
+    for name in PER_UTTERANCE_ARRAYS:
+        found = [(part / name).is_file() for part in parts]
+        if not any(found):
+            continue
+        if not all(found):
+            raise FileNotFoundError(f"only some inference parts have {name}: rerun the jobs")
+        arrays = [np.load(part / name) for part in parts]
+        np.save(output_dir / name, np.concatenate([a for a in arrays if a.size] or arrays[:1])[order])
+    if all((part / "keywords").is_file() for part in parts):
+        lines = [
+            line for part in parts for line in (part / "keywords").read_text(encoding="utf-8").splitlines()
+        ]
+        (output_dir / "keywords").write_text("".join(f"{lines[i]}\n" for i in order), encoding="utf-8")
+    return output_dir
+
+
+def read_image_cache(image_keys: List[str], image_emb_scp: PathLike) -> np.ndarray:
+    """(M, D_c) L2-normalised cached CLIP embeddings of ``image_keys`` (``key path.npy`` lines)."""
+    cache = read_kv(image_emb_scp)
+    missing = [k for k in image_keys if k not in cache]
+    if missing:
+        raise KeyError(
+            f"image embedding cache {image_emb_scp} lacks {len(missing)} image(s), e.g. {missing[:3]}"
+        )
+    emb = torch.from_numpy(np.stack([np.load(cache[k]) for k in image_keys]))
+    return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
+
+
+def embed_images_of_datadir(
+    data_dir: PathLike, output_dir: PathLike, image_emb_scp: Optional[PathLike] = None, s2i=None
+) -> Path:
+    """The image side of ``data_dir``: unique images, their embeddings, and the utterance lists. The
+    embeddings come from the cache ``image_emb_scp`` when given (no model needed), else from ``s2i``'s
+    CLIP image tower."""
+    data_dir, output_dir = Path(data_dir), Path(output_dir)
+    utts, _, utt2img = _utterances(data_dir)
+    image_keys = sorted(set(utt2img[u] for u in utts))
+    if image_emb_scp is not None:
+        emb = read_image_cache(image_keys, image_emb_scp)
+    else:
+        if s2i is None:
+            raise ValueError("embedding images without a cache (image_emb_scp) needs the model")
+        img_scp = read_kv(data_dir / "img.scp")
+        emb = s2i.embed_images([img_scp[k] for k in image_keys])
+    np.save(output_dir / "image.npy", emb)
+    (output_dir / "image_list").write_text("".join(f"{k}\n" for k in image_keys), encoding="utf-8")
+    shutil.copyfile(data_dir / "utt2img", output_dir / "utt2img")
+    if (data_dir / "text").is_file():
+        shutil.copyfile(data_dir / "text", output_dir / "text")
+    return output_dir
+
+
+def embed_datadir(
+    s2i, data_dir: PathLike, output_dir: PathLike, image_emb_scp: Optional[PathLike] = None
+) -> Path:
+    """Embed every utterance, image and transcript of ``data_dir``; see the module doc for outputs."""
+    embed_utterances(s2i, data_dir, output_dir)
+    embed_images_of_datadir(data_dir, output_dir, image_emb_scp, s2i)
+    logger.info("wrote embeddings to %s", output_dir)
+    return Path(output_dir)

@@ -1,0 +1,144 @@
+"""A frozen S3PRL upstream that returns all its hidden states with exact frame lengths.
+
+Any s3prl upstream works by name (``hubert``, ``hubert_large_ll60k``, ``wavlm_base_plus``, ``wav2vec2``,
+the weight-free ``fbank``/``mfcc`` baselines, ...) or as a local checkpoint (``hubert_local`` +
+``path_or_url``). Only the hub entry that defines the name is imported: importing ``s3prl.hub`` pulls in
+every upstream (and ESPnet, nltk, ...) and costs 12-20 s per process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from functools import cache
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from espnet_speechclip.compat import patch_s3prl
+from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.models.frozen import FrozenModule
+
+
+@cache
+def _hub_entry(name: str) -> Callable:
+    """Find the s3prl hub entry ``name`` by reading the hubconf sources, then import only that one."""
+    patch_s3prl()
+    import s3prl
+
+    pattern = re.compile(rf"^def {re.escape(name)}\(", re.MULTILINE)
+    root = Path(s3prl.__file__).parent / "upstream"
+    for hubconf in sorted(root.glob("*/hubconf.py")):
+        if pattern.search(hubconf.read_text(encoding="utf-8")):
+            module = importlib.import_module(f"s3prl.upstream.{hubconf.parent.name}.hubconf")
+            return getattr(module, name)
+    # Not a plain upstream entry (an alias defined by assignment, say): fall back to the full hub.
+    from s3prl import hub
+
+    if not hasattr(hub, name):
+        raise ValueError(
+            f"unknown s3prl upstream {name!r}; names are e.g. hubert, hubert_large_ll60k, wavlm_base_plus, "
+            f"wav2vec2, fbank, mfcc, or hubert_local with path_or_url (see s3prl.hub.options())"
+        )
+    return getattr(hub, name)
+
+
+class Upstream(FrozenModule):
+    """A frozen s3prl upstream returning all hidden states with exact lengths.
+
+    Args:
+        name: s3prl hub entry.
+        path_or_url: local checkpoint for ``*_local`` entries (or an explicit download URL).
+
+    Example::
+
+        >>> upstream = Upstream("fbank")
+        >>> hs, lengths = upstream(torch.randn(2, 16000), torch.tensor([16000, 8000]))
+        >>> len(hs), hs[0].shape, lengths.tolist()  # L x (B, T', D), frame lengths (B,)
+        (1, torch.Size([2, 100, 240]), [100, 50])
+    """
+
+    def __init__(self, name: str, path_or_url: Optional[str] = None):
+        super().__init__()
+        if name.endswith("_local") and not path_or_url:
+            raise ValueError(f"s3prl upstream {name} needs path_or_url pointing to a local checkpoint")
+        if path_or_url and "://" not in path_or_url and not Path(path_or_url).is_file():
+            raise FileNotFoundError(f"checkpoint {path_or_url} of s3prl upstream {name} does not exist")
+        kwargs = {"ckpt": path_or_url} if path_or_url else {}
+        self.name = name
+        self.expert = _hub_entry(name)(**kwargs)
+        self.freeze()
+        # One dry run tells the number of hidden states and their widths, as s3prl does.
+        with torch.no_grad():
+            hs = self.expert([torch.zeros(SAMPLE_RATE)])["hidden_states"]
+        self.num_layers = len(hs)
+        self.hidden_sizes = [h.size(-1) for h in hs]
+        rates = self.expert.get_downsample_rates("hidden_states")
+        self.downsample_rates = [rates] * self.num_layers if isinstance(rates, int) else list(rates)
+        if len(set(self.hidden_sizes)) != 1 or len(set(self.downsample_rates)) != 1:
+            raise ValueError(
+                f"s3prl upstream {name}: hidden states differ in width or rate, cannot be summed"
+            )
+        self.min_samples = _receptive_field(self.expert)
+        self.per_utterance = type(self.expert).__module__.startswith("s3prl.upstream.baseline")
+
+    @property
+    def hidden_size(self) -> int:
+        return self.hidden_sizes[0]
+
+    @property
+    def downsample_rate(self) -> int:
+        return self.downsample_rates[0]
+
+    def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """wavs (B, T) padded, lengths (B,) -> hidden states L x (B, T', D), frame lengths (B,).
+
+        The expert applies the upstream's own waveform normalisation (HuBERT Large's task config has
+        ``normalize: True``) to each unpadded waveform.
+        """
+        wav_list = [w[: int(n)] for w, n in zip(wavs, lengths)]
+        rate = self.downsample_rate
+        out_lengths = torch.div(lengths - 1, rate, rounding_mode="floor") + 1
+        t_max = int(out_lengths.max())
+        if self.per_utterance:
+            # Filterbank experts compute each waveform alone anyway and emit fewer frames than the
+            # s3prl length convention ((n-1)//rate + 1); padding each one with its own last frame keeps
+            # an utterance's features independent of its batch-mates.
+            per = [self.expert([w])["hidden_states"] for w in wav_list]
+            return [
+                _stack_fit([p[layer] for p in per], out_lengths, t_max) for layer in range(self.num_layers)
+            ], out_lengths
+        hs = self.expert(wav_list)["hidden_states"]
+        return [_fit(h, t_max) for h in hs], out_lengths
+
+
+def _fit(h: torch.Tensor, length: int) -> torch.Tensor:
+    """Cut or extend (B, T, D) to ``length`` frames, repeating the last frame (as s3prl does)."""
+    if h.size(1) < length:
+        h = torch.cat([h, h[:, -1:].expand(-1, length - h.size(1), -1)], dim=1)
+    return h[:, :length]
+
+
+def _stack_fit(hs: List[torch.Tensor], lengths: torch.Tensor, t_max: int) -> torch.Tensor:
+    """Per-utterance (1, T_i, D) -> (B, t_max, D): each fitted to its own length, zero-padded after."""
+    out = hs[0].new_zeros(len(hs), t_max, hs[0].size(-1))
+    for i, (h, n) in enumerate(zip(hs, lengths.tolist())):
+        out[i, :n] = _fit(h, n)[0]
+    return out
+
+
+def _receptive_field(expert: nn.Module) -> int:
+    """Samples needed for one output frame: from the conv feature extractor of wav2vec2-style models,
+    else one 25 ms analysis window (filterbank baselines)."""
+    convs = [m for m in expert.modules() if isinstance(m, nn.Conv1d)]
+    extractor = [m for name, m in expert.named_modules() if name.endswith("feature_extractor")]
+    if extractor:
+        convs = [m for m in extractor[0].modules() if isinstance(m, nn.Conv1d)]
+        field, stride = 1, 1
+        for conv in convs:
+            field += (conv.kernel_size[0] - 1) * stride
+            stride *= conv.stride[0]
+        return field
+    return int(0.025 * SAMPLE_RATE)
