@@ -27,3 +27,61 @@ def tiny_hubert(tmp_path_factory):
     from helpers import make_tiny_hubert
 
     return make_tiny_hubert(tmp_path_factory.mktemp("hubert") / "tiny_hubert.pt")
+
+
+@pytest.fixture(scope="session")
+def text_encoder(tiny_clip):
+    """The tiny CLIP's frozen text tower."""
+    from espnet_speechclip.models.clip import CLIPTextEncoder, load_clip
+
+    return CLIPTextEncoder(load_clip(**tiny_clip))
+
+
+@pytest.fixture(scope="session")
+def synth_corpus(tmp_path_factory) -> Path:
+    """The spoken-shapes corpus at tiny sizes (needs espeak-ng)."""
+    from helpers import generate_synth_corpus
+
+    return generate_synth_corpus(tmp_path_factory.mktemp("synth_a"), workers=2)
+
+
+@pytest.fixture(scope="session")
+def sc(tmp_path_factory, tiny_clip, tiny_hubert):
+    """A tiny hybrid SpeechCLIP trained 1 epoch through the real entry point (exp dir + packed archive)
+    and its data; the frontend, Speech2Image and query tests share it."""
+    from helpers import TINY, train_tiny_speechclip
+
+    from espnet_speechclip.data.datadir import read_kv
+    from espnet_speechclip.inference.packing import pack_model
+
+    root = tmp_path_factory.mktemp("reuse")
+    out = train_tiny_speechclip(
+        root,
+        tiny_clip,
+        TINY / "hybrid.yaml",
+        tiny_hubert,
+        extra=[
+            # HuBERT's 20 ms frames, so that CTC has a frame per character
+            "--speech_encoder_conf",
+            "subsampling=1",
+            "--speech_encoder_conf",
+            "positional=false",
+        ],
+    )
+    exp, data = out["exp"], out["data"]
+    weights = exp / "valid.mean_r10.best.pth"
+    archive = pack_model(exp / "config.yaml", weights, root / "packed" / "model.zip")
+
+    # ASR targets: the colour word of each caption, as characters
+    text = {u: t.split()[1] for u, t in read_kv(data / "text").items()}
+    (root / "asr_text").write_text("".join(f"{u} {t}\n" for u, t in sorted(text.items())))
+    chars = sorted(set("".join(text.values())))
+    (root / "tokens.txt").write_text("\n".join(["<blank>", "<unk>", *chars, "<sos/eos>"]) + "\n")
+    return dict(
+        root=root,
+        data=data,
+        exp=exp,
+        weights=weights,
+        archive=archive,
+        state=torch.load(weights, map_location="cpu", weights_only=True),
+    )

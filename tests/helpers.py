@@ -8,14 +8,21 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterable, List
 
 import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "conf" / "tiny"
 TINY_CLIP_CONFIG = ROOT / "conf" / "clip" / "tiny-clip.json"
+RECIPE = ROOT / "egs2" / "speechclip" / "sc1"
 
 TINY_HUBERT_MODEL_CFG = dict(
     label_rate=50,
@@ -211,3 +218,143 @@ def train_tiny_speechclip(
         ]
     speechclip_train.main(cmd + list(extra) + training_data_args(data))
     return dict(exp=exp, data=data, img_emb_scp=cache / "img_emb.scp")
+
+
+# ----------------------------------------------------------------------------- corpus fixture files
+OK_LEN = 1600  # 0.1 s at 16 kHz, above the default min_samples=400
+
+
+def make_jpg(path: Path, shade: int = 100) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (shade, 50, 200)).save(path, "JPEG")
+
+
+def make_wav(path: Path, n: int = OK_LEN, rate: int = 16000) -> None:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(n) / rate
+    sf.write(str(path), 0.1 * np.sin(2 * np.pi * 440 * t), rate, subtype="PCM_16")
+
+
+def make_garbage(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"this is not a RIFF file at all" * 10)
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def prep_log(path: Path) -> str:
+    return (path / "prep.log").read_text(encoding="utf-8")
+
+
+def assert_kaldi_sorted(path: Path) -> None:
+    """utt2spk must sort the same by utterance and by (speaker, utterance): ESPnet/Kaldi checks this."""
+    from espnet_speechclip.data.datadir import read_kv
+
+    rows = list(read_kv(path / "utt2spk").items())
+    assert rows == sorted(rows, key=lambda r: (r[1], r[0]))
+
+
+# ------------------------------------------------------------------------------- built-in corpus
+SYNTH_SIZES = dict(seed=3, n_train=6, n_dev=2, n_test=2, captions_per_image=3)
+
+
+def generate_synth_corpus(root: Path, workers: int) -> Path:
+    """The spoken-shapes corpus at :data:`SYNTH_SIZES` under ``root`` (``dump/``, ``data/``)."""
+    import pytest
+
+    from espnet_speechclip.data.synth import corpus as synth_corpus
+
+    # Small shards so that two workers really split the work (the bytes must not depend on it).
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(synth_corpus, "_SHARD_SIZE", 7)
+        synth_corpus.generate(root / "dump", root / "data", workers=workers, **SYNTH_SIZES)
+    return root
+
+
+# Captions: what the words mean, written out independently of the generator.
+_POSITION = r"on the left|on the right|at the top|at the bottom|in the middle"
+_NP = rf"(an?) (?:(small|big) )?(\w+) (\w+)(?: ({_POSITION}))?"
+_ONE = re.compile(rf"^(?:there is |a picture of )?{_NP}$")
+_TWO = re.compile(rf"^(?:there is |a picture of )?{_NP} (left of|right of|above|below|and) {_NP}$")
+_PLACE = {
+    "on the left": "left",
+    "on the right": "right",
+    "at the top": "top",
+    "at the bottom": "bottom",
+    "in the middle": "middle",
+}
+_RELATION = {
+    "left of": ("left", "right"),
+    "right of": ("right", "left"),
+    "above": ("top", "bottom"),
+    "below": ("bottom", "top"),
+}
+
+
+def _mention_matches(groups, obj: dict) -> bool:
+    article, size, colour, shape, place = groups
+    if article != ("an" if (size or colour)[0] in "aeiou" else "a"):
+        return False
+    return (
+        colour == obj["colour"]
+        and shape == obj["shape"]
+        and size in (None, obj["size"])
+        and (place is None or _PLACE[place] == obj["position"])
+    )
+
+
+def assert_describes(text: str, scene: dict) -> None:
+    """Fail unless ``text`` mentions exactly the scene's objects, with their true attributes and relation."""
+    objs = scene["objects"]
+    if len(objs) == 1:
+        m = _ONE.match(text)
+        assert m and _mention_matches(m.groups(), objs[0]), f"{text!r} does not describe {scene}"
+        return
+    m = _TWO.match(text)
+    assert m, f"{text!r} does not mention both objects of {scene}"
+    first, rel, second = m.groups()[:5], m.group(6), m.groups()[6:]
+    for a, b in ((objs[0], objs[1]), (objs[1], objs[0])):
+        if _mention_matches(first, a) and _mention_matches(second, b):
+            assert rel == "and" or _RELATION[rel] == (a["position"], b["position"]), (
+                f"{text!r}: wrong relation for {scene}"
+            )
+            return
+    raise AssertionError(f"{text!r} does not describe {scene}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Scenes, captions, rendering (no speech)
+# --------------------------------------------------------------------------------------------------
+
+
+# -------------------------------------------------------------------------------------- the recipe
+def copy_recipe(dest: Path) -> Path:
+    """A copy of egs2/speechclip/sc1 at ``dest`` (conf/ linked), to run without touching the real one."""
+    dest.mkdir(parents=True)
+    for name in ("run.sh", "speechclip.sh", "path.sh", "cmd.sh", "db.sh"):
+        shutil.copy(RECIPE / name, dest / name)
+    for name in ("utils", "local"):
+        shutil.copytree(RECIPE / name, dest / name)
+    (dest / "conf").symlink_to(ROOT / "conf")
+    return dest
+
+
+def run_recipe(recipe: Path, *args: str, env=None) -> str:
+    """``./run.sh args`` in ``recipe`` with this interpreter first on PATH; its output, or an
+    AssertionError with the tail of it."""
+    env = dict(os.environ, **(env or {}))
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(
+        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr

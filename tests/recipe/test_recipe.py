@@ -1,40 +1,13 @@
 """The recipe egs2/speechclip/sc1 end to end (stages 1-8) on a miniature Flickr8k with the tiny configs."""
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, copy_recipe
+from helpers import run_recipe as run
 
-ROOT = Path(__file__).resolve().parent.parent
-RECIPE = ROOT / "egs2" / "speechclip" / "sc1"
 TINY = "conf/tiny/parallel.yaml conf/tiny/cascaded.yaml"
-
-
-def copy_recipe(dest: Path) -> Path:
-    dest.mkdir(parents=True)
-    for name in ("run.sh", "speechclip.sh", "path.sh", "cmd.sh", "db.sh"):
-        shutil.copy(RECIPE / name, dest / name)
-    for name in ("utils", "local"):
-        shutil.copytree(RECIPE / name, dest / name)
-    (dest / "conf").symlink_to(ROOT / "conf")
-    return dest
-
-
-def run(recipe: Path, *args: str, env=None) -> str:
-    env = dict(os.environ, **(env or {}))
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900
-    )
-    if proc.returncode != 0:
-        raise AssertionError(f"run.sh {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")

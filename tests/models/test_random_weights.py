@@ -4,10 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from espnet_speechclip.bin import count_params
 
-PAPER = Path(__file__).resolve().parent.parent / "conf" / "paper"
+PAPER = ROOT / "conf" / "paper"
 
 
 def test_paper_trainable_parameter_counts(capsys):

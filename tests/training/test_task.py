@@ -2,16 +2,16 @@
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT
 
 from espnet_speechclip.bin import speechclip_inference, speechclip_train
 from espnet_speechclip.training.image_cache import cache_image_embeddings, write_utt_emb_scp
 
-CONF = Path(__file__).resolve().parent.parent / "conf" / "tiny"
+CONF = ROOT / "conf" / "tiny"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-import pytest
+"""The cascaded branch: quantiser, keyword BatchNorm, keywords through the frozen text tower."""
+
 import torch
 
 from espnet_speechclip.models.cascaded import CascadedBranch, CosineVectorQuantizer
@@ -6,21 +7,11 @@ from espnet_speechclip.models.clip import (
     EOT_ID,
     SOT_ID,
     SPECIAL_IDS,
-    CLIPTextEncoder,
-    decode_token,
-    load_clip,
 )
 from espnet_speechclip.models.codebook import (
     codebook_from_texts,
     full_codebook,
-    read_codebook,
-    write_codebook,
 )
-
-
-@pytest.fixture(scope="module")
-def text_encoder(tiny_clip):
-    return CLIPTextEncoder(load_clip(**tiny_clip))
 
 
 def make_branch(text_encoder, ids=None, k=4):
@@ -80,28 +71,3 @@ def test_keywords_come_from_the_codebook_and_never_special(text_encoder):
     assert not set(SPECIAL_IDS) & allowed
     full = full_codebook(text_encoder.vocab_size)
     assert len(full) == text_encoder.vocab_size - 3 and SOT_ID not in full and EOT_ID not in full
-
-
-def test_codebook_from_training_texts_and_file_round_trip(tmp_path, text_encoder):
-    ids = codebook_from_texts(["a red star", "A RED Circle"])
-    words = {decode_token(i) for i in ids}
-    assert {"a", "red", "star", "circle"} <= words
-    write_codebook(tmp_path / "cb.txt", ids)
-    assert read_codebook(tmp_path / "cb.txt", text_encoder.vocab_size) == ids
-
-
-@pytest.mark.parametrize(
-    "content,match",
-    [
-        ("736 red\n99999 foo\n", "outside the CLIP vocabulary"),
-        ("320 blue\n", "made with another vocabulary"),
-        ("49406 <start_of_text>\n", "special token"),
-        ("", "is empty"),
-        ("red 320\n", "expected '<id> <subword>'"),
-    ],
-)
-def test_bad_codebook_files_are_refused(tmp_path, content, match):
-    f = tmp_path / "cb.txt"
-    f.write_text(content)
-    with pytest.raises(ValueError, match=match):
-        read_codebook(f, 49408)

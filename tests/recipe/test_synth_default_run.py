@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from test_recipe import copy_recipe, run
+from helpers import copy_recipe
+from helpers import run_recipe as run
 
 
 def test_miniature_synth_run_goes_through_all_stages(tmp_path):

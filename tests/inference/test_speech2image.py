@@ -1,0 +1,163 @@
+"""Speech2Image, the one door to a trained model, against the inference entry point."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from helpers import ROOT
+
+from espnet_speechclip.bin import speechclip_inference
+from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.data.media import MediaError, write_wav
+from espnet_speechclip.inference.speech2image import Speech2Image
+
+TINY = ROOT / "conf" / "tiny"
+
+
+@pytest.fixture(scope="module")
+def decoded(sc, tmp_path_factory):
+    """The inference entry's outputs for the exp dir and for the archive (images through the tower)."""
+    out = {}
+    for name, model_args in (
+        ("exp", ["--config", str(sc["exp"] / "config.yaml"), "--model_file", str(sc["weights"])]),
+        ("zip", ["--model", str(sc["archive"])]),
+    ):
+        dec = tmp_path_factory.mktemp(f"dec_{name}")
+        speechclip_inference.main([*model_args, "--data_dir", str(sc["data"]), "--output_dir", str(dec)])
+        out[name] = dec
+    return out
+
+
+@pytest.mark.parametrize("source", ["exp", "zip"])
+def test_api_equals_inference_entry(sc, decoded, source):
+    dec = decoded[source]
+    # the inference entry's batch size: HuBERT's GroupNorm feature extractor sees the padding, so
+    # features depend slightly on an utterance's batch-mates
+    pipe = Speech2Image.from_pretrained(sc["exp"] if source == "exp" else sc["archive"], batch_size=16)
+    assert pipe.branches == ["parallel", "cascaded"]
+    utts = (dec / "utt_list").read_text().split()
+    wav_scp, img_scp, text = (read_kv(sc["data"] / n) for n in ("wav.scp", "img.scp", "text"))
+    out = pipe.embed_speech([wav_scp[u] for u in utts])
+    for name in ("speech_parallel", "speech_cascaded", "keyword_scores"):
+        np.testing.assert_allclose(
+            out[name.replace("speech_", "")], np.load(dec / f"{name}.npy"), atol=1e-5, rtol=0, err_msg=name
+        )
+    np.testing.assert_array_equal(out["keyword_ids"], np.load(dec / "keyword_ids.npy"))
+    images = (dec / "image_list").read_text().split()
+    np.testing.assert_allclose(
+        pipe.embed_images([img_scp[k] for k in images]), np.load(dec / "image.npy"), atol=1e-5, rtol=0
+    )
+    np.testing.assert_allclose(
+        pipe.embed_texts([text[u] for u in utts]), np.load(dec / "text.npy"), atol=1e-5, rtol=0
+    )
+
+    keywords = pipe.keywords([wav_scp[u] for u in utts])
+    lines = dict(line.split(maxsplit=1) for line in (dec / "keywords").read_text().splitlines())
+    for u, kws in zip(utts, keywords):
+        assert " ".join(k.token for k in kws) == lines[u]
+    assert [k.id for k in keywords[0]] == list(np.load(dec / "keyword_ids.npy")[0])
+    np.testing.assert_allclose(
+        [k.score for k in keywords[0]], np.load(dec / "keyword_scores.npy")[0], atol=1e-5
+    )
+    one = pipe.keywords(wav_scp[utts[0]])  # one utterance: its keywords, not a list of lists
+    assert len(one) == 4 and isinstance(one[0].token, str)
+
+    # any sample rate: a file or an array at 8 kHz is resampled the same way
+    wav, _ = sf.read(wav_scp[utts[0]], dtype="float32")
+    from espnet_speechclip.data.media import resample
+
+    low = resample(wav, 16000, 8000)
+    write_wav(sc["root"] / f"low_{source}.wav", low, 8000)
+    by_file = pipe.embed_speech(sc["root"] / f"low_{source}.wav")["parallel"]
+    by_array = pipe.embed_speech((low, 8000))["parallel"]
+    np.testing.assert_allclose(by_file, by_array, atol=1e-4, rtol=0)  # the file is 16-bit PCM
+
+    # retrieval ranks by the cosine scores of the embeddings
+    hits = pipe.retrieve_images(wav_scp[utts[0]], [img_scp[k] for k in images], topk=3)
+    scores = np.load(dec / "image.npy") @ pipe.embed_speech(wav_scp[utts[0]])["parallel"][0]
+    assert [h.index for h in hits] == list(np.argsort(-scores, kind="stable")[:3])
+    np.testing.assert_allclose([h.score for h in hits], np.sort(scores)[::-1][:3], atol=1e-5)
+    hits = pipe.retrieve_speech(img_scp[images[0]], [wav_scp[u] for u in utts], topk=None, branch="cascaded")
+    assert len(hits) == len(utts) and hits == sorted(hits, key=lambda h: -h.score)
+    assert pipe.retrieve_texts((wav, 16000), ["a red square", "a blue square"], topk=1)[0].item in (
+        "a red square",
+        "a blue square",
+    )
+
+
+@pytest.fixture(scope="module")
+def parallel_exp(sc, tiny_clip, tmp_path_factory):
+    """An exp folder of an untrained parallel model (config.yaml + latest.pth)."""
+
+    exp = tmp_path_factory.mktemp("parallel_exp")
+    config = yaml.safe_load((TINY / "parallel.yaml").read_text())
+    config["clip_conf"] = dict(tiny_clip)
+    config["image_input"] = "embedding"
+    (exp / "config.yaml").write_text(yaml.safe_dump(config))
+    model = Speech2Image(exp / "config.yaml").model
+    torch.save(model.state_dict(), exp / "latest.pth")
+    return exp
+
+
+def test_api_wrong_inputs_raise_clear_errors(sc, parallel_exp, tmp_path):
+    pipe = Speech2Image.from_pretrained(sc["archive"])
+    img = next(iter(read_kv(sc["data"] / "img.scp").values()))
+    wav = next(iter(read_kv(sc["data"] / "wav.scp").values()))
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    not_image = tmp_path / "photo.png"
+    not_image.write_text("not an image")
+    cases = [
+        (
+            lambda: pipe.embed_speech(tmp_path / "nope.wav"),
+            MediaError,
+            f"audio file {tmp_path / 'nope.wav'} does not exist",
+        ),
+        (lambda: pipe.embed_speech(empty), MediaError, f"audio file {empty} is empty"),
+        (lambda: pipe.embed_speech([wav, np.zeros(0)]), MediaError, "speech input #1 is empty"),
+        (
+            lambda: pipe.embed_speech([np.zeros(100)]),
+            MediaError,
+            "#0: 100 samples at 16 kHz, shorter than .*400-sample",
+        ),
+        (lambda: pipe.embed_speech((np.zeros(16000), 0)), ValueError, "#0: sample rate must be positive"),
+        (
+            lambda: pipe.embed_speech(np.zeros((2, 16000))),
+            ValueError,
+            r"mono waveform \(T,\), got shape \(2, 16000\)",
+        ),
+        (lambda: pipe.embed_speech([np.full(16000, np.nan)]), MediaError, "#0 contains NaN"),
+        (lambda: pipe.embed_speech([42]), TypeError, "speech input #0: expected a file path"),
+        (
+            lambda: pipe.embed_images([img, not_image]),
+            MediaError,
+            f"image file {not_image} cannot be decoded",
+        ),
+        (lambda: pipe.embed_images(tmp_path / "nope.jpg"), MediaError, "nope.jpg does not exist"),
+        (
+            lambda: pipe.embed_images([np.zeros((4, 4, 3))]),
+            TypeError,
+            "image input #0: expected a file path or a PIL",
+        ),
+        (lambda: pipe.embed_texts(["ok", 3]), TypeError, "text input #1"),
+        (lambda: pipe.retrieve_images([wav, wav], [img]), TypeError, "one utterance"),
+        (lambda: pipe.retrieve_images(wav, [img], topk=0), ValueError, "topk must be at least 1"),
+        (lambda: pipe.retrieve_texts(wav, ["x"], branch="nope"), ValueError, "not 'nope'"),
+        (lambda: Speech2Image.from_pretrained(tmp_path / "nope"), FileNotFoundError, "nope does not exist"),
+        (lambda: Speech2Image.from_pretrained(tmp_path), FileNotFoundError, "has no config.yaml"),
+    ]
+    for call, error, match in cases:
+        with pytest.raises(error, match=match):
+            call()
+    (tmp_path / "config.yaml").write_text("")
+    with pytest.raises(FileNotFoundError, match="valid.mean_r10.best.pth, latest.pth"):
+        Speech2Image.from_pretrained(tmp_path)
+
+    par = Speech2Image.from_pretrained(parallel_exp)  # latest.pth: no best checkpoint there
+    assert par.branches == ["parallel"]
+    with pytest.raises(ValueError, match="parallel model: keywords need a cascaded or hybrid"):
+        par.keywords(wav)
+
+
+# ------------------------------------------------------------------------------------- query CLI
