@@ -1,0 +1,142 @@
+"""Keyword timing metrics on hand-computed examples."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+
+import pytest
+import torch
+
+from espnet_speechclip.evaluation.keyword_timing import (
+    attention_spans,
+    boundary_prf,
+    span_contains_word,
+    spans_to_boundaries,
+)
+
+
+# ------------------------------------------------------------------------------------------ boundaries
+def test_boundary_prf_hand_example():
+    ref = [[0.10, 0.40, 0.90, 1.30]]
+    pred = [[0.11, 0.395, 0.43, 1.00, 1.32]]  # 0.43 duplicates 0.40's window; 1.00 is 100 ms off
+    out = boundary_prf(pred, ref, tolerance=0.02)
+    assert (out["n_pred"], out["n_ref"], out["n_hit"]) == (5, 4, 3)
+    assert out["precision"] == pytest.approx(3 / 5)
+    assert out["recall"] == pytest.approx(3 / 4)
+    assert out["f1"] == pytest.approx(2 * 0.6 * 0.75 / 1.35)
+    assert out["os"] == pytest.approx(5 / 4 - 1)
+
+
+def test_boundary_prf_matching_is_maximum_not_greedy_by_distance():
+    # closest pair first would match (0.025, 0.015) and leave 0.000 and 0.040 unmatched
+    out = boundary_prf([[0.015, 0.040]], [[0.000, 0.025]], tolerance=0.02)
+    assert out["n_hit"] == 2 and out["f1"] == 1.0
+
+
+def test_boundary_prf_tolerance_edge_and_float_rounding():
+    assert boundary_prf([[0.32]], [[0.30]], 0.02)["n_hit"] == 1  # 0.32 - 0.30 > 0.02 in floats
+    assert boundary_prf([[0.3201]], [[0.30]], 0.02)["n_hit"] == 0
+
+
+def test_boundary_prf_is_micro_averaged_and_order_free():
+    out = boundary_prf([[0.5, 0.1], [], [2.0]], [[0.1], [0.7], [2.01, 3.0]])
+    # utt 1: 0.1 hits, 0.5 false alarm; utt 2: miss; utt 3: 2.0 hits 2.01, 3.0 missed
+    assert (out["n_pred"], out["n_ref"], out["n_hit"]) == (3, 4, 2)
+    assert out["precision"] == pytest.approx(2 / 3) and out["recall"] == pytest.approx(0.5)
+
+
+def test_boundary_prf_r_value_hand_computed():
+    out = boundary_prf([[0.0, 0.5, 1.0, 1.5]], [[0.0, 0.6, 1.2, 1.5]])
+    # HR = 0.5, OS = 0: r1 = 0.5, r2 = -0.5 / sqrt(2), R = 1 - (0.5 + 0.3536) / 2
+    assert out["r_value"] == pytest.approx(1 - (0.5 + 0.5 / math.sqrt(2)) / 2)
+
+
+def test_boundary_prf_empty_and_bad_inputs():
+    out = boundary_prf([[]], [[]])
+    assert out["precision"] == out["recall"] == out["f1"] == 0.0
+    with pytest.raises(ValueError, match="utterances"):
+        boundary_prf([[0.1]], [[0.1], [0.2]])
+
+
+def test_boundary_matching_equals_brute_force_maximum():
+    rng = random.Random(0)
+    for _ in range(200):
+        pred = [round(rng.uniform(0, 0.3), 3) for _ in range(rng.randint(0, 5))]
+        ref = [round(rng.uniform(0, 0.3), 3) for _ in range(rng.randint(0, 5))]
+        best = 0
+        for perm in itertools.permutations(range(len(pred)), min(len(pred), len(ref))):
+            for r_sel in itertools.combinations(range(len(ref)), len(perm)):
+                best = max(best, sum(abs(pred[p] - ref[r]) <= 0.02 + 1e-9 for p, r in zip(perm, r_sel)))
+        assert boundary_prf([pred], [ref])["n_hit"] == best
+
+
+def test_spans_to_boundaries():
+    assert spans_to_boundaries([(0.0, 0.4), (0.4, 0.9), (1.2, 1.5)]) == [0.0, 0.4, 0.9, 1.2, 1.5]
+    assert spans_to_boundaries([(0.4, 0.9), (0.0, 0.4 + 1e-9)]) == [0.0, 0.4, 0.9]
+    assert spans_to_boundaries([]) == []
+
+
+# ------------------------------------------------------------------------------------ keyword spans
+TOKENS = {"a": [320], "dog": [10], "running": [20, 21], "on": [525], "grass": [30]}
+ALIGN = [("a", 0.0, 0.1), ("dog", 0.1, 0.4), ("running", 0.5, 0.9), ("on", 0.9, 1.0), ("grass", 1.0, 1.5)]
+SPANS = [(0.15, 0.35), (0.45, 0.95), (0.2, 0.3), (0.4, 0.5), (0.1, 0.4)]
+IDS = [10, 21, 30, 10, 49406]
+
+
+def tokens(word: str) -> list[int]:
+    return TOKENS[word]
+
+
+@pytest.mark.parametrize(
+    "mode, hits",
+    [
+        # overlap: kw0 inside "dog", kw1 over "running" (id 21 is its 2nd subword); kw2's id is "grass" but
+        # the time is "dog"'s; kw3 only touches "dog" at 0.4; kw4 is SOT, never a hit
+        ("overlap", 2),
+        # contains (20 ms): kw1 covers "running" (0.45 <= 0.52, 0.95 >= 0.88); kw0 starts 50 ms into "dog"
+        ("contains", 1),
+        # within (20 ms): only kw0 lies inside its word
+        ("within", 1),
+    ],
+)
+def test_span_contains_word_hand_example(mode, hits):
+    rate = span_contains_word([SPANS], [IDS], [ALIGN], tokens, mode=mode, tolerance=0.02)
+    assert rate == pytest.approx(hits / 5)
+
+
+def test_span_contains_word_pools_utterances_and_checks_inputs():
+    rate = span_contains_word([SPANS, [(1.0, 1.4)]], [IDS, [30]], [ALIGN, ALIGN], tokens)
+    assert rate == pytest.approx(3 / 6)
+    with pytest.raises(ValueError, match="mode"):
+        span_contains_word([SPANS], [IDS], [ALIGN], tokens, mode="near")
+    with pytest.raises(ValueError, match="utterance 0"):
+        span_contains_word([SPANS], [IDS[:2]], [ALIGN], tokens)
+    with pytest.raises(ValueError, match="no keywords"):
+        span_contains_word([[]], [[]], [ALIGN], tokens)
+
+
+# --------------------------------------------------------------------------------- attention spans
+def test_attention_spans_hand_example():
+    att = torch.tensor(
+        [[0.0, 0.1, 0.4, 0.4, 0.1, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0, 2.0]]
+    )  # rows are normalised
+    # row 0: P = 0, .1, .5, .9, 1, 1. X = 0.8 -> lo .1, hi .9 -> frames 2..3 -> [0.04, 0.08) at 50 Hz
+    # row 1: P = .5, .5, .5, .5, .5, 1 -> frames 0..5 (the central 80% straddles the silent middle)
+    spans = attention_spans(att, frame_rate=50, mass=0.8)
+    assert spans == [pytest.approx((0.04, 0.08)), pytest.approx((0.0, 0.12))]
+    # X = 1: first to last attended frame; offset shifts everything
+    spans = attention_spans(att[:1], frame_rate=50, mass=1.0, offset=0.0125)
+    assert spans == [pytest.approx((0.0325, 0.1125))]
+    # a peaked row gives its single frame for any X
+    assert attention_spans([[0, 0, 1.0, 0]], 50, mass=0.5) == [pytest.approx((0.04, 0.06))]
+
+
+def test_attention_spans_rejects_bad_input():
+    with pytest.raises(ValueError, match="sums to 0"):
+        attention_spans([[0.0, 0.0]], 50)
+    with pytest.raises(ValueError, match="mass"):
+        attention_spans([[1.0]], 50, mass=0.0)
+    with pytest.raises(ValueError, match=r"\(K, T\)"):
+        attention_spans([1.0, 2.0], 50)
