@@ -5,8 +5,9 @@
 
 ``--model`` is a packed archive or an experiment folder (config.yaml + valid.mean_r10.best.pth, else
 latest.pth). ``--images`` takes a folder (every image file in it) or files. ``--texts`` is a file with
-one text per line. Keywords are printed for cascaded and hybrid models. Results go to stdout, logs to
-stderr.
+one text per line. Cascaded and hybrid models also print their keywords, each with its score and the
+span of the utterance it was heard in (seconds: the frames holding the central 90% of the keyword's
+attention). Results go to stdout, logs to stderr.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import List, Optional
 
 from espnet_speechclip.data.media import MediaError
 from espnet_speechclip.inference.packing import PackError
-from espnet_speechclip.inference.speech2image import Hit, Speech2Image, list_images
+from espnet_speechclip.inference.speech2image import Hit, Keyword, Speech2Image, list_images
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -50,6 +51,13 @@ def _print_hits(title: str, hits: List[Hit], total: int) -> None:
         print(f"{rank:4d}  {hit.score:+.4f}  {hit.item}")
 
 
+def _print_keywords(keywords: List[Keyword]) -> None:
+    print(f"keywords ({len(keywords)}; score, heard from-to seconds):")
+    width = max(len(k.token) for k in keywords)
+    for rank, k in enumerate(keywords, 1):
+        print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {k.start:6.2f}-{k.end:.2f}")
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     args = parser.parse_args(cmd)
@@ -76,14 +84,14 @@ def main(cmd: Optional[List[str]] = None) -> None:
         )
         if not images and not texts and "cascaded" not in s2i.branches:
             parser.error("give --images and/or --texts (a parallel model has no keywords to show)")
-        result = s2i.query(args.speech, images, texts, args.topk, args.branch)
+        result = s2i.query(args.speech, images, texts, args.topk, args.branch, timing=True)
     except (FileNotFoundError, MediaError, PackError) as e:  # bad input files: the message names them
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(f"query: {args.speech}  (model {args.model}, {result.branch} branch)")
     if images:
         _print_hits("images", result.images, len(images))
     if result.keywords is not None:
-        print("keywords: " + "  ".join(f"{k.token} ({k.score:.3f})" for k in result.keywords))
+        _print_keywords(result.keywords)
     if texts:
         _print_hits("texts", result.texts, len(texts))
 

@@ -8,7 +8,10 @@ parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datad
 - ``text`` (utterance -> transcript) and ``text.npy`` (N, D_c) CLIP text embeddings of the transcripts
   (zero-shot side), when the data dir has ``text``;
 - cascaded: ``keyword_ids.npy`` (N, K) CLIP ids, ``keyword_scores.npy`` (N, K) cosine, ``keywords``
-  (``utt kw_1 ... kw_K`` subword strings).
+  (``utt kw_1 ... kw_K`` subword strings), ``keyword_spans.npy`` (N, K, 2) float32: where in the
+  utterance each keyword was heard, start and end in seconds (the central 90% of its attention, see
+  :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself is not kept:
+  K x T floats per utterance would outweigh everything else in the folder).
 
 Scoring, the results page, its picture and the acceptance check read it through :class:`DecodeDir`.
 """
@@ -33,6 +36,7 @@ BRANCHES = ("parallel", "cascaded")
 PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
     "keyword_ids.npy",
     "keyword_scores.npy",
+    "keyword_spans.npy",
     "text.npy",
 )
 
@@ -104,6 +108,11 @@ class DecodeDir:
         """(N, D_c) CLIP text embeddings of the transcripts, or None."""
         return self.array("text") if self.has("text.npy") else None
 
+    def keyword_spans(self) -> Optional[np.ndarray]:
+        """(N, K, 2) start and end (seconds) of each keyword, or None (no cascaded branch, or a folder
+        written before keyword timing existed)."""
+        return self.array("keyword_spans") if self.has("keyword_spans.npy") else None
+
     def image_index(self) -> torch.Tensor:
         """(N,) long: index into :attr:`images` of each utterance's image."""
         index = {k: i for i, k in enumerate(self.images)}
@@ -144,8 +153,11 @@ def embed_utterances(
             raise ValueError(f"split {j} of {n} does not exist")
         utts = utts[j - 1 :: n]
     logger.info("embedding %d utterances of %s", len(utts), data_dir)
-    out = s2i([wav_scp[u] for u in utts], names=[f"utterance {u}" for u in utts]) if utts else {}
     model = s2i.model
+    timing = model.cascaded is not None
+    out = (
+        s2i([wav_scp[u] for u in utts], names=[f"utterance {u}" for u in utts], timing=timing) if utts else {}
+    )
     (output_dir / "utt_list").write_text("".join(f"{u}\n" for u in utts), encoding="utf-8")
     for branch in model.branches:
         np.save(output_dir / f"speech_{branch}.npy", out.get(branch, np.zeros((0, 0), np.float32)))
@@ -153,6 +165,9 @@ def embed_utterances(
         ids = out.get("keyword_ids", np.zeros((0, model.cascaded.num_keywords), np.int64))
         np.save(output_dir / "keyword_ids.npy", ids)
         np.save(output_dir / "keyword_scores.npy", out.get("keyword_scores", np.zeros(ids.shape, np.float32)))
+        np.save(
+            output_dir / "keyword_spans.npy", out.get("keyword_spans", np.zeros((*ids.shape, 2), np.float32))
+        )
         with open(output_dir / "keywords", "w", encoding="utf-8") as f:
             for u, row in zip(utts, ids):
                 f.write(u + " " + " ".join(decode_token(int(i)) for i in row) + "\n")

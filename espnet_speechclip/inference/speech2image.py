@@ -7,6 +7,8 @@
     s2i(["a.wav", (wave_8k, 8000)])                # a batch: files, 16 kHz arrays or (array, rate)
     s2i.retrieve_images("a.wav", ["x.jpg", "y.jpg"], topk=1)
     s2i.keywords("a.wav")                          # cascaded / hybrid models
+    s2i.keywords("a.wav", timing=True)             # ... with where each was heard (start, end seconds)
+    s2i.keyword_timing("a.wav").attention          # (K, T) each keyword's attention over the frames
 
 ``Speech2Image(train_config, model_file)`` rebuilds the model from its training config (the frozen
 towers from their own names or files) and loads the trainable weights strictly;
@@ -44,11 +46,36 @@ class Hit(NamedTuple):
 
 
 class Keyword(NamedTuple):
-    """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook."""
+    """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook,
+    and, when timing was asked for, the span of the utterance it was heard in (seconds; else None)."""
 
     token: str
     id: int
     score: float
+    start: Optional[float] = None
+    end: Optional[float] = None
+
+
+@dataclass
+class KeywordTiming:
+    """Where in one utterance each keyword was heard.
+
+    Attributes:
+        keywords: the K keywords, with their spans: the frames holding the central 90% of the
+            keyword's attention (:func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`),
+            cut at the end of the utterance.
+        attention: (K, T) float32, each keyword's weight on each of the utterance's T frames, rows
+            summing to 1; for K-token cascaded models, the attention of the keyword's CLS query in the
+            branch's last layer (mean over heads; see
+            :meth:`espnet_speechclip.models.cascaded.CascadedBranch.keywords`).
+        frame_rate: frames per second; frame t covers [t, t + 1) / frame_rate seconds.
+        duration: the utterance's length in seconds (at 16 kHz).
+    """
+
+    keywords: List[Keyword]
+    attention: np.ndarray
+    frame_rate: float
+    duration: float
 
 
 def list_images(folder: PathLike) -> List[Path]:
@@ -85,6 +112,18 @@ def _is_one_image(x: Any) -> bool:
 
 def _as_list(x: Any, one: bool) -> List[Any]:
     return [x] if one else list(x)
+
+
+def rank(query: np.ndarray, candidates: np.ndarray, items: Sequence[Any], topk: Optional[int]) -> List[Hit]:
+    """query (D,), candidates (M, D) normalised -> the ``topk`` (None: all) hits by cosine similarity,
+    best first; ties keep the candidates' order. ``items`` (M) are what the hits carry."""
+    if topk is not None and topk < 1:
+        raise ValueError(f"topk must be at least 1, got {topk}")
+    if len(items) != len(candidates):
+        raise ValueError(f"{len(items)} items for {len(candidates)} candidate embeddings")
+    scores = candidates @ query
+    order = np.argsort(-scores, kind="stable")[:topk]
+    return [Hit(int(i), items[i], float(scores[i])) for i in order]
 
 
 class Speech2Image:
@@ -224,16 +263,10 @@ class Speech2Image:
         return branch
 
     # ----------------------------------------------------------------------------- embeddings
-    @torch.no_grad()
-    def __call__(
-        self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]] = None
-    ) -> Dict[str, np.ndarray]:
-        """Utterances -> ``{branch: (N, D_c)}`` normalised embeddings, plus ``keyword_ids`` (N, K) and
-        ``keyword_scores`` (N, K) for a cascaded branch. One utterance gives N = 1.
-
-        Inputs are file paths (any rate, resampled), 16 kHz waveforms (T,), or (waveform, rate);
-        ``names`` (one per input, e.g. utterance ids) label them in error messages.
-        """
+    def _load_all(
+        self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]]
+    ) -> List[np.ndarray]:
+        """One or a list of inputs -> their checked 16 kHz waveforms; errors name the input."""
         items = _as_list(speech, _is_one_speech(speech))
         if not items:
             raise ValueError("Speech2Image needs at least one utterance")
@@ -244,16 +277,59 @@ class Speech2Image:
             if names is not None
             else [str(x) if isinstance(x, (str, Path)) else f"speech input #{i}" for i, x in enumerate(items)]
         )
-        wavs = [self._load_speech(x, n) for x, n in zip(items, labels)]
+        return [self._load_speech(x, n) for x, n in zip(items, labels)]
+
+    @torch.no_grad()
+    def _encode(
+        self, wavs: List[np.ndarray], attention: bool = False, progress: bool = False
+    ) -> Tuple[Dict[str, np.ndarray], Optional[List[np.ndarray]]]:
+        """Waveforms -> the model's per-utterance outputs (N, ...) and, with ``attention`` (cascaded
+        models), each utterance's keyword attention (K, T_i) over its own T_i frames."""
+        from tqdm import tqdm
+
         chunks: Dict[str, List[np.ndarray]] = {}
-        for start in range(0, len(wavs), self.batch_size):
-            padded, lengths = pad_batch(wavs[start : start + self.batch_size])
-            out = self.model.encode_speech(padded.to(self.device), lengths.to(self.device))
-            for k, v in out.items():
-                chunks.setdefault(k, []).append(
-                    v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
+        rows: List[np.ndarray] = []
+        want = attention and self.model.cascaded is not None
+        starts = range(0, len(wavs), self.batch_size)
+        with tqdm(total=len(wavs), desc="embedding utterances", unit="utt", disable=not progress) as bar:
+            for start in starts:
+                padded, lengths = pad_batch(wavs[start : start + self.batch_size])
+                out = self.model.encode_speech(
+                    padded.to(self.device), lengths.to(self.device), keyword_attention=want
                 )
-        return {k: np.concatenate(v) for k, v in chunks.items()}
+                if want:
+                    att, frames = out.pop("keyword_attention"), out.pop("frame_lengths")
+                    rows += [a[:, : int(n)].float().cpu().numpy() for a, n in zip(att, frames)]
+                for k, v in out.items():
+                    chunks.setdefault(k, []).append(
+                        v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
+                    )
+                bar.update(len(lengths))
+        return {k: np.concatenate(v) for k, v in chunks.items()}, (rows if want else None)
+
+    def __call__(
+        self,
+        speech: Union[SpeechInput, Sequence[SpeechInput]],
+        names: Optional[Sequence[str]] = None,
+        timing: bool = False,
+        progress: bool = False,
+    ) -> Dict[str, np.ndarray]:
+        """Utterances -> ``{branch: (N, D_c)}`` normalised embeddings, plus ``keyword_ids`` (N, K) and
+        ``keyword_scores`` (N, K) for a cascaded branch. One utterance gives N = 1.
+
+        Inputs are file paths (any rate, resampled), 16 kHz waveforms (T,), or (waveform, rate);
+        ``names`` (one per input, e.g. utterance ids) label them in error messages. With ``timing``
+        (cascaded branch) also ``keyword_spans`` (N, K, 2): where each keyword was heard, start and end
+        in seconds (see :class:`KeywordTiming`). ``progress`` shows a progress bar on stderr.
+        """
+        wavs = self._load_all(speech, names)
+        out, attention = self._encode(wavs, attention=timing, progress=progress)
+        if attention is not None:
+            out["keyword_spans"] = np.array(
+                [[(k.start, k.end) for k in t.keywords] for t in self._timings(out, attention, wavs)],
+                dtype=np.float32,
+            ).reshape(len(wavs), -1, 2)
+        return out
 
     embed_speech = __call__
 
@@ -265,20 +341,27 @@ class Speech2Image:
             self._image_encoder = CLIPImageEncoder.from_config(self.clip_conf).to(self.device)
         return self._image_encoder
 
-    def embed_images(self, images: Union[ImageInput, Sequence[ImageInput]]) -> np.ndarray:
-        """Image files or PIL images -> (M, D_c) normalised CLIP image embeddings."""
+    def embed_images(
+        self, images: Union[ImageInput, Sequence[ImageInput]], progress: bool = False
+    ) -> np.ndarray:
+        """Image files or PIL images -> (M, D_c) normalised CLIP image embeddings (``progress``: a
+        progress bar on stderr)."""
+        from tqdm import tqdm
+
         items = _as_list(images, _is_one_image(images))
         if not items:
             raise ValueError("embed_images needs at least one image")
         tower = self._image_tower()
         out = []
-        for start in range(0, len(items), self.batch_size):
-            # loaded one batch at a time: a corpus' images need not fit in memory at once
-            pil = [
-                self._load_image(x, str(x) if isinstance(x, (str, Path)) else f"#{start + i}")
-                for i, x in enumerate(items[start : start + self.batch_size])
-            ]
-            out.append(tower.embed_images(pil, device=torch.device(self.device)).float().cpu().numpy())
+        with tqdm(total=len(items), desc="embedding images", unit="img", disable=not progress) as bar:
+            for start in range(0, len(items), self.batch_size):
+                # loaded one batch at a time: a corpus' images need not fit in memory at once
+                pil = [
+                    self._load_image(x, str(x) if isinstance(x, (str, Path)) else f"#{start + i}")
+                    for i, x in enumerate(items[start : start + self.batch_size])
+                ]
+                out.append(tower.embed_images(pil, device=torch.device(self.device)).float().cpu().numpy())
+                bar.update(len(pil))
         return np.concatenate(out)
 
     def embed_texts(self, texts: Union[str, Sequence[str]]) -> np.ndarray:
@@ -293,15 +376,6 @@ class Speech2Image:
             return self.model.encode_text(items).float().cpu().numpy()
 
     # ------------------------------------------------------------------------------ retrieval
-    @staticmethod
-    def _rank(query: np.ndarray, candidates: np.ndarray, items: List[Any], topk: Optional[int]) -> List[Hit]:
-        """query (D,), candidates (M, D) -> the topk hits by cosine similarity, best first."""
-        if topk is not None and topk < 1:
-            raise ValueError(f"topk must be at least 1, got {topk}")
-        scores = candidates @ query
-        order = np.argsort(-scores, kind="stable")[:topk]
-        return [Hit(int(i), items[i], float(scores[i])) for i in order]
-
     def _one_speech(self, speech: SpeechInput, what: str) -> SpeechInput:
         if not _is_one_speech(speech):
             raise TypeError(
@@ -321,7 +395,7 @@ class Speech2Image:
         branch = self._check_branch(branch)
         query = self.embed_speech(self._one_speech(speech, "retrieve_images"))[branch][0]
         items = _as_list(images, _is_one_image(images))
-        return self._rank(query, self.embed_images(items), items, topk)
+        return rank(query, self.embed_images(items), items, topk)
 
     def retrieve_speech(
         self,
@@ -334,7 +408,7 @@ class Speech2Image:
         branch = self._check_branch(branch)
         items = _as_list(speech_items, _is_one_speech(speech_items))
         query = self.embed_images([image])[0]
-        return self._rank(query, self.embed_speech(items)[branch], items, topk)
+        return rank(query, self.embed_speech(items)[branch], items, topk)
 
     def retrieve_texts(
         self, speech: SpeechInput, texts: Sequence[str], topk: Optional[int] = 5, branch: Optional[str] = None
@@ -343,21 +417,58 @@ class Speech2Image:
         branch = self._check_branch(branch)
         query = self.embed_speech(self._one_speech(speech, "retrieve_texts"))[branch][0]
         items = [texts] if isinstance(texts, str) else list(texts)
-        return self._rank(query, self.embed_texts(items), items, topk)
+        return rank(query, self.embed_texts(items), items, topk)
 
     # ------------------------------------------------------------------------------- keywords
-    def keywords(
-        self, speech: Union[SpeechInput, Sequence[SpeechInput]]
-    ) -> Union[List[Keyword], List[List[Keyword]]]:
-        """The cascaded branch's K keywords of one utterance (a list of :class:`Keyword`), or of each
-        utterance of a list (a list of such lists)."""
+    def _check_keywords(self) -> None:
         if "cascaded" not in self.branches:
             raise ValueError(
                 f"{self.source} is a {'/'.join(self.branches)} model: keywords need a cascaded "
                 f"or hybrid SpeechCLIP"
             )
-        rows = _keywords_of(self.embed_speech(speech))
+
+    def keywords(
+        self, speech: Union[SpeechInput, Sequence[SpeechInput]], timing: bool = False
+    ) -> Union[List[Keyword], List[List[Keyword]]]:
+        """The cascaded branch's K keywords of one utterance (a list of :class:`Keyword`), or of each
+        utterance of a list (a list of such lists); with ``timing`` each keyword carries its span
+        (``start``, ``end`` in seconds, see :class:`KeywordTiming`)."""
+        self._check_keywords()
+        if timing:
+            timings = self.keyword_timing(speech)
+            return timings.keywords if _is_one_speech(speech) else [t.keywords for t in timings]
+        rows = keywords_of(self.embed_speech(speech))
         return rows[0] if _is_one_speech(speech) else rows
+
+    def keyword_timing(
+        self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]] = None
+    ) -> Union[KeywordTiming, List[KeywordTiming]]:
+        """Where each keyword of one utterance was heard (a :class:`KeywordTiming`: keywords with spans,
+        their attention over the frames), or of each utterance of a list (a list of them)."""
+        self._check_keywords()
+        wavs = self._load_all(speech, names)
+        out, attention = self._encode(wavs, attention=True)
+        timings = self._timings(out, attention, wavs)
+        return timings[0] if _is_one_speech(speech) else timings
+
+    def _timings(
+        self, out: Dict[str, np.ndarray], attention: List[np.ndarray], wavs: List[np.ndarray]
+    ) -> List[KeywordTiming]:
+        """_encode's outputs -> one KeywordTiming per utterance."""
+        from espnet_speechclip.data.media import SAMPLE_RATE
+        from espnet_speechclip.evaluation.keyword_timing import attention_spans
+
+        rate = self.model.speech_encoder.frame_rate
+        timings = []
+        for keywords, att, wav in zip(keywords_of(out), attention, wavs):
+            duration = len(wav) / SAMPLE_RATE
+            spans = attention_spans(att, rate)
+            timed = [
+                k._replace(start=min(start, duration), end=min(end, duration))
+                for k, (start, end) in zip(keywords, spans)
+            ]
+            timings.append(KeywordTiming(timed, att.astype(np.float32), rate, duration))
+        return timings
 
     # ---------------------------------------------------------------------------------- query
     def query(
@@ -367,34 +478,51 @@ class Speech2Image:
         texts: Sequence[str] = (),
         topk: Optional[int] = 5,
         branch: Optional[str] = None,
+        timing: bool = False,
+        name: Optional[str] = None,
     ) -> QueryResult:
-        """One utterance against candidate images and texts, with one speech pass: ranked images,
-        ranked texts and (cascaded / hybrid models) the keywords."""
+        """One utterance against candidate images and texts, with one speech pass: its embedding,
+        ranked images, ranked texts and (cascaded / hybrid models) the keywords, with ``timing`` also
+        where each was heard (:attr:`QueryResult.timing`, and spans on the keywords). ``name`` labels
+        the utterance in error messages."""
         branch = self._check_branch(branch)
-        out = self.embed_speech(self._one_speech(speech, "query"))
+        wavs = self._load_all(self._one_speech(speech, "query"), None if name is None else [name])
+        out, attention = self._encode(wavs, attention=timing)
         query = out[branch][0]
         images = _as_list(images, _is_one_image(images))
         texts = [texts] if isinstance(texts, str) else list(texts)
+        keyword_timing = self._timings(out, attention, wavs)[0] if attention is not None else None
+        keywords = None
+        if keyword_timing is not None:
+            keywords = keyword_timing.keywords
+        elif "keyword_ids" in out:
+            keywords = keywords_of(out)[0]
         return QueryResult(
             branch=branch,
-            images=self._rank(query, self.embed_images(images), images, topk) if images else [],
-            texts=self._rank(query, self.embed_texts(texts), texts, topk) if texts else [],
-            keywords=_keywords_of(out)[0] if "keyword_ids" in out else None,
+            embedding=query,
+            images=rank(query, self.embed_images(images), images, topk) if images else [],
+            texts=rank(query, self.embed_texts(texts), texts, topk) if texts else [],
+            keywords=keywords,
+            timing=keyword_timing,
         )
 
 
 @dataclass
 class QueryResult:
-    """What :meth:`Speech2Image.query` found for one utterance."""
+    """What :meth:`Speech2Image.query` found for one utterance; ``embedding`` (D_c,) is the utterance's
+    in ``branch``'s space (rank other precomputed candidates with :func:`rank`)."""
 
     branch: str
+    embedding: np.ndarray
     images: List[Hit]
     texts: List[Hit]
     keywords: Optional[List[Keyword]]
+    timing: Optional[KeywordTiming] = None
 
 
-def _keywords_of(out: Dict[str, np.ndarray]) -> List[List[Keyword]]:
-    """embed_speech output -> per utterance, its keywords as the inference entry writes them."""
+def keywords_of(out: Dict[str, np.ndarray]) -> List[List[Keyword]]:
+    """:meth:`Speech2Image.__call__`'s output (``keyword_ids``, ``keyword_scores``) -> per utterance,
+    its keywords (no spans), as the inference entry writes them."""
     from espnet_speechclip.models.clip import decode_token
 
     return [

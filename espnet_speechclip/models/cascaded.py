@@ -3,11 +3,14 @@
 K CLS tokens attend over the speech features; each becomes a keyword vector in the CLIP token-embedding
 space, is snapped to its nearest codebook subword by cosine similarity (straight-through softmax at
 train time), and the sequence [SOT, kw_1..kw_K, EOT] runs through the frozen CLIP text transformer.
+
+Where in the utterance a keyword was heard is read off the attention of its CLS query over the speech
+frames, on request only (inference): see :meth:`CascadedBranch.forward` ``return_attention``.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +46,19 @@ class AttentionBlock(nn.Module):
         if self.ff is not None:
             x = self.ff_norm(x + self.ff(x))
         return x
+
+    def query_attention(self, x: torch.Tensor, mask: torch.Tensor, num_queries: int) -> torch.Tensor:
+        """Attention weights of the first ``num_queries`` positions of x (B, S, D) over all S keys, mean
+        over heads: (B, num_queries, S), each row summing to 1, 0 at padded keys (mask (B, S) True).
+
+        A second, small attention call (queries are computed row by row, so these are exactly the
+        weights :meth:`forward` uses); :meth:`forward` itself keeps ``need_weights=False`` and its fast
+        path. Call it in eval mode: in train mode the weights carry attention dropout.
+        """
+        _, weights = self.attn(
+            x[:, :num_queries], x, x, key_padding_mask=mask, need_weights=True, average_attn_weights=True
+        )
+        return weights
 
 
 class CosineVectorQuantizer(nn.Module):
@@ -137,20 +153,37 @@ class CascadedBranch(nn.Module):
         self.norm.weight.copy_(rows.std(dim=0).repeat(self.num_keywords))
         self.norm.bias.copy_(rows.mean(dim=0).repeat(self.num_keywords))
 
-    def keywords(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """feats (B, T, D_a), lengths (B,) -> continuous keyword vectors (B, K, D_t)."""
+    def keywords(
+        self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """feats (B, T, D_a), lengths (B,) -> continuous keyword vectors (B, K, D_t), and with
+        ``return_attention`` each keyword's attention over the T frames (B, K, T), else None.
+
+        The attention is the LAST layer's, averaged over its heads: that layer's CLS outputs are what
+        the projection turns into keywords, so its weights say which frames each keyword is read from
+        (with the paper's one layer and one head it is exactly the model's attention). Earlier layers
+        only mix frames with each other. The weights on the K CLS keys are dropped and each row is
+        renormalised over the utterance's frames (0 at padding).
+        """
         b, k = feats.size(0), self.num_keywords
         x = torch.cat([self.cls.expand(b, -1, -1).to(feats.dtype), feats], dim=1)
         mask = padding_mask(lengths, feats.size(1), prefix=k)
-        for layer in self.layers:
+        attention = None
+        for i, layer in enumerate(self.layers):
+            if return_attention and i == len(self.layers) - 1:
+                frames = layer.query_attention(x, mask, k)[:, :, k:].float()  # (B, K, T)
+                attention = frames / frames.sum(dim=-1, keepdim=True).clamp_min(1e-12)
             x = layer(x, mask)
         z = self.projection(x[:, :k])  # (B, K, D_t)
-        return self.norm(z.reshape(b, -1)).view(b, k, -1)
+        return self.norm(z.reshape(b, -1)).view(b, k, -1), attention
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
+    ) -> Dict[str, torch.Tensor]:
         """-> dict(embedding (B, D_c) normalised, keyword_ids (B, K) CLIP vocab ids,
-        keyword_scores (B, K))."""
-        z = self.keywords(feats, lengths)
+        keyword_scores (B, K), similarity (B, K, V)), plus ``attention`` (B, K, T) with
+        ``return_attention`` (see :meth:`keywords`; training never asks, so it never pays for it)."""
+        z, attention = self.keywords(feats, lengths, return_attention)
         codebook = self.codebook()
         vq = self.quantizer(z, codebook)
         text = self.text_encoder
@@ -159,9 +192,12 @@ class CascadedBranch(nn.Module):
         seq = torch.cat(
             [ends[0].expand(b, 1, -1), vq["quantized"].to(ends.dtype), ends[1].expand(b, 1, -1)], dim=1
         )
-        return {
+        out = {
             "embedding": text.encode_embeddings(seq),
             "keyword_ids": self.codebook_ids[vq["index"]],
             "keyword_scores": vq["score"],
             "similarity": vq["similarity"],
         }
+        if attention is not None:
+            out["attention"] = attention
+        return out

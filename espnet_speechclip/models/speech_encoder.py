@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espnet_speechclip.data.media import MediaError
+from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
 from espnet_speechclip.models.upstream import Upstream
 
 
@@ -129,6 +129,17 @@ class S3PRLSpeechEncoder(nn.Module):
     def min_samples(self) -> int:
         """Shortest waveform (samples at 16 kHz) that yields one frame of the upstream."""
         return self.upstream.min_samples
+
+    @property
+    def frame_shift(self) -> int:
+        """Samples (16 kHz) between two output frames: the upstream's downsampling times the
+        projection's subsampling (HuBERT: 320, i.e. 20 ms; fbank with subsampling 4: 640)."""
+        return self.upstream.downsample_rate * self.subsampling
+
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second; frame t covers about [t, t + 1) / frame_rate seconds."""
+        return SAMPLE_RATE / self.frame_shift
 
     def output_size(self) -> int:
         return self.projection.out_features if self.projection is not None else self.upstream.hidden_size

@@ -81,18 +81,27 @@ class SpeechCLIP(AbsESPnetModel):
         return [b for b in BRANCHES if getattr(self, b) is not None]
 
     # ---------------------------------------------------------------- inference helpers
-    def encode_speech(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def encode_speech(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, keyword_attention: bool = False
+    ) -> Dict[str, torch.Tensor]:
         """speech (B, T), lengths (B,) -> {"parallel": (B, D_c), "cascaded": (B, D_c),
-        "keyword_ids": (B, K), "keyword_scores": (B, K)} for the branches the model has."""
+        "keyword_ids": (B, K), "keyword_scores": (B, K)} for the branches the model has.
+
+        With ``keyword_attention`` (cascaded branch) also "keyword_attention" (B, K, T'), each keyword's
+        attention over the speech frames (see :meth:`CascadedBranch.keywords`), and "frame_lengths"
+        (B,); frames are :attr:`S3PRLSpeechEncoder.frame_rate` per second."""
         feats, lengths = self.speech_encoder(speech, speech_lengths)
         out: Dict[str, torch.Tensor] = {}
         if self.parallel is not None:
             out["parallel"] = self.parallel(feats, lengths)
         if self.cascaded is not None:
-            c = self.cascaded(feats, lengths)
+            c = self.cascaded(feats, lengths, return_attention=keyword_attention)
             out["cascaded"] = c["embedding"]
             out["keyword_ids"] = c["keyword_ids"]
             out["keyword_scores"] = c["keyword_scores"]
+            if keyword_attention:
+                out["keyword_attention"] = c["attention"]
+                out["frame_lengths"] = lengths
         return out
 
     def encode_image(

@@ -71,3 +71,60 @@ def test_keywords_come_from_the_codebook_and_never_special(text_encoder):
     assert not set(SPECIAL_IDS) & allowed
     full = full_codebook(text_encoder.vocab_size)
     assert len(full) == text_encoder.vocab_size - 3 and SOT_ID not in full and EOT_ID not in full
+
+
+def _expected_last_layer_attention(branch, feats, lengths):
+    """Each keyword's attention in the last layer, computed by hand from the layer's projections:
+    softmax(q k^T / sqrt(d_h)) per head over the unpadded keys, mean over heads, CLS keys dropped,
+    renormalised over the frames."""
+    from espnet_speechclip.models.parallel import padding_mask
+
+    k = branch.num_keywords
+    captured = {}
+    last = branch.layers[-1]
+    handle = last.register_forward_pre_hook(lambda mod, args: captured.update(x=args[0]))
+    branch(feats, lengths)
+    handle.remove()
+    x = captured["x"]  # (B, K + T, D): the last layer's input
+    mha = last.attn
+    w_q, w_k, _ = mha.in_proj_weight.chunk(3)
+    b_q, b_k, _ = mha.in_proj_bias.chunk(3)
+    heads, d = mha.num_heads, x.size(-1) // mha.num_heads
+    q = (x[:, :k] @ w_q.t() + b_q).view(x.size(0), k, heads, d).transpose(1, 2)
+    key = (x @ w_k.t() + b_k).view(x.size(0), -1, heads, d).transpose(1, 2)
+    logits = q @ key.transpose(-1, -2) / d**0.5  # (B, H, K, K + T)
+    logits = logits.masked_fill(padding_mask(lengths, feats.size(1), prefix=k)[:, None, None], float("-inf"))
+    frames = logits.softmax(-1).mean(1)[:, :, k:]
+    return frames / frames.sum(-1, keepdim=True)
+
+
+def test_keyword_attention_is_the_last_layers_head_mean_over_the_frames(text_encoder):
+    torch.manual_seed(0)
+    ids = torch.tensor(codebook_from_texts(["a red circle above a blue square"]))
+    branch = CascadedBranch(16, text_encoder, ids, num_keywords=3, num_layers=2, nhead=2).eval()
+    feats, lengths = torch.randn(3, 10, 16), torch.tensor([10, 7, 4])
+    with torch.no_grad():
+        plain = branch(feats, lengths)
+        timed = branch(feats, lengths, return_attention=True)
+        expected = _expected_last_layer_attention(branch, feats, lengths)
+    att = timed["attention"]
+    assert att.shape == (3, 3, 10) and "attention" not in plain
+    torch.testing.assert_close(att, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(att.sum(-1), torch.ones(3, 3))
+    assert att[1, :, 7:].abs().max() == 0 and att[2, :, 4:].abs().max() == 0  # padding gets none
+    # asking for the attention changes nothing else, bit for bit
+    for name in ("embedding", "keyword_ids", "keyword_scores"):
+        assert torch.equal(plain[name], timed[name]), name
+
+
+def test_training_never_computes_keyword_attention(text_encoder, monkeypatch):
+    from espnet_speechclip.models.cascaded import AttentionBlock
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("attention weights computed in a training step")
+
+    monkeypatch.setattr(AttentionBlock, "query_attention", refuse)
+    branch = make_branch(text_encoder).train()
+    out = branch(torch.randn(2, 6, 16), torch.tensor([6, 4]))
+    out["embedding"].sum().backward()
+    assert "attention" not in out

@@ -107,3 +107,14 @@ def test_plugin_import_makes_s3prl_hub_importable():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("True")
+
+
+def test_frame_rate_is_the_total_downsampling_at_16k(encoder):
+    """Frames per second = 16000 / (upstream hop x projection subsampling): HuBERT 320 samples (50 Hz),
+    fbank 160 samples x 2 (50 Hz); one second of speech gives that many frames."""
+    shift = {"hubert_local": 320, "fbank": 160 * 2}[encoder.upstream.name]
+    assert encoder.frame_shift == shift and encoder.frame_rate == 16000 / shift
+    encoder.eval()
+    with torch.no_grad():
+        _, lengths = encoder(torch.randn(1, 32000), torch.tensor([32000]))
+    assert int(lengths[0]) == pytest.approx(2 * encoder.frame_rate, abs=1)
