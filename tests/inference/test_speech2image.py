@@ -10,7 +10,9 @@ from helpers import ROOT
 from espnet_speechclip.bin import speechclip_inference
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import MediaError, write_wav
-from espnet_speechclip.inference.speech2image import Speech2Image
+from espnet_speechclip.evaluation.keyword_timing import attention_spans
+from espnet_speechclip.inference import decode_dir
+from espnet_speechclip.inference.speech2image import KeywordTiming, Speech2Image
 
 TINY = ROOT / "conf" / "tiny"
 
@@ -61,7 +63,17 @@ def test_api_equals_inference_entry(sc, decoded, source):
         [k.score for k in keywords[0]], np.load(dec / "keyword_scores.npy")[0], atol=1e-5
     )
     one = pipe.keywords(wav_scp[utts[0]])  # one utterance: its keywords, not a list of lists
-    assert len(one) == 4 and isinstance(one[0].token, str)
+    assert len(one) == 4 and isinstance(one[0].token, str) and one[0].start is None
+
+    # keyword timing: the decode folder's spans are the API's, and timing changes no keyword
+    timed = pipe.keywords([wav_scp[u] for u in utts], timing=True)
+    assert [[k[:2] for k in kws] for kws in timed] == [[k[:2] for k in kws] for kws in keywords]
+    spans = np.array([[(k.start, k.end) for k in kws] for kws in timed])
+    np.testing.assert_allclose(spans, np.load(dec / "keyword_spans.npy"), atol=1e-6)
+    np.testing.assert_allclose(
+        pipe.embed_speech([wav_scp[u] for u in utts], timing=True)["keyword_spans"], spans, atol=1e-6
+    )
+    assert decode_dir.DecodeDir.read(dec).keyword_spans().shape == (len(utts), 4, 2)
 
     # any sample rate: a file or an array at 8 kHz is resampled the same way
     wav, _ = sf.read(wav_scp[utts[0]], dtype="float32")
@@ -161,3 +173,43 @@ def test_api_wrong_inputs_raise_clear_errors(sc, parallel_exp, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- query CLI
+
+
+def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
+    """Where a keyword was heard: its attention over the utterance's own frames, and the span of the
+    central 90% of it in seconds, at the speech encoder's frame rate (tiny HuBERT: 320 samples, 50 Hz)."""
+    pipe = Speech2Image.from_pretrained(sc["archive"])
+    wav_scp = read_kv(sc["data"] / "wav.scp")
+    utts = sorted(wav_scp)[:3]
+    timings = pipe.keyword_timing([wav_scp[u] for u in utts])
+    assert pipe.model.speech_encoder.frame_rate == 50.0
+    for u, t in zip(utts, timings):
+        assert isinstance(t, KeywordTiming) and t.frame_rate == 50.0
+        n = sf.info(wav_scp[u]).frames
+        assert t.duration == pytest.approx(n / 16000)
+        assert t.attention.shape == (4, (n - 1) // 320 + 1)  # the utterance's frames, not the batch's
+        np.testing.assert_allclose(t.attention.sum(axis=1), 1.0, atol=1e-5)
+        for k, (start, end) in zip(t.keywords, attention_spans(t.attention, 50.0)):
+            assert (k.start, k.end) == pytest.approx((start, min(end, t.duration)))
+            assert 0 <= k.start < k.end <= t.duration
+    # (ids only: scores move slightly with a batch's padding, which HuBERT's GroupNorm sees)
+    assert [k[:2] for k in timings[0].keywords] == [k[:2] for k in pipe.keywords(wav_scp[utts[0]])]
+
+    # attention planted on frame 2 for keyword 0 and evenly on frames 5-9 for the others
+    layer = pipe.model.cascaded.layers[-1]
+    k = pipe.model.cascaded.num_keywords
+
+    def planted(x, mask, num_queries):
+        att = torch.zeros(x.size(0), num_queries, x.size(1))
+        att[:, 0, k + 2] = 1.0
+        att[:, 1:, k + 5 : k + 10] = 0.2
+        return att
+
+    monkeypatch.setattr(layer, "query_attention", planted)
+    t = pipe.keyword_timing(wav_scp[utts[0]])
+    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.04, 0.06))
+    assert (t.keywords[1].start, t.keywords[1].end) == pytest.approx((0.10, 0.20))
+    result = pipe.query(wav_scp[utts[0]], timing=True)
+    assert result.timing is not None and result.keywords == t.keywords
+    assert result.embedding.shape == (pipe.embed_speech(wav_scp[utts[0]])["parallel"].shape[1],)
+    assert pipe.query(wav_scp[utts[0]]).timing is None

@@ -9,7 +9,8 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
   --stage N / --stop_stage M   stages to run (1 data, 2 audio format, 3 image cache, 4 codebook,
-                               5 training, 6 inference, 7 scoring/RESULTS.md, 8 packing)
+                               5 training, 6 inference, 7 scoring/RESULTS.md, 8 packing; 9 serves the
+                               web page on the packed model until Ctrl-C, only when asked for)
   --corpus NAME                synth (default, generated here), flickr8k or spokencoco (paths in db.sh)
   --train_config "A [B ...]"   training config(s); one experiment each
   --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
@@ -25,7 +26,7 @@ HELP
 )
 
 stage=1
-stop_stage=8
+stop_stage=8  # stage 9 (the web page) blocks, so it runs only when asked for
 corpus=synth
 train_config=""
 ngpu=0
@@ -205,4 +206,16 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
             --results_json "${exp}/results.json"
     done
 fi
+
+# the one command that serves the web page on the packed model with keywords and the test set
+demo_cmd=$(info demo-command "${corpus}" "${train_config}" --tag "${tag}" --expdir "${expdir}" --dumpdir "${dumpdir}")
+if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
+    log "Stage 9: web page (Ctrl-C stops it): ${demo_cmd}"
+    (eval "${demo_cmd}")
+    exit 0
+fi
 log "Successfully finished. Results: $(for c in ${train_config}; do echo -n "$(exp_of "${c}")/RESULTS.md "; done)"
+if [ "${stop_stage}" -ge 8 ]; then
+    log "Try the models in a web page (or ./run.sh --stage 9 --stop_stage 9):"
+    echo "${demo_cmd}"
+fi
