@@ -38,8 +38,8 @@ PLOT_W = WIDTH - LABEL_W - SPAN_W
 
 
 def tick_step(duration: float, max_ticks: int = 10) -> float:
-    """The smallest of 0.1, 0.2, 0.25, 0.5 s x 10^n that puts at most ``max_ticks`` ticks on
-    [0, duration]."""
+    """The smallest of 0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, ... seconds that puts at most
+    ``max_ticks`` ticks on [0, duration]."""
     if duration <= 0:
         raise ValueError(f"duration must be positive, got {duration}")
     scale = 1.0

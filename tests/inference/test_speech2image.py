@@ -4,8 +4,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import yaml
-from helpers import ROOT
 
 from espnet_speechclip.bin import speechclip_inference
 from espnet_speechclip.data.datadir import read_kv
@@ -13,8 +11,6 @@ from espnet_speechclip.data.media import MediaError, write_wav
 from espnet_speechclip.evaluation.keyword_timing import attention_spans
 from espnet_speechclip.inference import decode_dir
 from espnet_speechclip.inference.speech2image import KeywordTiming, Speech2Image
-
-TINY = ROOT / "conf" / "tiny"
 
 
 @pytest.fixture(scope="module")
@@ -96,20 +92,6 @@ def test_api_equals_inference_entry(sc, decoded, source):
         "a red square",
         "a blue square",
     )
-
-
-@pytest.fixture(scope="module")
-def parallel_exp(sc, tiny_clip, tmp_path_factory):
-    """An exp folder of an untrained parallel model (config.yaml + latest.pth)."""
-
-    exp = tmp_path_factory.mktemp("parallel_exp")
-    config = yaml.safe_load((TINY / "parallel.yaml").read_text())
-    config["clip_conf"] = dict(tiny_clip)
-    config["image_input"] = "embedding"
-    (exp / "config.yaml").write_text(yaml.safe_dump(config))
-    model = Speech2Image(exp / "config.yaml").model
-    torch.save(model.state_dict(), exp / "latest.pth")
-    return exp
 
 
 def test_api_wrong_inputs_raise_clear_errors(sc, parallel_exp, tmp_path):
