@@ -365,14 +365,20 @@ def build_blocks(page: DemoPage) -> Any:
 
             with gr.Tab("Text \u2192 images / utterances", id="text"):
                 with gr.Row():
-                    text = gr.Textbox(label="text", placeholder="a red circle above a blue square", scale=4)
+                    text = gr.Textbox(
+                        label="text",
+                        placeholder="a red circle above a blue square",
+                        scale=4,
+                        elem_id="text-query",
+                    )
                     target = gr.Radio(
                         ["images", "utterances"] if index.has_utterances else ["images"],
                         value="images",
                         label="find",
                         scale=1,
+                        elem_id="text-target",
                     )
-                text_button = gr.Button("Search", variant="primary")
+                text_button = gr.Button("Search", variant="primary", elem_id="text-search")
                 text_status = gr.HTML(page.search_text(None).status, elem_id="text-status")
                 text_images = gr.HTML(elem_id="text-images")
                 text_utts = gr.HTML(elem_id="text-utterances")
@@ -397,7 +403,10 @@ def build_blocks(page: DemoPage) -> Any:
                     with gr.Row():
                         with gr.Column(scale=2):
                             image_pick = gr.Dropdown(
-                                page.image_choices(), value=None, label="pick an image of the set"
+                                page.image_choices(),
+                                value=None,
+                                label="pick an image of the set",
+                                elem_id="image-pick",
                             )
                             image_upload = gr.UploadButton(
                                 "or upload an image", type="filepath", elem_id="image-upload"
