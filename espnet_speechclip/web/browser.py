@@ -17,7 +17,8 @@ from typing import Iterator, Optional
 CHROMIUM_ENV = "SPEECHCLIP_CHROMIUM"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Headless, as root in containers (no sandbox), and quiet: no QUIC, first-run, sync, component
-# updates or other background requests.
+# updates or other background requests; and no name resolution but the loopback's, since even so
+# Chromium looks up its update and account servers (no lookup can then hang without a network).
 CHROMIUM_FLAGS = (
     "--no-sandbox",
     "--disable-gpu",
@@ -26,6 +27,7 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
 )
 VIEWPORT = {"width": 1280, "height": 900}
 
