@@ -227,6 +227,14 @@ def model_card(
         "",
         f's2i = Speech2Image.from_pretrained("{archive_name}")',
         'embeddings = s2i("utterance.wav")  # {branch: (1, D_c)}; keyword_ids / keyword_scores (cascaded)',
+        's2i.keywords("utterance.wav", timing=True)  # cascaded: keywords, scores, where heard (seconds)',
+        "```",
+        "",
+        "or in a web page (speech -> images with the keywords, text -> images or utterances, "
+        "image -> utterances; `pip install 'espnet-speechclip[web]'`):",
+        "",
+        "```sh",
+        f"python -m espnet_speechclip.bin.demo --model {archive_name} --images <image folder or data/<set>>",
         "```",
         "",
         "The archive is extracted once into `~/.cache/espnet_speechclip/` (or "
