@@ -55,7 +55,9 @@ def main(cmd: Optional[List[str]] = None) -> None:
         parser.error("--topk must be at least 1")
     if args.max_utterances is not None and args.max_utterances < 1:
         parser.error("--max_utterances must be at least 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    # this package's progress at INFO; the libraries' (model loading, HTTP checks) only when they warn
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    logging.getLogger("espnet_speechclip").setLevel(logging.INFO)
     from espnet_speechclip.config import ConfigError
     from espnet_speechclip.data.media import MediaError
     from espnet_speechclip.inference.packing import PackError

@@ -19,16 +19,17 @@ from urllib.parse import urlparse
 import pytest
 from helpers import ROOT
 
+from espnet_speechclip.bin import demo
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.inference.speech2image import Speech2Image, rank
 from espnet_speechclip.web import browser
 
-pytest.importorskip("playwright", reason="the browser test needs Playwright (pip install -e '.[test]')")
-if browser.find_chromium() is None:  # make test installs it
-    pytest.skip(
-        "no Chromium on this machine (make test installs it: apt-get install chromium)",
-        allow_module_level=True,
-    )
+
+def _needs_browser():
+    pytest.importorskip("playwright", reason="the browser test needs Playwright (pip install -e '.[test]')")
+    if browser.find_chromium() is None:  # make test installs it
+        pytest.skip("no Chromium on this machine (make test installs it: apt-get install chromium)")
+
 
 TOPK = 2
 START_TIMEOUT_S = 240
@@ -43,6 +44,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(sc, tmp_path_factory):
     """The page served by the CLI in its own process, stopped afterwards."""
+    _needs_browser()
     tmp = tmp_path_factory.mktemp("demo")
     port = _free_port()
     log = tmp / "demo.log"
@@ -146,3 +148,41 @@ def test_the_page_in_a_browser(server, sc, tmp_path):
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shot = Path(shutil.copy(shot, Path(artifacts) / shot.name))
     print(f"screenshot of the page: {shot}")
+
+
+def test_screenshot_of_the_page(sc, tmp_path, capsys):
+    """The README's picture: --screenshot serves the page, searches the set's first utterance, saves it."""
+    _needs_browser()
+    from PIL import Image
+
+    out = tmp_path / "page.png"
+    demo.main(
+        [
+            "--model",
+            str(sc["archive"]),
+            "--images",
+            str(sc["data"]),
+            "--port",
+            str(_free_port()),
+            "--screenshot",
+            str(out),
+        ]
+    )
+    assert capsys.readouterr().out.strip().endswith(f"wrote {out}")
+    with Image.open(out) as im:
+        assert im.width == browser.VIEWPORT["width"] and im.height > browser.VIEWPORT["height"] // 2
+
+
+def test_bad_model_or_image_set_ends_with_a_message(sc, tmp_path, capsys):
+    for args, message in (
+        (["--model", str(tmp_path / "nope.zip"), "--images", str(sc["data"])], "nope.zip does not exist"),
+        (
+            ["--model", str(sc["archive"]), "--images", str(tmp_path / "photos")],
+            "neither an image folder nor",
+        ),
+        (["--model", str(sc["archive"]), "--images", str(tmp_path)], "holds no image files"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            demo.main(args)
+        assert exit_info.value.code == 1
+        assert message in capsys.readouterr().err
