@@ -413,7 +413,11 @@ def build_blocks(page: DemoPage) -> Any:
                             )
                             image_key = gr.State(None)
                             image = gr.Image(
-                                type="filepath", interactive=False, label="the query", elem_id="image-input"
+                                type="filepath",
+                                interactive=False,
+                                label="the query",
+                                height=260,
+                                elem_id="image-input",
                             )
                         with gr.Column(scale=3):
                             image_status = gr.HTML(page.search_image(None).status, elem_id="image-status")

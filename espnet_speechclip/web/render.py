@@ -41,10 +41,11 @@ CSS = """
 .sc-chip { border-radius: 16px; padding: 4px 12px; font-size: 14px; border: 1px solid; background: #fff; }
 .sc-chip b { font-weight: 600; }
 .sc-chip span { color: #666; font-size: 12.5px; font-variant-numeric: tabular-nums; }
-table.sc-utts { width: 100%; border-collapse: collapse; font-size: 14px; }
-table.sc-utts th { text-align: left; color: #555; font-weight: 600; border-bottom: 1px solid #ddd;
-  padding: 6px; }
-table.sc-utts td { border-bottom: 1px solid #eee; padding: 6px; vertical-align: middle; }
+table.sc-utts { width: 100%; border-collapse: collapse; font-size: 14px; border: 0 !important; }
+table.sc-utts th { text-align: left; color: #555; font-weight: 600; padding: 6px;
+  border: 0 !important; border-bottom: 1px solid #d5d8dc !important; }
+table.sc-utts td { padding: 6px; vertical-align: middle;
+  border: 0 !important; border-bottom: 1px solid #eceef1 !important; }
 table.sc-utts td.sc-num { font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.sc-utts audio { height: 32px; width: 220px; }
 table.sc-utts tr.sc-true td { background: #f0faf2; }
