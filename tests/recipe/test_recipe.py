@@ -94,3 +94,12 @@ def test_different_clip_recomputes_the_image_cache(recipe):
     assert len(caches) == 2
     embedded = [int(n) for n in re.findall(r"(\d+) to embed", out)]
     assert sum(embedded) == 20  # 12 + 4 + 4 unique images, not one per caption
+
+
+def test_run_ends_with_the_command_that_opens_the_web_page(tmp_path):
+    rec = copy_recipe(tmp_path / "sc1")
+    out = run(rec, "--stage", "10", "--stop_stage", "8")  # no stage: only the closing lines
+    assert out.strip().splitlines()[-1] == (
+        f"cd {rec} && . ./path.sh && python3 -m espnet_speechclip.bin.demo "
+        "--model exp/synth_cascaded/packed/model.zip --images dump/raw/synth_test"
+    )
