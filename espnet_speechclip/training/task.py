@@ -77,10 +77,12 @@ class SpeechCLIPTask(AbsTask):
             "--length_group_batches",
             type=int,
             default=TASK_DEFAULTS["length_group_batches"],
-            help="Training batches: draw this many batches' worth of random utterances at a time, sort them "
-            "by length and cut them into batches, so batches are new every epoch but hold little padding "
-            "(random batches of utterances of 2-6.4 s are about 1/3 padding, groups of 50 about 1%%); "
-            "1 = plain random batches",
+            help="Training batches: 1 = plain random batches (the paper's). N > 1 is a speed option: draw N "
+            "batches' worth of random utterances at a time, sort them by length and cut them into batches, "
+            "so batches are new every epoch but hold little padding (random batches of utterances of "
+            "2-6.4 s are about 1/3 padding, groups of 50 about 1%%); each batch then holds utterances of "
+            "nearly one length, which changes the contrastive negatives and the batch statistics of the "
+            "cascaded keyword BatchNorm",
         )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)

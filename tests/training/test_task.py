@@ -251,3 +251,27 @@ def test_codebook_not_matching_clip_vocabulary(corpus, tiny_clip, tmp_path):
     bad.write_text("736 blue\n")
     with pytest.raises(ValueError, match="another vocabulary"):
         train(corpus, tiny_clip, "cascaded", tmp_path / "x", "--model_conf", f"cascaded_conf.codebook={bad}")
+
+
+# ------------------------------------------------------------------------- the paper's training setup
+PAPER_CONFIGS = sorted((ROOT / "conf" / "paper").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def paper_args():
+    """The paper configs as the task's parser reads them (config values over the task defaults)."""
+    from espnet_speechclip.training.task import SpeechCLIPTask
+
+    parser = SpeechCLIPTask.get_parser()
+    return {p.name: parser.parse_args(["--config", str(p)]) for p in PAPER_CONFIGS}
+
+
+def test_paper_configs_train_on_plain_random_batches(paper_args):
+    """The authors draw plain random batches; length-grouped batches (a speed option) change the
+    negatives and the cascaded BatchNorm statistics, so they are opt-in."""
+    from espnet_speechclip.config import TASK_DEFAULTS
+
+    assert TASK_DEFAULTS["length_group_batches"] == 1
+    assert len(paper_args) == 5
+    for name, args in paper_args.items():
+        assert args.length_group_batches == 1, name
