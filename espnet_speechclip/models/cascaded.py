@@ -18,12 +18,16 @@ from espnet_speechclip.models.parallel import padding_mask
 
 
 class AttentionBlock(nn.Module):
-    """Post-norm self-attention with residual, and an optional feed-forward (the paper has none)."""
+    """Post-norm self-attention with residual, ``LayerNorm(MHA(x) + x)``, and an optional feed-forward
+    (the paper has none).
+
+    ``dropout`` acts inside the attention (on its weights) and in the feed-forward, not on the attention
+    output before the residual: the authors' block has no such dropout, and it would change training.
+    """
 
     def __init__(self, width: int, nhead: int, dim_feedforward: int, dropout: float):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, nhead, dropout=dropout, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(width)
         self.ff = None
         if dim_feedforward > 0:
@@ -39,7 +43,7 @@ class AttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, D), mask (B, T) True at padding -> (B, T, D)."""
         attn, _ = self.attn(x, x, x, key_padding_mask=mask, need_weights=False)
-        x = self.norm(x + self.dropout(attn))
+        x = self.norm(x + attn)
         if self.ff is not None:
             x = self.ff_norm(x + self.ff(x))
         return x

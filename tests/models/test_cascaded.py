@@ -71,3 +71,19 @@ def test_keywords_come_from_the_codebook_and_never_special(text_encoder):
     assert not set(SPECIAL_IDS) & allowed
     full = full_codebook(text_encoder.vocab_size)
     assert len(full) == text_encoder.vocab_size - 3 and SOT_ID not in full and EOT_ID not in full
+
+
+def test_attention_block_is_layernorm_of_attention_plus_input_in_training():
+    """The authors' block is LayerNorm(MHA(x) + x): in training only the attention weights drop out
+    (inside the MHA), never the attention output before the residual."""
+    from espnet_speechclip.models.cascaded import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(16, nhead=1, dim_feedforward=0, dropout=0.5).train()
+    x = torch.randn(3, 7, 16)
+    mask = torch.tensor([[False] * 7, [False] * 5 + [True] * 2, [False] * 2 + [True] * 5])
+    torch.manual_seed(1)
+    ours = block(x, mask)
+    torch.manual_seed(1)  # the same attention-weight dropout draw
+    attn, _ = block.attn(x, x, x, key_padding_mask=mask, need_weights=False)
+    torch.testing.assert_close(ours, block.norm(attn + x), atol=1e-6, rtol=0)
