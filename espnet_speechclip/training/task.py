@@ -37,6 +37,7 @@ from espnet_speechclip.models.speechclip import SpeechCLIP
 from espnet_speechclip.training.preprocessor import SpeechCLIPPreprocessor
 from espnet_speechclip.training.readers import register_data_types
 from espnet_speechclip.training.sampler import EpochShuffleSampler
+from espnet_speechclip.training.scheduler import register_scheduler
 from espnet_speechclip.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger(__name__)
@@ -89,9 +90,11 @@ class SpeechCLIPTask(AbsTask):
 
     @classmethod
     def get_parser(cls) -> argparse.ArgumentParser:
-        # ESPnet's dataset resolves data types from its DATA_TYPES table: ours must be in it before
-        # any dataset is built, and every run of the task starts by building its parser.
+        # ESPnet's dataset resolves data types from its DATA_TYPES table, and the parser takes its
+        # scheduler choices from abs_task's table: ours must be in them before any dataset or parser is
+        # built, and every run of the task starts by building its parser.
         register_data_types()
+        register_scheduler()
         parser = super().get_parser()
         # Defaults a SpeechCLIP user wants: no hard dependency on tensorboard/matplotlib, and random
         # batches (see EpochShuffleSampler), selected by dev retrieval.

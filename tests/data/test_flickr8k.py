@@ -175,7 +175,13 @@ def test_flickr8k_parsers() -> None:
     # the final full stop goes (as the authors strip it): "." would be a keyword hit in every caption
     assert flickr8k.parse_token_file(
         ["a.jpg#0\tA dog  runs .", "a.jpg#1\t", "a.jpg#2\tA dog runs.", "a.jpg#3\t.", "a.jpg#4\tMr. T !"]
-    ) == {"a.jpg#0": "A dog  runs", "a.jpg#1": "", "a.jpg#2": "A dog runs", "a.jpg#3": "", "a.jpg#4": "Mr. T !"}
+    ) == {
+        "a.jpg#0": "A dog  runs",
+        "a.jpg#1": "",
+        "a.jpg#2": "A dog runs",
+        "a.jpg#3": "",
+        "a.jpg#4": "Mr. T !",
+    }
     with pytest.raises(ValueError, match="both the train and the dev"):
         flickr8k.assign_splits({"train": ["a.jpg"], "dev": ["a.jpg"]})
 
