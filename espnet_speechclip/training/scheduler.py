@@ -15,7 +15,7 @@ configuration keys and holds the last rate instead::
 
 from __future__ import annotations
 
-from typing import List, Union
+from typing import List, Sequence, Union
 
 import numpy as np
 import torch
@@ -36,8 +36,8 @@ class PiecewiseLinearHoldLR(PiecewiseLinearWarmupLR):
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
-        warmup_steps_list: List[Union[int, float]] = [0, 25000],
-        warmup_lr_list: List[float] = [0.0, 0.001],
+        warmup_steps_list: Sequence[Union[int, float]] = (0, 25000),
+        warmup_lr_list: Sequence[float] = (0.0, 0.001),
         last_epoch: int = -1,
     ):
         steps, rates = list(warmup_steps_list), list(warmup_lr_list)
