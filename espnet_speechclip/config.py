@@ -23,6 +23,8 @@ TASK_DEFAULTS: Dict[str, Any] = {
     "use_preprocessor": True,
     # plain random batches, as the paper; length-grouped batches (e.g. 50) are an opt-in speed option
     "length_group_batches": 1,
+    # with use_amp (ESPnet's option): autocast dtype of training, validation and inference (paper: fp16)
+    "amp_dtype": "float16",
     "speech_encoder": "s3prl",
     "speech_encoder_conf": {},
     "model": "parallel",

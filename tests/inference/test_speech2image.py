@@ -161,3 +161,30 @@ def test_api_wrong_inputs_raise_clear_errors(sc, parallel_exp, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- query CLI
+
+
+@pytest.mark.parametrize("use_amp,amp_dtype", [(True, "bfloat16"), (True, None), (False, "bfloat16")])
+def test_inference_runs_in_the_training_precision(sc, use_amp, amp_dtype):
+    """Speech, image and text passes under the config's autocast dtype (what validation selected the
+    checkpoint with); on CPU the autocast is off whatever the config says."""
+    config = yaml.safe_load((sc["exp"] / "config.yaml").read_text())
+    config["use_amp"] = use_amp
+    if amp_dtype is None:
+        config.pop("amp_dtype", None)  # a config written before amp_dtype existed: the default
+    else:
+        config["amp_dtype"] = amp_dtype
+    pipe = Speech2Image(config, sc["weights"])
+    seen = []
+    for name in ("encode_speech", "encode_text"):
+        original = getattr(pipe.model, name)
+
+        def record(*args, _original=original, **kwargs):
+            seen.append((torch.get_autocast_dtype("cuda"), torch.is_autocast_enabled("cuda")))
+            return _original(*args, **kwargs)
+
+        setattr(pipe.model, name, record)
+    wav = np.random.RandomState(0).randn(8000).astype(np.float32)
+    pipe(wav)
+    pipe.embed_texts(["a red square"])
+    expected = torch.bfloat16 if amp_dtype == "bfloat16" else torch.float16
+    assert seen == [(expected, False)] * 2  # (on a GPU: enabled exactly when use_amp)

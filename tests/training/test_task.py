@@ -277,6 +277,12 @@ def test_paper_configs_train_on_plain_random_batches(paper_args):
         assert args.length_group_batches == 1, name
 
 
+def test_paper_configs_use_fp16_everywhere(paper_args):
+    """The paper trained with fp16 AMP; ESPnet would pick bf16 on GPUs that have it."""
+    for name, args in paper_args.items():
+        assert args.use_amp is True and args.amp_dtype == "float16", name
+
+
 def test_paper_configs_hold_the_final_learning_rate(paper_args):
     """The authors' schedule: linear warm-up to 1e-4 at 5k steps, linear decay to 1e-8 at 50k steps, and
     1e-8 after (ESPnet's piecewiselinearwarmuplr returns to ~base_lr * sqrt(50k/step) past its last
