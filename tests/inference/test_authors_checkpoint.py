@@ -626,6 +626,9 @@ def test_written_experiment(imported):
     assert conf["model_conf"]["parallel_conf"] == dict(num_layers=1, nhead=8, dim_feedforward=FF, dropout=0.1)
     assert conf["model_conf"]["learnable_temperature"] is False
     assert float(base["model"].loss.scale()) == pytest.approx(1 / 0.07)
+    # the authors' precision (trainer.precision 16) and their raw last HuBERT layer
+    assert conf["use_amp"] is True and conf["amp_dtype"] == "float16"
+    assert conf["speech_encoder_conf"]["raw_last_layer"] is True
     conf = yaml.safe_load((large["exp"] / "config.yaml").read_text())
     assert conf["model"] == "cascaded" and conf["speech_encoder_conf"]["layer_norm"] is True
     assert conf["model_conf"]["cascaded_conf"]["vq_temperature"] == 0.1
@@ -681,89 +684,67 @@ def test_vocabulary_recovered_in_the_authors_order(imported, towers, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-# ================================================================================= known mismatches
+# ============================================================ framing and the last layer, as the authors'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="our speech encoder attends ceil(n/320) frames (last frame repeated); the "
-    "authors attend min(round(n/320), HuBERT's frames): see authors_checkpoint.KNOWN_MISMATCHES",
-)
+def authors_frames(n: int, batch_frames: int) -> int:
+    """The authors' frame count of an n-sample utterance in a padded batch of ``batch_frames`` frames."""
+    return min(round(n / 320), batch_frames)
+
+
 @torch.no_grad()
-def test_known_mismatch_frame_lengths(imported):
+def test_frame_lengths_equal_the_authors_per_utterance(imported):
+    """Each utterance alone, and the longest of a batch, attend exactly the authors' frames."""
     case = imported["base_parallel"]
     model, sd = case["model"], case["state"]
     speech, lengths = waveforms(0)
-    ours = model.encode_speech(speech, lengths)["parallel"]
+    batched = model.encode_speech(speech, lengths)["parallel"]
     expert = model.speech_encoder.upstream.expert
-    hidden = expert([w[: int(n)] for w, n in zip(speech, lengths, strict=True)])[
-        "hidden_states"
-    ]  # no extension
-    frames = torch.tensor([round(int(n) / 320) for n in lengths]).clamp(max=hidden[0].shape[1])
-    theirs = authors_parallel(sd, authors_features(sd, list(hidden), normalize=False), frames)
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    for i, n in enumerate(lengths.tolist()):
+        hidden = list(expert([speech[i, :n]])["hidden_states"])  # HuBERT's own frames, no extension
+        frames = torch.tensor([authors_frames(n, hidden[0].shape[1])])
+        theirs = authors_parallel(sd, authors_features(sd, hidden, normalize=False), frames)
+        alone = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1])["parallel"]
+        torch.testing.assert_close(alone, theirs, atol=1e-5, rtol=0)
+        if n == int(lengths.max()):  # the longest needs no padding: the same in the batch
+            torch.testing.assert_close(batched[i : i + 1], theirs, atol=1e-5, rtol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HuBERT Large: s3prl's last hidden state is final-LayerNorm(layer 24), the "
-    "authors weight the raw layer 24: see authors_checkpoint.KNOWN_MISMATCHES",
-)
 @torch.no_grad()
-def test_known_mismatch_large_last_layer(towers, tmp_path):
-    """A tiny HuBERT with HuBERT Large's pre-norm layout (layer_norm_first, a trained final LayerNorm)."""
-    from helpers import TINY_HUBERT_MODEL_CFG
+def test_large_weights_the_raw_last_layer(towers, tmp_path):
+    """A tiny HuBERT with HuBERT Large's pre-norm layout (layer_norm_first, a trained final LayerNorm): the
+    imported model weights the raw output of the last layer, as the authors' hooked forward does."""
+    from helpers import make_pre_norm_hubert
 
-    from espnet_speechclip.compat import patch_s3prl
     from espnet_speechclip.inference import Speech2Image
 
-    patch_s3prl()
-    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
-    from s3prl.upstream.utils import merge_with_parent
-
-    cfg, task = (
-        dict(TINY_HUBERT_MODEL_CFG, layer_norm_first=True),
-        dict(sample_rate=16000, normalize=True, label_rate=50),
-    )
-    torch.manual_seed(3)
-    hubert = HubertModel(
-        merge_with_parent(HubertConfig, cfg), merge_with_parent(HubertPretrainingConfig, task), [["a", "b"]]
-    )
-    with torch.no_grad():
-        hubert.encoder.layer_norm.weight.uniform_(0.5, 1.5)
-        hubert.encoder.layer_norm.bias.normal_(0, 0.3)
-    path = tmp_path / "tiny_hubert_large.pt"
-    torch.save(
-        dict(
-            task_cfg=task, model_cfg=cfg, model_weight=hubert.state_dict(), dictionaries_symbols=[["a", "b"]]
-        ),
-        path,
-    )
-    large = dict(towers, hubert=hubert.state_dict(), hubert_path=path)
+    path = make_pre_norm_hubert(tmp_path / "tiny_hubert_large.pt")
+    hubert = torch.load(path, map_location="cpu", weights_only=True)["model_weight"]
+    large = dict(towers, hubert=hubert, hubert_path=path)
     ckpt, sd, _ = make_checkpoint(large, tmp_path / "authors.ckpt", "parallel", True)
     exp = run_import(large, ckpt, tmp_path / "exp")
-    model = Speech2Image(exp / "config.yaml", exp / "valid.mean_r10.best.pth").model
+    s2i = Speech2Image(exp / "config.yaml", exp / "valid.mean_r10.best.pth")
+    assert s2i.config["speech_encoder_conf"]["raw_last_layer"] is True
+    model = s2i.model
     speech, lengths = waveforms(2)
-    ours = model.encode_speech(speech, lengths)["parallel"]
+    expert = model.speech_encoder.upstream.expert
+    layers = expert.model.encoder.layers
     # The authors' hidden states: s3prl's (inputs of every layer) but the raw output of the last layer.
-    layers = model.speech_encoder.upstream.expert.model.encoder.layers
     raw: Dict[str, torch.Tensor] = {}
 
     def keep_raw_output(module, inputs, output) -> None:  # returns None: the output is left as it is
         raw["x"] = output[0].transpose(0, 1)
 
-    handle = layers[-1].register_forward_hook(keep_raw_output)
-    hidden, frames = model.speech_encoder.upstream(speech, lengths)
-    handle.remove()
-    # Frame for frame as our encoder lays out its last state (HuBERT's frames, the last one repeated after),
-    # so that the last layer's LayerNorm is the only difference.
-    n_true = model.speech_encoder.upstream.expert(
-        [w[: int(n)] for w, n in zip(speech, lengths, strict=True)]
-    )["hidden_states"]
-    last = raw["x"][:, : n_true[-1].shape[1]]
-    last = torch.cat([last, last[:, -1:].expand(-1, hidden[-1].shape[1] - last.shape[1], -1)], 1)
-    theirs = authors_parallel(sd, authors_features(sd, hidden[:-1] + [last], normalize=True), frames)
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    for i, n in enumerate(lengths.tolist()):
+        handle = layers[-1].register_forward_hook(keep_raw_output)
+        hidden = list(expert([speech[i, :n]])["hidden_states"])
+        handle.remove()
+        last = raw["x"][:, : hidden[-1].shape[1]]
+        assert not torch.allclose(last, hidden[-1], atol=1e-3)  # s3prl's last state is LayerNorm'd
+        frames = torch.tensor([authors_frames(n, hidden[0].shape[1])])
+        theirs = authors_parallel(sd, authors_features(sd, hidden[:-1] + [last], normalize=True), frames)
+        ours = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1])["parallel"]
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
 # =========================================================================================== errors
