@@ -8,7 +8,8 @@ parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datad
 - ``text`` (utterance -> transcript) and ``text.npy`` (N, D_c) CLIP text embeddings of the transcripts
   (zero-shot side), when the data dir has ``text``;
 - cascaded: ``keyword_ids.npy`` (N, K) CLIP ids, ``keyword_scores.npy`` (N, K) cosine, ``keywords``
-  (``utt kw_1 ... kw_K`` subword strings).
+  (``utt kw_1 ... kw_K`` subword strings), ``keyword_neighbour_ids.npy`` (N, K, 5) CLIP ids of each
+  keyword's 5 nearest codebook subwords (cosine, nearest first: the authors' keyword hit rate).
 
 Scoring, the results page, its picture and the acceptance check read it through :class:`DecodeDir`.
 """
@@ -33,6 +34,7 @@ BRANCHES = ("parallel", "cascaded")
 PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
     "keyword_ids.npy",
     "keyword_scores.npy",
+    "keyword_neighbour_ids.npy",
     "text.npy",
 )
 
@@ -133,6 +135,7 @@ def embed_utterances(
     Args:
         s2i: a :class:`espnet_speechclip.inference.speech2image.Speech2Image`.
     """
+    from espnet_speechclip.models.cascaded import KEYWORD_NEIGHBOURS
     from espnet_speechclip.models.clip import decode_token
 
     data_dir, output_dir = Path(data_dir), Path(output_dir)
@@ -153,6 +156,10 @@ def embed_utterances(
         ids = out.get("keyword_ids", np.zeros((0, model.cascaded.num_keywords), np.int64))
         np.save(output_dir / "keyword_ids.npy", ids)
         np.save(output_dir / "keyword_scores.npy", out.get("keyword_scores", np.zeros(ids.shape, np.float32)))
+        np.save(
+            output_dir / "keyword_neighbour_ids.npy",
+            out.get("keyword_neighbour_ids", np.zeros((*ids.shape, KEYWORD_NEIGHBOURS), np.int64)),
+        )
         with open(output_dir / "keywords", "w", encoding="utf-8") as f:
             for u, row in zip(utts, ids):
                 f.write(u + " " + " ".join(decode_token(int(i)) for i in row) + "\n")

@@ -16,6 +16,10 @@ from torch import nn
 from espnet_speechclip.models.clip import EOT_ID, SOT_ID, CLIPTextEncoder
 from espnet_speechclip.models.parallel import padding_mask
 
+# The authors' keyword hit rate counts a slot as a hit when any of the 5 nearest codebook subwords (cosine)
+# of its quantised keyword occurs in the caption (their detokenized_K_neighbors: 5).
+KEYWORD_NEIGHBOURS = 5
+
 
 class AttentionBlock(nn.Module):
     """Post-norm self-attention with residual, ``LayerNorm(MHA(x) + x)``, and an optional feed-forward
@@ -140,6 +144,18 @@ class CascadedBranch(nn.Module):
         rows = self.codebook().float()
         self.norm.weight.copy_(rows.std(dim=0).repeat(self.num_keywords))
         self.norm.bias.copy_(rows.mean(dim=0).repeat(self.num_keywords))
+
+    @torch.no_grad()
+    def neighbour_ids(self, keyword_ids: torch.Tensor, k: int = KEYWORD_NEIGHBOURS) -> torch.Tensor:
+        """keyword_ids (B, K) CLIP ids of codebook subwords -> (B, K, k) CLIP ids of the ``k`` codebook
+        subwords nearest to each by cosine, nearest first (a keyword is its own nearest)."""
+        rows = F.normalize(self.codebook().float(), dim=-1)  # (V, D_t)
+        match = keyword_ids.reshape(-1, 1) == self.codebook_ids.unsqueeze(0)  # (B*K, V)
+        if not bool(match.any(dim=1).all()):
+            raise ValueError("neighbour_ids: a keyword id is not in the codebook")
+        cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (B*K, V)
+        nearest = cos.topk(min(k, rows.size(0)), dim=-1).indices
+        return self.codebook_ids[nearest].view(*keyword_ids.shape, -1)
 
     def keywords(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """feats (B, T, D_a), lengths (B,) -> continuous keyword vectors (B, K, D_t)."""

@@ -83,7 +83,9 @@ class SpeechCLIP(AbsESPnetModel):
     # ---------------------------------------------------------------- inference helpers
     def encode_speech(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Dict[str, torch.Tensor]:
         """speech (B, T), lengths (B,) -> {"parallel": (B, D_c), "cascaded": (B, D_c),
-        "keyword_ids": (B, K), "keyword_scores": (B, K)} for the branches the model has."""
+        "keyword_ids": (B, K), "keyword_scores": (B, K)} for the branches the model has, and in eval mode
+        "keyword_neighbour_ids" (B, K, 5): each keyword's nearest codebook subwords (the authors' keyword
+        hit rate counts those)."""
         feats, lengths = self.speech_encoder(speech, speech_lengths)
         out: Dict[str, torch.Tensor] = {}
         if self.parallel is not None:
@@ -93,6 +95,8 @@ class SpeechCLIP(AbsESPnetModel):
             out["cascaded"] = c["embedding"]
             out["keyword_ids"] = c["keyword_ids"]
             out["keyword_scores"] = c["keyword_scores"]
+            if not self.training:
+                out["keyword_neighbour_ids"] = self.cascaded.neighbour_ids(c["keyword_ids"])
         return out
 
     def encode_image(

@@ -87,3 +87,22 @@ def test_attention_block_is_layernorm_of_attention_plus_input_in_training():
     torch.manual_seed(1)  # the same attention-weight dropout draw
     attn, _ = block.attn(x, x, x, key_padding_mask=mask, need_weights=False)
     torch.testing.assert_close(ours, block.norm(attn + x), atol=1e-6, rtol=0)
+
+
+def test_keyword_neighbours_are_the_nearest_codebook_subwords(text_encoder):
+    """The authors' keyword hit rate counts a hit when any of the 5 nearest codebook subwords (cosine) of
+    a quantised keyword is in the caption; the branch reports them: (B, K, 5) CLIP ids, nearest first."""
+    from espnet_speechclip.models.cascaded import KEYWORD_NEIGHBOURS
+
+    assert KEYWORD_NEIGHBOURS == 5
+    branch = make_branch(text_encoder).eval()
+    out = branch(torch.randn(3, 9, 16), torch.full((3,), 9))
+    near = branch.neighbour_ids(out["keyword_ids"])
+    assert near.shape == (3, 4, 5)
+    assert torch.equal(near[..., 0], out["keyword_ids"])  # a keyword is its own nearest subword
+    rows = torch.nn.functional.normalize(branch.codebook().float(), dim=-1)
+    ids = branch.codebook_ids.tolist()
+    for b in range(3):
+        for k in range(4):
+            cos = rows @ rows[ids.index(int(out["keyword_ids"][b, k]))]
+            assert near[b, k].tolist() == [ids[i] for i in cos.topk(5).indices.tolist()]

@@ -139,6 +139,8 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
 
     if model != "parallel":
         assert "keyword_hit_rate" in scores["cascaded"]
+        assert "keyword_hit_rate_top5_neighbours" in scores["cascaded"]
+        assert np.load(dec / "keyword_neighbour_ids.npy").shape == (12, 4, 5)
         lines = (dec / "keywords").read_text().splitlines()
         assert len(lines) == 12 and all(len(line.split()) == 1 + 4 for line in lines)
 
