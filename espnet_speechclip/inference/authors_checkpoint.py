@@ -1566,19 +1566,26 @@ def _write_import(
         (out_dir / CODEBOOK_NAME).unlink()  # a stale codebook of an earlier cascaded import
 
 
+def import_card_text(out_dir: str | Path) -> str:
+    """The model-card paragraph of an imported experiment folder (from its ``import.json``)."""
+    record = json.loads((Path(out_dir) / "import.json").read_text(encoding="utf-8"))
+    src = record["source"]
+    return (
+        f"Weights imported from the authors' released checkpoint `{src['name']}` (sha256 {src['sha256']}) "
+        f"of github.com/atosystem/SpeechCLIP; see import.json for the key mapping and known differences."
+    )
+
+
 def pack_imported(out_dir: str | Path) -> Path:
     """Pack an imported experiment folder into ``out_dir/packed/model.zip`` (recipe stage 8's archive)."""
     from espnet_speechclip.inference.packing import pack_model
 
     out_dir = Path(out_dir)
-    record = json.loads((out_dir / "import.json").read_text(encoding="utf-8"))
-    src = record["source"]
-    card = (
-        f"Weights imported from the authors' released checkpoint `{src['name']}` (sha256 {src['sha256']}) "
-        f"of github.com/atosystem/SpeechCLIP; see import.json for the key mapping and known differences."
-    )
     return pack_model(
-        out_dir / "config.yaml", out_dir / WEIGHTS_NAME, out_dir / "packed" / "model.zip", card_text=card
+        out_dir / "config.yaml",
+        out_dir / WEIGHTS_NAME,
+        out_dir / "packed" / "model.zip",
+        card_text=import_card_text(out_dir),
     )
 
 
@@ -1591,5 +1598,6 @@ __all__ = [
     "recover_vocabulary",
     "codebook_from_vocabulary",
     "import_checkpoint",
+    "import_card_text",
     "pack_imported",
 ]
