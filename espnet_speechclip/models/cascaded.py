@@ -71,15 +71,18 @@ class CosineVectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor, codebook: torch.Tensor) -> Dict[str, torch.Tensor]:
         """z (B, K, D_t) -> dict(quantized (B, K, D_t), index (B, K), score (B, K) cosine)."""
-        sim = F.normalize(z.float(), dim=-1) @ F.normalize(codebook.float(), dim=-1).t()  # (B, K, V)
-        score, index = sim.max(dim=-1)
-        hard = codebook[index]  # (B, K, D_t): exactly a codebook row
-        if self.training:
-            soft = F.softmax(sim / self.tau, dim=-1) @ codebook.float()
-            # hard + (soft - soft) is bitwise `hard` in the forward pass and carries soft's gradient
-            quantized = hard + (soft - soft.detach()).to(hard.dtype)
-        else:
-            quantized = hard
+        # fp32 under autocast too: the authors' F.cosine_similarity runs in fp32 there, and a
+        # half-precision matmul over tens of thousands of rows could flip the argmax of a near-tie
+        with torch.autocast(z.device.type, enabled=False):
+            sim = F.normalize(z.float(), dim=-1) @ F.normalize(codebook.float(), dim=-1).t()  # (B, K, V)
+            score, index = sim.max(dim=-1)
+            hard = codebook[index]  # (B, K, D_t): exactly a codebook row
+            if self.training:
+                soft = F.softmax(sim / self.tau, dim=-1) @ codebook.float()
+                # hard + (soft - soft) is bitwise `hard` in the forward pass and carries soft's gradient
+                quantized = hard + (soft - soft.detach()).to(hard.dtype)
+            else:
+                quantized = hard
         return {"quantized": quantized, "index": index, "score": score, "similarity": sim}
 
 
@@ -150,12 +153,15 @@ class CascadedBranch(nn.Module):
         """keyword_ids (B, K) CLIP ids of codebook subwords -> (B, K, k) CLIP ids of the ``k`` codebook
         subwords nearest to each by cosine, nearest first (a keyword is its own nearest)."""
         rows = F.normalize(self.codebook().float(), dim=-1)  # (V, D_t)
-        match = keyword_ids.reshape(-1, 1) == self.codebook_ids.unsqueeze(0)  # (B*K, V)
+        # each distinct keyword once: a batch uses few of the V subwords
+        unique, inverse = torch.unique(keyword_ids, return_inverse=True)  # (U,), (B, K)
+        match = unique.unsqueeze(1) == self.codebook_ids.unsqueeze(0)  # (U, V)
         if not bool(match.any(dim=1).all()):
             raise ValueError("neighbour_ids: a keyword id is not in the codebook")
-        cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (B*K, V)
-        nearest = cos.topk(min(k, rows.size(0)), dim=-1).indices
-        return self.codebook_ids[nearest].view(*keyword_ids.shape, -1)
+        with torch.autocast(rows.device.type, enabled=False):  # fp32, as the quantiser's cosine
+            cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (U, V)
+        nearest = self.codebook_ids[cos.topk(min(k, rows.size(0)), dim=-1).indices]  # (U, k)
+        return nearest[inverse]  # (B, K, k)
 
     def keywords(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """feats (B, T, D_a), lengths (B,) -> continuous keyword vectors (B, K, D_t)."""

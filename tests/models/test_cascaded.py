@@ -106,3 +106,16 @@ def test_keyword_neighbours_are_the_nearest_codebook_subwords(text_encoder):
         for k in range(4):
             cos = rows @ rows[ids.index(int(out["keyword_ids"][b, k]))]
             assert near[b, k].tolist() == [ids[i] for i in cos.topk(5).indices.tolist()]
+
+
+def test_quantizer_cosine_is_float32_under_autocast():
+    """Under mixed precision the keyword-to-codebook cosine stays fp32 (as the authors'
+    F.cosine_similarity, which autocast runs in fp32): a half-precision matmul could pick another row."""
+    torch.manual_seed(0)
+    codebook = torch.randn(500, 16)
+    z = torch.randn(4, 8, 16)
+    reference = CosineVectorQuantizer(0.1).eval()(z, codebook)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = CosineVectorQuantizer(0.1).eval()(z, codebook)
+    assert out["similarity"].dtype == torch.float32
+    assert torch.equal(out["index"], reference["index"])
