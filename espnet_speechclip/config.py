@@ -21,7 +21,10 @@ TASK_DEFAULTS: Dict[str, Any] = {
     "clip_conf": {"model_name": "ViT-B-32-quickgelu", "pretrained": "openai"},
     "image_input": "embedding",
     "use_preprocessor": True,
-    "length_group_batches": 50,
+    # plain random batches, as the paper; length-grouped batches (e.g. 50) are an opt-in speed option
+    "length_group_batches": 1,
+    # with use_amp (ESPnet's option): autocast dtype of training, validation and inference (paper: fp16)
+    "amp_dtype": "float16",
     "speech_encoder": "s3prl",
     "speech_encoder_conf": {},
     "model": "parallel",

@@ -64,6 +64,32 @@ def make_tiny_hubert(path: Path, normalize: bool = False, seed: int = 0) -> Path
     return path
 
 
+def make_pre_norm_hubert(path: Path, seed: int = 3) -> Path:
+    """A tiny HuBERT with HuBERT Large's layout: pre-norm layers and a trained final LayerNorm."""
+    from espnet_speechclip.compat import patch_s3prl
+
+    patch_s3prl()
+    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+    from s3prl.upstream.utils import merge_with_parent
+
+    cfg = dict(TINY_HUBERT_MODEL_CFG, layer_norm_first=True)
+    task = dict(sample_rate=16000, normalize=True, label_rate=50)
+    torch.manual_seed(seed)
+    model = HubertModel(
+        merge_with_parent(HubertConfig, cfg), merge_with_parent(HubertPretrainingConfig, task), [["a", "b"]]
+    )
+    with torch.no_grad():
+        model.encoder.layer_norm.weight.uniform_(0.5, 1.5)
+        model.encoder.layer_norm.bias.normal_(0, 0.3)
+    torch.save(
+        dict(
+            task_cfg=task, model_cfg=cfg, model_weight=model.state_dict(), dictionaries_symbols=[["a", "b"]]
+        ),
+        path,
+    )
+    return path
+
+
 def make_tiny_clip(path: Path, seed: int = 0) -> Dict[str, str]:
     """Random tiny CLIP weights at ``path``; returns the clip_conf that loads them."""
     import open_clip

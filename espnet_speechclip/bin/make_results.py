@@ -1,12 +1,48 @@
 """Recipe stage 7: RESULTS.md and results.json of an experiment from its scored test sets.
 
-python -m espnet_speechclip.bin.make_results --exp_dir exp/<tag> --test_set flickr8k_test
+python -m espnet_speechclip.bin.make_results --exp_dir exp/<tag> --test_set flickr8k_test \
+    [--dev_set flickr8k_dev]
+
+For an experiment imported from one of the authors' released checkpoints (``import.json`` in the folder,
+see ``espnet_speechclip.bin.import_authors_ckpt``), RESULTS.md also puts the paper's numbers of that
+checkpoint beside ours (and, with ``--dev_set``, the dev metric the authors selected the file by).
 """
 
 import argparse
+import json
 import logging
+from pathlib import Path
+from typing import List
 
 from espnet_speechclip.evaluation.results import write_results
+
+
+def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) -> List[str]:
+    """RESULTS.md sections of an imported experiment: the paper's numbers beside ours."""
+    from espnet_speechclip.evaluation.published import comparison_section, release_of
+
+    record = json.loads((exp_dir / "import.json").read_text(encoding="utf-8"))
+    release = release_of(record)
+    source = record.get("source", {})
+    if release is None:
+        return [
+            "## Imported weights",
+            "",
+            f"Imported from `{source.get('name')}` (sha256 `{source.get('sha256')}`), which is not one of "
+            "the authors' released checkpoints: there are no published numbers to compare with.",
+            "",
+        ]
+    dev_scores = None
+    if dev_set:
+        f = exp_dir / f"decode_{dev_set}" / "scores.json"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: run the inference stage for {dev_set} first")
+        dev_scores = json.loads(f.read_text(encoding="utf-8"))
+    lines: List[str] = []
+    for test_set in test_sets:
+        scores = json.loads((exp_dir / f"decode_{test_set}" / "scores.json").read_text(encoding="utf-8"))
+        lines += comparison_section(release, test_set, scores, dev_set, dev_scores)
+    return lines
 
 
 def main(cmd=None) -> None:
@@ -14,6 +50,12 @@ def main(cmd=None) -> None:
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--test_set", action="append", required=True, help="test set name (decode_<name>)")
     p.add_argument("--model_file", default=None, help="weights used, to report parameter counts")
+    p.add_argument(
+        "--dev_set",
+        default=None,
+        help="dev set name (decode_<name>): for an imported checkpoint, our value of the dev metric the "
+        "authors selected it by",
+    )
     p.add_argument(
         "--data_root",
         default=None,
@@ -29,10 +71,10 @@ def main(cmd=None) -> None:
         # the counts need the architecture and the trained weights, not CLIP's pretrained weights
         model = Speech2Image(f"{args.exp_dir}/config.yaml", args.model_file, clip_weights=False).model
         params = count_parameters(model)
-    extra = []
+    exp_dir = Path(args.exp_dir)
+    imported = (exp_dir / "import.json").is_file()
+    extra = imported_sections(exp_dir, args.test_set, args.dev_set) if imported else []
     if args.data_root:
-        from pathlib import Path
-
         from espnet_speechclip.evaluation.figure import draw_retrieval_examples
 
         for test_set in args.test_set:
@@ -45,7 +87,11 @@ def main(cmd=None) -> None:
     extra += [
         "## Where the outputs live",
         "",
-        f"- checkpoints, `config.yaml`, `train.log`: `{args.exp_dir}/`",
+        (
+            f"- imported weights (`valid.mean_r10.best.pth`), `config.yaml`, `import.json`: `{args.exp_dir}/`"
+            if imported
+            else f"- checkpoints, `config.yaml`, `train.log`: `{args.exp_dir}/`"
+        ),
         f"- embeddings, keywords and `scores.json` per set: `{args.exp_dir}/decode_<set>/`",
         f"- this page's numbers as JSON: `{args.exp_dir}/results.json`",
         f"- the packed model (after stage 8): `{args.exp_dir}/packed/model.zip`",

@@ -7,11 +7,13 @@ codebook files, model card) that the inference entry uses without the recipe.
 
     python -m espnet_speechclip.bin.speechclip_inference --model exp/x/packed/model.zip ...
 
-See espnet_speechclip.inference.packing for the archive layout.
+See espnet_speechclip.inference.packing for the archive layout. A config imported from the authors'
+checkpoint (``import.json`` beside it) gets the import's provenance in the model card.
 """
 
 import argparse
 import logging
+from pathlib import Path
 
 from espnet_speechclip.inference.packing import pack_model
 
@@ -34,11 +36,16 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    card_text = args.card_text
+    if card_text is None and (Path(args.config).parent / "import.json").is_file():
+        from espnet_speechclip.inference.authors_checkpoint import import_card_text
+
+        card_text = import_card_text(Path(args.config).parent)
     out = pack_model(
         args.config,
         args.model_file,
         args.out,
-        card_text=args.card_text,
+        card_text=card_text,
         results_json=args.results_json,
         base_dir=args.base_dir,
     )

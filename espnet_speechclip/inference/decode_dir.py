@@ -8,8 +8,10 @@ parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datad
 - ``text`` (utterance -> transcript) and ``text.npy`` (N, D_c) CLIP text embeddings of the transcripts
   (zero-shot side), when the data dir has ``text``;
 - cascaded: ``keyword_ids.npy`` (N, K) CLIP ids, ``keyword_scores.npy`` (N, K) cosine, ``keywords``
-  (``utt kw_1 ... kw_K`` subword strings), ``keyword_spans.npy`` (N, K, 2) float32: where in the
-  utterance each keyword was heard, start and end in seconds (the central 90% of its attention, see
+  (``utt kw_1 ... kw_K`` subword strings), ``keyword_neighbour_ids.npy`` (N, K, 5) CLIP ids of each
+  keyword's 5 nearest codebook subwords (cosine, nearest first: the authors' keyword hit rate),
+  ``keyword_spans.npy`` (N, K, 2) float32: where in the utterance each keyword was heard, start and end
+  in seconds (the central 90% of its attention, see
   :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself is not kept:
   K x T floats per utterance would outweigh everything else in the folder).
 
@@ -37,6 +39,7 @@ PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
     "keyword_ids.npy",
     "keyword_scores.npy",
     "keyword_spans.npy",
+    "keyword_neighbour_ids.npy",
     "text.npy",
 )
 
@@ -142,6 +145,7 @@ def embed_utterances(
     Args:
         s2i: a :class:`espnet_speechclip.inference.speech2image.Speech2Image`.
     """
+    from espnet_speechclip.models.cascaded import KEYWORD_NEIGHBOURS
     from espnet_speechclip.models.clip import decode_token
 
     data_dir, output_dir = Path(data_dir), Path(output_dir)
@@ -167,6 +171,10 @@ def embed_utterances(
         np.save(output_dir / "keyword_scores.npy", out.get("keyword_scores", np.zeros(ids.shape, np.float32)))
         np.save(
             output_dir / "keyword_spans.npy", out.get("keyword_spans", np.zeros((*ids.shape, 2), np.float32))
+        )
+        np.save(
+            output_dir / "keyword_neighbour_ids.npy",
+            out.get("keyword_neighbour_ids", np.zeros((*ids.shape, KEYWORD_NEIGHBOURS), np.int64)),
         )
         with open(output_dir / "keywords", "w", encoding="utf-8") as f:
             for u, row in zip(utts, ids):

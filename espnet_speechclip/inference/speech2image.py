@@ -16,7 +16,9 @@ towers from their own names or files) and loads the trainable weights strictly;
 inference entry point, the query CLI, the ESPnet frontend, packing and the model card all go through
 this class, so their numbers agree. (Features of HuBERT-style upstreams move slightly with the padding
 in a batch: HuBERT's GroupNorm feature extractor sees it. The same ``batch_size``, 16 by default, gives
-the same numbers.)
+the same numbers.) On a GPU, a model trained with ``use_amp`` runs under autocast in its config's
+``amp_dtype``, the precision its checkpoint was trained and selected in (see
+:mod:`espnet_speechclip.precision`); on CPU it runs in fp32.
 """
 
 from __future__ import annotations
@@ -152,8 +154,9 @@ class Speech2Image:
         batch_size: int = 16,
         clip_weights: bool = True,
     ):
-        from espnet_speechclip.config import read_config
+        from espnet_speechclip.config import config_value, read_config
         from espnet_speechclip.models.builder import build_model
+        from espnet_speechclip.precision import check_amp_dtype
 
         self.config = read_config(train_config)
         source = "config" if isinstance(train_config, Mapping) else str(train_config)
@@ -171,6 +174,15 @@ class Speech2Image:
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
         self._image_encoder = model.image_encoder
+        self._use_amp = bool(config_value(self.config, "use_amp", False))
+        self._amp_dtype = config_value(self.config, "amp_dtype")
+        check_amp_dtype(self._amp_dtype, self._use_amp and self.device.startswith("cuda"))
+
+    def _precision(self):
+        """The training run's autocast (CUDA only), for every pass through the model."""
+        from espnet_speechclip.precision import autocast
+
+        return autocast(self.device, self._use_amp, self._amp_dtype)
 
     @classmethod
     def from_pretrained(
@@ -294,9 +306,10 @@ class Speech2Image:
         with tqdm(total=len(wavs), desc="embedding utterances", unit="utt", disable=not progress) as bar:
             for start in starts:
                 padded, lengths = pad_batch(wavs[start : start + self.batch_size])
-                out = self.model.encode_speech(
-                    padded.to(self.device), lengths.to(self.device), keyword_attention=want
-                )
+                with self._precision():
+                    out = self.model.encode_speech(
+                        padded.to(self.device), lengths.to(self.device), keyword_attention=want
+                    )
                 if want:
                     att, frames = out.pop("keyword_attention"), out.pop("frame_lengths")
                     rows += [a[:, : int(n)].float().cpu().numpy() for a, n in zip(att, frames)]
@@ -360,7 +373,9 @@ class Speech2Image:
                     self._load_image(x, str(x) if isinstance(x, (str, Path)) else f"#{start + i}")
                     for i, x in enumerate(items[start : start + self.batch_size])
                 ]
-                out.append(tower.embed_images(pil, device=torch.device(self.device)).float().cpu().numpy())
+                with self._precision():
+                    emb = tower.embed_images(pil, device=torch.device(self.device))
+                out.append(emb.float().cpu().numpy())
                 bar.update(len(pil))
         return np.concatenate(out)
 
@@ -372,8 +387,9 @@ class Speech2Image:
             raise TypeError(f"text input #{bad[0]} is a {type(items[bad[0]]).__name__}, not a string")
         if not items:
             raise ValueError("embed_texts needs at least one text")
-        with torch.no_grad():
-            return self.model.encode_text(items).float().cpu().numpy()
+        with torch.no_grad(), self._precision():
+            emb = self.model.encode_text(items)
+        return emb.float().cpu().numpy()
 
     # ------------------------------------------------------------------------------ retrieval
     def _one_speech(self, speech: SpeechInput, what: str) -> SpeechInput:

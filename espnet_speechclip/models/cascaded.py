@@ -19,14 +19,22 @@ from torch import nn
 from espnet_speechclip.models.clip import EOT_ID, SOT_ID, CLIPTextEncoder
 from espnet_speechclip.models.parallel import padding_mask
 
+# The authors' keyword hit rate counts a slot as a hit when any of the 5 nearest codebook subwords (cosine)
+# of its quantised keyword occurs in the caption (their detokenized_K_neighbors: 5).
+KEYWORD_NEIGHBOURS = 5
+
 
 class AttentionBlock(nn.Module):
-    """Post-norm self-attention with residual, and an optional feed-forward (the paper has none)."""
+    """Post-norm self-attention with residual, ``LayerNorm(MHA(x) + x)``, and an optional feed-forward
+    (the paper has none).
+
+    ``dropout`` acts inside the attention (on its weights) and in the feed-forward, not on the attention
+    output before the residual: the authors' block has no such dropout, and it would change training.
+    """
 
     def __init__(self, width: int, nhead: int, dim_feedforward: int, dropout: float):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, nhead, dropout=dropout, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(width)
         self.ff = None
         if dim_feedforward > 0:
@@ -42,7 +50,7 @@ class AttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, D), mask (B, T) True at padding -> (B, T, D)."""
         attn, _ = self.attn(x, x, x, key_padding_mask=mask, need_weights=False)
-        x = self.norm(x + self.dropout(attn))
+        x = self.norm(x + attn)
         if self.ff is not None:
             x = self.ff_norm(x + self.ff(x))
         return x
@@ -79,15 +87,18 @@ class CosineVectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor, codebook: torch.Tensor) -> Dict[str, torch.Tensor]:
         """z (B, K, D_t) -> dict(quantized (B, K, D_t), index (B, K), score (B, K) cosine)."""
-        sim = F.normalize(z.float(), dim=-1) @ F.normalize(codebook.float(), dim=-1).t()  # (B, K, V)
-        score, index = sim.max(dim=-1)
-        hard = codebook[index]  # (B, K, D_t): exactly a codebook row
-        if self.training:
-            soft = F.softmax(sim / self.tau, dim=-1) @ codebook.float()
-            # hard + (soft - soft) is bitwise `hard` in the forward pass and carries soft's gradient
-            quantized = hard + (soft - soft.detach()).to(hard.dtype)
-        else:
-            quantized = hard
+        # fp32 under autocast too: the authors' F.cosine_similarity runs in fp32 there, and a
+        # half-precision matmul over tens of thousands of rows could flip the argmax of a near-tie
+        with torch.autocast(z.device.type, enabled=False):
+            sim = F.normalize(z.float(), dim=-1) @ F.normalize(codebook.float(), dim=-1).t()  # (B, K, V)
+            score, index = sim.max(dim=-1)
+            hard = codebook[index]  # (B, K, D_t): exactly a codebook row
+            if self.training:
+                soft = F.softmax(sim / self.tau, dim=-1) @ codebook.float()
+                # hard + (soft - soft) is bitwise `hard` in the forward pass and carries soft's gradient
+                quantized = hard + (soft - soft.detach()).to(hard.dtype)
+            else:
+                quantized = hard
         return {"quantized": quantized, "index": index, "score": score, "similarity": sim}
 
 
@@ -152,6 +163,21 @@ class CascadedBranch(nn.Module):
         rows = self.codebook().float()
         self.norm.weight.copy_(rows.std(dim=0).repeat(self.num_keywords))
         self.norm.bias.copy_(rows.mean(dim=0).repeat(self.num_keywords))
+
+    @torch.no_grad()
+    def neighbour_ids(self, keyword_ids: torch.Tensor, k: int = KEYWORD_NEIGHBOURS) -> torch.Tensor:
+        """keyword_ids (B, K) CLIP ids of codebook subwords -> (B, K, k) CLIP ids of the ``k`` codebook
+        subwords nearest to each by cosine, nearest first (a keyword is its own nearest)."""
+        rows = F.normalize(self.codebook().float(), dim=-1)  # (V, D_t)
+        # each distinct keyword once: a batch uses few of the V subwords
+        unique, inverse = torch.unique(keyword_ids, return_inverse=True)  # (U,), (B, K)
+        match = unique.unsqueeze(1) == self.codebook_ids.unsqueeze(0)  # (U, V)
+        if not bool(match.any(dim=1).all()):
+            raise ValueError("neighbour_ids: a keyword id is not in the codebook")
+        with torch.autocast(rows.device.type, enabled=False):  # fp32, as the quantiser's cosine
+            cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (U, V)
+        nearest = self.codebook_ids[cos.topk(min(k, rows.size(0)), dim=-1).indices]  # (U, k)
+        return nearest[inverse]  # (B, K, k)
 
     def keywords(
         self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False

@@ -93,6 +93,10 @@ class S3PRLSpeechEncoder(nn.Module):
         subsampling: frame subsampling factor of the projection (1, 2, 4, 8: stride-2 convolutions).
         positional: add sinusoidal positions after the projection (for position-free features
             such as filterbanks; HuBERT features already encode position).
+        raw_last_layer: weight the raw output of the upstream's last transformer layer instead of s3prl's
+            last state, which for pre-norm models (HuBERT Large) has the encoder's final LayerNorm
+            applied. The authors' SpeechCLIP weights the raw one (paper Large configs and imported
+            checkpoints set it); for post-norm HuBERT Base both are the same.
     """
 
     def __init__(
@@ -104,9 +108,10 @@ class S3PRLSpeechEncoder(nn.Module):
         projection_dim: Optional[int] = None,
         subsampling: int = 1,
         positional: bool = False,
+        raw_last_layer: bool = False,
     ):
         super().__init__()
-        self.upstream = Upstream(upstream, path_or_url)
+        self.upstream = Upstream(upstream, path_or_url, raw_last_layer)
         self.max_train_samples = max_train_samples
         self.layer_sum = WeightedLayerSum(self.upstream.num_layers, layer_norm)
         if (subsampling != 1 or positional) and projection_dim is None:

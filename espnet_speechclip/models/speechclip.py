@@ -85,7 +85,9 @@ class SpeechCLIP(AbsESPnetModel):
         self, speech: torch.Tensor, speech_lengths: torch.Tensor, keyword_attention: bool = False
     ) -> Dict[str, torch.Tensor]:
         """speech (B, T), lengths (B,) -> {"parallel": (B, D_c), "cascaded": (B, D_c),
-        "keyword_ids": (B, K), "keyword_scores": (B, K)} for the branches the model has.
+        "keyword_ids": (B, K), "keyword_scores": (B, K)} for the branches the model has, and in eval mode
+        "keyword_neighbour_ids" (B, K, 5): each keyword's nearest codebook subwords (the authors' keyword
+        hit rate counts those).
 
         With ``keyword_attention`` (cascaded branch) also "keyword_attention" (B, K, T'), each keyword's
         attention over the speech frames (see :meth:`CascadedBranch.keywords`), and "frame_lengths"
@@ -99,6 +101,8 @@ class SpeechCLIP(AbsESPnetModel):
             out["cascaded"] = c["embedding"]
             out["keyword_ids"] = c["keyword_ids"]
             out["keyword_scores"] = c["keyword_scores"]
+            if not self.training:
+                out["keyword_neighbour_ids"] = self.cascaded.neighbour_ids(c["keyword_ids"])
             if keyword_attention:
                 out["keyword_attention"] = c["attention"]
                 out["frame_lengths"] = lengths

@@ -37,6 +37,7 @@ from espnet_speechclip.models.speechclip import SpeechCLIP
 from espnet_speechclip.training.preprocessor import SpeechCLIPPreprocessor
 from espnet_speechclip.training.readers import register_data_types
 from espnet_speechclip.training.sampler import EpochShuffleSampler
+from espnet_speechclip.training.scheduler import register_scheduler
 from espnet_speechclip.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger(__name__)
@@ -77,19 +78,23 @@ class SpeechCLIPTask(AbsTask):
             "--length_group_batches",
             type=int,
             default=TASK_DEFAULTS["length_group_batches"],
-            help="Training batches: draw this many batches' worth of random utterances at a time, sort them "
-            "by length and cut them into batches, so batches are new every epoch but hold little padding "
-            "(random batches of utterances of 2-6.4 s are about 1/3 padding, groups of 50 about 1%%); "
-            "1 = plain random batches",
+            help="Training batches: 1 = plain random batches (the paper's). N > 1 is a speed option: draw N "
+            "batches' worth of random utterances at a time, sort them by length and cut them into batches, "
+            "so batches are new every epoch but hold little padding (random batches of utterances of "
+            "2-6.4 s are about 1/3 padding, groups of 50 about 1%%); each batch then holds utterances of "
+            "nearly one length, which changes the contrastive negatives and the batch statistics of the "
+            "cascaded keyword BatchNorm",
         )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
     @classmethod
     def get_parser(cls) -> argparse.ArgumentParser:
-        # ESPnet's dataset resolves data types from its DATA_TYPES table: ours must be in it before
-        # any dataset is built, and every run of the task starts by building its parser.
+        # ESPnet's dataset resolves data types from its DATA_TYPES table, and the parser takes its
+        # scheduler choices from abs_task's table: ours must be in them before any dataset or parser is
+        # built, and every run of the task starts by building its parser.
         register_data_types()
+        register_scheduler()
         parser = super().get_parser()
         # Defaults a SpeechCLIP user wants: no hard dependency on tensorboard/matplotlib, and random
         # batches (see EpochShuffleSampler), selected by dev retrieval.

@@ -4,19 +4,31 @@ In-batch accuracy depends on the batch size and composition; the paper selects c
 recall over all dev utterances and images. Each rank embeds its shard, the shards are gathered, and
 R@1/5/10 in both directions (and their mean R@10, usable as ``--best_model_criterion valid mean_r10 max``)
 are registered once per epoch.
+
+Training steps and validation run in one precision, the config's ``amp_dtype`` (see
+:mod:`espnet_speechclip.precision`): ESPnet's Trainer takes its training autocast dtype from
+``espnet2.train.trainer.autocast_args`` (bf16 wherever the GPU supports it), so each training epoch
+sets it to ``amp_dtype`` and puts it back after.
 """
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List
+import argparse
+import contextlib
+import dataclasses
+from typing import Dict, Iterable, Iterator, List
 
 import torch
 from espnet2.torch_utils.device_funcs import to_device
+from espnet2.train import trainer as espnet_trainer
 from espnet2.train.reporter import SubReporter
-from espnet2.train.trainer import Trainer
+from espnet2.train.trainer import Trainer, TrainerOptions
+from espnet2.utils.build_dataclass import build_dataclass
 
+from espnet_speechclip.config import TASK_DEFAULTS
 from espnet_speechclip.evaluation.retrieval import grouped_recall, mean_r10, retrieval_recall
 from espnet_speechclip.models.loss import masked_infonce
+from espnet_speechclip.precision import AMP_DTYPES, amp_dtype, autocast, check_amp_dtype
 
 
 def corpus_retrieval(speech: torch.Tensor, image: torch.Tensor, image_ids: torch.Tensor) -> Dict[str, float]:
@@ -49,7 +61,70 @@ def _gather_cpu(tensors: List[torch.Tensor], distributed: bool) -> List[torch.Te
     return [torch.cat([p[i] for p in parts]) for i in range(len(tensors))]
 
 
+@dataclasses.dataclass
+class RetrievalTrainerOptions(TrainerOptions):
+    amp_dtype: str = TASK_DEFAULTS["amp_dtype"]
+
+
+@contextlib.contextmanager
+def espnet_training_precision(dtype_name: str) -> Iterator[None]:
+    """ESPnet's training autocast in ``dtype_name`` for the duration (its module-level ``autocast_args``,
+    which its Trainer reads at every step), restored after."""
+    saved = dict(espnet_trainer.autocast_args)
+    espnet_trainer.autocast_args.clear()
+    espnet_trainer.autocast_args["dtype"] = amp_dtype(dtype_name)
+    try:
+        yield
+    finally:
+        espnet_trainer.autocast_args.clear()
+        espnet_trainer.autocast_args.update(saved)
+
+
 class RetrievalTrainer(Trainer):
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("SpeechCLIP trainer related")
+        group.add_argument(
+            "--amp_dtype",
+            type=str,
+            default=TASK_DEFAULTS["amp_dtype"],
+            choices=list(AMP_DTYPES),
+            help="With --use_amp true: the autocast dtype of training, validation and inference on GPU "
+            "(the paper: float16). ESPnet alone would train in bfloat16 wherever the GPU supports it",
+        )
+
+    @classmethod
+    def build_options(cls, args: argparse.Namespace) -> RetrievalTrainerOptions:
+        options = build_dataclass(RetrievalTrainerOptions, args)
+        check_amp_dtype(options.amp_dtype, options.use_amp and options.ngpu > 0)
+        return options
+
+    @classmethod
+    def train_one_epoch(
+        cls,
+        model,
+        iterator,
+        optimizers,
+        schedulers,
+        scaler,
+        reporter,
+        summary_writer,
+        options,
+        distributed_option,
+    ) -> bool:
+        with espnet_training_precision(options.amp_dtype):
+            return super().train_one_epoch(
+                model=model,
+                iterator=iterator,
+                optimizers=optimizers,
+                schedulers=schedulers,
+                scaler=scaler,
+                reporter=reporter,
+                summary_writer=summary_writer,
+                options=options,
+                distributed_option=distributed_option,
+            )
+
     @classmethod
     @torch.no_grad()
     def validate_one_epoch(
@@ -66,9 +141,11 @@ class RetrievalTrainer(Trainer):
         texts: List[torch.Tensor] = []
         for _, batch in iterator:
             batch = to_device(batch, device)
-            with torch.autocast(device, enabled=options.use_amp):
+            # the precision of the training steps (and of inference): the config's amp_dtype
+            with autocast(device, options.use_amp, options.amp_dtype):
                 out = core.encode_speech(batch["speech"], batch["speech_lengths"])
                 img = core.encode_image(batch.get("image"), batch.get("image_emb"))
+                text = core.text_encoder(batch["text"]) if "text" in batch else None
             image_id = batch["image_id"].view(-1)
             stats = {}
             for b in core.branches:
@@ -79,8 +156,8 @@ class RetrievalTrainer(Trainer):
             reporter.next()
             images.append(img.float().cpu())
             ids.append(image_id.cpu())
-            if "text" in batch:
-                texts.append(core.text_encoder(batch["text"]).float().cpu())
+            if text is not None:
+                texts.append(text.float().cpu())
         local = [torch.cat(images), torch.cat(ids)] + [torch.cat(collected[b]) for b in core.branches]
         if texts:
             local.append(torch.cat(texts))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import yaml
 
 from espnet_speechclip.bin import speechclip_inference
 from espnet_speechclip.data.datadir import read_kv
@@ -169,7 +170,8 @@ def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
         assert isinstance(t, KeywordTiming) and t.frame_rate == 50.0
         n = sf.info(wav_scp[u]).frames
         assert t.duration == pytest.approx(n / 16000)
-        assert t.attention.shape == (4, (n - 1) // 320 + 1)  # the utterance's frames, not the batch's
+        # the utterance's own frames (the extractor's output length), not the batch's
+        assert t.attention.shape == (4, (n - 400) // 320 + 1)
         np.testing.assert_allclose(t.attention.sum(axis=1), 1.0, atol=1e-5)
         for k, (start, end) in zip(t.keywords, attention_spans(t.attention, 50.0)):
             assert (k.start, k.end) == pytest.approx((start, min(end, t.duration)))
@@ -195,3 +197,30 @@ def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
     assert result.timing is not None and result.keywords == t.keywords
     assert result.embedding.shape == (pipe.embed_speech(wav_scp[utts[0]])["parallel"].shape[1],)
     assert pipe.query(wav_scp[utts[0]]).timing is None
+
+
+@pytest.mark.parametrize("use_amp,amp_dtype", [(True, "bfloat16"), (True, None), (False, "bfloat16")])
+def test_inference_runs_in_the_training_precision(sc, use_amp, amp_dtype):
+    """Speech, image and text passes under the config's autocast dtype (what validation selected the
+    checkpoint with); on CPU the autocast is off whatever the config says."""
+    config = yaml.safe_load((sc["exp"] / "config.yaml").read_text())
+    config["use_amp"] = use_amp
+    if amp_dtype is None:
+        config.pop("amp_dtype", None)  # a config written before amp_dtype existed: the default
+    else:
+        config["amp_dtype"] = amp_dtype
+    pipe = Speech2Image(config, sc["weights"])
+    seen = []
+    for name in ("encode_speech", "encode_text"):
+        original = getattr(pipe.model, name)
+
+        def record(*args, _original=original, **kwargs):
+            seen.append((torch.get_autocast_dtype("cuda"), torch.is_autocast_enabled("cuda")))
+            return _original(*args, **kwargs)
+
+        setattr(pipe.model, name, record)
+    wav = np.random.RandomState(0).randn(8000).astype(np.float32)
+    pipe(wav)
+    pipe.embed_texts(["a red square"])
+    expected = torch.bfloat16 if amp_dtype == "bfloat16" else torch.float16
+    assert seen == [(expected, False)] * 2  # (on a GPU: enabled exactly when use_amp)

@@ -128,3 +128,51 @@ def test_training_never_computes_keyword_attention(text_encoder, monkeypatch):
     out = branch(torch.randn(2, 6, 16), torch.tensor([6, 4]))
     out["embedding"].sum().backward()
     assert "attention" not in out
+
+
+def test_attention_block_is_layernorm_of_attention_plus_input_in_training():
+    """The authors' block is LayerNorm(MHA(x) + x): in training only the attention weights drop out
+    (inside the MHA), never the attention output before the residual."""
+    from espnet_speechclip.models.cascaded import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(16, nhead=1, dim_feedforward=0, dropout=0.5).train()
+    x = torch.randn(3, 7, 16)
+    mask = torch.tensor([[False] * 7, [False] * 5 + [True] * 2, [False] * 2 + [True] * 5])
+    torch.manual_seed(1)
+    ours = block(x, mask)
+    torch.manual_seed(1)  # the same attention-weight dropout draw
+    attn, _ = block.attn(x, x, x, key_padding_mask=mask, need_weights=False)
+    torch.testing.assert_close(ours, block.norm(attn + x), atol=1e-6, rtol=0)
+
+
+def test_keyword_neighbours_are_the_nearest_codebook_subwords(text_encoder):
+    """The authors' keyword hit rate counts a hit when any of the 5 nearest codebook subwords (cosine) of
+    a quantised keyword is in the caption; the branch reports them: (B, K, 5) CLIP ids, nearest first."""
+    from espnet_speechclip.models.cascaded import KEYWORD_NEIGHBOURS
+
+    assert KEYWORD_NEIGHBOURS == 5
+    branch = make_branch(text_encoder).eval()
+    out = branch(torch.randn(3, 9, 16), torch.full((3,), 9))
+    near = branch.neighbour_ids(out["keyword_ids"])
+    assert near.shape == (3, 4, 5)
+    assert torch.equal(near[..., 0], out["keyword_ids"])  # a keyword is its own nearest subword
+    rows = torch.nn.functional.normalize(branch.codebook().float(), dim=-1)
+    ids = branch.codebook_ids.tolist()
+    for b in range(3):
+        for k in range(4):
+            cos = rows @ rows[ids.index(int(out["keyword_ids"][b, k]))]
+            assert near[b, k].tolist() == [ids[i] for i in cos.topk(5).indices.tolist()]
+
+
+def test_quantizer_cosine_is_float32_under_autocast():
+    """Under mixed precision the keyword-to-codebook cosine stays fp32 (as the authors'
+    F.cosine_similarity, which autocast runs in fp32): a half-precision matmul could pick another row."""
+    torch.manual_seed(0)
+    codebook = torch.randn(500, 16)
+    z = torch.randn(4, 8, 16)
+    reference = CosineVectorQuantizer(0.1).eval()(z, codebook)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = CosineVectorQuantizer(0.1).eval()(z, codebook)
+    assert out["similarity"].dtype == torch.float32
+    assert torch.equal(out["index"], reference["index"])

@@ -139,6 +139,8 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
 
     if model != "parallel":
         assert "keyword_hit_rate" in scores["cascaded"]
+        assert "keyword_hit_rate_top5_neighbours" in scores["cascaded"]
+        assert np.load(dec / "keyword_neighbour_ids.npy").shape == (12, 4, 5)
         lines = (dec / "keywords").read_text().splitlines()
         assert len(lines) == 12 and all(len(line.split()) == 1 + 4 for line in lines)
 
@@ -251,3 +253,75 @@ def test_codebook_not_matching_clip_vocabulary(corpus, tiny_clip, tmp_path):
     bad.write_text("736 blue\n")
     with pytest.raises(ValueError, match="another vocabulary"):
         train(corpus, tiny_clip, "cascaded", tmp_path / "x", "--model_conf", f"cascaded_conf.codebook={bad}")
+
+
+# ------------------------------------------------------------------------- the paper's training setup
+PAPER_CONFIGS = sorted((ROOT / "conf" / "paper").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def paper_args():
+    """The paper configs as the task's parser reads them (config values over the task defaults)."""
+    from espnet_speechclip.training.task import SpeechCLIPTask
+
+    parser = SpeechCLIPTask.get_parser()
+    return {p.name: parser.parse_args(["--config", str(p)]) for p in PAPER_CONFIGS}
+
+
+def test_paper_configs_train_on_plain_random_batches(paper_args):
+    """The authors draw plain random batches; length-grouped batches (a speed option) change the
+    negatives and the cascaded BatchNorm statistics, so they are opt-in."""
+    from espnet_speechclip.config import TASK_DEFAULTS
+
+    assert TASK_DEFAULTS["length_group_batches"] == 1
+    assert len(paper_args) == 5
+    for name, args in paper_args.items():
+        assert args.length_group_batches == 1, name
+
+
+def test_paper_configs_use_fp16_everywhere(paper_args):
+    """The paper trained with fp16 AMP; ESPnet would pick bf16 on GPUs that have it."""
+    for name, args in paper_args.items():
+        assert args.use_amp is True and args.amp_dtype == "float16", name
+
+
+def test_paper_configs_hold_the_final_learning_rate(paper_args):
+    """The authors' schedule: linear warm-up to 1e-4 at 5k steps, linear decay to 1e-8 at 50k steps, and
+    1e-8 after (ESPnet's piecewiselinearwarmuplr returns to ~base_lr * sqrt(50k/step) past its last
+    point: more epochs, or a resume with a larger max_epoch, would restart near the peak)."""
+    from espnet2.tasks.abs_task import scheduler_classes
+
+    for name, args in paper_args.items():
+        optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=args.optim_conf["lr"])
+        scheduler = scheduler_classes[args.scheduler](optimizer, **args.scheduler_conf)
+        for step, lr in (
+            (5000, 1e-4),
+            (27500, 0.5 * (1e-4 + 1e-8)),
+            (50000, 1e-8),
+            (50001, 1e-8),
+            (10**6, 1e-8),
+        ):
+            scheduler.last_epoch = (
+                step - 1
+            )  # ESPnet steps the scheduler once per batch; step n = last_epoch + 1
+            assert scheduler.get_lr()[0] == pytest.approx(lr, rel=1e-9), (name, step)
+
+
+def test_resume_with_more_epochs_holds_the_final_rate(corpus, tiny_clip, tmp_path):
+    """A finished schedule stays finished: resuming with a larger max_epoch trains at the final rate."""
+    out = tmp_path / "exp"
+    schedule = [
+        "--scheduler",
+        "piecewiselinearholdlr",
+        "--scheduler_conf",
+        "warmup_steps_list=[0,2,8]",
+        "--scheduler_conf",
+        "warmup_lr_list=[0.0,0.003,0.00001]",
+    ]
+    train(corpus, tiny_clip, "parallel", out, "--max_epoch", "2", *schedule)  # 2 x 4 steps: the schedule
+    train(corpus, tiny_clip, "parallel", out, "--max_epoch", "4", "--resume", "true", *schedule)
+    stats = reporter_stats(out)
+    assert sorted(stats) == [1, 2, 3, 4]
+    assert stats[1]["train"]["optim0_lr0"] > 1e-3
+    for epoch in (3, 4):
+        assert stats[epoch]["train"]["optim0_lr0"] == pytest.approx(1e-5, rel=1e-9)
