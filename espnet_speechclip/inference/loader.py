@@ -67,8 +67,8 @@ def resolve_model(
             config = path / "config.yaml"
             if not config.is_file():
                 raise FileNotFoundError(
-                    f"{path} is neither an experiment folder (no config.yaml) nor a packed model "
-                    f"folder (no meta.json)"
+                    f"experiment folder {path} has no config.yaml (and no meta.json: not a packed "
+                    f"model folder either)"
                 )
             weights = Path(model_file) if model_file is not None else find_weights(path)
             if not weights.is_file():

@@ -235,9 +235,13 @@ def test_model_card_is_what_the_hub_reads(sc, tmp_path):
     assert isinstance(card.data, ModelCardData)
     data = card.data.to_dict()
     assert data["library_name"] == "espnet-speechclip"
-    assert data["tags"] == ["espnet", "speechclip", "audio", "image-retrieval", "visually-grounded-speech"] + [
-        "speechclip-hybrid"
-    ]
+    assert data["tags"] == [
+        "espnet",
+        "speechclip",
+        "audio",
+        "image-retrieval",
+        "visually-grounded-speech",
+    ] + ["speechclip-hybrid"]
     assert data["datasets"] == ["flickr8k"] and data["license"] == "cc-by-4.0" and data["language"] == "en"
     body = card.text
     for needle in (
