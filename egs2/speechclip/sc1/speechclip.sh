@@ -34,6 +34,8 @@ Usage: ./run.sh [options]
   --pretrained_model CKPT      the authors' Lightning checkpoint (atosystem/SpeechCLIP), imported into
                                <expdir>/<tag or corpus_ckpt name>/ in place of training, then evaluated
                                and packed
+  --import_args "..."          extra options for espnet_speechclip.bin.import_authors_ckpt (e.g. local
+                               HuBERT / CLIP files: --upstream_path F --clip_pretrained F)
   --hf_repo NAMESPACE/NAME     stage 9: upload the packed model with its model card to this Hub repo
                                (log in first: hf auth login, or set HF_TOKEN); with several configs each
                                goes to <NAMESPACE/NAME>_<config name>
@@ -64,6 +66,7 @@ dumpdir=dump
 expdir=exp
 download_model=""
 pretrained_model=""
+import_args=""
 hf_repo=""
 synth_n_train=2000
 synth_n_dev=200
@@ -169,7 +172,7 @@ if [ -n "${fixed_exp}" ] && { runs 5 "${skip_train}" || [ ! -f "${fixed_exp}/con
     else
         log "Stage 5 replaced: importing the authors' checkpoint ${pretrained_model} into ${fixed_exp}"
         run_logged "${logdir}/import_authors_ckpt.log" python3 -m espnet_speechclip.bin.import_authors_ckpt \
-            --ckpt "${pretrained_model}" --out_dir "${fixed_exp}"
+            --ckpt "${pretrained_model}" --out_dir "${fixed_exp}" ${import_args}
     fi
 fi
 
