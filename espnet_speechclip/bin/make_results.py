@@ -92,9 +92,18 @@ def main(cmd=None) -> None:
             if imported
             else f"- checkpoints, `config.yaml`, `train.log`: `{args.exp_dir}/`"
         ),
+        *(
+            []
+            if imported
+            else [
+                f"- TensorBoard curves of training: `{args.exp_dir}/tensorboard/` "
+                f"(`tensorboard --logdir {args.exp_dir}/tensorboard`)"
+            ]
+        ),
         f"- embeddings, keywords and `scores.json` per set: `{args.exp_dir}/decode_<set>/`",
         f"- this page's numbers as JSON: `{args.exp_dir}/results.json`",
-        f"- the packed model (after stage 8): `{args.exp_dir}/packed/model.zip`",
+        f"- the packed model (after stage 8): `{args.exp_dir}/packed/model.zip`; laid out for the "
+        f"Hugging Face Hub (stage 9, `--hf_repo`): `{args.exp_dir}/packed/hf_<namespace>_<name>/`",
         "",
     ]
     write_results(args.exp_dir, args.test_set, params, extra)

@@ -3,11 +3,11 @@
     python -m espnet_speechclip.bin.query --model exp/x/packed/model.zip --speech a.wav --images photos/
     python -m espnet_speechclip.bin.query --model exp/x --speech a.wav --texts captions.txt --topk 3
 
-``--model`` is a packed archive or an experiment folder (config.yaml + valid.mean_r10.best.pth, else
-latest.pth). ``--images`` takes a folder (every image file in it) or files. ``--texts`` is a file with
-one text per line. Cascaded and hybrid models also print their keywords, each with its score and the
-span of the utterance it was heard in (seconds: the frames holding the central 90% of the keyword's
-attention). Results go to stdout, logs to stderr.
+``--model`` is a packed archive, an experiment folder (config.yaml + valid.mean_r10.best.pth, else
+latest.pth) or a Hub repo id <namespace>/<name>. ``--images`` takes a folder (every image file in it) or
+files. ``--texts`` is a file with one text per line. Cascaded and hybrid models also print their keywords,
+each with its score and the span of the utterance it was heard in (seconds: the frames holding the
+central 90% of the keyword's attention). Results go to stdout, logs to stderr.
 """
 
 from __future__ import annotations
@@ -18,13 +18,18 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_speechclip.data.media import MediaError
+from espnet_speechclip.inference.hub import HubError
 from espnet_speechclip.inference.packing import PackError
 from espnet_speechclip.inference.speech2image import Hit, Keyword, Speech2Image, list_images
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="packed model (.zip) or experiment folder")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="packed model (.zip), experiment folder or Hub repo id <namespace>/<name>",
+    )
     p.add_argument(
         "--model_file",
         default=None,
@@ -85,7 +90,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if not images and not texts and "cascaded" not in s2i.branches:
             parser.error("give --images and/or --texts (a parallel model has no keywords to show)")
         result = s2i.query(args.speech, images, texts, args.topk, args.branch, timing=True)
-    except (FileNotFoundError, MediaError, PackError) as e:  # bad input files: the message names them
+    except (FileNotFoundError, MediaError, PackError, HubError) as e:  # bad input: the message names it
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(f"query: {args.speech}  (model {args.model}, {result.branch} branch)")
     if images:

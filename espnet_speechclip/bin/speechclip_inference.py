@@ -4,8 +4,8 @@
         --model_file exp/x/valid.mean_r10.best.pth --data_dir data/flickr8k_test \
         --image_emb_scp dump/image_emb/<clip>/img_emb.scp --output_dir exp/x/decode_test
 
-or, with an archive from espnet_speechclip.bin.pack, ``--model exp/x/packed/model.zip`` instead of
-``--config`` and ``--model_file``.
+or, with an archive from espnet_speechclip.bin.pack, ``--model exp/x/packed/model.zip`` (or a Hub repo id
+``--model <namespace>/<name>``) instead of ``--config`` and ``--model_file``.
 
 Writes the embeddings and keywords described in espnet_speechclip.inference.decode_dir and ``scores.json``.
 In N parallel jobs (what the recipe's ``--inference_nj N`` runs), job J adds ``--num_splits N --split J``,
@@ -33,8 +33,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model",
         default=None,
-        help="packed model archive (.zip from espnet_speechclip.bin.pack), "
-        "instead of --config and --model_file",
+        help="packed model (.zip from espnet_speechclip.bin.pack, or unpacked), experiment folder, or "
+        "Hugging Face Hub repo id <namespace>/<name>[@revision], instead of --config and --model_file",
     )
     p.add_argument("--data_dir", required=True, help="Kaldi-style data dir (wav.scp, utt2img, img.scp, text)")
     p.add_argument("--output_dir", required=True)
@@ -66,7 +66,9 @@ def main(cmd=None) -> None:
             "give the model either as --model (a packed archive) or as --config with --model_file, not both"
         )
     if args.model is None and (args.config is None or args.model_file is None):
-        parser.error("give the model as --model packed.zip, or as both --config and --model_file")
+        parser.error(
+            "give the model as --model (packed .zip or Hub repo id), or as both --config and --model_file"
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     if args.num_threads:
         import torch

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 import re
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -30,28 +30,51 @@ DIRECTIONS = [
 ]
 
 
-def environment() -> List[str]:
-    lines = [
-        f"- date: `{datetime.datetime.now().astimezone().strftime('%a %b %d %H:%M:%S %Z %Y')}`",
-        f"- python: `{platform.python_version()}`, host: `{platform.machine()} {platform.system()}`",
-    ]
-    for pkg in ("espnet-speechclip", "espnet", "s3prl", "open_clip_torch", "torch"):
-        try:
-            lines.append(f"- {pkg} version: `{metadata.version(pkg)}`")
-        except metadata.PackageNotFoundError:
-            pass
+def _git(*args: str) -> str:
+    """Output of a git command in the package's checkout, "" when it is not one (or git is missing)."""
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            timeout=10,
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10
         ).stdout.strip()
-        if commit:
-            lines.append(f"- espnet-speechclip git commit: `{commit}`")
     except (OSError, subprocess.SubprocessError):
-        pass
+        return ""
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> List[str]:
+    """The ``## Environments`` header of a results page, in ESPnet's RESULTS.md format (date, python,
+    espnet and pytorch versions, git hash and commit date), plus the versions SpeechCLIP's numbers
+    depend on (s3prl, open_clip, this package) and the GPU."""
+    from espnet_speechclip import __version__
+
+    lines = [
+        "## Environments",
+        f"- date: `{datetime.datetime.now().astimezone().strftime('%a %b %d %H:%M:%S %Z %Y')}`",
+        f"- python version: `{sys.version.replace(chr(10), ' ')}`",
+        f"- espnet version: `espnet {_version('espnet')}`",
+        f"- pytorch version: `pytorch {_version('torch')}`",
+        f"- s3prl version: `s3prl {_version('s3prl')}`",
+        f"- open_clip version: `open_clip_torch {_version('open_clip_torch')}`",
+        f"- espnet_speechclip version: `espnet_speechclip {__version__}`",
+    ]
+    # only this package's own checkout (an installed copy may sit inside some unrelated repository)
+    top = _git("rev-parse", "--show-toplevel")
+    package = Path(__file__).resolve().parent.parent
+    commit = _git("rev-parse", "HEAD") if top and (Path(top) / package.name).resolve() == package else ""
+    if commit:
+        dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
+        lines += [
+            f"- Git hash: `{commit}`{dirty}",
+            f"  - Commit date: `{_git('show', '-s', '--format=%cd', 'HEAD')}`",
+        ]
+    else:
+        lines.append("- Git hash: `unknown` (espnet_speechclip is not installed from a git checkout)")
     try:
         import torch
 
@@ -78,6 +101,20 @@ def retrieval_table(scores: Dict[str, Dict]) -> List[str]:
     return lines
 
 
+def is_results(results: Any) -> bool:
+    """Whether ``results`` has results.json's shape: ``{test set: {branch: {direction: {R@K: x}}}}``."""
+    return (
+        isinstance(results, dict)
+        and bool(results)
+        and all(
+            isinstance(scores, dict)
+            and bool(scores)
+            and all(isinstance(r, dict) and any(key in r for key, _ in DIRECTIONS) for r in scores.values())
+            for scores in results.values()
+        )
+    )
+
+
 def keyword_rate_rows(scores: Dict[str, Dict]) -> List[Tuple[str, Dict[str, float]]]:
     """(row name, kw1..kwK + avg) of every keyword hit rate in a cascaded branch's scores."""
     rows = [("top-1 (the keyword itself)", scores["keyword_hit_rate"])]
@@ -88,8 +125,8 @@ def keyword_rate_rows(scores: Dict[str, Dict]) -> List[Tuple[str, Dict[str, floa
     return rows
 
 
-def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 10) -> List[str]:
-    """Keyword hit rates (every variant in ``scores``, the cascaded branch's) and example keywords."""
+def hit_rate_table(scores: Dict[str, Dict]) -> List[str]:
+    """Every keyword hit rate of a cascaded branch's ``scores`` as a markdown table, with what it counts."""
     rows = keyword_rate_rows(scores)
     slots = [k for k in rows[0][1] if k != "avg"]
     lines = [
@@ -105,7 +142,12 @@ def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 
         lines.append(
             f"| {name} | " + " | ".join(_fmt(rates[k]) for k in slots) + f" | {_fmt(rates['avg'])} |"
         )
-    lines.append("")
+    return lines
+
+
+def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 10) -> List[str]:
+    """Keyword hit rates (every variant in ``scores``, the cascaded branch's) and example keywords."""
+    lines = hit_rate_table(scores) + [""]
     d = DecodeDir.read(decode_dir)
     keywords, text, utts = d.keywords or {}, d.transcripts or {}, d.utts
     scores = d.array("keyword_scores")
@@ -141,9 +183,8 @@ def write_results(
     config = read_config(exp_dir / "config.yaml")
     clip = config_value(config, "clip_conf")
     md = [
+        "<!-- Generated by python -m espnet_speechclip.bin.make_results -->",
         "# RESULTS",
-        "",
-        "## Environment",
         *environment(),
         "",
         "## Model",

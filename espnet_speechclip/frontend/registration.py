@@ -1,10 +1,16 @@
-"""Make ``frontend: speechclip`` a choice of ESPnet's speech tasks, without importing them.
+"""Make SpeechCLIP known to ESPnet and s3prl on ``import espnet_speechclip``, without importing them.
 
-ESPnet has no plugin registry: a task's choices are module-level :class:`ClassChoices` objects that
-must hold the class before the task builds its argument parser. Importing ``espnet2.tasks.asr`` costs
-~13 s, so :func:`install` (called on ``import espnet_speechclip``) does not import any task. It
-registers into the task modules that are already imported, and installs a finder on ``sys.meta_path``
-that registers into the others right after they are executed, whoever imports them and whenever.
+- ``frontend: speechclip`` in ESPnet's speech tasks. ESPnet has no plugin registry: a task's choices
+  are module-level :class:`ClassChoices` objects that must hold the class before the task builds its
+  argument parser.
+- The s3prl upstreams ``speechclip``, ``speechclip_local`` and ``speechclip_custom`` in ``s3prl.hub``,
+  where ``S3PRLUpstream(name)`` (and ESPnet's ``S3prlFrontend``) look names up (see
+  :mod:`espnet_speechclip.frontend.s3prl_upstream`).
+
+Importing ``espnet2.tasks.asr`` costs ~13 s and ``s3prl.hub`` 12-20 s, so :func:`install` (called on
+``import espnet_speechclip``) imports neither. It registers into the modules that are already imported,
+and installs a finder on ``sys.meta_path`` that registers into the others right after they are
+executed, whoever imports them and whenever.
 
 Only the frontend choices that build a waveform frontend as ``cls(**frontend_conf)`` are extended
 (``espnet2.tasks.mt``'s frontends embed tokens; ``gan_svs``'s post-frontend takes an extra ``input_fs``).
@@ -44,6 +50,10 @@ SPEECH_FRONTEND_CHOICES: Dict[str, Tuple[str, ...]] = {
 SPEECH_FRONTEND_CHOICES["espnet2.tasks.enh_s2t"] = ("frontend_choices", "diar_frontend_choices")
 
 
+# where s3prl's S3PRLUpstream finds upstream names
+S3PRL_HUB = "s3prl.hub"
+
+
 def register_frontend(module: ModuleType) -> None:
     """Add ``speechclip`` to the frontend choices of an imported task module."""
     from espnet_speechclip.frontend.espnet_frontend import SpeechCLIPFrontend
@@ -52,6 +62,25 @@ def register_frontend(module: ModuleType) -> None:
         choices = getattr(module, attr, None)
         if choices is not None:
             choices.classes[FRONTEND_NAME] = SpeechCLIPFrontend
+
+
+def register_upstreams(hub: ModuleType) -> None:
+    """Add the SpeechCLIP upstream entries to an imported ``s3prl.hub``."""
+    from espnet_speechclip.frontend import s3prl_upstream
+
+    for name in s3prl_upstream.NAMES:
+        setattr(hub, name, getattr(s3prl_upstream, name))
+
+
+def _register(module: ModuleType) -> None:
+    if module.__name__ == S3PRL_HUB:
+        register_upstreams(module)
+    else:
+        register_frontend(module)
+
+
+def _hooked(fullname: str) -> bool:
+    return fullname in SPEECH_FRONTEND_CHOICES or fullname == S3PRL_HUB
 
 
 class _RegisteringLoader(importlib.abc.Loader):
@@ -65,18 +94,18 @@ class _RegisteringLoader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
-        register_frontend(module)
+        _register(module)
 
     def __getattr__(self, name: str):
         return getattr(self._loader, name)
 
 
 class _TaskImportHook(importlib.abc.MetaPathFinder):
-    """Finds the task modules of :data:`SPEECH_FRONTEND_CHOICES` with the other finders and wraps
-    their loader; every other import is left alone (``None``: ask the next finder)."""
+    """Finds the task modules of :data:`SPEECH_FRONTEND_CHOICES` and ``s3prl.hub`` with the other
+    finders and wraps their loader; every other import is left alone (``None``: ask the next finder)."""
 
     def find_spec(self, fullname: str, path, target=None) -> Optional[importlib.machinery.ModuleSpec]:
-        if fullname not in SPEECH_FRONTEND_CHOICES:
+        if not _hooked(fullname):
             return None
         for finder in sys.meta_path:
             if finder is self or not hasattr(finder, "find_spec"):
@@ -90,10 +119,10 @@ class _TaskImportHook(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    """Register into the task modules imported so far and hook the ones imported later (idempotent)."""
-    for name in SPEECH_FRONTEND_CHOICES:
+    """Register into the modules imported so far and hook the ones imported later (idempotent)."""
+    for name in [*SPEECH_FRONTEND_CHOICES, S3PRL_HUB]:
         module = sys.modules.get(name)
         if module is not None:
-            register_frontend(module)
+            _register(module)
     if not any(isinstance(f, _TaskImportHook) for f in sys.meta_path):
         sys.meta_path.insert(0, _TaskImportHook())

@@ -12,7 +12,8 @@
 
 ``Speech2Image(train_config, model_file)`` rebuilds the model from its training config (the frozen
 towers from their own names or files) and loads the trainable weights strictly;
-:meth:`Speech2Image.from_pretrained` resolves a packed archive or an experiment folder first. The
+:meth:`Speech2Image.from_pretrained` resolves a packed archive, an experiment folder or a Hub repo id
+(``Speech2Image.from_pretrained("<namespace>/<name>", revision="v1")``) first. The
 inference entry point, the query CLI, the ESPnet frontend, packing and the model card all go through
 this class, so their numbers agree. (Features of HuBERT-style upstreams move slightly with the padding
 in a batch: HuBERT's GroupNorm feature extractor sees it. The same ``batch_size``, 16 by default, gives
@@ -190,21 +191,26 @@ class Speech2Image:
         source: PathLike,
         model_file: Optional[PathLike] = None,
         cache_dir: Optional[PathLike] = None,
+        revision: Optional[str] = None,
         **kwargs: Any,
     ) -> Speech2Image:
-        """Load a packed archive (.zip of ``espnet_speechclip.bin.pack``, extracted once into the unpack
-        cache) or an experiment folder (``config.yaml`` + ``model_file``, default
-        ``valid.mean_r10.best.pth``, else ``latest.pth``). ``kwargs`` go to the constructor.
+        """Load a trained model from anywhere :func:`espnet_speechclip.inference.loader.resolve_model`
+        resolves: an experiment folder (``config.yaml`` + ``model_file``, default
+        ``valid.mean_r10.best.pth``, else ``latest.pth``), a packed archive (.zip of
+        ``espnet_speechclip.bin.pack``, extracted once into the unpack cache ``cache_dir``), a packed
+        folder, or a Hugging Face Hub repo id ``<namespace>/<name>`` at ``revision`` (the Hub's cache,
+        ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` / ``HF_HOME`` apply). ``kwargs`` go to the constructor.
 
         Raises:
             FileNotFoundError: no such archive / folder / config / weights.
-            PackError: a corrupt or tampered archive.
+            PackError: a corrupt or tampered packed model.
+            HubError: a Hub repo that cannot be fetched.
         """
         from espnet_speechclip.inference.loader import resolve_model
 
-        config, weights = resolve_model(source, model_file, cache_dir)
+        config, weights = resolve_model(source, model_file, cache_dir, revision)
         s2i = cls(config, weights, **kwargs)
-        s2i.source = str(source)
+        s2i.source = str(source) if revision is None else f"{source}@{revision}"
         return s2i
 
     @property

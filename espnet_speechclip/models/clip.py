@@ -73,6 +73,9 @@ def load_clip(
             raise ValueError(
                 f"CLIP pretrained {pretrained!r} is neither a file nor a tag of {model_name} {tags}"
             )
+    root = logging.getLogger()
+    if not pretrained:  # random weights were asked for: open_clip's warning would alarm for nothing
+        root.addFilter(_no_random_init_warning)
     try:
         model = open_clip.create_model(model_name, pretrained=pretrained or None, pretrained_text=False)
     except RuntimeError as e:
@@ -81,8 +84,15 @@ def load_clip(
             "weights in the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE=1) or give a local file as "
             "pretrained."
         ) from e
+    finally:
+        root.removeFilter(_no_random_init_warning)
     model.eval().requires_grad_(False)
     return model
+
+
+def _no_random_init_warning(record: logging.LogRecord) -> bool:
+    """Drops open_clip's "No pretrained weights loaded ... initialized randomly" (a logging filter)."""
+    return not record.getMessage().startswith("No pretrained weights loaded")
 
 
 @cache

@@ -165,6 +165,13 @@ class S3PRLSpeechEncoder(nn.Module):
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """speech (B, T) 16 kHz waveforms, speech_lengths (B,) -> features (B, T', D), lengths (B,)."""
+        return self.combine(*self.hidden_states(speech, speech_lengths))
+
+    def hidden_states(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """speech (B, T), speech_lengths (B,) -> the frozen upstream's hidden states L x (B, T', D_up) and
+        their frame lengths (B,): checked, cropped at train time, without gradient."""
         if speech.dim() == 3:  # ESPnet's sound loader may give (B, T, 1)
             speech = speech.squeeze(-1)
         shortest = int(speech_lengths.min())
@@ -176,7 +183,11 @@ class S3PRLSpeechEncoder(nn.Module):
         )
         speech, speech_lengths = self.crop(speech, speech_lengths)
         with torch.no_grad():  # frozen: no activations kept for backward
-            hs, lengths = self.upstream(speech, speech_lengths)
+            return self.upstream(speech, speech_lengths)
+
+    def combine(self, hs: List[torch.Tensor], lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states L x (B, T', D_up), lengths (B,) -> the learned weighted sum (+ projection):
+        features (B, T'', D), lengths (B,) (T'' = T' / subsampling)."""
         feats = self.layer_sum(hs)  # (B, T', D)
         if self.projection is not None:
             x = feats.transpose(1, 2)  # (B, D, T')

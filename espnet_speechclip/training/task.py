@@ -96,10 +96,11 @@ class SpeechCLIPTask(AbsTask):
         register_data_types()
         register_scheduler()
         parser = super().get_parser()
-        # Defaults a SpeechCLIP user wants: no hard dependency on tensorboard/matplotlib, and random
+        # Defaults a SpeechCLIP user wants: TensorBoard logs in <output_dir>/tensorboard/ (ESPnet's
+        # default, tensorboard is a dependency), no attention plots (matplotlib is not), and random
         # batches (see EpochShuffleSampler), selected by dev retrieval.
         parser.set_defaults(
-            use_tensorboard=False,
+            use_tensorboard=True,
             use_matplotlib=False,
             batch_type="unsorted",
             best_model_criterion=[["valid", "mean_r10", "max"]],
