@@ -8,6 +8,7 @@ are registered once per epoch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, Iterable, List
 
 import torch
@@ -17,6 +18,7 @@ from espnet2.train.trainer import Trainer
 
 from espnet_speechclip.evaluation.retrieval import grouped_recall, mean_r10, retrieval_recall
 from espnet_speechclip.models.loss import masked_infonce
+from espnet_speechclip.training.experiment import atomic_torch_save, repair_interrupted_epoch
 
 
 def corpus_retrieval(speech: torch.Tensor, image: torch.Tensor, image_ids: torch.Tensor) -> Dict[str, float]:
@@ -50,6 +52,36 @@ def _gather_cpu(tensors: List[torch.Tensor], distributed: bool) -> List[torch.Te
 
 
 class RetrievalTrainer(Trainer):
+    @classmethod
+    def run(
+        cls,
+        model,
+        optimizers,
+        schedulers,
+        train_iter_factory,
+        valid_iter_factory,
+        plot_attention_iter_factory,
+        trainer_options,
+        distributed_option,
+    ) -> None:
+        """ESPnet's training loop, with checkpoints that survive ``kill -9``: every file is written
+        atomically, and a resumed run first completes what the killed one left undone (see
+        :mod:`espnet_speechclip.training.experiment`)."""
+        rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
+        if trainer_options.resume and rank0:
+            repair_interrupted_epoch(Path(trainer_options.output_dir), trainer_options.best_model_criterion)
+        with atomic_torch_save():
+            super().run(
+                model=model,
+                optimizers=optimizers,
+                schedulers=schedulers,
+                train_iter_factory=train_iter_factory,
+                valid_iter_factory=valid_iter_factory,
+                plot_attention_iter_factory=plot_attention_iter_factory,
+                trainer_options=trainer_options,
+                distributed_option=distributed_option,
+            )
+
     @classmethod
     @torch.no_grad()
     def validate_one_epoch(
