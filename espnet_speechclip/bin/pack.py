@@ -13,6 +13,7 @@ See espnet_speechclip.inference.packing for the archive layout.
 import argparse
 import logging
 
+from espnet_speechclip.errors import run_cli
 from espnet_speechclip.inference.packing import pack_model
 
 
@@ -46,4 +47,4 @@ def main(cmd=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

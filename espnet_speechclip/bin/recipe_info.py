@@ -15,6 +15,7 @@ import argparse
 from typing import List, Optional
 
 from espnet_speechclip.config import ConfigError, config_value, exp_name, read_config, set_name
+from espnet_speechclip.errors import run_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -50,4 +51,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
