@@ -119,6 +119,12 @@ class FileHashes:
             return old["sha256"]
         return None
 
+    def recorded(self, path: PathLike) -> Optional[str]:
+        """The hash an earlier record gave ``path``, whatever the file is now (compare it with
+        :meth:`sha256` to learn whether the content is still the recorded one)."""
+        old = self._old.get(str(path))
+        return old.get("sha256") if isinstance(old, Mapping) else None
+
     def sha256(self, path: PathLike) -> str:
         """sha256 of ``path``'s bytes. Raises FileNotFoundError naming a missing file."""
         sha = self.known(path)

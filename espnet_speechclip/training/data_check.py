@@ -103,15 +103,24 @@ def scan_audio_list(
 
     scp = read_kv(wav_scp)
     shapes = {k: int(v.split(",")[0]) for k, v in read_kv(shape_file).items()} if shape_file else {}
-    trusted = FileHashes(dict(vouched), {os.path.abspath(k): v for k, v in vouched_audio(wav_scp).items()})
+    by_abs = {**{os.path.abspath(k): v for k, v in vouched_audio(wav_scp).items()}, **dict(vouched)}
+    earlier = FileHashes(
+        {p: by_abs[os.path.abspath(p)] for p in scp.values() if os.path.abspath(p) in by_abs}
+    )
     todo: List[Tuple[str, str]] = []
     sha: Dict[str, str] = {}
     for utt, path in scp.items():
-        known = checked.known(path) or trusted.known(os.path.abspath(path))
-        if known is not None:
-            sha[utt] = known
-        else:
-            todo.append((utt, path))
+        # A file whose content is the content a check passed before is not decoded again; its hash is
+        # reused while its stat is unchanged, else the file is read (much cheaper than decoding it).
+        passed = checked.recorded(path) or earlier.recorded(path)
+        if passed is not None and os.path.isfile(path):
+            now = checked.known(path) or earlier.known(path) or checked.sha256(path)
+            if now == passed:
+                if str(path) not in checked.entries:
+                    checked.add(path, earlier.entries.get(str(path)) or {"sha256": now})
+                sha[utt] = now
+                continue
+        todo.append((utt, path))
     if todo:
         logger.info(
             "%s: checking %d of %d audio files (the rest were checked before)", wav_scp, len(todo), len(scp)

@@ -145,13 +145,18 @@ def cache_image_embeddings(
                 emb = encoder.embed_images(
                     [load_image(path_of[sha]) for sha in shas], device=torch.device(device)
                 )
+                lines = []
                 for sha, e in zip(shas, emb.float().cpu().numpy()):
                     tmp = folder / "emb" / f".{sha}.partial.npy"
                     np.save(tmp, e)
                     os.replace(tmp, npy(sha))  # atomic: an interrupted run never leaves half a file
                     embeddings[sha] = file_entry(npy(sha))
-                    journal.write(f"{sha}\t{json.dumps(embeddings[sha])}\n")
-                journal.flush()  # what is in the journal survives a kill
+                    lines.append(f"{sha}\t{json.dumps(embeddings[sha])}\n")
+                # A batch enters the journal whole, in one write: a run killed mid-batch redoes that
+                # batch, so batches keep their composition and a resumed cache is byte-identical to an
+                # uninterrupted one (CPU kernels may round differently for other batch sizes).
+                journal.write("".join(lines))
+                journal.flush()
                 if bar is not None:
                     bar.update(len(shas))
         if bar is not None:
