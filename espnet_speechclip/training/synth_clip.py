@@ -323,6 +323,7 @@ def train_synth_clip(
         old = {}
     if eval_data_dir is not None:
         evaluated = {"weights": sha256_file(out_file), "eval_data": data_identity(eval_data_dir)}
+        scores = old
         if old.get("made_from") != evaluated:
             scores = evaluate_clip(model, preprocess, tokenize, eval_data_dir)
             scores.update((read_record(record_file) or {}).get("extra", {}))  # steps, time, threads
