@@ -31,7 +31,7 @@ from espnet_speechclip.inference.decode_dir import (
     reset_decode_dir,
     write_decode_record,
 )
-from espnet_speechclip.provenance import RECORD_NAME, FileHashes, clear_record
+from espnet_speechclip.provenance import RECORD_NAME, FileHashes, clear_record, read_record
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -90,7 +90,13 @@ def main(cmd=None) -> None:
     for name, path in (("--config", config), ("--model_file", weights), ("--data_dir", args.data_dir)):
         if not Path(path).exists():
             parser.error(f"{name} {path} does not exist")
-    hashes = FileHashes()
+    out_dir = Path(args.output_dir)
+    parts = out_dir / f"split{args.num_splits}"
+    here = out_dir if args.split is None else parts / str(args.split)
+    # the hashes recorded by the last decode here (and by the jobs a merge joins): unchanged files are
+    # not read again
+    seeds = [here] + ([parts / str(j) for j in range(1, args.num_splits + 1)] if args.merge else [])
+    hashes = FileHashes(*[(read_record(d / RECORD_NAME) or {}).get("hashes") for d in seeds])
     made_from = decode_made_from(
         model_identity(config, weights, hashes), args.data_dir, args.image_emb_scp, hashes
     )
@@ -98,15 +104,13 @@ def main(cmd=None) -> None:
     def load() -> Speech2Image:
         return Speech2Image(config, weights, device=args.device, batch_size=args.batch_size)
 
-    out_dir = Path(args.output_dir)
-    parts = out_dir / f"split{args.num_splits}"
     # Whatever this call does, the folder is not a finished decode until it ends: drop its record first.
     clear_record(out_dir / RECORD_NAME)
     if args.split is not None:
         part = parts / str(args.split)
         reset_decode_dir(part)
         embed_utterances(load(), args.data_dir, part, split=(args.split, args.num_splits))
-        write_decode_record(part, made_from, part=(args.split, args.num_splits))
+        write_decode_record(part, made_from, hashes, part=(args.split, args.num_splits))
         logging.info("wrote part %d of %d to %s", args.split, args.num_splits, part)
         return
     reset_decode_dir(out_dir)
