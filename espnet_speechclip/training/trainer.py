@@ -4,6 +4,9 @@ In-batch accuracy depends on the batch size and composition; the paper selects c
 recall over all dev utterances and images. Each rank embeds its shard, the shards are gathered, and
 R@1/5/10 in both directions (and their mean R@10, usable as ``--best_model_criterion valid mean_r10 max``)
 are registered once per epoch.
+
+Its checkpoints survive ``kill -9``: see :func:`espnet_speechclip.training.experiment.atomic_torch_save`
+and :func:`espnet_speechclip.training.experiment.repair_interrupted_epoch`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ silently. A miniature Flickr8k with the tiny parallel config, in a dump folder w
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,42 @@ def test_a_regenerated_corpus_rebuilds_caches_and_refuses_stale_outputs(recipe):
     # and the experiment was trained on the old data: continuing it is refused
     out = failed(attempt(rec, "--stage", "5", "--stop_stage", "5", corpus=corpus))
     assert "data.train.speech.content" in out and "start a new experiment" in out
+
+
+def test_a_reseeded_synth_corpus_retrains_the_stand_in_clip_and_reembeds(tmp_path):
+    """``./run.sh --synth_seed 1``: the same file names with new pictures and speech."""
+    pytest.importorskip("espeakng_loader")
+    from helpers import run_recipe
+
+    rec = copy_recipe(tmp_path / "sc1")
+    sizes = (
+        "--synth_n_train 4 --synth_n_dev 2 --synth_n_test 2 --synth_captions 2 --nj 1 --stop_stage 3".split()
+    )
+    first = run_recipe(rec, *sizes, "--clip_steps", "2")
+    assert "training synth-clip" in first
+    weights = (rec / "exp" / "clip" / "synth-clip.pt").read_bytes()
+    report = (rec / "exp" / "clip" / "synth-clip.eval.json").read_text()
+
+    again = run_recipe(rec, *sizes, "--clip_steps", "2")
+    assert "training synth-clip" not in again and "up to date" in again
+    assert "to embed" in again and not [n for n in re.findall(r"(\d+) to embed", again) if n != "0"]
+
+    reseeded = run_recipe(rec, *sizes, "--clip_steps", "2", "--synth_seed", "1")
+    assert "training synth-clip" in reseeded
+    assert (rec / "exp" / "clip" / "synth-clip.pt").read_bytes() != weights
+    assert (rec / "exp" / "clip" / "synth-clip.eval.json").read_text() != report
+    # a new CLIP: every distinct image of every set is embedded by it, once
+    from espnet_speechclip.data.datadir import read_kv
+    from espnet_speechclip.files import sha256_file
+
+    images = {
+        p for s in ("train", "dev", "test") for p in read_kv(rec / "data" / f"synth_{s}" / "img.scp").values()
+    }
+    distinct = len({sha256_file(rec / p) for p in images})
+    assert sum(int(n) for n in re.findall(r"(\d+) to embed", reseeded)) == distinct
+
+    more = run_recipe(rec, *sizes, "--clip_steps", "3", "--synth_seed", "1", "--stage", "3")
+    assert (
+        "training synth-clip" in more
+        and json.loads((rec / "exp" / "clip" / "synth-clip.eval.json").read_text())["steps"] == 3
+    )
