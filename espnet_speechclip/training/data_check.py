@@ -112,10 +112,10 @@ def scan_audio_list(
     for utt, path in scp.items():
         # A file whose content is the content a check passed before is not decoded again; its hash is
         # reused while its stat is unchanged, else the file is read (much cheaper than decoding it).
-        passed = checked.recorded(path) or earlier.recorded(path)
-        if passed is not None and os.path.isfile(path):
+        passed = {checked.recorded(path), earlier.recorded(path)} - {None}
+        if passed and os.path.isfile(path):
             now = checked.known(path) or earlier.known(path) or checked.sha256(path)
-            if now == passed:
+            if now in passed:
                 if str(path) not in checked.entries:
                     checked.add(path, earlier.entries.get(str(path)) or {"sha256": now})
                 sha[utt] = now
