@@ -5,6 +5,7 @@
 from typing import List, Optional
 
 from espnet_speechclip.compat import quiet_espnet_import
+from espnet_speechclip.errors import run_cli
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
@@ -15,4 +16,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

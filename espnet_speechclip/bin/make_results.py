@@ -1,7 +1,10 @@
 """Recipe stage 7: RESULTS.md and results.json of an experiment from its scored test sets.
 
 python -m espnet_speechclip.bin.make_results --exp_dir exp/<tag> --test_set flickr8k_test \
-    [--dev_set flickr8k_dev]
+        [--model_file exp/<tag>/valid.mean_r10.best.pth --data_root dump/raw --dev_set flickr8k_dev]
+
+Refuses (naming the folder and what differs) a decode folder that is not the finished inference of the
+experiment's model on the data as it is now: rerun the inference stage first.
 
 For an experiment imported from one of the authors' released checkpoints (``import.json`` in the folder,
 see ``espnet_speechclip.bin.import_authors_ckpt``), RESULTS.md also puts the paper's numbers of that
@@ -14,7 +17,10 @@ import logging
 from pathlib import Path
 from typing import List
 
-from espnet_speechclip.evaluation.results import write_results
+from espnet_speechclip.errors import run_cli
+from espnet_speechclip.evaluation.results import clear_results_record, write_results
+from espnet_speechclip.inference.decode_dir import require_current
+from espnet_speechclip.inference.loader import find_weights, model_identity
 
 
 def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) -> List[str]:
@@ -49,7 +55,12 @@ def main(cmd=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--test_set", action="append", required=True, help="test set name (decode_<name>)")
-    p.add_argument("--model_file", default=None, help="weights used, to report parameter counts")
+    p.add_argument(
+        "--model_file",
+        default=None,
+        help="the experiment's weights (default: valid.mean_r10.best.pth, else latest.pth); the decode "
+        "folders must hold its inference",
+    )
     p.add_argument(
         "--dev_set",
         default=None,
@@ -59,30 +70,38 @@ def main(cmd=None) -> None:
     p.add_argument(
         "--data_root",
         default=None,
-        help="folder of the data dirs (<data_root>/<test set>/img.scp): draws retrieval examples",
+        help="folder of the data dirs (<data_root>/<test set>): the decode folders must hold their "
+        "inference as the data is now; draws retrieval examples",
     )
     args = p.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
-    params = None
-    if args.model_file:
-        from espnet_speechclip.inference.speech2image import Speech2Image
-        from espnet_speechclip.models.random_weights import count_parameters
-
-        # the counts need the architecture and the trained weights, not CLIP's pretrained weights
-        model = Speech2Image(f"{args.exp_dir}/config.yaml", args.model_file, clip_weights=False).model
-        params = count_parameters(model)
     exp_dir = Path(args.exp_dir)
+    model_file = Path(args.model_file) if args.model_file else find_weights(exp_dir)
+    model = model_identity(exp_dir / "config.yaml", model_file)
+    # Only the inference of this model on the data as it is now may be scored.
+    for test_set in args.test_set:
+        data_dir = Path(args.data_root) / test_set if args.data_root else None
+        require_current(exp_dir / f"decode_{test_set}", model, data_dir)
+    clear_results_record(exp_dir)
+
+    from espnet_speechclip.inference.speech2image import Speech2Image
+    from espnet_speechclip.models.random_weights import count_parameters
+
+    # the counts need the architecture and the trained weights, not CLIP's pretrained weights
+    params = count_parameters(Speech2Image(exp_dir / "config.yaml", model_file, clip_weights=False).model)
     imported = (exp_dir / "import.json").is_file()
     extra = imported_sections(exp_dir, args.test_set, args.dev_set) if imported else []
+    pictures = []
     if args.data_root:
         from espnet_speechclip.evaluation.figure import draw_retrieval_examples
 
         for test_set in args.test_set:
             png = draw_retrieval_examples(
-                Path(args.exp_dir) / f"decode_{test_set}",
+                exp_dir / f"decode_{test_set}",
                 Path(args.data_root) / test_set / "img.scp",
-                Path(args.exp_dir) / f"retrieval_{test_set}.png",
+                exp_dir / f"retrieval_{test_set}.png",
             )
+            pictures.append(png)
             extra += [f"## Retrieval examples ({test_set})", "", f"![retrieval examples]({png.name})", ""]
     extra += [
         "## Where the outputs live",
@@ -106,9 +125,9 @@ def main(cmd=None) -> None:
         f"Hugging Face Hub (stage 9, `--hf_repo`): `{args.exp_dir}/packed/hf_<namespace>_<name>/`",
         "",
     ]
-    write_results(args.exp_dir, args.test_set, params, extra)
+    write_results(exp_dir, args.test_set, params, extra, model=model, extra_outputs=pictures)
     logging.info("wrote %s/RESULTS.md and %s/results.json", args.exp_dir, args.exp_dir)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -16,6 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from espnet_speechclip.errors import run_cli
 from espnet_speechclip.inference.packing import CARD_DEFAULTS, pack_model
 
 
@@ -64,4 +65,4 @@ def main(cmd=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -17,8 +17,9 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_speechclip.data.media import MediaError
-from espnet_speechclip.inference.hub import HubError
+from espnet_speechclip.data.media import MediaError, probe_audio, probe_image
+from espnet_speechclip.errors import run_cli
+from espnet_speechclip.inference.hub import HubError, parse_repo_id
 from espnet_speechclip.inference.packing import PackError
 from espnet_speechclip.inference.speech2image import Hit, Keyword, Speech2Image, list_images
 
@@ -69,12 +70,22 @@ def main(cmd: Optional[List[str]] = None) -> None:
     if args.topk < 1:
         parser.error("--topk must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    # Every input is checked before the model loads (which can take many seconds): a wrong path or an
+    # undecodable file fails at once, named.
+    if not Path(args.model).exists() and parse_repo_id(args.model) is None:
+        parser.error(
+            f"--model {args.model} does not exist (an experiment folder, a packed .zip or folder, "
+            f"or a Hub repo id <namespace>/<name>)"
+        )
     images: List[str] = []
-    for x in args.images:
-        try:
+    try:
+        probe_audio(args.speech)
+        for x in args.images:
             images += [str(p) for p in list_images(x)] if Path(x).is_dir() else [x]
-        except MediaError as e:
-            parser.error(str(e))
+        for image in images:
+            probe_image(image)
+    except MediaError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     texts: List[str] = []
     if args.texts is not None:
         if not Path(args.texts).is_file():
@@ -102,4 +113,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

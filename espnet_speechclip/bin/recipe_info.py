@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from espnet_speechclip.config import ConfigError, config_value, exp_name, read_config, set_name
+from espnet_speechclip.errors import run_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -91,4 +92,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -4,6 +4,10 @@ results.json maps each test set to its branches:
 ``{"<test set>": {"parallel": {"speech_to_image": {"R@1": ..}, "image_to_speech": .., "speech_to_text": ..,
 "text_to_speech": ..}, "cascaded": {..., "keyword_hit_rate": {"kw1": .., "avg": ..},
 "keyword_hit_rate_top5_neighbours": {..}}}}`` (percent; see :mod:`espnet_speechclip.evaluation.scoring`).
+
+The pages carry a record (``.results.json.made_from.json``, :mod:`espnet_speechclip.provenance`) of the
+model and decode folders they were computed from, written after them; packing refuses results whose
+record names another model.
 """
 
 from __future__ import annotations
@@ -20,7 +24,18 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.inference.decode_dir import RECORD_KIND as DECODE_KIND
 from espnet_speechclip.inference.decode_dir import DecodeDir
+from espnet_speechclip.provenance import (
+    RECORD_NAME,
+    clear_record,
+    digest,
+    read_record,
+    record_path,
+    write_record,
+)
+
+RECORD_KIND = "results"
 
 DIRECTIONS = [
     ("speech_to_image", "S→I"),
@@ -164,14 +179,27 @@ def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 
     return lines
 
 
+def clear_results_record(exp_dir: str | Path) -> None:
+    """Drop the record of ``exp_dir``'s results before any of them is rewritten."""
+    clear_record(record_path(Path(exp_dir) / "results.json"))
+
+
 def write_results(
     exp_dir: str | Path,
     test_sets: List[str],
     params: Optional[Dict[str, int]] = None,
     extra_sections: Optional[List[str]] = None,
+    model: Optional[dict] = None,
+    extra_outputs: Optional[List[Path]] = None,
 ) -> Dict[str, Dict]:
-    """Collect ``exp_dir/decode_<set>/scores.json`` into ``results.json`` and ``RESULTS.md``."""
+    """Collect ``exp_dir/decode_<set>/scores.json`` into ``results.json`` and ``RESULTS.md``.
+
+    With ``model`` (its identity), the pages get a record of that model and of each decode folder's
+    record; ``extra_outputs`` (e.g. the retrieval picture) are part of it. Check the decode folders first
+    (:func:`espnet_speechclip.inference.decode_dir.require_current`).
+    """
     exp_dir = Path(exp_dir)
+    clear_results_record(exp_dir)
     results: Dict[str, Dict] = {}
     for s in test_sets:
         f = exp_dir / f"decode_{s}" / "scores.json"
@@ -212,4 +240,18 @@ def write_results(
             md += keyword_tables(exp_dir / f"decode_{s}", scores["cascaded"]) + [""]
     md += extra_sections or []
     (exp_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    if model is not None:
+        decodes = {}
+        for s in test_sets:
+            record = read_record(exp_dir / f"decode_{s}" / RECORD_NAME) or {}
+            decodes[s] = digest(record.get("made_from")) if record.get("kind") == DECODE_KIND else None
+        outputs = {
+            p.name: p for p in [exp_dir / "results.json", exp_dir / "RESULTS.md", *(extra_outputs or [])]
+        }
+        write_record(
+            record_path(exp_dir / "results.json"),
+            RECORD_KIND,
+            {"model": model, "decodes": decodes},
+            outputs=outputs,
+        )
     return results

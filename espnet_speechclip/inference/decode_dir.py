@@ -15,7 +15,14 @@ parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datad
   :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself is not kept:
   K x T floats per utterance would outweigh everything else in the folder).
 
-Scoring, the results page, its picture and the acceptance check read it through :class:`DecodeDir`.
+- ``scores.json`` (written by the inference entry point) and ``.made_from.json``, the record
+  (:mod:`espnet_speechclip.provenance`) of the model (weights and options), the data dir (lists, audio and
+  image files, by content) and the image cache it was made from, written last.
+
+Scoring, the results page, its picture and the acceptance check read it through :class:`DecodeDir`;
+whoever reads a decode folder as the result of a model first calls :func:`require_current`, which refuses
+a folder without a record (an inference that was interrupted or failed) or with a record of another model
+or other data.
 """
 
 from __future__ import annotations
@@ -29,7 +36,16 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.data.datadir import datadir_identity, read_kv
+from espnet_speechclip.provenance import (
+    RECORD_NAME,
+    FileHashes,
+    ProvenanceError,
+    check_record,
+    clear_record,
+    read_record,
+    write_record,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +58,85 @@ PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
     "keyword_neighbour_ids.npy",
     "text.npy",
 )
+# Every file inference writes into a decode folder (or a part of one).
+OUTPUT_FILES = PER_UTTERANCE_ARRAYS + (
+    "utt_list",
+    "keywords",
+    "image.npy",
+    "image_list",
+    "utt2img",
+    "text",
+    "scores.json",
+)
+RECORD_KIND = "decode"
+PART_RECORD_KIND = "decode-part"
+
+
+# ------------------------------------------------------------------------------------------ provenance
+def decode_made_from(
+    model: dict, data_dir: PathLike, image_emb_scp: Optional[PathLike] = None, hashes=None
+) -> Dict:
+    """What a decode folder is made from: ``model``
+    (:func:`espnet_speechclip.inference.loader.model_identity`), the data dir by content
+    (:func:`espnet_speechclip.data.datadir.datadir_identity`) and the image cache list (its entries point
+    at content-addressed embeddings), if one was used."""
+    hashes = hashes if hashes is not None else FileHashes()
+    return {
+        "model": model,
+        "data": datadir_identity(data_dir, hashes),
+        "image_cache": hashes.sha256(image_emb_scp) if image_emb_scp is not None else None,
+    }
+
+
+def reset_decode_dir(output_dir: PathLike) -> None:
+    """Remove a decode folder's record and every output of an earlier run, before writing it anew: an
+    interrupted run then leaves a folder that is refused, and no file of another model stays behind."""
+    output_dir = Path(output_dir)
+    clear_record(output_dir / RECORD_NAME)
+    for name in OUTPUT_FILES:
+        (output_dir / name).unlink(missing_ok=True)
+
+
+def write_decode_record(output_dir: PathLike, made_from: Dict, hashes=None, part: Optional[Tuple] = None):
+    """The record of a finished decode folder (or of part ``(j, n)`` of one); call it last."""
+    output_dir = Path(output_dir)
+    outputs = {name: output_dir / name for name in OUTPUT_FILES if (output_dir / name).is_file()}
+    kind, made_from = (
+        (RECORD_KIND, made_from) if part is None else (PART_RECORD_KIND, {**made_from, "part": list(part)})
+    )
+    return write_record(
+        output_dir / RECORD_NAME, kind, made_from, outputs=outputs, hashes=getattr(hashes, "entries", None)
+    )
+
+
+def part_is_current(part_dir: PathLike, made_from: Dict, part: Tuple[int, int]) -> Optional[str]:
+    """None when ``part_dir`` is part ``part`` of a decode made from ``made_from``, else why not."""
+    return check_record(Path(part_dir) / RECORD_NAME, PART_RECORD_KIND, {**made_from, "part": list(part)})
+
+
+def require_current(
+    decode_dir: PathLike,
+    model: dict,
+    data_dir: Optional[PathLike] = None,
+) -> None:
+    """Refuse a decode folder that is not the finished inference of ``model`` (and of ``data_dir``, as it
+    is now, when given).
+
+    Raises:
+        ProvenanceError: naming the folder, what differs, and the stage to rerun.
+    """
+    decode_dir = Path(decode_dir)
+    record = read_record(decode_dir / RECORD_NAME) or {}
+    hashes = FileHashes(record.get("hashes"))
+    expected = {"model": model}
+    if data_dir is not None:
+        expected["data"] = datadir_identity(data_dir, hashes)
+    why = check_record(decode_dir / RECORD_NAME, RECORD_KIND, expected, keys=list(expected))
+    if why is not None:
+        raise ProvenanceError(
+            f"decode folder {decode_dir} {why}: it does not hold the inference of the current model"
+            f"{' and data' if data_dir is not None else ''}. Rerun the inference stage (stage 6) first."
+        )
 
 
 # ------------------------------------------------------------------------------------------------ read
@@ -188,12 +283,17 @@ def embed_utterances(
     return output_dir
 
 
-def merge_utterance_parts(parts: List[Path], output_dir: PathLike) -> Path:
+def merge_utterance_parts(parts: List[Path], output_dir: PathLike, made_from: Optional[Dict] = None) -> Path:
     """Join the per-utterance outputs of parallel jobs (:func:`embed_utterances` with ``split``) into
-    ``output_dir``, in sorted utterance order as a single job writes them."""
+    ``output_dir``, in sorted utterance order as a single job writes them. With ``made_from``, every part
+    must carry the record of that decode (its job finished, with this model on this data)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    for part in parts:
+    for j, part in enumerate(parts, 1):
+        if made_from is not None:
+            why = part_is_current(part, made_from, (j, len(parts)))
+            if why is not None:
+                raise ProvenanceError(f"inference part {part} {why}: rerun its job (--split {j})")
         if not (part / "utt_list").is_file():
             raise FileNotFoundError(f"inference part {part} is incomplete (no utt_list): rerun its job")
     utts = [u for part in parts for u in (part / "utt_list").read_text(encoding="utf-8").split()]
@@ -223,7 +323,22 @@ def read_image_cache(image_keys: List[str], image_emb_scp: PathLike) -> np.ndarr
         raise KeyError(
             f"image embedding cache {image_emb_scp} lacks {len(missing)} image(s), e.g. {missing[:3]}"
         )
-    emb = torch.from_numpy(np.stack([np.load(cache[k]) for k in image_keys]))
+    rows = []
+    for k in image_keys:
+        try:
+            row = np.load(cache[k])
+        except Exception as e:
+            raise ValueError(
+                f"cached embedding {cache[k]} of image {k} (from {image_emb_scp}) cannot be read "
+                f"({type(e).__name__}: {e}): rerun the image-cache stage, which rebuilds damaged entries"
+            ) from None
+        if row.ndim != 1 or (rows and row.shape != rows[0].shape) or not np.isfinite(row).all():
+            raise ValueError(
+                f"cached embedding {cache[k]} of image {k} (from {image_emb_scp}) has shape {row.shape} "
+                f"or non-finite values: rerun the image-cache stage"
+            )
+        rows.append(row)
+    emb = torch.from_numpy(np.stack(rows))
     return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
 
 

@@ -411,6 +411,18 @@ def pack_model(
     config = read_config(config_file)
     results = None
     if results_json is not None:
+        from espnet_speechclip.inference.loader import model_identity
+        from espnet_speechclip.provenance import explain, read_record, record_path
+
+        # results written by the recipe record the model they were computed for (a hand-written file
+        # has no record and is taken as given)
+        recorded = ((read_record(record_path(results_json)) or {}).get("made_from") or {}).get("model")
+        model = model_identity(config_file, model_file)
+        if recorded is not None and recorded != model:
+            raise PackError(
+                f"{results_json} was computed for another model ({'; '.join(explain(recorded, model))}): "
+                f"rerun the scoring stage (stage 7) for {model_file} before packing"
+            )
         with open(results_json, encoding="utf-8") as f:
             results = json.load(f)
 

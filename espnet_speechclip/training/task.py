@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
 
@@ -34,6 +35,8 @@ from espnet_speechclip.models.builder import (
 from espnet_speechclip.models.clip import image_transform, preprocess_cfg_from_config, text_context_length
 from espnet_speechclip.models.speech_encoder import check_min_samples
 from espnet_speechclip.models.speechclip import SpeechCLIP
+from espnet_speechclip.training.data_check import SPEECH_SHAPE_FILES
+from espnet_speechclip.training.experiment import guard_experiment, process_rank
 from espnet_speechclip.training.preprocessor import SpeechCLIPPreprocessor
 from espnet_speechclip.training.readers import register_data_types
 from espnet_speechclip.training.sampler import EpochShuffleSampler
@@ -41,8 +44,6 @@ from espnet_speechclip.training.scheduler import register_scheduler
 from espnet_speechclip.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger(__name__)
-
-SPEECH_SHAPE_FILES = ("utt2num_samples", "speech_shape")
 
 
 class SpeechCLIPTask(AbsTask):
@@ -107,6 +108,22 @@ class SpeechCLIPTask(AbsTask):
             keep_nbest_models=1,
         )
         return parser
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        # Spawned workers (ESPnet's multi-GPU mode) start from a fresh interpreter: register again.
+        register_data_types()
+        # ESPnet configures logging inside main_worker; the checks below log, so configure it the same
+        # way first (ESPnet's own basicConfig call is then a no-op).
+        rank0 = process_rank(args) == 0
+        host = os.uname()[1].split(".")[0]
+        logging.basicConfig(
+            level=args.log_level if rank0 else "ERROR",
+            format=f"[{host}] %(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+        )
+        # Before ESPnet rewrites config.yaml: refuse unusable data and a changed experiment.
+        guard_experiment(args)
+        super().main_worker(args)
 
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:

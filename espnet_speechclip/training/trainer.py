@@ -9,6 +9,9 @@ Training steps and validation run in one precision, the config's ``amp_dtype`` (
 :mod:`espnet_speechclip.precision`): ESPnet's Trainer takes its training autocast dtype from
 ``espnet2.train.trainer.autocast_args`` (bf16 wherever the GPU supports it), so each training epoch
 sets it to ``amp_dtype`` and puts it back after.
+
+Its checkpoints survive ``kill -9``: see :func:`espnet_speechclip.training.experiment.atomic_torch_save`
+and :func:`espnet_speechclip.training.experiment.repair_interrupted_epoch`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+from pathlib import Path
 from typing import Dict, Iterable, Iterator, List
 
 import torch
@@ -29,6 +33,7 @@ from espnet_speechclip.config import TASK_DEFAULTS
 from espnet_speechclip.evaluation.retrieval import grouped_recall, mean_r10, retrieval_recall
 from espnet_speechclip.models.loss import masked_infonce
 from espnet_speechclip.precision import AMP_DTYPES, amp_dtype, autocast, check_amp_dtype
+from espnet_speechclip.training.experiment import atomic_torch_save, repair_interrupted_epoch
 
 
 def corpus_retrieval(speech: torch.Tensor, image: torch.Tensor, image_ids: torch.Tensor) -> Dict[str, float]:
@@ -122,6 +127,36 @@ class RetrievalTrainer(Trainer):
                 reporter=reporter,
                 summary_writer=summary_writer,
                 options=options,
+                distributed_option=distributed_option,
+            )
+
+    @classmethod
+    def run(
+        cls,
+        model,
+        optimizers,
+        schedulers,
+        train_iter_factory,
+        valid_iter_factory,
+        plot_attention_iter_factory,
+        trainer_options,
+        distributed_option,
+    ) -> None:
+        """ESPnet's training loop, with checkpoints that survive ``kill -9``: every file is written
+        atomically, and a resumed run first completes what the killed one left undone (see
+        :mod:`espnet_speechclip.training.experiment`)."""
+        rank0 = not distributed_option.distributed or distributed_option.dist_rank == 0
+        if trainer_options.resume and rank0:
+            repair_interrupted_epoch(Path(trainer_options.output_dir), trainer_options.best_model_criterion)
+        with atomic_torch_save():
+            super().run(
+                model=model,
+                optimizers=optimizers,
+                schedulers=schedulers,
+                train_iter_factory=train_iter_factory,
+                valid_iter_factory=valid_iter_factory,
+                plot_attention_iter_factory=plot_attention_iter_factory,
+                trainer_options=trainer_options,
                 distributed_option=distributed_option,
             )
 

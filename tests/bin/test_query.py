@@ -68,3 +68,47 @@ def test_query_cli_prints_ranked_images_and_keywords(sc, capsys, tmp_path):
         )
     assert exit_info.value.code == 1
     assert f"audio file {tmp_path / 'nope.wav'} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["speech", "image", "model"])
+def test_query_checks_its_inputs_before_loading_the_model(tmp_path, capsys, monkeypatch, bad):
+    from helpers import make_garbage, make_jpg, make_wav
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(Speech2Image, "from_pretrained", no_loading)
+    make_wav(tmp_path / "q.wav")
+    make_jpg(tmp_path / "photos" / "a.jpg")
+    make_garbage(tmp_path / "photos" / "b.jpg")
+    model = tmp_path / "exp"
+    model.mkdir()
+    args = {
+        "speech": [
+            "--model",
+            str(model),
+            "--speech",
+            str(tmp_path / "nope.wav"),
+            "--images",
+            str(tmp_path / "photos" / "a.jpg"),
+        ],
+        "image": [
+            "--model",
+            str(model),
+            "--speech",
+            str(tmp_path / "q.wav"),
+            "--images",
+            str(tmp_path / "photos"),
+        ],
+        "model": ["--model", str(tmp_path / "nope"), "--speech", str(tmp_path / "q.wav")],
+    }[bad]
+    with pytest.raises(SystemExit) as exit_info:
+        query.main(args)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    expected = {
+        "speech": "nope.wav does not exist",
+        "image": "b.jpg cannot be decoded",
+        "model": "nope does not exist",
+    }
+    assert expected[bad] in err

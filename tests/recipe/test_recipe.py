@@ -111,7 +111,8 @@ def test_stages_1_to_8_produce_results(recipe):
 def test_rerun_of_finished_stage_does_no_work(recipe):
     rec, _, corpus = recipe
     cache = next((rec / "dump" / "image_emb").iterdir())
-    before = {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")}
+    before = {p: p.stat().st_mtime_ns for p in cache.glob("emb/*.npy")}
+    assert before
     out = run(
         rec,
         "--corpus",
@@ -125,7 +126,7 @@ def test_rerun_of_finished_stage_does_no_work(recipe):
         env={"FLICKR8K": str(corpus)},
     )
     assert "0 to embed" in out
-    assert {p: p.stat().st_mtime_ns for p in cache.glob("*.npy")} == before
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("emb/*.npy")} == before
 
 
 def test_different_clip_recomputes_the_image_cache(recipe):
@@ -154,7 +155,17 @@ def test_different_clip_recomputes_the_image_cache(recipe):
     caches = sorted((rec / "dump" / "image_emb").iterdir())
     assert len(caches) == 2
     embedded = [int(n) for n in re.findall(r"(\d+) to embed", out)]
-    assert sum(embedded) == 20  # 12 + 4 + 4 unique images, not one per caption
+    # one per distinct image (12 + 4 + 4 files, embedded by content: equal files once), not per caption
+    from espnet_speechclip.data.datadir import read_kv
+    from espnet_speechclip.files import sha256_file
+
+    files = {
+        p
+        for s in ("train", "dev", "test")
+        for p in read_kv(rec / "data" / f"flickr8k_{s}" / "img.scp").values()
+    }
+    assert len(files) == 20
+    assert sum(embedded) == len({sha256_file(p) for p in files})
 
 
 def test_run_ends_with_the_command_that_opens_the_web_page(tmp_path):

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -325,3 +326,85 @@ def test_resume_with_more_epochs_holds_the_final_rate(corpus, tiny_clip, tmp_pat
     assert stats[1]["train"]["optim0_lr0"] > 1e-3
     for epoch in (3, 4):
         assert stats[epoch]["train"]["optim0_lr0"] == pytest.approx(1e-5, rel=1e-9)
+
+
+def _train_cmd(corpus, tiny_clip, out, *extra):
+    return [
+        "--config",
+        str(CONF / "parallel.yaml"),
+        "--output_dir",
+        str(out),
+        "--ngpu",
+        "0",
+        "--clip_conf",
+        f"pretrained={tiny_clip['pretrained']}",
+        "--clip_conf",
+        f"config_file={tiny_clip['config_file']}",
+        *data_args(corpus),
+        *extra,
+    ]
+
+
+def _same_weights(a, b):
+    wa = torch.load(a, map_location="cpu", weights_only=True)
+    wb = torch.load(b, map_location="cpu", weights_only=True)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert wa[k].numpy().tobytes() == wb[k].numpy().tobytes(), k
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(corpus, tiny_clip, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    epochs = ["--max_epoch", "3", "--resume", "true"]
+    whole = tmp_path / "whole"
+    speechclip_train.main(_train_cmd(corpus, tiny_clip, whole, *epochs))
+
+    # 1. killed at a random point after the first epoch's files appear
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "espnet_speechclip.bin.speechclip_train"]
+    cmd += _train_cmd(corpus, tiny_clip, killed, *epochs)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "1epoch.pth").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (killed / "3epoch.pth").exists()
+    speechclip_train.main(_train_cmd(corpus, tiny_clip, killed, *epochs))
+
+    # 2. killed in the worst window: checkpoint.pth of epoch 3 saved, its weights file and links not yet
+    late = tmp_path / "late"
+    shutil.copytree(whole, late, symlinks=True)
+    for name in ("3epoch.pth", "latest.pth", "valid.mean_r10.best.pth"):
+        (late / name).unlink(missing_ok=True)
+    speechclip_train.main(_train_cmd(corpus, tiny_clip, late, *epochs))
+
+    def learned(out):  # every statistic but the timings
+        return {
+            e: {m: {k: v for k, v in d.items() if "time" not in k} for m, d in phases.items()}
+            for e, phases in reporter_stats(out).items()
+        }
+
+    for run in (killed, late):
+        assert learned(run) == learned(whole)
+        _same_weights(run / "3epoch.pth", whole / "3epoch.pth")
+        assert os.readlink(run / "valid.mean_r10.best.pth") == os.readlink(whole / "valid.mean_r10.best.pth")
+        assert os.readlink(run / "latest.pth") == "3epoch.pth"
+
+
+def test_a_damaged_checkpoint_is_named(corpus, tiny_clip, tmp_path):
+    from espnet_speechclip.provenance import ProvenanceError
+
+    out = tmp_path / "exp"
+    speechclip_train.main(_train_cmd(corpus, tiny_clip, out, "--max_epoch", "1"))
+    data = (out / "checkpoint.pth").read_bytes()
+    (out / "checkpoint.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ProvenanceError, match=r"checkpoint\.pth cannot be read"):
+        speechclip_train.main(_train_cmd(corpus, tiny_clip, out, "--max_epoch", "2", "--resume", "true"))

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SpeechCLIP recipe stages. Every stage is a Python entry point of espnet_speechclip; this script only
 # sequences them. Each stage is idempotent, can be rerun alone, and logs to exp/logs/ (training and
-# inference log under their experiment folder).
+# inference log under their experiment folder); logs are appended to, so earlier attempts stay.
+# Every output records what it was made from and is rebuilt (data, caches) or refused (an experiment
+# trained otherwise, a decode of another model or data) when that changes.
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
@@ -155,11 +157,17 @@ model_of() {  # the checkpoint of an experiment that stages 6-8 use (--inference
     fi
     echo "${m}"
 }
-run_logged() {  # run_logged <log> <command...>: show progress and keep a log
+run_logged() {  # run_logged <log> <command...>: show progress and keep a log (appended: reruns stay)
     local out=$1; shift
     mkdir -p "$(dirname "${out}")"
     log "$* (log: ${out})"
-    "$@" 2>&1 | tee "${out}"
+    echo "# $* (started $(date))" >> "${out}"
+    "$@" 2>&1 | tee -a "${out}"
+}
+failed() {  # failed <log>: show the end of a failed job's log, then stop
+    log "failed; the end of $1:"
+    tail -n 5 "$1" >&2
+    exit 1
 }
 
 # --download_model / --pretrained_model take the place of training (stage 5). They run first, because
@@ -202,10 +210,11 @@ if runs 3 "${skip_data_prep}"; then
                 --train_dir "${dumpdir}/raw/${train_set}" --eval_dir "${dumpdir}/raw/${test_set}" \
                 --out "${clip_file}" --steps "${clip_steps}" --nj "${nj}"
         fi
+        data_dirs=()
+        for s in ${sets}; do data_dirs+=(--data_dir "${dumpdir}/raw/${s}"); done
         run_logged "${logdir}/stage3_image_cache_$(basename "${c}" .yaml).log" \
             python3 -m espnet_speechclip.bin.cache_images --config "${c}" --cache_root "${dumpdir}/image_emb" \
-            --device "${device}" --num_threads "${nj}" \
-            $(for s in ${sets}; do echo "--data_dir ${dumpdir}/raw/${s}"; done)
+            --device "${device}" --num_threads "${nj}" "${data_dirs[@]}"
     done
 fi
 
@@ -218,9 +227,11 @@ fi
 emb_of() {  # image-embedding cache folder of a config's CLIP
     python3 -m espnet_speechclip.bin.cache_images --config "$1" --cache_root "${dumpdir}/image_emb" --print_dir
 }
-model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
+model_args=()
+set_model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
+    model_args=()
     case "$(conf_get "$1" model)" in
-        cascaded|hybrid) echo "--model_conf cascaded_conf.codebook=${codebook}" ;;
+        cascaded|hybrid) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
     esac
 }
 
@@ -230,29 +241,32 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         exp=$(exp_of "${c}")
         emb=$(emb_of "${c}")
         mkdir -p "${exp}"
-        data=""
+        data=()
         for mode_set in "train:${train_set}" "valid:${dev_set}"; do
             mode=${mode_set%%:*}; s=${mode_set#*:}
-            data+=" --${mode}_data_path_and_name_and_type ${dumpdir}/raw/${s}/wav.scp,speech,sound_16k"
-            data+=" --${mode}_data_path_and_name_and_type ${dumpdir}/raw/${s}/utt2img,image_id,text"
-            data+=" --${mode}_data_path_and_name_and_type ${emb}/${s}.scp,image_emb,npy"
-            data+=" --${mode}_shape_file ${dumpdir}/raw/${s}/utt2num_samples"
+            data+=(--"${mode}"_data_path_and_name_and_type "${dumpdir}/raw/${s}/wav.scp,speech,sound_16k")
+            data+=(--"${mode}"_data_path_and_name_and_type "${dumpdir}/raw/${s}/utt2img,image_id,text")
+            data+=(--"${mode}"_data_path_and_name_and_type "${emb}/${s}.scp,image_emb,npy")
+            data+=(--"${mode}"_shape_file "${dumpdir}/raw/${s}/utt2num_samples")
         done
-        dist=""
+        dist=()
         threads=${OMP_NUM_THREADS}
-        [ "${ngpu}" -gt 0 ] && dist="--use_amp true"  # bf16 on GPUs that support it, else fp16
-        [ "${ngpu}" -gt 1 ] && dist="${dist} --multiprocessing_distributed true"
+        [ "${ngpu}" -gt 0 ] && dist=(--use_amp true)  # bf16 on GPUs that support it, else fp16
+        [ "${ngpu}" -gt 1 ] && dist+=(--multiprocessing_distributed true)
         # on CPU the training process gets --nj threads (path.sh sets 1 for everything else)
-        [ "${ngpu}" -eq 0 ] && dist="--use_amp false" && threads=${nj}
-        train_cmdline="python3 -m espnet_speechclip.bin.speechclip_train --config ${c} --output_dir ${exp} \
-            --ngpu ${ngpu} --resume true ${dist} $(model_args "${c}") ${data} ${train_args}"
+        [ "${ngpu}" -eq 0 ] && dist=(--use_amp false) && threads=${nj}
+        set_model_args "${c}"
+        # shellcheck disable=SC2206  # --train_args is a string of options, split into words on purpose
+        train_cmdline=(python3 -m espnet_speechclip.bin.speechclip_train --config "${c}" --output_dir "${exp}"
+            --ngpu "${ngpu}" --resume true "${dist[@]}" "${model_args[@]}" "${data[@]}" ${train_args})
         log "training ${exp} (log: ${exp}/train.log)"
         if [ "${num_nodes}" -gt 1 ]; then
             python3 -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${exp}" --log "${exp}/train.log" \
                 --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
-                --multiprocessing_distributed true -- ${train_cmdline}
+                --multiprocessing_distributed true -- "${train_cmdline[@]}" || failed "${exp}/train.log"
         else
-            OMP_NUM_THREADS=${threads} ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" ${train_cmdline}
+            OMP_NUM_THREADS=${threads} ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${train_cmdline[@]}" \
+                || failed "${exp}/train.log"
         fi
         grep "epoch results" "${exp}/train.log" | tail -n 1 | cut -c1-300 || true
     done
@@ -265,14 +279,16 @@ if runs 6 "${skip_eval}"; then
         model=$(model_of "${exp}")
         emb=$(emb_of "${c}")
         for s in ${dev_set} ${test_set}; do
-            infer="python3 -m espnet_speechclip.bin.speechclip_inference --config ${exp}/config.yaml \
-                --model_file ${model} --data_dir ${dumpdir}/raw/${s} \
-                --image_emb_scp ${emb}/img_emb.scp --output_dir ${exp}/decode_${s} --device ${device} \
-                --num_splits ${inference_nj} ${inference_args}"
+            # shellcheck disable=SC2206  # --inference_args is a string of options, split on purpose
+            infer=(python3 -m espnet_speechclip.bin.speechclip_inference --config "${exp}/config.yaml"
+                --model_file "${model}" --data_dir "${dumpdir}/raw/${s}"
+                --image_emb_scp "${emb}/img_emb.scp" --output_dir "${exp}/decode_${s}" --device "${device}"
+                --num_splits "${inference_nj}" ${inference_args})
             # inference_nj jobs, each embedding one part of the utterances, then one merge that scores
             ${decode_cmd} --gpu "${ngpu}" JOB=1:"${inference_nj}" "${exp}/decode_${s}/logdir/inference.JOB.log" \
-                ${infer} --split JOB
-            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" ${infer} --merge
+                "${infer[@]}" --split JOB
+            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" "${infer[@]}" --merge \
+                || failed "${exp}/decode_${s}/logdir/merge.log"
             log "wrote ${exp}/decode_${s}"
         done
     done
@@ -297,10 +313,10 @@ if runs 8 "${skip_packing}"; then
         for c in ${train_config}; do
             exp=$(exp_of "${c}")
             model=$(model_of "${exp}")
-            results=""
-            [ -f "${exp}/results.json" ] && results="--results_json ${exp}/results.json"
+            results=()
+            [ -f "${exp}/results.json" ] && results=(--results_json "${exp}/results.json")
             run_logged "${exp}/pack.log" python3 -m espnet_speechclip.bin.pack --config "${exp}/config.yaml" \
-                --model_file "${model}" --out "${exp}/packed/model.zip" --dataset "${corpus}" ${results}
+                --model_file "${model}" --out "${exp}/packed/model.zip" --dataset "${corpus}" "${results[@]}"
         done
     fi
 fi
@@ -329,7 +345,12 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     (eval "${demo_cmd}")
     exit 0
 fi
-log "Successfully finished. Results: $(for c in ${train_config}; do echo -n "$(exp_of "${c}")/RESULTS.md "; done)"
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    log "Successfully finished stages ${stage}-${stop_stage}. Results: $(for c in ${train_config}; do
+        echo -n "$(exp_of "${c}")/RESULTS.md "; done)"
+else
+    log "Successfully finished stages ${stage}-${stop_stage}."
+fi
 if [ "${stop_stage}" -ge 8 ]; then
     log "Try the models in a web page (or ./run.sh --stage 10 --stop_stage 10):"
     echo "${demo_cmd}"
