@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_speechclip.data.media import MediaError
-from espnet_speechclip.inference.packing import PackError
+from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE, PackError
 from espnet_speechclip.inference.speech2image import Hit, Speech2Image, list_images
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, epilog=UNPACK_CACHE_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--model", required=True, help="packed model (.zip) or experiment folder")
     p.add_argument(
         "--model_file",

@@ -4,17 +4,29 @@
     python -m espnet_speechclip.bin.recipe_info set-name flickr8k test          # flickr8k_test
     python -m espnet_speechclip.bin.recipe_info exp-name synth conf/synth/parallel.yaml \
         [--tag T --n_configs N]
+    python -m espnet_speechclip.bin.recipe_info data-dir exp/flickr8k_parallel_base test
+        # dump/raw/flickr8k_test
 
 ``config-value`` prints a value of a config (its default when the file leaves it out; nothing for
-None); see :mod:`espnet_speechclip.config`.
+None); ``data-dir`` prints the data dir of a split of the corpus an experiment folder was trained
+on; see :mod:`espnet_speechclip.config`.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import List, Optional
 
-from espnet_speechclip.config import ConfigError, config_value, exp_name, read_config, set_name
+from espnet_speechclip.config import (
+    SPLITS,
+    ConfigError,
+    config_value,
+    exp_name,
+    experiment_data_dir,
+    read_config,
+    set_name,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -31,6 +43,9 @@ def get_parser() -> argparse.ArgumentParser:
     exp.add_argument("config")
     exp.add_argument("--tag", default="")
     exp.add_argument("--n_configs", type=int, default=1, help="how many configs the run trains")
+    data = sub.add_parser("data-dir", help="the data dir of a split of an experiment's corpus")
+    data.add_argument("exp_dir", help="experiment folder of the recipe (holds config.yaml)")
+    data.add_argument("split", choices=SPLITS)
     return p
 
 
@@ -41,6 +56,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if args.command == "config-value":
             value = config_value(read_config(args.config), args.key)
             print("" if value is None else value)
+        elif args.command == "data-dir":
+            print(experiment_data_dir(read_config(Path(args.exp_dir) / "config.yaml"), args.split))
         elif args.command == "set-name":
             print(set_name(args.corpus, args.split))
         else:

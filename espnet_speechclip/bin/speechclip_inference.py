@@ -24,10 +24,13 @@ from espnet_speechclip.inference.decode_dir import (
     embed_utterances,
     merge_utterance_parts,
 )
+from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, epilog=UNPACK_CACHE_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default=None, help="config.yaml written by training (with --model_file)")
     p.add_argument("--model_file", default=None, help="trained weights (.pth) (with --config)")
     p.add_argument(

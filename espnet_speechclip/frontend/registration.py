@@ -12,10 +12,11 @@ Only the frontend choices that build a waveform frontend as ``cls(**frontend_con
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 from types import ModuleType
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
+
+from espnet_speechclip.compat import ModuleExecHook
 
 FRONTEND_NAME = "speechclip"
 
@@ -54,39 +55,16 @@ def register_frontend(module: ModuleType) -> None:
             choices.classes[FRONTEND_NAME] = SpeechCLIPFrontend
 
 
-class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the real loader, then registers; anything else (get_source for tracebacks...) is delegated."""
-
-    def __init__(self, loader: importlib.abc.Loader):
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        register_frontend(module)
-
-    def __getattr__(self, name: str):
-        return getattr(self._loader, name)
+def _exec_and_register(exec_module, module: ModuleType) -> None:
+    exec_module(module)
+    register_frontend(module)
 
 
-class _TaskImportHook(importlib.abc.MetaPathFinder):
-    """Finds the task modules of :data:`SPEECH_FRONTEND_CHOICES` with the other finders and wraps
-    their loader; every other import is left alone (``None``: ask the next finder)."""
+class _TaskImportHook(ModuleExecHook):
+    """Registers into the task modules of :data:`SPEECH_FRONTEND_CHOICES` right after they execute."""
 
-    def find_spec(self, fullname: str, path, target=None) -> Optional[importlib.machinery.ModuleSpec]:
-        if fullname not in SPEECH_FRONTEND_CHOICES:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _RegisteringLoader(spec.loader)
-                return spec
-        return None
+    def __init__(self):
+        super().__init__(SPEECH_FRONTEND_CHOICES, _exec_and_register)
 
 
 def install() -> None:

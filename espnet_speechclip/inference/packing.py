@@ -28,6 +28,7 @@ import logging
 import os
 import shutil
 import tempfile
+import textwrap
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Dict, List, Optional, Tuple
@@ -83,11 +84,22 @@ def _set(config: dict, dotted: str, value: Any) -> None:
     node[last] = value
 
 
+CACHE_ENV = "ESPNET_SPEECHCLIP_CACHE"
+# Where packed archives are unpacked, for the help of the entry points that take one.
+UNPACK_CACHE_NOTE = textwrap.fill(
+    f"A packed model (.zip) is unpacked once, into <cache>/<sha256 of the archive>/, where <cache> is "
+    f"${CACHE_ENV} if set, else $XDG_CACHE_HOME/espnet_speechclip, else ~/.cache/espnet_speechclip. "
+    f"Set {CACHE_ENV} to keep it elsewhere; a folder there can be deleted at any time (the next use "
+    f"unpacks the archive again).",
+    width=100,
+)
+
+
 def default_cache_dir() -> Path:
     """``$ESPNET_SPEECHCLIP_CACHE``, else ``$XDG_CACHE_HOME/espnet_speechclip``, else
-    ``~/.cache/espnet_speechclip``."""
-    if os.environ.get("ESPNET_SPEECHCLIP_CACHE"):
-        return Path(os.environ["ESPNET_SPEECHCLIP_CACHE"])
+    ``~/.cache/espnet_speechclip`` (see :data:`UNPACK_CACHE_NOTE`)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "espnet_speechclip"
 
@@ -229,8 +241,10 @@ def model_card(
         'embeddings = s2i("utterance.wav")  # {branch: (1, D_c)}; keyword_ids / keyword_scores (cascaded)',
         "```",
         "",
-        "The archive is extracted once into `~/.cache/espnet_speechclip/` (or "
-        "`$ESPNET_SPEECHCLIP_CACHE`), checking every member's sha256 against `meta.json`.",
+        "The archive is extracted once into `$ESPNET_SPEECHCLIP_CACHE/<sha256>/`, else "
+        "`$XDG_CACHE_HOME/espnet_speechclip/<sha256>/`, else `~/.cache/espnet_speechclip/<sha256>/`, "
+        "checking every member's sha256 against `meta.json`; set `ESPNET_SPEECHCLIP_CACHE` to keep "
+        "it elsewhere.",
         "",
     ]
     return "\n".join(lines)
@@ -443,5 +457,7 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
-    logger.info("unpacked %s to %s", archive, target)
+    logger.info(
+        "unpacked %s into %s (the unpack cache; set %s to use another folder)", archive, target, CACHE_ENV
+    )
     return target / RESOLVED_CONFIG, target / "model.pth"

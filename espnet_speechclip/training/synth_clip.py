@@ -37,6 +37,7 @@ from espnet_speechclip.data.media import load_image
 from espnet_speechclip.data.synth.captions import captions
 from espnet_speechclip.data.synth.scenes import render, sample_scene
 from espnet_speechclip.evaluation.retrieval import retrieval_recall
+from espnet_speechclip.models.clip import random_init_intended
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,8 @@ def train_synth_clip(
             raise ValueError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
         torch.manual_seed(seed)
         rng = random.Random(seed)
-        model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
+        with random_init_intended():  # trained from scratch below
+            model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
         image_size = (
             model.visual.image_size[0]
             if isinstance(model.visual.image_size, tuple)
