@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -28,10 +29,31 @@ DIRECTIONS = [
 ]
 
 
+# Where numbers can be compared: the same seed and thread count reproduce them on one machine, but
+# float results differ in the last bits across CPU models, BLAS builds and GPUs, and training amplifies
+# that.
+REPRODUCIBILITY_NOTE = (
+    "Numbers are deterministic per seed and thread count on one machine; another CPU model, BLAS build "
+    "or GPU gives slightly different ones."
+)
+
+
+def cpu_name() -> str:
+    """The CPU model as the OS names it ("" when unknown)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def environment() -> List[str]:
     lines = [
         f"- date: `{datetime.datetime.now().astimezone().strftime('%a %b %d %H:%M:%S %Z %Y')}`",
         f"- python: `{platform.python_version()}`, host: `{platform.machine()} {platform.system()}`",
+        f"- CPU: `{cpu_name() or 'unknown'}`, {os.cpu_count()} cores",
     ]
     for pkg in ("espnet-speechclip", "espnet", "s3prl", "open_clip_torch", "torch"):
         try:
@@ -123,6 +145,8 @@ def write_results(
         "",
         "## Environment",
         *environment(),
+        "",
+        REPRODUCIBILITY_NOTE,
         "",
         "## Model",
         f"- config: `{exp_dir / 'config.yaml'}`",

@@ -38,6 +38,7 @@ def test_stages_1_to_8_produce_results(recipe):
         assert list(results["flickr8k_test"]) == [branch]
         md = (exp / "RESULTS.md").read_text()
         assert "## Environment" in md and "## flickr8k_test" in md and "trainable" in md
+        assert "- CPU: `" in md and "deterministic per seed and thread count on one machine" in md
         assert (exp / "packed" / "model.zip").is_file()
     # data dirs in the documented layout, 12/4/4 images x 2 captions
     for split, n in (("train", 24), ("dev", 8), ("test", 8)):
@@ -94,3 +95,15 @@ def test_different_clip_recomputes_the_image_cache(recipe):
     assert len(caches) == 2
     embedded = [int(n) for n in re.findall(r"(\d+) to embed", out)]
     assert sum(embedded) == 20  # 12 + 4 + 4 unique images, not one per caption
+
+
+def test_reuse_commands_run_after_a_flickr8k_run(recipe):
+    """The README's reuse commands (local/reuse_example.sh) on a corpus other than synth: the
+    experiment folder is the only thing they are told."""
+    from helpers import check_reuse_example_output, run_reuse_example
+
+    rec, _, _ = recipe
+    out = run_reuse_example(rec, "exp/flickr8k_cascaded")
+    check_reuse_example_output(out, rec, "exp/flickr8k_cascaded", "flickr8k", n_test_images=4)
+    assert "Keyword(token=" in out  # a cascaded model: keywords from the API and the query
+    assert re.search(r"^keywords: ", out, re.M)
