@@ -141,8 +141,10 @@ class Speech2Image:
         cache_dir: Optional[PathLike] = None,
         **kwargs: Any,
     ) -> Speech2Image:
-        """Load a packed archive (.zip of ``espnet_speechclip.bin.pack``, extracted once into the unpack
-        cache) or an experiment folder (``config.yaml`` + ``model_file``, default
+        """Load a packed archive (.zip of ``espnet_speechclip.bin.pack``, extracted once into
+        ``cache_dir``, default :func:`espnet_speechclip.inference.packing.default_cache_dir`:
+        ``$ESPNET_SPEECHCLIP_CACHE``, else ``$XDG_CACHE_HOME/espnet_speechclip``, else
+        ``~/.cache/espnet_speechclip``) or an experiment folder (``config.yaml`` + ``model_file``, default
         ``valid.mean_r10.best.pth``, else ``latest.pth``). ``kwargs`` go to the constructor.
 
         Raises:

@@ -35,6 +35,8 @@ def run_asr_train(sc, out: Path, *extra: str) -> dict:
             str(out),
             "--ngpu",
             "0",
+            "--token_type",
+            "char",  # the fixture's targets: colour words as characters
             "--token_list",
             str(root / "tokens.txt"),
             "--max_epoch",
