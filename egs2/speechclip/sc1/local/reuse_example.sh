@@ -86,7 +86,7 @@ ${cuda_cmd} --gpu "${ngpu}" "${asr_exp}/train.log" python3 -m espnet_speechclip.
     --config "${asr_config}" --frontend_conf packed_model="${model}" \
     --token_type bpe --bpemodel "${bpedir}/bpe.model" --token_list "${bpedir}/tokens.txt" \
     ${data} --output_dir "${asr_exp}" --ngpu "${ngpu}" ${asr_args}
-grep "epoch results" "${asr_exp}/train.log" | tail -n 1 | cut -c1-300
+grep "epoch results" "${asr_exp}/train.log" | tail -n 1 | sed 's/\[train\].*\[valid\]/[valid]/' | cut -c1-300
 decode=${asr_exp}/decode_$(basename "${test}")
 log "decoding ${test} (log: ${decode}/decode.log)"
 ${decode_cmd} --gpu "${ngpu}" "${decode}/decode.log" python3 -m espnet_speechclip.bin.asr_inference \
