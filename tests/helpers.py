@@ -529,3 +529,38 @@ class FakeHub:
         if self._thread.is_alive():
             self.server.shutdown()
         self.server.server_close()
+
+
+# A budget that only checks the ASR commands run: one epoch of a few steps.
+REUSE_TEST_ASR_ARGS = "--max_epoch 1 --num_iters_per_epoch 3 --batch_size 4 --num_workers 0"
+
+
+def run_reuse_example(recipe: Path, exp: str) -> str:
+    """``local/reuse_example.sh --exp <exp>`` in a recipe folder after ``run.sh``, as the README has
+    it, with ASR training at :data:`REUSE_TEST_ASR_ARGS`; its output, or an AssertionError with the tail."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = ["local/reuse_example.sh", "--exp", exp, "--asr_args", REUSE_TEST_ASR_ARGS]
+    proc = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr
+
+
+def check_reuse_example_output(out: str, recipe: Path, exp: str, corpus: str, n_test_images: int) -> None:
+    """What the reuse example prints and writes after a run on ``corpus``."""
+    import json
+
+    test = f"{corpus}_test"
+    assert "Hit(index=" in out  # the API's retrievals
+    assert re.search(rf"^query: \S+  \(model {exp}/packed/model.zip, \w+ branch\)$", out, re.M)
+    assert f"images (top {min(5, n_test_images)} of {n_test_images}):" in out
+    assert re.search(r"^CER \d+\.\d\d % \(\d+ errors / \d+ reference chars", out, re.M)
+    decode = recipe / "exp" / f"asr_{Path(exp).name}" / f"decode_{test}"
+    hyps = (decode / "1best_recog" / "text").read_text().splitlines()
+    refs = (recipe / "dump" / "raw" / test / "text").read_text().splitlines()
+    assert [h.split()[0] for h in hyps] == [r.split()[0] for r in refs]
+    assert json.loads((decode / "cer.json").read_text())["char"]["n_utts"] == len(refs)
+    assert (recipe / "dump" / "token_list" / f"{corpus}_train_bpe100" / "bpe.model").is_file()
+    assert "nltk" not in out and "initialized randomly" not in out

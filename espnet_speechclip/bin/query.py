@@ -20,12 +20,14 @@ from typing import List, Optional
 from espnet_speechclip.data.media import MediaError, probe_audio, probe_image
 from espnet_speechclip.errors import run_cli
 from espnet_speechclip.inference.hub import HubError, parse_repo_id
-from espnet_speechclip.inference.packing import PackError
+from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE, PackError
 from espnet_speechclip.inference.speech2image import Hit, Keyword, Speech2Image, list_images
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, epilog=UNPACK_CACHE_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument(
         "--model",
         required=True,

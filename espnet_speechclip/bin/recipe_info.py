@@ -6,10 +6,13 @@
         [--tag T --n_configs N]
     python -m espnet_speechclip.bin.recipe_info demo-command synth \
         "conf/synth/parallel.yaml conf/synth/cascaded.yaml" [--tag T --expdir exp --dumpdir dump]
+    python -m espnet_speechclip.bin.recipe_info data-dir exp/flickr8k_parallel_base test
+        # dump/raw/flickr8k_test
 
 ``config-value`` prints a value of a config (its default when the file leaves it out; nothing for
 None); see :mod:`espnet_speechclip.config`. ``demo-command`` prints the command that opens the web page
 (:mod:`espnet_speechclip.bin.demo`) on a run's packed model with keywords and its test set.
+``data-dir`` prints the data dir of a split of the corpus an experiment folder was trained on.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ import shlex
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from espnet_speechclip.config import ConfigError, config_value, exp_name, read_config, set_name
+from espnet_speechclip.config import (
+    SPLITS,
+    ConfigError,
+    config_value,
+    exp_name,
+    experiment_data_dir,
+    read_config,
+    set_name,
+)
 from espnet_speechclip.errors import run_cli
 
 
@@ -43,6 +54,9 @@ def get_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tag", default="")
     demo.add_argument("--expdir", default="exp")
     demo.add_argument("--dumpdir", default="dump")
+    data = sub.add_parser("data-dir", help="the data dir of a split of an experiment's corpus")
+    data.add_argument("exp_dir", help="experiment folder of the recipe (holds config.yaml)")
+    data.add_argument("split", choices=SPLITS)
     return p
 
 
@@ -81,6 +95,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if args.command == "config-value":
             value = config_value(read_config(args.config), args.key)
             print("" if value is None else value)
+        elif args.command == "data-dir":
+            print(experiment_data_dir(read_config(Path(args.exp_dir) / "config.yaml"), args.split))
         elif args.command == "set-name":
             print(set_name(args.corpus, args.split))
         elif args.command == "demo-command":

@@ -31,11 +31,14 @@ from espnet_speechclip.inference.decode_dir import (
     reset_decode_dir,
     write_decode_record,
 )
+from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE
 from espnet_speechclip.provenance import RECORD_NAME, FileHashes, clear_record, read_record
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, epilog=UNPACK_CACHE_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", default=None, help="config.yaml written by training (with --model_file)")
     p.add_argument("--model_file", default=None, help="trained weights (.pth) (with --config)")
     p.add_argument(

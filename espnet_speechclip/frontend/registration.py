@@ -18,10 +18,11 @@ Only the frontend choices that build a waveform frontend as ``cls(**frontend_con
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 from types import ModuleType
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
+
+from espnet_speechclip.compat import ModuleExecHook
 
 FRONTEND_NAME = "speechclip"
 
@@ -79,43 +80,24 @@ def _register(module: ModuleType) -> None:
         register_frontend(module)
 
 
-def _hooked(fullname: str) -> bool:
-    return fullname in SPEECH_FRONTEND_CHOICES or fullname == S3PRL_HUB
+def _exec_and_register(exec_module, module: ModuleType) -> None:
+    exec_module(module)
+    _register(module)
 
 
-class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the real loader, then registers; anything else (get_source for tracebacks...) is delegated."""
+class _TaskImportHook(ModuleExecHook):
+    """Registers into the task modules of :data:`SPEECH_FRONTEND_CHOICES` and into ``s3prl.hub`` right
+    after they execute."""
 
-    def __init__(self, loader: importlib.abc.Loader):
-        self._loader = loader
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        _register(module)
-
-    def __getattr__(self, name: str):
-        return getattr(self._loader, name)
+    def __init__(self):
+        super().__init__(_HookedModules(), _exec_and_register)
 
 
-class _TaskImportHook(importlib.abc.MetaPathFinder):
-    """Finds the task modules of :data:`SPEECH_FRONTEND_CHOICES` and ``s3prl.hub`` with the other
-    finders and wraps their loader; every other import is left alone (``None``: ask the next finder)."""
+class _HookedModules:
+    """The module names the hook watches, read at each import (:data:`SPEECH_FRONTEND_CHOICES` may grow)."""
 
-    def find_spec(self, fullname: str, path, target=None) -> Optional[importlib.machinery.ModuleSpec]:
-        if not _hooked(fullname):
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _RegisteringLoader(spec.loader)
-                return spec
-        return None
+    def __contains__(self, name: object) -> bool:
+        return name in SPEECH_FRONTEND_CHOICES or name == S3PRL_HUB
 
 
 def install() -> None:

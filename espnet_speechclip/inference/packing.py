@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import tempfile
+import textwrap
 import zipfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
@@ -88,11 +89,22 @@ def _set(config: dict, dotted: str, value: Any) -> None:
     node[last] = value
 
 
+CACHE_ENV = "ESPNET_SPEECHCLIP_CACHE"
+# Where packed archives are unpacked, for the help of the entry points that take one.
+UNPACK_CACHE_NOTE = textwrap.fill(
+    f"A packed model (.zip) is unpacked once, into <cache>/<sha256 of the archive>/, where <cache> is "
+    f"${CACHE_ENV} if set, else $XDG_CACHE_HOME/espnet_speechclip, else ~/.cache/espnet_speechclip. "
+    f"Set {CACHE_ENV} to keep it elsewhere; a folder there can be deleted at any time (the next use "
+    f"unpacks the archive again).",
+    width=100,
+)
+
+
 def default_cache_dir() -> Path:
     """``$ESPNET_SPEECHCLIP_CACHE``, else ``$XDG_CACHE_HOME/espnet_speechclip``, else
-    ``~/.cache/espnet_speechclip``."""
-    if os.environ.get("ESPNET_SPEECHCLIP_CACHE"):
-        return Path(os.environ["ESPNET_SPEECHCLIP_CACHE"])
+    ``~/.cache/espnet_speechclip`` (see :data:`UNPACK_CACHE_NOTE`)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "espnet_speechclip"
 
@@ -345,8 +357,10 @@ def model_card(
         ]
     else:
         lines += [
-            f"`{archive_name}` is extracted once into `~/.cache/espnet_speechclip/` (or "
-            "`$ESPNET_SPEECHCLIP_CACHE`), checking every member's sha256 against `meta.json`.",
+            f"`{archive_name}` is extracted once into `$ESPNET_SPEECHCLIP_CACHE/<sha256>/`, else "
+            "`$XDG_CACHE_HOME/espnet_speechclip/<sha256>/`, else `~/.cache/espnet_speechclip/<sha256>/`, "
+            "checking every member's sha256 against `meta.json`; set `ESPNET_SPEECHCLIP_CACHE` to keep "
+            "it elsewhere.",
             "",
         ]
     lines += [
@@ -643,7 +657,9 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
-    logger.info("unpacked %s to %s", archive, target)
+    logger.info(
+        "unpacked %s into %s (the unpack cache; set %s to use another folder)", archive, target, CACHE_ENV
+    )
     return target / RESOLVED_CONFIG, target / "model.pth"
 
 

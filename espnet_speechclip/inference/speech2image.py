@@ -197,8 +197,10 @@ class Speech2Image:
         """Load a trained model from anywhere :func:`espnet_speechclip.inference.loader.resolve_model`
         resolves: an experiment folder (``config.yaml`` + ``model_file``, default
         ``valid.mean_r10.best.pth``, else ``latest.pth``), a packed archive (.zip of
-        ``espnet_speechclip.bin.pack``, extracted once into the unpack cache ``cache_dir``), a packed
-        folder, or a Hugging Face Hub repo id ``<namespace>/<name>`` at ``revision`` (the Hub's cache,
+        ``espnet_speechclip.bin.pack``, extracted once into the unpack cache ``cache_dir``, default
+        :func:`espnet_speechclip.inference.packing.default_cache_dir`: ``$ESPNET_SPEECHCLIP_CACHE``, else
+        ``$XDG_CACHE_HOME/espnet_speechclip``, else ``~/.cache/espnet_speechclip``), a packed folder, or a
+        Hugging Face Hub repo id ``<namespace>/<name>`` at ``revision`` (the Hub's cache,
         ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` / ``HF_HOME`` apply). ``kwargs`` go to the constructor.
 
         Raises:

@@ -7,6 +7,7 @@ cached CLIP image embeddings (``image_emb``, the fast path) or as preprocessed p
 
 from __future__ import annotations
 
+import inspect
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -22,6 +23,8 @@ from espnet_speechclip.models.parallel import ParallelBranch
 from espnet_speechclip.models.speech_encoder import S3PRLSpeechEncoder
 
 BRANCHES = ("parallel", "cascaded")
+# The cascaded branch's keyword vocabulary unless cascaded_conf.codebook names a codebook file.
+FULL_CODEBOOK = "full"
 
 
 class SpeechCLIP(AbsESPnetModel):
@@ -68,9 +71,9 @@ class SpeechCLIP(AbsESPnetModel):
         self.cascaded = None
         if cascaded_conf is not None:
             conf = dict(cascaded_conf)
-            codebook = conf.pop("codebook", "full")
+            codebook = conf.pop("codebook", FULL_CODEBOOK)
             vocab = text_encoder.vocab_size
-            ids = full_codebook(vocab) if codebook == "full" else read_codebook(codebook, vocab)
+            ids = full_codebook(vocab) if codebook == FULL_CODEBOOK else read_codebook(codebook, vocab)
             self.cascaded = CascadedBranch(width, text_encoder, torch.tensor(ids), **conf)
         self.loss = InfoNCELoss(temperature, learnable_temperature, max_scale)
         self.weights = {"parallel": parallel_weight, "cascaded": cascaded_weight}
@@ -246,3 +249,19 @@ class HybridSpeechCLIP(SpeechCLIP):
             learnable_temperature=learnable_temperature,
             max_scale=max_scale,
         )
+
+
+def branch_conf_defaults(model_class: type) -> Dict[str, dict]:
+    """The options of the branches ``model_class`` builds, with their defaults:
+    ``{"parallel_conf": {...}, "cascaded_conf": {...}}`` for the ``*_conf`` keywords it takes (what an
+    empty or partial conf means; the widths and the towers come from the model, not the conf)."""
+    takes = inspect.signature(model_class.__init__).parameters
+    out: Dict[str, dict] = {}
+    for key, branch in (("parallel_conf", ParallelBranch), ("cascaded_conf", CascadedBranch)):
+        if key not in takes:
+            continue
+        params = inspect.signature(branch.__init__).parameters.values()
+        out[key] = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        if key == "cascaded_conf":
+            out[key]["codebook"] = FULL_CODEBOOK
+    return out

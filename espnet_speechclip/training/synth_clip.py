@@ -45,6 +45,7 @@ from espnet_speechclip.data.synth.scenes import render, sample_scene
 from espnet_speechclip.errors import run_cli
 from espnet_speechclip.evaluation.retrieval import retrieval_recall
 from espnet_speechclip.files import sha256_file, write_text_atomic
+from espnet_speechclip.models.clip import random_init_intended
 from espnet_speechclip.provenance import (
     FileHashes,
     check_record,
@@ -233,7 +234,8 @@ def train_synth_clip(
         clear_record(record_file)
         torch.manual_seed(seed)
         rng = random.Random(seed)
-        model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
+        with random_init_intended():  # trained from scratch below
+            model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
         image_size = (
             model.visual.image_size[0]
             if isinstance(model.visual.image_size, tuple)

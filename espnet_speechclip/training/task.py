@@ -13,7 +13,7 @@ import argparse
 import logging
 import os
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
@@ -34,7 +34,7 @@ from espnet_speechclip.models.builder import (
 )
 from espnet_speechclip.models.clip import image_transform, preprocess_cfg_from_config, text_context_length
 from espnet_speechclip.models.speech_encoder import check_min_samples
-from espnet_speechclip.models.speechclip import SpeechCLIP
+from espnet_speechclip.models.speechclip import SpeechCLIP, branch_conf_defaults
 from espnet_speechclip.training.data_check import SPEECH_SHAPE_FILES
 from espnet_speechclip.training.experiment import guard_experiment, process_rank
 from espnet_speechclip.training.preprocessor import SpeechCLIPPreprocessor
@@ -124,6 +124,16 @@ class SpeechCLIPTask(AbsTask):
         # Before ESPnet rewrites config.yaml: refuse unusable data and a changed experiment.
         guard_experiment(args)
         super().main_worker(args)
+
+    @classmethod
+    def get_default_config(cls) -> Dict[str, Any]:
+        """What ``--print_config`` prints: ESPnet's defaults, plus the options of the model's branches
+        (ESPnet reads ``model_conf`` off the model class, where a branch conf defaults to None)."""
+        config = super().get_default_config()
+        model_conf = config["model_conf"]
+        for key, defaults in branch_conf_defaults(model_choices.get_class(config["model"])).items():
+            model_conf[key] = {**defaults, **(model_conf.get(key) or {})}
+        return config
 
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:

@@ -1,6 +1,7 @@
 """Recipe stage 8: packing a model into one self-contained archive, and unpacking it."""
 
 import json
+import logging
 import re
 import shutil
 import zipfile
@@ -59,7 +60,7 @@ def rewrite_zip(src: Path, dst: Path, replace: dict) -> Path:
     return dst
 
 
-def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch):
+def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("ESPNET_SPEECHCLIP_CACHE", str(tmp_path / "cache"))
     exp, data, emb = trained["exp"], trained["data"], trained["img_emb_scp"]
     results = tmp_path / "results.json"
@@ -114,13 +115,19 @@ def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch):
         "Trainable parameters",
         "0.125",
         "--model model.zip",
+        "ESPNET_SPEECHCLIP_CACHE",  # where the archive unpacks, and how to move it
+        "~/.cache/espnet_speechclip/",
     ):
         assert needle in card
 
     # the archive alone suffices: the exp dir and every local file it was built from are gone
     shutil.rmtree(exp)
     shutil.rmtree(trained["local"])
-    packed = infer(tmp_path / "dec_zip", data, emb, "--model", str(archive))
+    with caplog.at_level(logging.INFO, logger="espnet_speechclip.inference.packing"):
+        packed = infer(tmp_path / "dec_zip", data, emb, "--model", str(archive))
+    unpacked = [r.getMessage() for r in caplog.records if r.getMessage().startswith("unpacked ")]
+    assert len(unpacked) == 1 and str(tmp_path / "cache") in unpacked[0]
+    assert "ESPNET_SPEECHCLIP_CACHE" in unpacked[0]
     assert packed.keys() == baseline.keys() and "speech_parallel.npy" in packed
     for name in baseline:
         np.testing.assert_allclose(packed[name], baseline[name], atol=1e-6, err_msg=name)

@@ -95,6 +95,7 @@ def test_stages_1_to_8_produce_results(recipe):
         md = (exp / "RESULTS.md").read_text()
         assert "## flickr8k_test" in md and "trainable" in md
         assert_environment_header(md)
+        assert "- CPU: `" in md and "deterministic per seed and thread count on one machine" in md
         assert (exp / "packed" / "model.zip").is_file()
         # TensorBoard curves by default, where ESPnet puts them
         assert list((exp / "tensorboard" / "train").glob("events.out.tfevents.*"))
@@ -278,3 +279,15 @@ def test_hub_round_trip_through_the_recipe(recipe, tmp_path):
         (exp / "results.json").read_text()
     )
     assert_environment_header((downloaded / "RESULTS.md").read_text())
+
+
+def test_reuse_commands_run_after_a_flickr8k_run(recipe):
+    """The README's reuse commands (local/reuse_example.sh) on a corpus other than synth: the
+    experiment folder is the only thing they are told."""
+    from helpers import check_reuse_example_output, run_reuse_example
+
+    rec, _, _ = recipe
+    out = run_reuse_example(rec, "exp/flickr8k_cascaded")
+    check_reuse_example_output(out, rec, "exp/flickr8k_cascaded", "flickr8k", n_test_images=4)
+    assert "Keyword(token=" in out  # a cascaded model: keywords from the API and the query
+    assert re.search(r"^keywords: ", out, re.M)

@@ -408,3 +408,53 @@ def test_a_damaged_checkpoint_is_named(corpus, tiny_clip, tmp_path):
     (out / "checkpoint.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(ProvenanceError, match=r"checkpoint\.pth cannot be read"):
         speechclip_train.main(_train_cmd(corpus, tiny_clip, out, "--max_epoch", "2", "--resume", "true"))
+
+
+@pytest.mark.parametrize(
+    "argv, branches",
+    [
+        (["--model", "parallel"], ["parallel_conf"]),
+        (["--model", "cascaded"], ["cascaded_conf"]),
+        (["--model", "hybrid"], ["parallel_conf", "cascaded_conf"]),
+        (
+            ["--config", str(CONF / "cascaded.yaml"), "--model_conf", "cascaded_conf.nhead=2"],
+            ["cascaded_conf"],
+        ),
+    ],
+)
+def test_print_config_shows_the_branch_options_of_each_model(argv, branches, monkeypatch):
+    """ESPnet reads model_conf's defaults off the model class, where a branch conf is None: the task
+    shows the branch's options with their defaults instead, under what the config sets."""
+    import io
+    import sys
+
+    import yaml
+
+    from espnet_speechclip.models.parallel import ParallelBranch
+    from espnet_speechclip.training.task import SpeechCLIPTask
+
+    monkeypatch.setattr(sys, "argv", ["speechclip_train.py", "--print_config", *argv])
+    out = io.StringIO()
+    SpeechCLIPTask.print_config(file=out)
+    model_conf = yaml.safe_load(out.getvalue())["model_conf"]
+    assert [k for k in model_conf if k.endswith("_conf")] == branches
+    if "parallel_conf" in branches:
+        assert model_conf["parallel_conf"] == dict(num_layers=1, nhead=8, dim_feedforward=3072, dropout=0.1)
+        assert ParallelBranch(16, 8, **model_conf["parallel_conf"]).layers[0].self_attn.num_heads == 8
+    if "cascaded_conf" in branches:
+        conf = model_conf["cascaded_conf"]
+        assert set(conf) == {
+            "num_keywords",
+            "num_layers",
+            "nhead",
+            "dim_feedforward",
+            "dropout",
+            "vq_temperature",
+            "codebook",
+        }
+        assert conf["vq_temperature"] == 0.1 and conf["codebook"] == "full"
+        if "--config" in argv:  # the file's keys and the command line's win; the rest are defaults
+            assert conf["num_keywords"] == 4 and conf["nhead"] == 2
+        else:
+            assert conf["num_keywords"] == 8 and conf["nhead"] == 1
+        assert "codebook_ids" not in conf and "text_encoder" not in conf
