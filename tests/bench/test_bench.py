@@ -126,3 +126,15 @@ def test_data_pipeline_with_a_worker(rehearsal, tmp_path):
     # the task's sampler groups by length: the delivered batches pad less than random ones would
     assert r["length_group_batches"] == 50
     assert r["padding"] < r["padding_random_batches"]
+
+
+def test_calibrate_prints_the_median_step(capsys):
+    """bench/calibrate.py: the fixed workload that README wall times are quoted against."""
+    calibrate = load_bench("calibrate")
+    times = calibrate.step_seconds(passes=2, warmup=0, threads=1)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    calibrate.main(["--passes", "1"])
+    words = capsys.readouterr().out.split()
+    assert words[:2] == ["calibration", "step_s"] and float(words[2]) > 0
+    with pytest.raises(SystemExit):
+        calibrate.main(["--passes", "0"])
