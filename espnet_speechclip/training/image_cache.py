@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
-import torch
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import load_image
@@ -56,6 +55,8 @@ def cache_image_embeddings(
     Returns the cache folder ``cache_root/<clip fingerprint>``, holding ``<key>.npy`` files (D_c,)
     float32, L2-normalised, and ``img_emb.scp`` (``key path`` for every image of every call so far).
     """
+    import torch
+
     from espnet_speechclip.models.clip import CLIPImageEncoder
 
     images = read_kv(img_scp)

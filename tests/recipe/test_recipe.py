@@ -19,7 +19,19 @@ def recipe(tmp_path_factory):
     rec = copy_recipe(tmp / "sc1")
     (rec / "exp" / "clip").mkdir(parents=True)
     make_tiny_clip(rec / "exp" / "clip" / "tiny-clip.pt")
-    out = run(rec, "--corpus", "flickr8k", "--train_config", TINY, "--nj", "1", env={"FLICKR8K": str(corpus)})
+    # --nj 1: the configs train one after the other; --inference_nj 2: split inference jobs and a merge
+    out = run(
+        rec,
+        "--corpus",
+        "flickr8k",
+        "--train_config",
+        TINY,
+        "--nj",
+        "1",
+        "--inference_nj",
+        "2",
+        env={"FLICKR8K": str(corpus)},
+    )
     return rec, out, corpus
 
 
@@ -39,6 +51,13 @@ def test_stages_1_to_8_produce_results(recipe):
         md = (exp / "RESULTS.md").read_text()
         assert "## Environment" in md and "## flickr8k_test" in md and "trainable" in md
         assert (exp / "packed" / "model.zip").is_file()
+        for s in ("dev", "test"):
+            logdir = exp / f"decode_flickr8k_{s}" / "logdir"
+            assert sorted(p.name for p in logdir.iterdir()) == [
+                "inference.1.log",
+                "inference.2.log",
+                "merge.log",
+            ]
     # data dirs in the documented layout, 12/4/4 images x 2 captions
     for split, n in (("train", 24), ("dev", 8), ("test", 8)):
         d = rec / "data" / f"flickr8k_{split}"

@@ -1,6 +1,8 @@
 """A miniature of the default run (`./run.sh`, built-in synth corpus): every stage on a few dozen images."""
 
 import json
+import re
+import time
 
 import pytest
 from helpers import copy_recipe
@@ -20,7 +22,20 @@ def test_miniature_synth_run_goes_through_all_stages(tmp_path):
         assert (exp / "retrieval_synth_test.png").is_file()
         assert "![retrieval examples](retrieval_synth_test.png)" in (exp / "RESULTS.md").read_text()
         assert (exp / "packed" / "model.zip").is_file()
+        # one inference process per data set
+        assert [p.name for p in (exp / "decode_synth_test" / "logdir").iterdir()] == ["inference.log"]
     assert "keyword_hit_rate" in res
+    # --nj 2 on CPU: the two configs trained side by side (each started before the other ended)
+    spans = {b: _run_span(rec / "exp" / f"synth_{b}" / "train.log") for b in ("parallel", "cascaded")}
+    assert spans["parallel"][0] <= spans["cascaded"][1] and spans["cascaded"][0] <= spans["parallel"][1]
     assert (rec / "exp" / "clip" / "synth-clip.pt").is_file()
     assert len((rec / "data" / "synth_train" / "wav.scp").read_text().splitlines()) == 72
     assert "Successfully finished" in out
+
+
+def _run_span(log):
+    """(start, end) of a job from the header and footer lines that utils/run.pl writes to its log."""
+    text = log.read_text()
+    start = re.search(r"^# Started at (.+)$", text, re.MULTILINE).group(1)
+    end = re.search(r"^# Ended \(code 0\) at (.+)$", text, re.MULTILINE).group(1)
+    return tuple(time.mktime(time.strptime(t.strip(), "%a %b %d %H:%M:%S %Y")) for t in (start, end))

@@ -14,7 +14,8 @@ Usage: ./run.sh [options]
   --train_config "A [B ...]"   training config(s); one experiment each
   --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
   --nj N                       parallel jobs of the data stages, and CPU threads of training (--ngpu 0)
-  --inference_nj N             parallel inference jobs (each embeds 1/N of the utterances)
+  --inference_nj N             inference jobs per data set (each embeds 1/N of the utterances, then
+                               one merges); up to nj inference processes run at a time
   --tag NAME                   experiment tag (default <corpus>_<config name>)
   --train_args "..."           extra options for espnet_speechclip.bin.speechclip_train
   --inference_args "..."       extra options for espnet_speechclip.bin.speechclip_inference
@@ -31,7 +32,7 @@ train_config=""
 ngpu=0
 num_nodes=1
 nj=2
-inference_nj=2
+inference_nj=1
 tag=""
 train_args=""
 inference_args=""
@@ -86,6 +87,19 @@ run_logged() {  # run_logged <log> <command...>: show progress and keep a log
     log "$* (log: ${out})"
     "$@" 2>&1 | tee "${out}"
 }
+bg_pids=()
+bg_run() {  # bg_run <max> <command...>: start the command in the background once fewer than <max> run
+    local max=$1; shift
+    while [ "$(jobs -rp | wc -l)" -ge "${max}" ]; do sleep 1; done
+    "$@" &
+    bg_pids+=($!)
+}
+bg_wait() {  # wait for every bg_run job; fail if any failed (each names its log)
+    local pid failed=0
+    for pid in "${bg_pids[@]}"; do wait "${pid}" || failed=$((failed + 1)); done
+    bg_pids=()
+    [ "${failed}" -eq 0 ] || { log "${failed} job(s) failed"; exit 1; }
+}
 
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     log "Stage 1: data preparation (${corpus})"
@@ -135,6 +149,13 @@ model_args() {  # options every run of a config needs: the codebook of this corp
 
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     log "Stage 5: training"
+    # On CPU the configs train side by side, nj / n_configs threads each, when there are cores for all:
+    # a training step is mostly small operations (the per-utterance filterbank, the tiny branches), so
+    # one process per core gets far more done than two threads sharing one process.
+    side_by_side=1
+    if [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ] && [ "${nj}" -ge "${n_configs}" ]; then
+        side_by_side=${n_configs}
+    fi
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
         emb=$(emb_of "${c}")
@@ -151,8 +172,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         threads=${OMP_NUM_THREADS}
         [ "${ngpu}" -gt 0 ] && dist="--use_amp true"  # bf16 on GPUs that support it, else fp16
         [ "${ngpu}" -gt 1 ] && dist="${dist} --multiprocessing_distributed true"
-        # on CPU the training process gets --nj threads (path.sh sets 1 for everything else)
-        [ "${ngpu}" -eq 0 ] && dist="--use_amp false" && threads=${nj}
+        # on CPU the training processes share --nj threads (path.sh sets 1 for everything else)
+        [ "${ngpu}" -eq 0 ] && dist="--use_amp false" && threads=$((nj / side_by_side))
         train_cmdline="python3 -m espnet_speechclip.bin.speechclip_train --config ${c} --output_dir ${exp} \
             --ngpu ${ngpu} --resume true ${dist} $(model_args "${c}") ${data} ${train_args}"
         log "training ${exp} (log: ${exp}/train.log)"
@@ -161,29 +182,44 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
                 --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
                 --multiprocessing_distributed true -- ${train_cmdline}
         else
-            OMP_NUM_THREADS=${threads} ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" ${train_cmdline}
+            OMP_NUM_THREADS=${threads} bg_run "${side_by_side}" ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" \
+                ${train_cmdline}
         fi
-        grep "epoch results" "${exp}/train.log" | tail -n 1 | cut -c1-300 || true
+    done
+    bg_wait
+    for c in ${train_config}; do
+        grep "epoch results" "$(exp_of "${c}")/train.log" | tail -n 1 | cut -c1-300 || true
     done
 fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     log "Stage 6: inference on ${dev_set} ${test_set}"
+    decode_set() {  # decode_set <exp> <set> <inference command>: one decode folder, then a log line
+        local exp=$1 s=$2; shift 2
+        if [ "${inference_nj}" -gt 1 ]; then
+            # inference_nj jobs, each embedding one part of the utterances, then one merge that scores
+            ${decode_cmd} --gpu "${ngpu}" JOB=1:"${inference_nj}" "${exp}/decode_${s}/logdir/inference.JOB.log" \
+                "$@" --num_splits "${inference_nj}" --split JOB
+            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" "$@" --num_splits "${inference_nj}" --merge
+        else
+            ${decode_cmd} --gpu "${ngpu}" "${exp}/decode_${s}/logdir/inference.log" "$@"
+        fi
+        log "wrote ${exp}/decode_${s}"
+    }
+    # The decode folders of all configs and sets are independent: up to nj inference processes at a time
+    # (starting a process and loading a model costs about as much as embedding a small set).
+    at_once=$((nj / inference_nj > 1 ? nj / inference_nj : 1))
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
         emb=$(emb_of "${c}")
         for s in ${dev_set} ${test_set}; do
-            infer="python3 -m espnet_speechclip.bin.speechclip_inference --config ${exp}/config.yaml \
-                --model_file ${exp}/valid.mean_r10.best.pth --data_dir ${dumpdir}/raw/${s} \
-                --image_emb_scp ${emb}/img_emb.scp --output_dir ${exp}/decode_${s} --device ${device} \
-                --num_splits ${inference_nj} ${inference_args}"
-            # inference_nj jobs, each embedding one part of the utterances, then one merge that scores
-            ${decode_cmd} --gpu "${ngpu}" JOB=1:"${inference_nj}" "${exp}/decode_${s}/logdir/inference.JOB.log" \
-                ${infer} --split JOB
-            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" ${infer} --merge
-            log "wrote ${exp}/decode_${s}"
+            bg_run "${at_once}" decode_set "${exp}" "${s}" python3 -m espnet_speechclip.bin.speechclip_inference \
+                --config "${exp}/config.yaml" --model_file "${exp}/valid.mean_r10.best.pth" \
+                --data_dir "${dumpdir}/raw/${s}" --image_emb_scp "${emb}/img_emb.scp" \
+                --output_dir "${exp}/decode_${s}" --device "${device}" ${inference_args}
         done
     done
+    bg_wait
 fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
