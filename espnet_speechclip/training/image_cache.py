@@ -55,16 +55,16 @@ def cache_image_embeddings(
     Returns the cache folder ``cache_root/<clip fingerprint>``, holding ``<key>.npy`` files (D_c,)
     float32, L2-normalised, and ``img_emb.scp`` (``key path`` for every image of every call so far).
     """
-    import torch
-
-    from espnet_speechclip.models.clip import CLIPImageEncoder
-
     images = read_kv(img_scp)
     folder = Path(cache_root) / clip_fingerprint(**clip_conf)
     folder.mkdir(parents=True, exist_ok=True)
     todo = [k for k in sorted(images) if not (folder / f"{k}.npy").is_file()]
     logger.info("image cache %s: %d images, %d to embed", folder, len(images), len(todo))
-    if todo:
+    if todo:  # torch and CLIP only when there is something to embed (a rerun or a second config)
+        import torch
+
+        from espnet_speechclip.models.clip import CLIPImageEncoder
+
         encoder = CLIPImageEncoder.from_config(clip_conf).to(device)
         bar = None
         if progress:

@@ -9,7 +9,7 @@ from helpers import copy_recipe
 from helpers import run_recipe as run
 
 
-def test_miniature_synth_run_goes_through_all_stages(tmp_path):
+def test_miniature_synth_run_goes_through_all_stages(tmp_path, capsys):
     pytest.importorskip("espeakng_loader")
     rec = copy_recipe(tmp_path / "sc1")
     args = "--synth_n_train 24 --synth_n_dev 6 --synth_n_test 6 --clip_steps 20 --nj 2".split()
@@ -31,6 +31,21 @@ def test_miniature_synth_run_goes_through_all_stages(tmp_path):
     assert (rec / "exp" / "clip" / "synth-clip.pt").is_file()
     assert len((rec / "data" / "synth_train" / "wav.scp").read_text().splitlines()) == 72
     assert "Successfully finished" in out
+
+    # the acceptance check of the full default run reads these outputs and prints every floor
+    from espnet_speechclip.bin.synth_acceptance import check
+
+    check(rec / "exp")
+    table = capsys.readouterr().out
+    for figure, floor in (
+        ("parallel speech->image R@1", 55),
+        ("parallel image->speech R@1", 60),
+        ("parallel zero-shot speech->text R@1", 45),
+        ("cascaded speech->image R@1", 45),
+        ("cascaded keyword hit rate avg", 70),
+        ("distinct colour/shape keywords", 8),
+    ):
+        assert re.search(rf"^{re.escape(figure)} +[0-9.]+ +{floor} ", table, re.MULTILINE), table
 
 
 def _run_span(log):
