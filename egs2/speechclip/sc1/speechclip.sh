@@ -13,7 +13,8 @@ Usage: ./run.sh [options]
   --corpus NAME                synth (default, generated here), flickr8k or spokencoco (paths in db.sh)
   --train_config "A [B ...]"   training config(s); one experiment each
   --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
-  --nj N                       parallel jobs of the data stages, and CPU threads of training (--ngpu 0)
+  --nj N                       parallel jobs of the data stages, inference and scoring; on CPU
+                               (--ngpu 0) the training threads, shared by configs trained side by side
   --inference_nj N             inference jobs per data set (each embeds 1/N of the utterances, then
                                one merges); up to nj inference processes run at a time
   --tag NAME                   experiment tag (default <corpus>_<config name>)
@@ -86,6 +87,12 @@ run_logged() {  # run_logged <log> <command...>: show progress and keep a log
     mkdir -p "$(dirname "${out}")"
     log "$* (log: ${out})"
     "$@" 2>&1 | tee "${out}"
+}
+run_quiet() {  # run_quiet <log> <command...>: run_logged for jobs side by side (output to the log only)
+    local out=$1; shift
+    mkdir -p "$(dirname "${out}")"
+    log "$* (log: ${out})"
+    "$@" > "${out}" 2>&1 || { log "failed, see ${out}"; return 1; }
 }
 bg_pids=()
 bg_run() {  # bg_run <max> <command...>: start the command in the background once fewer than <max> run
@@ -224,21 +231,26 @@ fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     log "Stage 7: scoring"
-    for c in ${train_config}; do
+    for c in ${train_config}; do  # one process per config, up to nj at a time
         exp=$(exp_of "${c}")
-        run_logged "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results --exp_dir "${exp}" \
-            --test_set "${test_set}" --model_file "${exp}/valid.mean_r10.best.pth" --data_root "${dumpdir}/raw"
-        cat "${exp}/RESULTS.md"
+        bg_run "${nj}" run_quiet "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results \
+            --exp_dir "${exp}" --test_set "${test_set}" --model_file "${exp}/valid.mean_r10.best.pth" \
+            --data_root "${dumpdir}/raw"
+    done
+    bg_wait
+    for c in ${train_config}; do
+        cat "$(exp_of "${c}")/RESULTS.md"
     done
 fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     log "Stage 8: packing"
-    for c in ${train_config}; do
+    for c in ${train_config}; do  # one process per config, up to nj at a time
         exp=$(exp_of "${c}")
-        run_logged "${exp}/pack.log" python3 -m espnet_speechclip.bin.pack --config "${exp}/config.yaml" \
-            --model_file "${exp}/valid.mean_r10.best.pth" --out "${exp}/packed/model.zip" \
-            --results_json "${exp}/results.json"
+        bg_run "${nj}" run_quiet "${exp}/pack.log" python3 -m espnet_speechclip.bin.pack \
+            --config "${exp}/config.yaml" --model_file "${exp}/valid.mean_r10.best.pth" \
+            --out "${exp}/packed/model.zip" --results_json "${exp}/results.json"
     done
+    bg_wait
 fi
 log "Successfully finished. Results: $(for c in ${train_config}; do echo -n "$(exp_of "${c}")/RESULTS.md "; done)"
