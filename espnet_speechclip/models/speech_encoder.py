@@ -35,7 +35,9 @@ class WeightedLayerSum(nn.Module):
     """Softmax-weighted sum of ALL hidden states of an upstream, one learnable scalar per state.
 
     The scalars start at 0 (uniform weights). With ``layer_norm`` each state is first layer-normalised
-    without affine parameters (the paper's Large models).
+    without affine parameters (the paper's Large models). An upstream with a single state (s3prl's
+    filterbank baselines) passes it through: its one softmax weight is exactly 1 and can never learn,
+    so it is kept (same state dict) but frozen, and no gradient is computed for the frozen features.
 
     Example::
 
@@ -46,11 +48,14 @@ class WeightedLayerSum(nn.Module):
 
     def __init__(self, num_layers: int, layer_norm: bool = False):
         super().__init__()
-        self.weights = nn.Parameter(torch.zeros(num_layers))
+        self.weights = nn.Parameter(torch.zeros(num_layers), requires_grad=num_layers > 1)
         self.layer_norm = layer_norm
 
     def forward(self, hidden_states: List[torch.Tensor]) -> torch.Tensor:
         """hidden_states L x (B, T, D) -> (B, T, D)."""
+        if len(hidden_states) == 1:
+            h = hidden_states[0]
+            return F.layer_norm(h, h.shape[-1:]) if self.layer_norm else h
         stacked = torch.stack(hidden_states, dim=0)  # (L, B, T, D)
         if self.layer_norm:
             stacked = F.layer_norm(stacked, stacked.shape[-1:])

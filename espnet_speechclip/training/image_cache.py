@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
-import torch
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import load_image
@@ -96,8 +95,6 @@ def cache_image_embeddings(
     Returns the cache folder ``cache_root/<clip fingerprint>``; its ``img_emb.scp`` lists ``key path.npy``
     for every image of every call so far (see the module doc for the layout).
     """
-    from espnet_speechclip.models.clip import CLIPImageEncoder
-
     images = read_kv(img_scp)
     folder = Path(cache_root) / clip_fingerprint(**clip_conf)
     (folder / "emb").mkdir(parents=True, exist_ok=True)
@@ -132,7 +129,11 @@ def cache_image_embeddings(
         len(todo_shas),
         f" ({damaged} damaged cached embedding(s) recomputed)" if damaged else "",
     )
-    if todo_shas:
+    if todo_shas:  # torch and CLIP only when there is something to embed (a rerun or a second config)
+        import torch
+
+        from espnet_speechclip.models.clip import CLIPImageEncoder
+
         encoder = CLIPImageEncoder.from_config(clip_conf).to(device)
         bar = None
         if progress:

@@ -259,7 +259,11 @@ def train_synth_clip(
         n_fixed = min(batch_size // 2, len(keys))
         n_fresh = batch_size - n_fixed
 
-        optimizer = torch.optim.AdamW(_param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6)
+        # fused: one kernel over all parameters; the per-tensor loop spent about a fifth of every step
+        # updating the 49408-row token-embedding table.
+        optimizer = torch.optim.AdamW(
+            _param_groups(model, weight_decay), lr=lr, betas=(0.9, 0.98), eps=1e-6, fused=True
+        )
 
         def lr_factor(step: int) -> float:
             if step < warmup_steps:

@@ -126,3 +126,38 @@ def test_data_pipeline_with_a_worker(rehearsal, tmp_path):
     # the task's sampler groups by length: the delivered batches pad less than random ones would
     assert r["length_group_batches"] == 50
     assert r["padding"] < r["padding_random_batches"]
+
+
+def test_calibrate_prints_the_median_step(capsys):
+    """bench/calibrate.py: the fixed workload that README wall times are quoted against."""
+    calibrate = load_bench("calibrate")
+    times = calibrate.step_seconds(passes=2, warmup=0, threads=1)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    calibrate.main(["--passes", "1"])
+    words = capsys.readouterr().out.split()
+    assert words[:2] == ["calibration", "step_s"] and float(words[2]) > 0
+    with pytest.raises(SystemExit):
+        calibrate.main(["--passes", "0"])
+
+
+def test_default_run_stage_seconds_and_recipe_copy(tmp_path):
+    """bench/default_run.py: per-stage seconds from the recipe's own log lines; a clean recipe copy."""
+    default_run = load_bench("default_run")
+    log = "\n".join(
+        [
+            "2026-11-30T10:00:00 (speechclip.sh:97) Stage 1: data preparation (synth)",
+            "some output",
+            "2026-11-30T10:00:40 (speechclip.sh:102) Stage 2: audio format (16 kHz mono)",
+            "2026-11-30T10:00:45 (speechclip.sh:140) Stage 5: training",
+            "2026-11-30T10:04:05 (speechclip.sh:250) Successfully finished. Results: exp/x/RESULTS.md",
+        ]
+    )
+    assert default_run.stage_seconds(log) == {
+        "stage 1: data preparation (synth)": 40.0,
+        "stage 2: audio format (16 kHz mono)": 5.0,
+        "stage 5: training": 200.0,
+    }
+    rec = default_run.copy_recipe(ROOT, tmp_path / "sc1")
+    assert (rec / "run.sh").is_file() and (rec / "utils" / "run.pl").is_file()
+    assert (rec / "conf").resolve() == (ROOT / "conf").resolve()
+    assert not (rec / "exp").exists() and not (rec / "dump").exists()

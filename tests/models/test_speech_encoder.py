@@ -35,6 +35,17 @@ def test_upstream_frozen_in_eval_and_layer_weights_train(encoder):
     assert all(not p.requires_grad for p in encoder.upstream.parameters())
     if encoder.upstream.num_layers > 1:
         assert not torch.equal(encoder.layer_sum.weights.detach(), weights_before)
+    else:  # one state (fbank): its softmax weight is 1 whatever the scalar, so nothing to learn
+        assert not encoder.layer_sum.weights.requires_grad
+
+
+def test_single_state_passes_through_unchanged():
+    from espnet_speechclip.models.speech_encoder import WeightedLayerSum
+
+    h = torch.randn(2, 5, 4)
+    assert WeightedLayerSum(1)([h]) is h
+    torch.testing.assert_close(WeightedLayerSum(1, layer_norm=True)([h]), WeightedLayerSum(2, True)([h, h]))
+    torch.testing.assert_close(WeightedLayerSum(2)([h, h]), h)
 
 
 def test_exact_output_lengths_and_batch_invariance(encoder):

@@ -75,7 +75,19 @@ def recipe(tmp_path_factory):
     rec = copy_recipe(tmp / "sc1")
     (rec / "exp" / "clip").mkdir(parents=True)
     make_tiny_clip(rec / "exp" / "clip" / "tiny-clip.pt")
-    out = run(rec, "--corpus", "flickr8k", "--train_config", TINY, "--nj", "1", env={"FLICKR8K": str(corpus)})
+    # --nj 1: the configs train one after the other; --inference_nj 2: split inference jobs and a merge
+    out = run(
+        rec,
+        "--corpus",
+        "flickr8k",
+        "--train_config",
+        TINY,
+        "--nj",
+        "1",
+        "--inference_nj",
+        "2",
+        env={"FLICKR8K": str(corpus)},
+    )
     return rec, out, corpus
 
 
@@ -100,6 +112,13 @@ def test_stages_1_to_8_produce_results(recipe):
         # TensorBoard curves by default, where ESPnet puts them
         assert list((exp / "tensorboard" / "train").glob("events.out.tfevents.*"))
         assert list((exp / "tensorboard" / "valid").glob("events.out.tfevents.*"))
+        for s in ("dev", "test"):
+            logdir = exp / f"decode_flickr8k_{s}" / "logdir"
+            assert sorted(p.name for p in logdir.iterdir()) == [
+                "inference.1.log",
+                "inference.2.log",
+                "merge.log",
+            ]
     assert "Stage 9: skipped (no --hf_repo)" in out
     # data dirs in the documented layout, 12/4/4 images x 2 captions
     for split, n in (("train", 24), ("dev", 8), ("test", 8)):
@@ -273,7 +292,7 @@ def test_hub_round_trip_through_the_recipe(recipe, tmp_path):
     assert "Stage 8: skipped" in out
     downloaded = rec / "exp" / "speechclip-test" / "tiny-parallel"
     assert (downloaded / "latest.pth").is_symlink() and "latest.pth" in (
-        downloaded / "decode_flickr8k_test" / "logdir" / "merge.log"
+        downloaded / "decode_flickr8k_test" / "logdir" / "inference.log"
     ).read_text()
     assert json.loads((downloaded / "results.json").read_text()) == json.loads(
         (exp / "results.json").read_text()

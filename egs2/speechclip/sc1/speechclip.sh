@@ -21,8 +21,10 @@ Usage: ./run.sh [options]
   --corpus NAME                synth (default, generated here), flickr8k or spokencoco (paths in db.sh)
   --train_config "A [B ...]"   training config(s); one experiment each
   --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
-  --nj N                       parallel jobs of the data stages, and CPU threads of training (--ngpu 0)
-  --inference_nj N             parallel inference jobs (each embeds 1/N of the utterances)
+  --nj N                       parallel jobs of the data stages, inference and scoring; on CPU
+                               (--ngpu 0) the training threads, shared by configs trained side by side
+  --inference_nj N             inference jobs per data set (each embeds 1/N of the utterances, then
+                               one merges); up to nj inference processes run at a time
   --inference_model FILE       checkpoint of the experiment folder that stages 6-8 use
                                (default valid.mean_r10.best.pth: the best by dev mean R@10; e.g. latest.pth,
                                3epoch.pth)
@@ -60,7 +62,7 @@ train_config=""
 ngpu=0
 num_nodes=1
 nj=2
-inference_nj=2
+inference_nj=1
 inference_model=valid.mean_r10.best.pth
 tag=""
 train_args=""
@@ -169,6 +171,25 @@ failed() {  # failed <log>: show the end of a failed job's log, then stop
     tail -n 5 "$1" >&2
     exit 1
 }
+run_quiet() {  # run_quiet <log> <command...>: run_logged for jobs side by side (output to the log only)
+    local out=$1; shift
+    mkdir -p "$(dirname "${out}")"
+    log "$* (log: ${out})"
+    "$@" > "${out}" 2>&1 || failed "${out}"
+}
+bg_pids=()
+bg_run() {  # bg_run <max> <command...>: start the command in the background once fewer than <max> run
+    local max=$1; shift
+    while [ "$(jobs -rp | wc -l)" -ge "${max}" ]; do sleep 1; done
+    "$@" &
+    bg_pids+=($!)
+}
+bg_wait() {  # wait for every bg_run job; fail if any failed (each names its log)
+    local pid failed=0
+    for pid in "${bg_pids[@]}"; do wait "${pid}" || failed=$((failed + 1)); done
+    bg_pids=()
+    [ "${failed}" -eq 0 ] || { log "${failed} job(s) failed"; exit 1; }
+}
 
 # --download_model / --pretrained_model take the place of training (stage 5). They run first, because
 # stage 3 caches the test images with the model's own CLIP; rerunning with --skip_train true reuses the
@@ -237,6 +258,13 @@ set_model_args() {  # options every run of a config needs: the codebook of this 
 
 if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
     log "Stage 5: training"
+    # On CPU the configs train side by side, nj / n_configs threads each, when there are cores for all:
+    # a training step is mostly small operations (the per-utterance filterbank, the tiny branches), so
+    # one process per core gets far more done than two threads sharing one process.
+    side_by_side=1
+    if [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ] && [ "${nj}" -ge "${n_configs}" ]; then
+        side_by_side=${n_configs}
+    fi
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
         emb=$(emb_of "${c}")
@@ -253,8 +281,8 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         threads=${OMP_NUM_THREADS}
         [ "${ngpu}" -gt 0 ] && dist=(--use_amp true)  # bf16 on GPUs that support it, else fp16
         [ "${ngpu}" -gt 1 ] && dist+=(--multiprocessing_distributed true)
-        # on CPU the training process gets --nj threads (path.sh sets 1 for everything else)
-        [ "${ngpu}" -eq 0 ] && dist=(--use_amp false) && threads=${nj}
+        # on CPU the training processes share --nj threads (path.sh sets 1 for everything else)
+        [ "${ngpu}" -eq 0 ] && dist=(--use_amp false) && threads=$((nj / side_by_side))
         set_model_args "${c}"
         # shellcheck disable=SC2206  # --train_args is a string of options, split into words on purpose
         train_cmdline=(python3 -m espnet_speechclip.bin.speechclip_train --config "${c}" --output_dir "${exp}"
@@ -265,43 +293,64 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
                 --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
                 --multiprocessing_distributed true -- "${train_cmdline[@]}" || failed "${exp}/train.log"
         else
-            OMP_NUM_THREADS=${threads} ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${train_cmdline[@]}" \
-                || failed "${exp}/train.log"
+            train_one() {  # train_one <exp> <command...>
+                local exp=$1; shift
+                ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "$@" || failed "${exp}/train.log"
+            }
+            OMP_NUM_THREADS=${threads} bg_run "${side_by_side}" train_one "${exp}" "${train_cmdline[@]}"
         fi
-        grep "epoch results" "${exp}/train.log" | tail -n 1 | cut -c1-300 || true
+    done
+    bg_wait
+    for c in ${train_config}; do
+        grep "epoch results" "$(exp_of "${c}")/train.log" | tail -n 1 | cut -c1-300 || true
     done
 fi
 
 if runs 6 "${skip_eval}"; then
     log "Stage 6: inference on ${dev_set} ${test_set}"
+    decode_set() {  # decode_set <exp> <set> <inference command>: one decode folder, then a log line
+        local exp=$1 s=$2; shift 2
+        if [ "${inference_nj}" -gt 1 ]; then
+            # inference_nj jobs, each embedding one part of the utterances, then one merge that scores
+            ${decode_cmd} --gpu "${ngpu}" JOB=1:"${inference_nj}" "${exp}/decode_${s}/logdir/inference.JOB.log" \
+                "$@" --num_splits "${inference_nj}" --split JOB || failed "${exp}/decode_${s}/logdir/inference.1.log"
+            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" "$@" --num_splits "${inference_nj}" --merge \
+                || failed "${exp}/decode_${s}/logdir/merge.log"
+        else
+            ${decode_cmd} --gpu "${ngpu}" "${exp}/decode_${s}/logdir/inference.log" "$@" \
+                || failed "${exp}/decode_${s}/logdir/inference.log"
+        fi
+        log "wrote ${exp}/decode_${s}"
+    }
+    # The decode folders of all configs and sets are independent: up to nj inference processes at a time
+    # (starting a process and loading a model costs about as much as embedding a small set).
+    at_once=$((nj / inference_nj > 1 ? nj / inference_nj : 1))
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
         model=$(model_of "${exp}")
         emb=$(emb_of "${c}")
         for s in ${dev_set} ${test_set}; do
             # shellcheck disable=SC2206  # --inference_args is a string of options, split on purpose
-            infer=(python3 -m espnet_speechclip.bin.speechclip_inference --config "${exp}/config.yaml"
-                --model_file "${model}" --data_dir "${dumpdir}/raw/${s}"
-                --image_emb_scp "${emb}/img_emb.scp" --output_dir "${exp}/decode_${s}" --device "${device}"
-                --num_splits "${inference_nj}" ${inference_args})
-            # inference_nj jobs, each embedding one part of the utterances, then one merge that scores
-            ${decode_cmd} --gpu "${ngpu}" JOB=1:"${inference_nj}" "${exp}/decode_${s}/logdir/inference.JOB.log" \
-                "${infer[@]}" --split JOB
-            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" "${infer[@]}" --merge \
-                || failed "${exp}/decode_${s}/logdir/merge.log"
-            log "wrote ${exp}/decode_${s}"
+            bg_run "${at_once}" decode_set "${exp}" "${s}" python3 -m espnet_speechclip.bin.speechclip_inference \
+                --config "${exp}/config.yaml" --model_file "${model}" \
+                --data_dir "${dumpdir}/raw/${s}" --image_emb_scp "${emb}/img_emb.scp" \
+                --output_dir "${exp}/decode_${s}" --device "${device}" ${inference_args}
         done
     done
+    bg_wait
 fi
 
 if runs 7 "${skip_eval}"; then
     log "Stage 7: scoring"
-    for c in ${train_config}; do
+    for c in ${train_config}; do  # one process per config, up to nj at a time
         exp=$(exp_of "${c}")
         model=$(model_of "${exp}")
-        run_logged "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results --exp_dir "${exp}" \
-            --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw"
-        cat "${exp}/RESULTS.md"
+        bg_run "${nj}" run_quiet "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results \
+            --exp_dir "${exp}" --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw"
+    done
+    bg_wait
+    for c in ${train_config}; do
+        cat "$(exp_of "${c}")/RESULTS.md"
     done
 fi
 
@@ -310,14 +359,16 @@ if runs 8 "${skip_packing}"; then
         log "Stage 8: skipped (${download_model} is packed already)"
     else
         log "Stage 8: packing"
-        for c in ${train_config}; do
+        for c in ${train_config}; do  # one process per config, up to nj at a time
             exp=$(exp_of "${c}")
             model=$(model_of "${exp}")
             results=()
             [ -f "${exp}/results.json" ] && results=(--results_json "${exp}/results.json")
-            run_logged "${exp}/pack.log" python3 -m espnet_speechclip.bin.pack --config "${exp}/config.yaml" \
-                --model_file "${model}" --out "${exp}/packed/model.zip" --dataset "${corpus}" "${results[@]}"
+            bg_run "${nj}" run_quiet "${exp}/pack.log" python3 -m espnet_speechclip.bin.pack \
+                --config "${exp}/config.yaml" --model_file "${model}" --out "${exp}/packed/model.zip" \
+                --dataset "${corpus}" "${results[@]}"
         done
+        bg_wait
     fi
 fi
 
