@@ -95,6 +95,17 @@ def _class_default(config: Mapping, section: str, name: str) -> Any:
     return _MISSING
 
 
+def dotted_get(config: Mapping, dotted: str, default: Any = None) -> Any:
+    """The raw value at ``a.b.c`` of a nested mapping, or ``default`` where a level is missing (no task or
+    class defaults: see :func:`config_value` for those)."""
+    node: Any = config
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 def config_value(config: Mapping, dotted: str, default: Any = None) -> Any:
     """The value of ``a.b.c`` in a config read by :func:`read_config`, or its default: the task table's
     for top-level keys, the configured class's keyword default for ``speech_encoder_conf.*`` and
@@ -105,13 +116,8 @@ def config_value(config: Mapping, dotted: str, default: Any = None) -> Any:
         config_value(read_config("conf/paper/parallel_base.yaml"), "speech_encoder_conf.upstream")  # "hubert"
     """
     parts = dotted.split(".")
-    node: Any = config
-    for part in parts:
-        if not isinstance(node, Mapping) or node.get(part) is None:
-            node = _MISSING
-            break
-        node = node[part]
-    if node is not _MISSING:
+    node = dotted_get(config, dotted, _MISSING)
+    if node is not _MISSING and node is not None:  # an explicit None means "the default"
         return node
     if len(parts) == 1:
         return copy.deepcopy(TASK_DEFAULTS.get(parts[0], default))

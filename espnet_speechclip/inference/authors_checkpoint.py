@@ -45,6 +45,7 @@ import torch
 import yaml
 
 # Our package: kept to these few names so that the module can move (espnet_speechclip/inference/).
+from espnet_speechclip.config import dotted_get
 from espnet_speechclip.models.builder import build_model
 from espnet_speechclip.models.clip import SPECIAL_IDS, _register_config
 from espnet_speechclip.models.codebook import write_codebook
@@ -413,15 +414,6 @@ class Architecture:
     notes: List[str] = field(default_factory=list)
 
 
-def _get(config: Mapping, dotted: str, default: Any = None) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return default
-        node = node[part]
-    return node
-
-
 def _shape(t: torch.Tensor) -> List[int]:
     return list(t.shape)
 
@@ -441,7 +433,7 @@ def _config_value(
 ) -> Any:
     """A hyper-parameter from the stored config, cross-checked with the value the tensor shapes imply;
     falls back to the shape, then to the paper default. Records where it came from."""
-    value = _get(config, dotted)
+    value = dotted_get(config, dotted)
     if value is not None and shape_value is not None and value != shape_value:
         raise AuthorsCheckpointError(
             f"the stored config says {dotted} = {value}, but {shape_key} implies "
@@ -459,7 +451,7 @@ def _config_value(
 
 def _require(config: Mapping, dotted: str, allowed: Sequence[Any], what: str) -> None:
     """A config setting our modules cannot express otherwise: absent (= the authors' default) or allowed."""
-    value = _get(config, dotted)
+    value = dotted_get(config, dotted)
     if value is not None and value not in allowed:
         raise AuthorsCheckpointError(
             f"the stored config has {dotted} = {value!r}; {what} (supported: "
@@ -532,8 +524,8 @@ def derive_architecture(
     lacks is derived from the shapes). Checks the frozen towers' shapes against the towers we will build."""
     has_p = any(k.startswith("parallel_branch.") for k in state)
     has_c = any(k.startswith("cascaded_branch.") and not k.startswith(CASCADED_CLIP_PREFIX) for k in state)
-    w_p = _get(config, "model_settings.parallel_objective_weight")
-    w_c = _get(config, "model_settings.cascaded_objective_weight")
+    w_p = dotted_get(config, "model_settings.parallel_objective_weight")
+    w_c = dotted_get(config, "model_settings.cascaded_objective_weight")
     if w_p is not None and (float(w_p) > 0) != has_p:
         raise AuthorsCheckpointError(
             f"the stored config has parallel_objective_weight = {w_p} but the state dict "
@@ -556,7 +548,7 @@ def derive_architecture(
         "model_settings.cascaded_branch_projection",
         "model_settings.cascaded_branch.keyword.kw_projection",
     ):
-        if _get(config, dotted) is not None:
+        if dotted_get(config, dotted) is not None:
             raise AuthorsCheckpointError(
                 f"the stored config has {dotted}: projection networks are not part of "
                 f"SpeechCLIP as released and have no counterpart here"
@@ -585,7 +577,7 @@ def derive_architecture(
     weights_key = "audio_encoder.weightedsum_layer.weights"
     if weights_key not in state:
         raise AuthorsCheckpointError(f"missing key {weights_key} (the learnable layer weights)")
-    name = _get(config, "audio_encoder.name")
+    name = dotted_get(config, "audio_encoder.name")
     ckpt_hubert = _hubert_shape_in_checkpoint(state)
     width_by_shape = ckpt_hubert[1] if ckpt_hubert else None
     if name is None:  # no config: the two released sizes differ in width
@@ -618,7 +610,9 @@ def derive_architecture(
         text_width=0,
         embed_dim=0,
     )
-    arch.sources["upstream"] = "config audio_encoder.name" if _get(config, "audio_encoder.name") else "width"
+    arch.sources["upstream"] = (
+        "config audio_encoder.name" if dotted_get(config, "audio_encoder.name") else "width"
+    )
     arch.layer_norm = bool(
         _config_value(
             arch,
@@ -632,7 +626,7 @@ def derive_architecture(
     arch.max_train_samples = None if max_len is None or int(max_len) < 0 else int(max_len)
 
     # ---- CLIP: the authors' clip package name -> open_clip with QuickGELU
-    clip_name = _get(config, "clip.name")
+    clip_name = dotted_get(config, "clip.name")
     if REDUCED_TABLE not in state:
         raise AuthorsCheckpointError(f"missing key {REDUCED_TABLE} (the frozen CLIP's token embeddings)")
     width = int(state[REDUCED_TABLE].shape[1])
@@ -682,7 +676,7 @@ def derive_architecture(
         config, "cl_loss.type", ["MaskedContrastiveLoss"], "our loss is the authors' masked contrastive loss"
     )
     learnable_key = "criterion.temperature" in state
-    trainable = _get(config, "cl_loss.args.temperature_trainable")
+    trainable = dotted_get(config, "cl_loss.args.temperature_trainable")
     if trainable is not None and bool(trainable) != learnable_key:
         raise AuthorsCheckpointError(
             f"the stored config has cl_loss.args.temperature_trainable = {trainable} but "
@@ -691,7 +685,7 @@ def derive_architecture(
     arch.learnable_temperature = learnable_key
     arch.temperature = float(_config_value(arch, "temperature", config, "cl_loss.args.temperature", 0.07))
     for dotted, ok in (("cl_loss.args.margin", 0.0), ("cl_loss.args.dcl", False)):
-        value = _get(config, dotted)
+        value = dotted_get(config, dotted)
         if value is not None and value != ok:
             arch.notes.append(
                 f"training-only difference: the authors trained with {dotted} = {value!r}; our loss "
@@ -706,7 +700,7 @@ def derive_architecture(
             f"the stored config has trainer.precision = {precision!r}: not 16, bf16 or 32"
         )
     arch.amp_dtype = amp.get(precision)
-    corpus = _get(config, "data.dataset.name")
+    corpus = dotted_get(config, "data.dataset.name")
     arch.corpus = str(corpus) if corpus is not None else None
     arch.sources["corpus"] = "config data.dataset.name" if corpus is not None else "not in the stored config"
     return arch
@@ -853,7 +847,7 @@ def _cascaded_architecture(arch: Architecture, state: Mapping[str, torch.Tensor]
         )
     # VQ temperature: the buffer (fixed / learnable) is the value used; the config string says how it was set.
     temp_key = "cascaded_branch.vector_quantizer.curr_temp"
-    spec = str(_get(config, base + "vq.args.temp", "fixed=0.1"))
+    spec = str(dotted_get(config, base + "vq.args.temp", "fixed=0.1"))
     m = re.fullmatch(r"\s*(fixed|learnable)\s*=\s*([0-9.eE+-]+)\s*", spec)
     if m is None:
         raise AuthorsCheckpointError(

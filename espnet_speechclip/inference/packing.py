@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
-from espnet_speechclip.config import config_value
+from espnet_speechclip.config import config_value, dotted_get
 from espnet_speechclip.files import sha256_file
 
 if TYPE_CHECKING:
@@ -70,15 +70,6 @@ _STORED_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npy")
 
 class PackError(ValueError):
     """A model archive that cannot be written or used (missing file, tampered member, bad format)."""
-
-
-def _get(config: dict, dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
 
 
 def _set(config: dict, dotted: str, value: Any) -> None:
@@ -129,7 +120,7 @@ def _local_files(config: dict, base_dir: Path) -> List[Tuple[str, Path, str]]:
         # open_clip registers a JSON config under its file stem (which must equal model_name).
         out.append((key, src, f"files/{folder}/{src.name}"))
 
-    pretrained = _get(config, "clip_conf.pretrained")
+    pretrained = dotted_get(config, "clip_conf.pretrained")
     if pretrained:
         src = resolve(str(pretrained))
         if src.is_file():
@@ -137,19 +128,19 @@ def _local_files(config: dict, base_dir: Path) -> List[Tuple[str, Path, str]]:
         elif "/" in str(pretrained) or os.sep in str(pretrained) or src.suffix in _STORED_SUFFIXES:
             # Looks like a path, not an open_clip tag: packing it as a tag would fail only at load time.
             raise PackError(f"clip_conf.pretrained {pretrained} is not an existing file (looked at {src})")
-    config_file = _get(config, "clip_conf.config_file")
+    config_file = dotted_get(config, "clip_conf.config_file")
     if config_file:
         src = resolve(str(config_file))
         if not src.is_file():
             raise PackError(f"clip_conf.config_file {config_file} does not exist (looked at {src})")
         add("clip_conf.config_file", src, "clip_config")
-    ckpt = _get(config, "speech_encoder_conf.path_or_url")
+    ckpt = dotted_get(config, "speech_encoder_conf.path_or_url")
     if ckpt and "://" not in str(ckpt):
         src = resolve(str(ckpt))
         if not src.is_file():
             raise PackError(f"speech_encoder_conf.path_or_url {ckpt} does not exist (looked at {src})")
         add("speech_encoder_conf.path_or_url", src, "upstream")
-    codebook = _get(config, "model_conf.cascaded_conf.codebook")
+    codebook = dotted_get(config, "model_conf.cascaded_conf.codebook")
     if codebook and codebook != "full":
         src = resolve(str(codebook))
         if not src.is_file():
@@ -279,7 +270,7 @@ def model_card(
     ]
     if card.get("dataset"):
         lines.append(f"- Trained on: `{card['dataset']}`")
-    codebook = _get(config, "model_conf.cascaded_conf.codebook")
+    codebook = dotted_get(config, "model_conf.cascaded_conf.codebook")
     if model != "parallel":
         lines.append(
             "- Keyword codebook: "
@@ -571,9 +562,9 @@ def _resolved_config(where: Path, meta: dict, config_text: str, root: Path) -> s
     """The packed config.yaml with every packed file's key pointing at ``root/<member>`` (absolute)."""
     config = yaml.safe_load(config_text)
     for dotted, member in meta.get("paths", {}).items():
-        if _get(config, dotted) != member:
+        if dotted_get(config, dotted) != member:
             raise PackError(
-                f"{where}: config.yaml {dotted} is {_get(config, dotted)!r}, meta.json says {member!r}"
+                f"{where}: config.yaml {dotted} is {dotted_get(config, dotted)!r}, meta.json says {member!r}"
             )
         _set(config, dotted, str(root / member))
     return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
