@@ -63,10 +63,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
-    for name in ("httpx", "httpx2"):  # the Hub client's HTTP library logs every request at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from espnet_speechclip.inference.hub import HubError
+    from espnet_speechclip.inference.hub import HubError, quiet_http_logs
     from espnet_speechclip.inference.packing import PackError
+
+    quiet_http_logs()
 
     try:
         exp_dir = fetch(args.model, Path(args.exp_dir), args.model_name)

@@ -35,10 +35,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
-    for name in ("httpx", "httpx2"):  # the Hub client's HTTP library logs every request at INFO
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from espnet_speechclip.inference.hub import HubError, parse_repo_id, stage_repo, upload
+    from espnet_speechclip.inference.hub import HubError, parse_repo_id, quiet_http_logs, stage_repo, upload
     from espnet_speechclip.inference.packing import PackError
+
+    quiet_http_logs()
 
     if parse_repo_id(args.hf_repo) is None or "@" in args.hf_repo:
         parser.error(f"--hf_repo {args.hf_repo} is not a Hub repo id (<namespace>/<name>)")

@@ -21,6 +21,7 @@ token is the Hub's usual one (``hf auth login``, or ``HF_TOKEN``).
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -41,6 +42,13 @@ REPO_FILES = ["README.md", "meta.json", "config.yaml", "model.pth", "files/*"]
 
 class HubError(RuntimeError):
     """A Hub repo that cannot be fetched or written (not found, not cached while offline, refused)."""
+
+
+def quiet_http_logs() -> None:
+    """Keep the Hub client's per-request INFO lines (its HTTP library logs every request) out of a
+    command's log; warnings still show."""
+    for name in ("httpx", "httpx2"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def parse_repo_id(source: str) -> Optional[Tuple[str, Optional[str]]]:
