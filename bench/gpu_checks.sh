@@ -1,26 +1,30 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 6 in one run on a lent H100/H200 (about 6 minutes of command time; every
-# stage has its own time limit, 8 minutes in all). Prepare once on the development machine, from the
-# repository root:
-#   ../shared/gpu/wheelhouse.sh        # fills the ignored .whl/ with what the GPU machine lacks
-# then call the device tool with
-#   command: bash bench/gpu_checks.sh     carry: [".whl"]     timeout_s: 560
+# GPU checks of the training step and the data loader, in one run on a machine with an NVIDIA GPU and
+# no internet access needed (about 8 minutes at most: every stage has its own time limit). The GPU machine
+# needs python3 with CUDA builds of torch 2.11.0, torchaudio 2.11.0 and torchvision 0.26.0; every other
+# package is installed from wheels in the repository's ignored .whl/ folder. Prepare those on a machine
+# with internet, with the project's venv and the GPU machine's Python version, from the repository root:
+#   mkdir -p .whl
+#   .venv/bin/python -m pip freeze --exclude-editable | grep '==' \
+#       | grep -vE '^(torch|torchaudio|torchvision|triton)==|^(nvidia|cuda)-' > .whl/requirements.txt
+#   .venv/bin/python -m pip wheel --no-deps -w .whl -r .whl/requirements.txt
+# then, on the GPU machine, from the repository root (with .whl/ copied along):
+#   mkdir -p gpu_out && OUT=$PWD/gpu_out bash bench/gpu_checks.sh
 # It writes to $OUT (6 files): env.txt, log.txt (everything printed, tables included),
-# train_step_large.json, profile_large.txt (operators of 3 Large steps by GPU time: what to speed up
-# next), train_step_base.json, data_pipeline.json.
+# train_step_large.json, profile_large.txt (operators of 3 Large steps by GPU time), train_step_base.json,
+# data_pipeline.json. Models have random weights (nothing is downloaded). See bench/README.md.
 #
 # 1. Large parallel and cascaded, bf16, 64 utterances of 6.4 s per step (one GPU's share of the paper's
-#    batch 256 on 4 GPUs): step vs frozen HuBERT-Large bound (target >= 0.9x) and vs the authors'-style
-#    step (target >= 1.45x), inference, peak memory.
+#    batch 256 on 4 GPUs): step vs the frozen HuBERT-Large bound and vs the authors'-style step,
+#    inference, peak memory.
 # 2. The same for Base parallel, cascaded and hybrid.
 # 3. The real loader (4 workers as in the paper configs, pinned memory, copy to the GPU) over 4096 wavs
-#    of 2-6.4 s, against the fastest step of 1-2 (target >= 2x), and its padding.
+#    of 2-6.4 s, against the fastest step of 1-2, and its padding.
 #
-# REHEARSAL=1 runs the same plumbing here, on the CPU with the tiny configs and the current Python
-# environment (no wheels installed), in about a minute: tests/test_bench.py does, so the one command a
-# lent device gets cannot break unnoticed.
+# REHEARSAL=1 runs the same script on the CPU with the tiny configs and the current Python environment
+# (no wheels), in about a minute; tests/bench/test_bench.py runs it, so the script is tested without a GPU.
 set -uo pipefail
-: "${OUT:?run on the device machine, where OUT names the results folder}"
+: "${OUT:?OUT must name the folder for the results}"
 exec > >(tee "$OUT/log.txt") 2>&1
 
 if [ "${REHEARSAL:-0}" = 1 ]; then

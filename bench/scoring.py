@@ -12,7 +12,7 @@ splits it:
   speech-transcript matrix (the transpose for text->speech, as the scorer passes it);
 - ``keyword_hit_rate``: (N, K) keyword ids against N caption token lists.
 
-The issue's target is similarity + retrieval_recall under 5 s on 2 cores.
+The aim: similarity + retrieval_recall well under 5 s on 2 cores.
 
     python bench/scoring.py --json scoring.json
 """

@@ -24,7 +24,7 @@ def load_bench(name: str):
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):
-    """bench/gpu_checks.sh, the one command a lent GPU gets, rehearsed on the CPU with the tiny configs."""
+    """bench/gpu_checks.sh, the GPU measurement in one command, rehearsed on the CPU with the tiny configs."""
     out = tmp_path_factory.mktemp("gpu_checks")
     env = dict(
         os.environ,

@@ -279,7 +279,7 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         done
         dist=()
         threads=${OMP_NUM_THREADS}
-        [ "${ngpu}" -gt 0 ] && dist=(--use_amp true)  # bf16 on GPUs that support it, else fp16
+        [ "${ngpu}" -gt 0 ] && dist=(--use_amp true)  # in the config's amp_dtype (float16 unless it says otherwise)
         [ "${ngpu}" -gt 1 ] && dist+=(--multiprocessing_distributed true)
         # on CPU the training processes share --nj threads (path.sh sets 1 for everything else)
         [ "${ngpu}" -eq 0 ] && dist=(--use_amp false) && threads=$((nj / side_by_side))
