@@ -14,7 +14,8 @@ come, so this is what the workers deliver), the padding share of the delivered b
 training crop, and the padding that random batches (``--length_group_batches 1``) would have on the
 same lengths. With ``--step_json`` (outputs of ``bench/train_step.py``) it divides the steady rate by the
 fastest training step in them, in seconds of audio per second (both costs grow with utterance
-length, and the fixture's lengths differ from the step's fixed one): a loader that keeps a GPU busy needs >= 2.
+length, and the fixture's lengths differ from the step's fixed one): a loader that keeps a GPU busy
+needs >= 2.
 
 Note: the wavs were just written, so they are read from the page cache, as a corpus that fits in memory
 is from the second epoch on.
