@@ -5,8 +5,9 @@
 
 ``--model`` is a packed archive or an experiment folder (config.yaml + valid.mean_r10.best.pth, else
 latest.pth). ``--images`` takes a folder (every image file in it) or files. ``--texts`` is a file with
-one text per line. Keywords are printed for cascaded and hybrid models. Results go to stdout, logs to
-stderr.
+one text per line. Keywords are printed for cascaded and hybrid models (SpeechCLIP+ too), each with its
+cosine score to the codebook subword and the seconds of the utterance it came from. Results go to
+stdout, logs to stderr.
 """
 
 from __future__ import annotations
@@ -83,7 +84,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
     if images:
         _print_hits("images", result.images, len(images))
     if result.keywords is not None:
-        print("keywords: " + "  ".join(f"{k.token} ({k.score:.3f})" for k in result.keywords))
+        print(
+            "keywords: "
+            + "  ".join(f"{k.token} ({k.score:.3f}) {k.start:.2f}-{k.end:.2f}s" for k in result.keywords)
+        )
     if texts:
         _print_hits("texts", result.texts, len(texts))
 

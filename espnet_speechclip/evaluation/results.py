@@ -2,7 +2,8 @@
 
 results.json maps each test set to its branches:
 ``{"<test set>": {"parallel": {"speech_to_image": {"R@1": ..}, "image_to_speech": .., "speech_to_text": ..,
-"text_to_speech": ..}, "cascaded": {..., "keyword_hit_rate": {"kw1": .., "avg": ..}}}}`` (percent).
+"text_to_speech": ..}, "cascaded": {..., "keyword_hit_rate": {"kw1": .., "avg": ..}, "keyword_timing":
+{..}}}}`` (percent; see :mod:`espnet_speechclip.evaluation.scoring`).
 """
 
 from __future__ import annotations
@@ -77,27 +78,68 @@ def retrieval_table(scores: Dict[str, Dict]) -> List[str]:
 
 
 def keyword_tables(decode_dir: Path, hit_rate: Dict[str, float], n_examples: int = 10) -> List[str]:
-    slots = [k for k in hit_rate if k != "avg"]
-    lines = [
-        "| " + " | ".join(slots) + " | avg |",
-        "|" + "---:|" * (len(slots) + 1),
-        "| " + " | ".join(_fmt(hit_rate[k]) for k in slots) + f" | {_fmt(hit_rate['avg'])} |",
-        "",
-    ]
+    if "pooled" in hit_rate:  # variable-length keywords: no slots
+        lines = [
+            "Over all keywords emitted (pooled), and the mean of the utterances' own rates:",
+            "",
+            "| pooled | utterance avg | keywords per utterance |",
+            "|---:|---:|---:|",
+            f"| {_fmt(hit_rate['pooled'])} | {_fmt(hit_rate['utterance_avg'])} | "
+            f"{hit_rate['keywords_per_utterance']:.2f} |",
+            "",
+        ]
+    else:
+        slots = [k for k in hit_rate if k != "avg"]
+        lines = [
+            "| " + " | ".join(slots) + " | avg |",
+            "|" + "---:|" * (len(slots) + 1),
+            "| " + " | ".join(_fmt(hit_rate[k]) for k in slots) + f" | {_fmt(hit_rate['avg'])} |",
+            "",
+        ]
     d = DecodeDir.read(decode_dir)
     keywords, text, utts = d.keywords or {}, d.transcripts or {}, d.utts
     scores = d.array("keyword_scores")
+    _, spans = d.keyword_lists()
     lines += [
-        "Example keywords (cosine score to the codebook subword):",
+        "Example keywords (cosine score to the codebook subword"
+        + (", and the seconds of speech each came from" if spans is not None else "")
+        + "):",
         "",
         "| utterance | transcript | keywords |",
         "|---|---|---|",
     ]
     for i in np.linspace(0, len(utts) - 1, min(n_examples, len(utts))).astype(int):
         kws = keywords[utts[i]].split()
-        shown = " ".join(f"{w} ({s:.2f})" for w, s in zip(kws, scores[i]))
+        shown = " ".join(
+            f"{w} ({s:.2f}"
+            + (f", {spans[i][k][0]:.2f}-{spans[i][k][1]:.2f}" if spans is not None else "")
+            + ")"
+            for k, (w, s) in enumerate(zip(kws, scores[i]))
+        )
         lines.append(f"| {utts[i]} | {text.get(utts[i], '')} | {shown} |")
     return lines
+
+
+def keyword_timing_table(timing: Dict[str, float]) -> List[str]:
+    """The keyword-timing scores of :mod:`espnet_speechclip.evaluation.scoring` as a table."""
+    source = {
+        "cif": "the units CIF integrated",
+        "attention": "the frames holding the central 90 % of each keyword's attention",
+    }.get(timing.get("spans_from", ""), timing.get("spans_from", "?"))
+    ms = round(1000 * timing["tolerance"])
+    return [
+        f"Keyword time spans ({source}) against the word alignment: boundary precision / recall / F1 / "
+        f"R-value within {ms} ms (utterance edges left out on both sides), how often a keyword's span "
+        f"contains (edges within {ms} ms) or overlaps a word holding its subword, and the mean span.",
+        "",
+        "| boundary P | R | F1 | R-value | over-segmentation | span contains word | span overlaps word "
+        "| mean span (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {_fmt(timing['boundary_precision'])} | {_fmt(timing['boundary_recall'])} | "
+        f"{_fmt(timing['boundary_f1'])} | {_fmt(timing['boundary_r_value'])} | "
+        f"{timing['over_segmentation']:+.2f} | {_fmt(timing['span_contains_word'])} | "
+        f"{_fmt(timing['span_overlaps_word'])} | {timing['mean_span']:.2f} |",
+    ]
 
 
 def write_results(
@@ -144,9 +186,13 @@ def write_results(
             "",
         ]
         md += retrieval_table(scores) + [""]
-        if "keyword_hit_rate" in scores.get("cascaded", {}):
+        cascaded = scores.get("cascaded", {})
+        if "keyword_hit_rate" in cascaded:
             md += ["### Keyword hit rate (cascaded)", ""]
-            md += keyword_tables(exp_dir / f"decode_{s}", scores["cascaded"]["keyword_hit_rate"]) + [""]
+            md += keyword_tables(exp_dir / f"decode_{s}", cascaded["keyword_hit_rate"]) + [""]
+        if "keyword_timing" in cascaded:
+            md += ["### Keyword timing (cascaded)", ""]
+            md += keyword_timing_table(cascaded["keyword_timing"]) + [""]
     md += extra_sections or []
     (exp_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     return results

@@ -172,7 +172,11 @@ def model_card(
     from espnet_speechclip import __version__
 
     model = config_value(config, "model")
-    branches = ["parallel", "cascaded"] if model == "hybrid" else [model]
+    branches = {
+        "hybrid": ["parallel", "cascaded"],
+        "hybrid_plus": ["parallel", "cascaded (CIF keywords)"],
+        "cascaded_plus": ["cascaded (CIF keywords)"],
+    }.get(model, [model])
     packed_keys = {key for key, _, _ in packed}
     upstream = config_value(config, "speech_encoder_conf.upstream")
     upstream_path = config_value(config, "speech_encoder_conf.path_or_url")

@@ -3,10 +3,10 @@
     from espnet_speechclip.inference import Speech2Image
 
     s2i = Speech2Image.from_pretrained("exp/synth_parallel/packed/model.zip", device="cpu")
-    s2i("a.wav")                                   # {"parallel": (1, D_c)}; + keyword_ids/scores (cascaded)
+    s2i("a.wav")                                   # {"parallel": (1, D_c)}; cascaded: + keyword_ids, ...
     s2i(["a.wav", (wave_8k, 8000)])                # a batch: files, 16 kHz arrays or (array, rate)
     s2i.retrieve_images("a.wav", ["x.jpg", "y.jpg"], topk=1)
-    s2i.keywords("a.wav")                          # cascaded / hybrid models
+    s2i.keywords("a.wav")                          # cascaded / hybrid models: subwords with time spans
 
 ``Speech2Image(train_config, model_file)`` rebuilds the model from its training config (the frozen
 towers from their own names or files) and loads the trainable weights strictly;
@@ -44,11 +44,34 @@ class Hit(NamedTuple):
 
 
 class Keyword(NamedTuple):
-    """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook."""
+    """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook, and
+    the time span of the utterance it came from, in seconds (``start``, ``end``): the integrated unit
+    of a CIF model (cascaded+ / hybrid+); for a K-token model the frames holding the central
+    ``attention_mass`` of its attention."""
 
     token: str
     id: int
     score: float
+    start: float
+    end: float
+
+
+# Outputs of Speech2Image.__call__ whose keyword axis (axis 1) varies with the utterances of CIF models,
+# and the value that pads it: -1 is no CLIP id; a padded slot has no time span.
+KEYWORD_PADDING = {"keyword_ids": -1, "keyword_scores": 0.0, "keyword_spans": np.nan}
+
+
+def concat_padded(arrays: Sequence[np.ndarray], fill: Any = None) -> np.ndarray:
+    """Concatenate (B_i, K_i, ...) arrays along axis 0, padding axis 1 to the largest K_i with ``fill``
+    (``None``: no padding, the arrays must agree)."""
+    arrays = list(arrays)
+    if fill is not None and arrays and arrays[0].ndim > 1:
+        width = max(a.shape[1] for a in arrays)
+        arrays = [
+            np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
+            for a in arrays
+        ]
+    return np.concatenate(arrays)
 
 
 def list_images(folder: PathLike) -> List[Path]:
@@ -99,6 +122,9 @@ class Speech2Image:
         batch_size: utterances / images per forward pass.
         clip_weights: load CLIP's pretrained weights; ``False`` for users of the speech side only
             (no CLIP download; image and text embeddings are then meaningless).
+        attention_mass: the time span of a K-token model's keyword holds this central share of the
+            keyword's attention over the frames (see
+            :func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`).
 
     Raises:
         FileNotFoundError: a missing config or weights file.
@@ -112,6 +138,7 @@ class Speech2Image:
         device: str = "cpu",
         batch_size: int = 16,
         clip_weights: bool = True,
+        attention_mass: float = 0.9,
     ):
         from espnet_speechclip.config import read_config
         from espnet_speechclip.models.builder import build_model
@@ -131,6 +158,7 @@ class Speech2Image:
         self.device = str(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
+        self.attention_mass = attention_mass
         self._image_encoder = model.image_encoder
 
     @classmethod
@@ -228,8 +256,12 @@ class Speech2Image:
     def __call__(
         self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]] = None
     ) -> Dict[str, np.ndarray]:
-        """Utterances -> ``{branch: (N, D_c)}`` normalised embeddings, plus ``keyword_ids`` (N, K) and
-        ``keyword_scores`` (N, K) for a cascaded branch. One utterance gives N = 1.
+        """Utterances -> ``{branch: (N, D_c)}`` normalised embeddings, plus for a cascaded branch
+        ``keyword_ids`` (N, K) CLIP ids, ``keyword_scores`` (N, K) cosine scores and ``keyword_spans``
+        (N, K, 2) the (start, end) seconds each keyword came from (see :class:`Keyword`). A CIF model
+        (cascaded+ / hybrid+) gives each utterance its own number of keywords, ``keyword_lengths`` (N,):
+        K is the largest, and the slots beyond an utterance's keywords hold id -1, score 0 and span NaN.
+        One utterance gives N = 1.
 
         Inputs are file paths (any rate, resampled), 16 kHz waveforms (T,), or (waveform, rate);
         ``names`` (one per input, e.g. utterance ids) label them in error messages.
@@ -248,12 +280,49 @@ class Speech2Image:
         chunks: Dict[str, List[np.ndarray]] = {}
         for start in range(0, len(wavs), self.batch_size):
             padded, lengths = pad_batch(wavs[start : start + self.batch_size])
-            out = self.model.encode_speech(padded.to(self.device), lengths.to(self.device))
-            for k, v in out.items():
-                chunks.setdefault(k, []).append(
-                    v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
-                )
-        return {k: np.concatenate(v) for k, v in chunks.items()}
+            out = self.model.encode_speech(
+                padded.to(self.device), lengths.to(self.device), keyword_timing=True
+            )
+            batch = {b: out[b].float().cpu().numpy() for b in self.branches}
+            if "keyword_ids" in out:
+                batch.update(self._keyword_outputs(out, lengths))
+            for k, v in batch.items():
+                chunks.setdefault(k, []).append(v)
+        return {k: concat_padded(v, KEYWORD_PADDING.get(k)) for k, v in chunks.items()}
+
+    def _keyword_outputs(
+        self, out: Dict[str, torch.Tensor], num_samples: torch.Tensor
+    ) -> Dict[str, np.ndarray]:
+        """Keyword ids, scores, spans in seconds (and counts, CIF) of one batch of ``encode_speech``."""
+        from espnet_speechclip.data.media import SAMPLE_RATE
+
+        ids = out["keyword_ids"].cpu()
+        shift, offset = self.model.speech_encoder.frame_times()
+        if "keyword_frames" in out:  # CIF: the fractional frames each unit integrated
+            spans = out["keyword_frames"].double().cpu() * shift + offset
+        else:
+            from espnet_speechclip.evaluation.keyword_timing import attention_spans
+
+            att, frames = out["keyword_attention"].cpu(), out["frame_lengths"].cpu()
+            spans = torch.tensor(
+                [
+                    attention_spans(att[b, :, : int(frames[b])], 1.0 / shift, self.attention_mass, offset)
+                    for b in range(ids.size(0))
+                ],
+                dtype=torch.float64,
+            ).view(ids.size(0), ids.size(1), 2)
+        # a span never leaves its utterance (the first and last frames' nominal spans can)
+        duration = (num_samples.double() / SAMPLE_RATE).view(-1, 1, 1)
+        spans = torch.minimum(spans.clamp_min(0.0), duration)
+        spans[ids < 0] = float("nan")
+        result = {
+            "keyword_ids": ids.numpy(),
+            "keyword_scores": out["keyword_scores"].float().cpu().numpy(),
+            "keyword_spans": spans.numpy(),
+        }
+        if "keyword_lengths" in out:
+            result["keyword_lengths"] = out["keyword_lengths"].cpu().numpy()
+        return result
 
     embed_speech = __call__
 
@@ -349,8 +418,8 @@ class Speech2Image:
     def keywords(
         self, speech: Union[SpeechInput, Sequence[SpeechInput]]
     ) -> Union[List[Keyword], List[List[Keyword]]]:
-        """The cascaded branch's K keywords of one utterance (a list of :class:`Keyword`), or of each
-        utterance of a list (a list of such lists)."""
+        """The cascaded branch's keywords of one utterance (a list of :class:`Keyword`, in order, with
+        their time spans), or of each utterance of a list (a list of such lists)."""
         if "cascaded" not in self.branches:
             raise ValueError(
                 f"{self.source} is a {'/'.join(self.branches)} model: keywords need a cascaded "
@@ -398,8 +467,12 @@ def _keywords_of(out: Dict[str, np.ndarray]) -> List[List[Keyword]]:
     from espnet_speechclip.models.clip import decode_token
 
     return [
-        [Keyword(decode_token(int(i)), int(i), float(s)) for i, s in zip(ids, scores)]
-        for ids, scores in zip(out["keyword_ids"], out["keyword_scores"])
+        [
+            Keyword(decode_token(int(i)), int(i), float(s), float(span[0]), float(span[1]))
+            for i, s, span in zip(ids, scores, spans)
+            if i >= 0  # padding of CIF models' shorter keyword sequences
+        ]
+        for ids, scores, spans in zip(out["keyword_ids"], out["keyword_scores"], out["keyword_spans"])
     ]
 
 

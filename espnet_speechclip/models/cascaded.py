@@ -75,6 +75,17 @@ class CosineVectorQuantizer(nn.Module):
         return {"quantized": quantized, "index": index, "score": score, "similarity": sim}
 
 
+@torch.no_grad()
+def init_keyword_norm(norm: nn.BatchNorm1d, codebook_rows: torch.Tensor) -> None:
+    """Initialise a keyword BatchNorm so keywords start in the codebook's distribution: feature
+    ``k * D_t + d`` (any number k of D_t-wide slots) gets the per-dimension std (gamma) and mean (beta)
+    of dim d of the codebook rows (V, D_t)."""
+    rows = codebook_rows.float()
+    slots = norm.num_features // rows.size(1)
+    norm.weight.copy_(rows.std(dim=0).repeat(slots))
+    norm.bias.copy_(rows.mean(dim=0).repeat(slots))
+
+
 class CascadedBranch(nn.Module):
     """Keyword head + vector quantiser + CLIP text encoder over the K+2 keyword positions.
 
@@ -129,13 +140,9 @@ class CascadedBranch(nn.Module):
         """(V, D_t) rows of CLIP's token-embedding table for the codebook ids."""
         return self.text_encoder.token_embedding.weight[self.codebook_ids]
 
-    @torch.no_grad()
     def reset_norm(self) -> None:
-        """Initialise the keyword BatchNorm so keywords start in the codebook's distribution: feature
-        ``k * D_t + d`` gets the codebook's per-dimension std (gamma) and mean (beta) of dim d."""
-        rows = self.codebook().float()
-        self.norm.weight.copy_(rows.std(dim=0).repeat(self.num_keywords))
-        self.norm.bias.copy_(rows.mean(dim=0).repeat(self.num_keywords))
+        """Keywords start in the codebook's distribution (see :func:`init_keyword_norm`)."""
+        init_keyword_norm(self.norm, self.codebook())
 
     def keywords(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """feats (B, T, D_a), lengths (B,) -> continuous keyword vectors (B, K, D_t)."""
@@ -165,3 +172,17 @@ class CascadedBranch(nn.Module):
             "keyword_scores": vq["score"],
             "similarity": vq["similarity"],
         }
+
+    @torch.no_grad()
+    def keyword_attention(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """feats (B, T, D_a), lengths (B,) -> (B, K, T): how the K keyword queries of the LAST attention
+        layer spread over the frames (heads averaged, the keyword keys left out and each row
+        renormalised; 0 on padded frames). Where in time a keyword comes from."""
+        b, k = feats.size(0), self.num_keywords
+        x = torch.cat([self.cls.expand(b, -1, -1).to(feats.dtype), feats], dim=1)
+        mask = padding_mask(lengths, feats.size(1), prefix=k)
+        for layer in self.layers[:-1]:
+            x = layer(x, mask)
+        _, att = self.layers[-1].attn(x, x, x, key_padding_mask=mask, need_weights=True)
+        att = att[:, :k, k:].float()  # (B, K, T): keyword queries over frame keys
+        return att / att.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(att.dtype).tiny)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espnet_speechclip.data.media import MediaError
+from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
 from espnet_speechclip.models.upstream import Upstream
 
 
@@ -129,6 +129,17 @@ class S3PRLSpeechEncoder(nn.Module):
     def min_samples(self) -> int:
         """Shortest waveform (samples at 16 kHz) that yields one frame of the upstream."""
         return self.upstream.min_samples
+
+    def frame_times(self) -> Tuple[float, float]:
+        """(shift, offset) in seconds: output frame t covers [offset + t * shift, offset + (t + 1) * shift).
+
+        The shift is the upstream's frame shift times the subsampling (20 ms for HuBERT). Frame t is
+        centred where the upstream's t-th window is, half a receptive field after its start (12.5 ms for
+        HuBERT's 400 samples and for a 25 ms filterbank window); the stride-2 subsampling convolutions
+        are centred on every other frame, so the centre stays put. Keyword time spans use this.
+        """
+        shift = self.upstream.downsample_rate * self.subsampling / SAMPLE_RATE
+        return shift, self.min_samples / 2 / SAMPLE_RATE - shift / 2
 
     def output_size(self) -> int:
         return self.projection.out_features if self.projection is not None else self.upstream.hidden_size

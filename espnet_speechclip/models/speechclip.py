@@ -1,4 +1,5 @@
-"""SpeechCLIP as an ESPnet model: parallel, cascaded and hybrid.
+"""SpeechCLIP as an ESPnet model: parallel, cascaded and hybrid, and SpeechCLIP+'s cascaded+ and hybrid+
+(keywords by continuous integrate-and-fire, :mod:`.cif_branch`).
 
 The model owns the frozen towers (speech upstream inside the speech encoder, CLIP text and optionally
 image towers) and one or two branches. Training pairs each utterance with its image, given either as
@@ -14,6 +15,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet_speechclip.models.cascaded import CascadedBranch
+from espnet_speechclip.models.cif_branch import CIFCascadedBranch
 from espnet_speechclip.models.clip import CLIPImageEncoder, CLIPTextEncoder
 from espnet_speechclip.models.codebook import full_codebook, read_codebook
 from espnet_speechclip.models.frozen import keep_frozen_out_of_state_dict
@@ -27,17 +29,21 @@ BRANCHES = ("parallel", "cascaded")
 class SpeechCLIP(AbsESPnetModel):
     """Speech encoder + parallel and/or cascaded branch, trained with masked symmetric InfoNCE.
 
-    Use :class:`ParallelSpeechCLIP`, :class:`CascadedSpeechCLIP` or :class:`HybridSpeechCLIP`; the task
-    builds the frozen towers and passes them in, the model builds its branches from their confs.
+    Use :class:`ParallelSpeechCLIP`, :class:`CascadedSpeechCLIP`, :class:`HybridSpeechCLIP`,
+    :class:`CascadedPlusSpeechCLIP` or :class:`HybridPlusSpeechCLIP`; the task builds the frozen towers
+    and passes them in, the model builds its branches from their confs.
 
     Args:
         speech_encoder: frozen upstream + learnable layer weights.
         text_encoder: frozen CLIP text tower (cascaded keywords, zero-shot text retrieval).
         image_encoder: frozen CLIP image tower, or None when images come as cached embeddings.
         parallel_conf: kwargs of :class:`ParallelBranch`, or None for no parallel branch.
-        cascaded_conf: kwargs of :class:`CascadedBranch` plus ``codebook`` ("full" or a codebook
-            file), or None for no cascaded branch.
+        cascaded_conf: kwargs of :class:`CascadedBranch` (of :class:`CIFCascadedBranch` with ``cif``)
+            plus ``codebook`` ("full" or a codebook file), or None for no cascaded branch.
         parallel_weight, cascaded_weight: hybrid loss weights w_p, w_c.
+        cif: the cascaded branch is SpeechCLIP+'s, with a variable number of keywords.
+        cif_parallel: hybrid+: the CIF branch also gives the parallel embedding (shared attention).
+        quantity_weight: weight of the CIF quantity loss (SpeechCLIP+: 0.25).
         temperature, learnable_temperature, max_scale: the InfoNCE temperature (shared by the
             branches). Paper: 0.07 fixed (Base), learnable from 0.07 (Large).
     """
@@ -54,6 +60,9 @@ class SpeechCLIP(AbsESPnetModel):
         temperature: float = 0.07,
         learnable_temperature: bool = False,
         max_scale: float = 100.0,
+        cif: bool = False,
+        cif_parallel: bool = False,
+        quantity_weight: float = 0.0,
     ):
         super().__init__()
         if parallel_conf is None and cascaded_conf is None:
@@ -70,29 +79,77 @@ class SpeechCLIP(AbsESPnetModel):
             conf = dict(cascaded_conf)
             codebook = conf.pop("codebook", "full")
             vocab = text_encoder.vocab_size
-            ids = full_codebook(vocab) if codebook == "full" else read_codebook(codebook, vocab)
-            self.cascaded = CascadedBranch(width, text_encoder, torch.tensor(ids), **conf)
+            ids = torch.tensor(full_codebook(vocab) if codebook == "full" else read_codebook(codebook, vocab))
+            if cif:
+                parallel_dim = embed_dim if cif_parallel else None
+                self.cascaded = CIFCascadedBranch(width, text_encoder, ids, parallel_dim=parallel_dim, **conf)
+            else:
+                self.cascaded = CascadedBranch(width, text_encoder, ids, **conf)
+        has_parallel = self.parallel is not None or (cif and cif_parallel and self.cascaded is not None)
+        self._branches = [
+            b for b in BRANCHES if (has_parallel if b == "parallel" else self.cascaded is not None)
+        ]
         self.loss = InfoNCELoss(temperature, learnable_temperature, max_scale)
         self.weights = {"parallel": parallel_weight, "cascaded": cascaded_weight}
+        self.quantity_weight = quantity_weight
         keep_frozen_out_of_state_dict(self)
 
     @property
     def branches(self) -> List[str]:
-        return [b for b in BRANCHES if getattr(self, b) is not None]
+        """The utterance embeddings the model gives (``parallel``, ``cascaded``)."""
+        return list(self._branches)
+
+    @property
+    def variable_keywords(self) -> bool:
+        """The cascaded branch emits a variable number of keywords per utterance (SpeechCLIP+'s CIF)."""
+        return isinstance(self.cascaded, CIFCascadedBranch)
 
     # ---------------------------------------------------------------- inference helpers
-    def encode_speech(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """speech (B, T), lengths (B,) -> {"parallel": (B, D_c), "cascaded": (B, D_c),
-        "keyword_ids": (B, K), "keyword_scores": (B, K)} for the branches the model has."""
+    def encode_speech(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text_lengths: Optional[torch.Tensor] = None,
+        keyword_timing: bool = False,
+    ) -> Dict[str, torch.Tensor]:
+        """speech (B, T), lengths (B,) -> dict, for the branches the model has, of
+
+        - ``parallel``, ``cascaded``: (B, D_c) normalised utterance embeddings;
+        - ``keyword_ids`` (B, K) CLIP ids and ``keyword_scores`` (B, K) cosine scores (cascaded; with
+          variable-length keywords K is the batch's largest count, -1 / 0 beyond an utterance's own);
+        - CIF only: ``keyword_lengths`` (B,) keywords per utterance, ``keyword_frames`` (B, K, 2)
+          fractional (start, end) frames each keyword's unit integrated, and, when the unit count has a
+          target (``text_lengths`` (B,) of the [SOT, ..., EOT] caption ids for ``unit_target: caption``),
+          ``quantity_loss`` (scalar) and ``unit_targets`` (B,);
+        - with ``keyword_timing``, K-token models: ``keyword_attention`` (B, K, T') the keywords'
+          attention over the frames; and for every cascaded model ``frame_lengths`` (B,).
+
+        Frame t of the features covers :meth:`S3PRLSpeechEncoder.frame_times`.
+        """
         feats, lengths = self.speech_encoder(speech, speech_lengths)
         out: Dict[str, torch.Tensor] = {}
         if self.parallel is not None:
             out["parallel"] = self.parallel(feats, lengths)
-        if self.cascaded is not None:
+        if self.cascaded is None:
+            return out
+        if self.variable_keywords:
+            c = self.cascaded(feats, lengths, text_lengths)
+            if "parallel_embedding" in c:
+                out["parallel"] = c["parallel_embedding"]
+            out["keyword_lengths"] = c["keyword_lengths"]
+            out["keyword_frames"] = c["unit_spans"]
+            if c["quantity_loss"] is not None:
+                out["quantity_loss"] = c["quantity_loss"]
+                out["unit_targets"] = c["unit_targets"]
+        else:
             c = self.cascaded(feats, lengths)
-            out["cascaded"] = c["embedding"]
-            out["keyword_ids"] = c["keyword_ids"]
-            out["keyword_scores"] = c["keyword_scores"]
+            if keyword_timing:
+                out["keyword_attention"] = self.cascaded.keyword_attention(feats, lengths)
+        out["cascaded"] = c["embedding"]
+        out["keyword_ids"] = c["keyword_ids"]
+        out["keyword_scores"] = c["keyword_scores"]
+        if keyword_timing:
+            out["frame_lengths"] = lengths
         return out
 
     def encode_image(
@@ -122,10 +179,12 @@ class SpeechCLIP(AbsESPnetModel):
         image_id: Optional[torch.Tensor] = None,
         image_emb: Optional[torch.Tensor] = None,
         image: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
         **kwargs,
     ):
         """speech (B, T), speech_lengths (B,), image_id (B,) or (B, 1) integer image identity,
-        image_emb (B, D_c) or image (B, 3, H, W) -> (loss, stats, weight)."""
+        image_emb (B, D_c) or image (B, 3, H, W), text_lengths (B,) of the transcripts' CLIP ids when the
+        data has ``text`` -> (loss, stats, weight)."""
         if image_id is None:
             raise ValueError(
                 "SpeechCLIP batches need image_id: captions of the same image must not be "
@@ -133,7 +192,7 @@ class SpeechCLIP(AbsESPnetModel):
             )
         image_id = image_id.view(-1)
         img = self.encode_image(image, image_emb)
-        speech_out = self.encode_speech(speech, speech_lengths)
+        speech_out = self.encode_speech(speech, speech_lengths, text_lengths)
         stats: Dict[str, torch.Tensor] = {}
         total = 0.0
         for branch in self.branches:
@@ -142,6 +201,9 @@ class SpeechCLIP(AbsESPnetModel):
             total = total + self.weights[branch] * loss
             stats[f"loss_{branch}"] = loss.detach()
             stats[f"acc_{branch}"] = _in_batch_accuracy(emb.detach(), img, image_id)
+        if "quantity_loss" in speech_out:
+            total = total + self.quantity_weight * speech_out["quantity_loss"]
+            stats.update(unit_stats(speech_out))
         stats["loss"] = total.detach()
         stats["temperature"] = (1.0 / self.loss.scale()).detach()
         loss, stats, weight = force_gatherable((total, stats, speech.size(0)), total.device)
@@ -149,6 +211,18 @@ class SpeechCLIP(AbsESPnetModel):
 
     def collect_feats(self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs):
         return {"feats": speech, "feats_lengths": speech_lengths}
+
+
+def unit_stats(speech_out: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """CIF statistics of an :meth:`SpeechCLIP.encode_speech` output with a unit target: ``loss_quantity``
+    (mean |sum(alpha) - target|), ``units`` (mean keywords per utterance) and ``unit_error`` (mean
+    |units - target|; 0 in training while the alphas are scaled to the targets)."""
+    n = speech_out["keyword_lengths"]
+    return {
+        "loss_quantity": speech_out["quantity_loss"].detach(),
+        "units": n.float().mean(),
+        "unit_error": (n - speech_out["unit_targets"]).abs().float().mean(),
+    }
 
 
 def _in_batch_accuracy(speech: torch.Tensor, image: torch.Tensor, image_id: torch.Tensor) -> torch.Tensor:
@@ -232,4 +306,77 @@ class HybridSpeechCLIP(SpeechCLIP):
             temperature=temperature,
             learnable_temperature=learnable_temperature,
             max_scale=max_scale,
+        )
+
+
+class CascadedPlusSpeechCLIP(SpeechCLIP):
+    """SpeechCLIP+ cascaded+: keywords by continuous integrate-and-fire, as many as the speech has units,
+    through the CLIP text encoder, compared with the image; loss L_cascaded + w_q * L_quantity.
+
+    Args:
+        cascaded_conf: kwargs of :class:`CIFCascadedBranch` plus ``codebook``.
+        quantity_weight: w_q (SpeechCLIP+: 0.25).
+    """
+
+    def __init__(
+        self,
+        speech_encoder,
+        text_encoder,
+        image_encoder,
+        cascaded_conf: Optional[dict] = None,
+        quantity_weight: float = 0.25,
+        temperature: float = 0.07,
+        learnable_temperature: bool = False,
+        max_scale: float = 100.0,
+    ):
+        super().__init__(
+            speech_encoder,
+            text_encoder,
+            image_encoder,
+            cascaded_conf=cascaded_conf or {},
+            temperature=temperature,
+            learnable_temperature=learnable_temperature,
+            max_scale=max_scale,
+            cif=True,
+            quantity_weight=quantity_weight,
+        )
+
+
+class HybridPlusSpeechCLIP(SpeechCLIP):
+    """SpeechCLIP+ hybrid+: ONE attention layer runs over [CLS, frames]; the CLS output, projected by a
+    Linear, is the parallel embedding, the frames go on into the CIF keywords (cascaded embedding). Loss
+    w_p * L_parallel + w_c * L_cascaded + w_q * L_quantity.
+
+    Args:
+        cascaded_conf: kwargs of :class:`CIFCascadedBranch` plus ``codebook``.
+        parallel_weight, cascaded_weight: w_p, w_c (SpeechCLIP+: 1 / 1; Large Flickr8k 0.5 / 1.5).
+        quantity_weight: w_q (SpeechCLIP+: 0.25).
+    """
+
+    def __init__(
+        self,
+        speech_encoder,
+        text_encoder,
+        image_encoder,
+        cascaded_conf: Optional[dict] = None,
+        parallel_weight: float = 1.0,
+        cascaded_weight: float = 1.0,
+        quantity_weight: float = 0.25,
+        temperature: float = 0.07,
+        learnable_temperature: bool = False,
+        max_scale: float = 100.0,
+    ):
+        super().__init__(
+            speech_encoder,
+            text_encoder,
+            image_encoder,
+            cascaded_conf=cascaded_conf or {},
+            parallel_weight=parallel_weight,
+            cascaded_weight=cascaded_weight,
+            temperature=temperature,
+            learnable_temperature=learnable_temperature,
+            max_scale=max_scale,
+            cif=True,
+            cif_parallel=True,
+            quantity_weight=quantity_weight,
         )

@@ -3,7 +3,9 @@
 In-batch accuracy depends on the batch size and composition; the paper selects checkpoints by dev
 recall over all dev utterances and images. Each rank embeds its shard, the shards are gathered, and
 R@1/5/10 in both directions (and their mean R@10, usable as ``--best_model_criterion valid mean_r10 max``)
-are registered once per epoch.
+are registered once per epoch. CIF models (cascaded+ / hybrid+) also report their unit counts on the dev
+set: ``loss_quantity``, ``units`` and ``unit_error`` (mean |units - target|, without the training-time
+scaling of the alphas).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from espnet2.train.trainer import Trainer
 
 from espnet_speechclip.evaluation.retrieval import grouped_recall, mean_r10, retrieval_recall
 from espnet_speechclip.models.loss import masked_infonce
+from espnet_speechclip.models.speechclip import unit_stats
 
 
 def corpus_retrieval(speech: torch.Tensor, image: torch.Tensor, image_ids: torch.Tensor) -> Dict[str, float]:
@@ -67,7 +70,7 @@ class RetrievalTrainer(Trainer):
         for _, batch in iterator:
             batch = to_device(batch, device)
             with torch.autocast(device, enabled=options.use_amp):
-                out = core.encode_speech(batch["speech"], batch["speech_lengths"])
+                out = core.encode_speech(batch["speech"], batch["speech_lengths"], batch.get("text_lengths"))
                 img = core.encode_image(batch.get("image"), batch.get("image_emb"))
             image_id = batch["image_id"].view(-1)
             stats = {}
@@ -75,6 +78,8 @@ class RetrievalTrainer(Trainer):
                 # per-batch loss without the cross-rank gather: dev shards may differ in size
                 stats[f"loss_{b}"] = masked_infonce(out[b], img, image_id, scale).item()
                 collected[b].append(out[b].float().cpu())
+            if "quantity_loss" in out:
+                stats.update({k: v.item() for k, v in unit_stats(out).items()})
             reporter.register(stats, weight=image_id.numel())
             reporter.next()
             images.append(img.float().cpu())
