@@ -118,7 +118,9 @@ def write_ctm(path: str | Path, alignments: Mapping[str, Sequence[WordSpan]]) ->
                 _check_token("word", word)
                 if not 0 <= start <= end:
                     raise ValueError(f"utterance {utt}: word {word!r} has a bad span ({start}, {end})")
-                f.write(f"{utt} 1 {start:.3f} {end - start:.3f} {word}\n")
+                # start and end to the millisecond, so that adjacent words still touch when read back
+                start_ms, end_ms = round(start * 1000), round(end * 1000)
+                f.write(f"{utt} 1 {start_ms / 1000:.3f} {(end_ms - start_ms) / 1000:.3f} {word}\n")
     return path
 
 

@@ -39,7 +39,11 @@ def test_query_cli_prints_ranked_images_and_keywords(sc, capsys, tmp_path):
     hits = pipe.retrieve_images(wav, sorted(str(p) for p in images_dir.iterdir()), topk=3)
     assert [r[3] for r in rows] == [h.item for h in hits]
     assert [float(r[2]) for r in rows] == pytest.approx([h.score for h in hits], abs=1e-4)
-    assert out[5].startswith("keywords: ") and len(re.findall(r"\(\d\.\d{3}\)", out[5])) == 4
+    # each keyword with its cosine score and the seconds of the utterance it came from
+    assert (
+        out[5].startswith("keywords: ")
+        and len(re.findall(r"\(\d\.\d{3}\) \d+\.\d\d-\d+\.\d\ds", out[5])) == 4
+    )
     assert out[6] == "texts (top 3 of 3):" and len(out) == 10
     assert isinstance(hits[0], Hit)
 

@@ -44,6 +44,7 @@ def test_api_equals_inference_entry(sc, decoded, source):
             out[name.replace("speech_", "")], np.load(dec / f"{name}.npy"), atol=1e-5, rtol=0, err_msg=name
         )
     np.testing.assert_array_equal(out["keyword_ids"], np.load(dec / "keyword_ids.npy"))
+    np.testing.assert_allclose(out["keyword_spans"], np.load(dec / "keyword_spans.npy"), atol=1e-9)
     images = (dec / "image_list").read_text().split()
     np.testing.assert_allclose(
         pipe.embed_images([img_scp[k] for k in images]), np.load(dec / "image.npy"), atol=1e-5, rtol=0
@@ -62,6 +63,9 @@ def test_api_equals_inference_entry(sc, decoded, source):
     )
     one = pipe.keywords(wav_scp[utts[0]])  # one utterance: its keywords, not a list of lists
     assert len(one) == 4 and isinstance(one[0].token, str)
+    # K-token keywords come with the span holding 90 % of their attention, inside the utterance
+    seconds = sf.info(wav_scp[utts[0]]).duration
+    assert all(0 <= k.start < k.end <= seconds for k in one)
 
     # any sample rate: a file or an array at 8 kHz is resampled the same way
     wav, _ = sf.read(wav_scp[utts[0]], dtype="float32")
@@ -161,3 +165,48 @@ def test_api_wrong_inputs_raise_clear_errors(sc, parallel_exp, tmp_path):
 
 
 # ------------------------------------------------------------------------------------- query CLI
+
+
+@pytest.fixture(scope="module")
+def cif_pipe(tiny_clip):
+    """An untrained cascaded+ model (CIF keywords) behind the API."""
+    config = yaml.safe_load((TINY / "cascaded_plus.yaml").read_text())
+    config["clip_conf"] = dict(tiny_clip)
+    torch.manual_seed(0)
+    return Speech2Image(config, batch_size=2)
+
+
+def test_variable_length_keywords_through_the_api(cif_pipe):
+    rng = np.random.RandomState(0)
+    wavs = [0.1 * rng.randn(n).astype(np.float32) for n in (16000, 4000, 9000, 24000, 6000)]
+    out = cif_pipe(wavs)
+    n = out["keyword_lengths"]
+    ids, scores, spans = out["keyword_ids"], out["keyword_scores"], out["keyword_spans"]
+    # batches of 2 have different widths: the concatenation pads them to the largest count
+    assert ids.shape == (5, n.max()) and spans.shape == (5, n.max(), 2) and len(set(n)) > 1
+    mask = np.arange(ids.shape[1])[None, :] < n[:, None]
+    assert (ids[~mask] == -1).all() and (scores[~mask] == 0).all() and np.isnan(spans[~mask]).all()
+    # the spans are the integrated units' frames in seconds (20 ms frames here, offset to their
+    # centres), tiling each utterance within its duration
+    model = cif_pipe.model
+    shift, offset = model.speech_encoder.frame_times()
+    for i, wav in enumerate(wavs):
+        own = spans[i, : n[i]]
+        assert own[0, 0] == 0 and own[-1, 1] <= len(wav) / 16000 + 1e-9
+        np.testing.assert_allclose(own[1:, 0], own[:-1, 1])
+        with torch.no_grad():
+            alone = model.encode_speech(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
+        frames = alone["keyword_frames"][0].numpy()
+        np.testing.assert_allclose(own[1:, 0], frames[1:, 0] * shift + offset)
+        assert alone["keyword_ids"][0].tolist() == ids[i, : n[i]].tolist()
+    # keywords() drops the padding: each utterance its own number of Keyword(token, id, score, start, end)
+    keywords = cif_pipe.keywords(wavs)
+    assert [len(k) for k in keywords] == n.tolist()
+    assert [k.id for k in keywords[1]] == ids[1, : n[1]].tolist()
+    assert keywords[3][-1].end == pytest.approx(spans[3, n[3] - 1, 1])
+    # the batch size changes nothing
+    cif_pipe.batch_size = 5
+    try:
+        np.testing.assert_array_equal(cif_pipe(wavs)["keyword_ids"], ids)
+    finally:
+        cif_pipe.batch_size = 2

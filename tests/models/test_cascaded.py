@@ -71,3 +71,16 @@ def test_keywords_come_from_the_codebook_and_never_special(text_encoder):
     assert not set(SPECIAL_IDS) & allowed
     full = full_codebook(text_encoder.vocab_size)
     assert len(full) == text_encoder.vocab_size - 3 and SOT_ID not in full and EOT_ID not in full
+
+
+def test_keyword_attention_is_a_distribution_over_the_frames(text_encoder):
+    branch = make_branch(text_encoder).eval()
+    torch.manual_seed(1)
+    feats, lengths = torch.randn(3, 10, 16), torch.tensor([10, 6, 2])
+    att = branch.keyword_attention(feats, lengths)
+    assert att.shape == (3, 4, 10)
+    torch.testing.assert_close(att.sum(-1), torch.ones(3, 4))
+    for b, n in enumerate(lengths.tolist()):
+        assert (att[b, :, n:] == 0).all() and (att[b, :, :n] > 0).all()
+    # an utterance's attention does not depend on its batch-mates
+    torch.testing.assert_close(branch.keyword_attention(feats[1:2, :6], lengths[1:2])[0], att[1, :, :6])

@@ -107,3 +107,14 @@ def test_plugin_import_makes_s3prl_hub_importable():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("True")
+
+
+def test_frame_times(encoder):
+    """Frame t covers [offset + t * shift, offset + (t + 1) * shift): 20 ms frames for HuBERT and for
+    10 ms filterbanks subsampled by 2, centred half a 25 ms window after their start."""
+    shift, offset = encoder.frame_times()
+    assert shift == pytest.approx(0.02)
+    assert offset + shift / 2 == pytest.approx(0.0125)
+    # the frames of a waveform cover it
+    feats, lengths = encoder.eval()(torch.randn(1, 16000), torch.tensor([16000]))
+    assert offset + int(lengths[0]) * shift == pytest.approx(1.0, abs=shift)

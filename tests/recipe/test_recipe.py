@@ -1,4 +1,5 @@
-"""The recipe egs2/speechclip/sc1 end to end (stages 1-8) on a miniature Flickr8k with the tiny configs."""
+"""The recipe egs2/speechclip/sc1 end to end (stages 1-8) on a miniature Flickr8k with the tiny configs
+(parallel, cascaded, and hybrid+, whose keyword counts train towards the captions' token counts)."""
 
 import json
 import re
@@ -7,7 +8,7 @@ import pytest
 from helpers import ROOT, copy_recipe
 from helpers import run_recipe as run
 
-TINY = "conf/tiny/parallel.yaml conf/tiny/cascaded.yaml"
+TINY = "conf/tiny/parallel.yaml conf/tiny/cascaded.yaml conf/tiny/hybrid_plus.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,13 @@ def test_stages_1_to_8_produce_results(recipe):
         md = (exp / "RESULTS.md").read_text()
         assert "## Environment" in md and "## flickr8k_test" in md and "trainable" in md
         assert (exp / "packed" / "model.zip").is_file()
+    # hybrid+: the recipe gave the training the transcripts its unit targets need
+    exp = rec / "exp" / "flickr8k_hybrid_plus"
+    assert "text,text,text" in (exp / "train.log").read_text()
+    res = json.loads((exp / "results.json").read_text())["flickr8k_test"]
+    assert list(res) == ["parallel", "cascaded"]
+    assert set(res["cascaded"]["keyword_hit_rate"]) == {"pooled", "utterance_avg", "keywords_per_utterance"}
+    assert "pooled" in (exp / "RESULTS.md").read_text() and (exp / "packed" / "model.zip").is_file()
     # data dirs in the documented layout, 12/4/4 images x 2 captions
     for split, n in (("train", 24), ("dev", 8), ("test", 8)):
         d = rec / "data" / f"flickr8k_{split}"

@@ -21,6 +21,13 @@ def test_miniature_synth_run_goes_through_all_stages(tmp_path):
         assert "![retrieval examples](retrieval_synth_test.png)" in (exp / "RESULTS.md").read_text()
         assert (exp / "packed" / "model.zip").is_file()
     assert "keyword_hit_rate" in res
+    # the corpus knows where its words are: the cascaded keywords' time spans are scored against them
+    assert (rec / "dump" / "raw" / "synth_test" / "words.ctm").is_file()
+    assert (
+        0 <= res["keyword_timing"]["boundary_f1"] <= 100
+        and res["keyword_timing"]["spans_from"] == "attention"
+    )
+    assert "### Keyword timing (cascaded)" in (rec / "exp" / "synth_cascaded" / "RESULTS.md").read_text()
     assert (rec / "exp" / "clip" / "synth-clip.pt").is_file()
     assert len((rec / "data" / "synth_train" / "wav.scp").read_text().splitlines()) == 72
     assert "Successfully finished" in out
