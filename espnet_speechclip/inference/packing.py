@@ -230,7 +230,7 @@ def model_card(
         "from espnet_speechclip.inference import Speech2Image",
         "",
         f's2i = Speech2Image.from_pretrained("{archive_name}")',
-        'embeddings = s2i("utterance.wav")  # {branch: (1, D_c)}; keyword_ids / keyword_scores (cascaded)',
+        'embeddings = s2i("utterance.wav")  # {branch: (1, D_c)}; cascaded: keyword_ids / _scores / _spans',
         "```",
         "",
         "The archive is extracted once into `~/.cache/espnet_speechclip/` (or "

@@ -47,7 +47,9 @@ class CIFCascadedBranch(nn.Module):
         unit_target: what the number of units is trained towards. ``frames``: round(frames /
             ``cif_conf.frames_per_unit``), one unit per 20 frames (0.4 s of HuBERT), which is what every
             released SpeechCLIP+ config trains with; ``caption``: the caption's number of CLIP BPE tokens
-            (needs the transcripts in the batch, ``text`` in the training and validation data).
+            (needs the transcripts in the batch, ``text`` in the training and validation data; the random
+            training crop, ``speech_encoder_conf.max_train_samples``, cuts speech but not its caption,
+            so keep it above the longest utterance).
         norm_padding: the keyword BatchNorm takes its statistics over every unit slot of the batch,
             padded ones included, as SpeechCLIP+ does (``False``: over the units that exist only).
         cif_conf: keyword arguments of :class:`CIFDownsampler` (kernel_size, num_layers, dropout,
