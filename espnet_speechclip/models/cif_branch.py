@@ -147,7 +147,8 @@ class CIFCascadedBranch(nn.Module):
         """z (B, N, D_t), n (B,) units per utterance -> BatchNorm of every unit with one set of statistics."""
         b, n_max, d = z.shape
         valid = torch.arange(n_max, device=z.device).unsqueeze(0) < n.unsqueeze(1)  # (B, N)
-        rows = z.reshape(-1, d) if self.norm_padding else z[valid]
+        # statistics in fp32 whatever the autocast dtype of the projection
+        rows = (z.reshape(-1, d) if self.norm_padding else z[valid]).float()
         if self.training and rows.size(0) < 2:
             # batch statistics of a single value do not exist: use the running ones for this batch
             normed = F.batch_norm(
