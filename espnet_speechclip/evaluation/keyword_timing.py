@@ -26,6 +26,7 @@ import torch
 __all__ = [
     "attention_spans",
     "boundary_prf",
+    "equal_spans",
     "interior_boundaries",
     "keyword_timing_scores",
     "span_contains_word",
@@ -250,6 +251,17 @@ def interior_boundaries(spans: Sequence[tuple[float, float]]) -> list[float]:
     return spans_to_boundaries(spans)[1:-1]
 
 
+def equal_spans(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """As many equal, contiguous spans as ``spans`` has, from its earliest start to its latest end: a
+    segmentation that knows only how many units there are and where the speech is (the chance level
+    of a boundary score)."""
+    if not spans:
+        return []
+    lo, hi = min(float(s) for s, _ in spans), max(float(e) for _, e in spans)
+    step = (hi - lo) / len(spans)
+    return [(lo + k * step, lo + (k + 1) * step) for k in range(len(spans))]
+
+
 def keyword_timing_scores(
     keyword_spans: Sequence[Sequence[tuple[float, float]]],
     keyword_ids: Sequence[Sequence[int]],
@@ -268,7 +280,9 @@ def keyword_timing_scores(
     Returns:
         dict(``boundary_precision``, ``boundary_recall``, ``boundary_f1``, ``boundary_r_value``: the
         interior boundaries of the keyword spans (:func:`interior_boundaries`) against those of the
-        words, :func:`boundary_prf`; ``over_segmentation``: predicted / reference boundaries - 1;
+        words, :func:`boundary_prf`; ``boundary_f1_equal``: the F1 of :func:`equal_spans` of the same
+        keywords, what the number of keywords alone would score; ``over_segmentation``: predicted /
+        reference boundaries - 1;
         ``span_contains_word``: share of keywords whose span covers a word containing the keyword's
         subword, edges within ``tolerance``; ``span_overlaps_word``: ... whose span overlaps such a
         word; ``mean_span``: mean keyword span in seconds (wide spans contain words easily);
@@ -277,6 +291,7 @@ def keyword_timing_scores(
     pred = [interior_boundaries(spans) for spans in keyword_spans]
     ref = [interior_boundaries([(s, e) for _, s, e in words]) for words in word_alignments]
     prf = boundary_prf(pred, ref, tolerance)
+    equal = boundary_prf([interior_boundaries(equal_spans(spans)) for spans in keyword_spans], ref, tolerance)
     args = (keyword_spans, keyword_ids, word_alignments, word_token_ids)
     durations = [float(e) - float(s) for spans in keyword_spans for s, e in spans]
     return {
@@ -284,6 +299,7 @@ def keyword_timing_scores(
         "boundary_recall": 100.0 * prf["recall"],
         "boundary_f1": 100.0 * prf["f1"],
         "boundary_r_value": 100.0 * prf["r_value"],
+        "boundary_f1_equal": 100.0 * equal["f1"],
         "over_segmentation": prf["os"],
         "span_contains_word": 100.0 * span_contains_word(*args, mode="contains", tolerance=tolerance),
         "span_overlaps_word": 100.0 * span_contains_word(*args, mode="overlap"),

@@ -129,16 +129,18 @@ def keyword_timing_table(timing: Dict[str, float]) -> List[str]:
     ms = round(1000 * timing["tolerance"])
     return [
         f"Keyword time spans ({source}) against the word alignment: boundary precision / recall / F1 / "
-        f"R-value within {ms} ms (utterance edges left out on both sides), how often a keyword's span "
-        f"contains (edges within {ms} ms) or overlaps a word holding its subword, and the mean span.",
+        f"R-value within {ms} ms (utterance edges left out on both sides), the F1 of as many equal spans "
+        f"over the same stretch (the chance level), how often a keyword's span contains (edges within "
+        f"{ms} ms) or overlaps a word holding its subword, and the mean span.",
         "",
-        "| boundary P | R | F1 | R-value | over-segmentation | span contains word | span overlaps word "
-        "| mean span (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| boundary P | R | F1 | R-value | F1 of equal spans | over-segmentation | span contains word "
+        "| span overlaps word | mean span (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| {_fmt(timing['boundary_precision'])} | {_fmt(timing['boundary_recall'])} | "
         f"{_fmt(timing['boundary_f1'])} | {_fmt(timing['boundary_r_value'])} | "
-        f"{timing['over_segmentation']:+.2f} | {_fmt(timing['span_contains_word'])} | "
-        f"{_fmt(timing['span_overlaps_word'])} | {timing['mean_span']:.2f} |",
+        f"{_fmt(timing['boundary_f1_equal'])} | {timing['over_segmentation']:+.2f} | "
+        f"{_fmt(timing['span_contains_word'])} | {_fmt(timing['span_overlaps_word'])} | "
+        f"{timing['mean_span']:.2f} |",
     ]
 
 

@@ -28,7 +28,6 @@ from espnet_speechclip.inference.decode_dir import DecodeDir
 
 def score_decode_dir(decode_dir: Union[str, Path, DecodeDir]) -> Dict[str, Dict]:
     """-> ``{"parallel": {...}, "cascaded": {...}}`` for the branches present in ``decode_dir``."""
-
     d = decode_dir if isinstance(decode_dir, DecodeDir) else DecodeDir.read(decode_dir)
     if not d.branches:
         raise FileNotFoundError(f"{d.path} holds no speech_<branch>.npy: run inference first")

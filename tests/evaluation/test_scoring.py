@@ -75,6 +75,8 @@ def test_variable_length_keywords_and_their_timing(cif_folder):
     assert t["boundary_recall"] == pytest.approx(50.0)
     assert t["boundary_f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5) * 100)
     assert t["over_segmentation"] == pytest.approx(3 / 4 - 1)
+    # equal spans: u1 0.267, 0.533 (no hit), u2 0.5 (a hit): P = 1/3, R = 1/4
+    assert t["boundary_f1_equal"] == pytest.approx(100 * 2 / 7)
     # contains: u1 "a" yes, "red" (0.1-0.44 over 0.1-0.4) yes, "star" (0.44-0.8 vs 0.4-0.8) no;
     # u2 "blue" (0.0-0.5 over 0.1-0.5) yes, "circle" yes -> 4 / 5; every span overlaps its word
     assert t["span_contains_word"] == pytest.approx(80.0)
