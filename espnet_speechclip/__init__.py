@@ -1,15 +1,18 @@
 """SpeechCLIP for ESPnet: speech encoders aligned with CLIP through images.
 
-Importing the package is cheap and silent: it makes s3prl importable under torchaudio >= 2.9 and
-makes ``frontend: speechclip`` a choice of ESPnet's speech tasks when (or if) they are imported
-(see :mod:`espnet_speechclip.frontend.registration`; no ESPnet module is imported here). The other ESPnet
-registrations (data types) happen where ESPnet itself is imported.
+Importing the package is cheap and silent: it makes s3prl importable under torchaudio >= 2.9, keeps
+ESPnet's import of g2p_en from trying NLTK downloads (see :mod:`espnet_speechclip.compat`), makes
+``frontend: speechclip`` a choice of ESPnet's speech tasks, and makes the ``speechclip`` upstreams known
+to s3prl's hub, when (or if) those are imported (see :mod:`espnet_speechclip.frontend.registration`;
+no ESPnet or s3prl module is imported here). The other ESPnet registrations (data types) happen where
+ESPnet itself is imported.
 """
 
-from espnet_speechclip.compat import patch_s3prl
+from espnet_speechclip.compat import defer_g2p_downloads, patch_s3prl
 from espnet_speechclip.frontend.registration import install as _install_registration
 
 patch_s3prl()
+defer_g2p_downloads()
 _install_registration()
 
 __version__ = "0.1.0"

@@ -21,7 +21,10 @@ TASK_DEFAULTS: Dict[str, Any] = {
     "clip_conf": {"model_name": "ViT-B-32-quickgelu", "pretrained": "openai"},
     "image_input": "embedding",
     "use_preprocessor": True,
-    "length_group_batches": 50,
+    # plain random batches, as the paper; length-grouped batches (e.g. 50) are an opt-in speed option
+    "length_group_batches": 1,
+    # with use_amp (ESPnet's option): autocast dtype of training, validation and inference (paper: fp16)
+    "amp_dtype": "float16",
     "speech_encoder": "s3prl",
     "speech_encoder_conf": {},
     "model": "parallel",
@@ -130,6 +133,27 @@ def set_name(corpus: str, split: str) -> str:
     return f"{corpus}_{split}"
 
 
+def experiment_data_dir(config: Mapping, split: str) -> Path:
+    """The data dir of ``split`` for an experiment the recipe trained, from its ``config.yaml``: the
+    training speech list lies in ``<dumpdir>/raw/<corpus>_train/``; the other splits are its siblings
+    (:func:`set_name`). E.g. ``dump/raw/flickr8k_test`` for ``exp/flickr8k_parallel_base``.
+
+    Raises:
+        ConfigError: the config names no training speech list in a ``<corpus>_train`` folder.
+    """
+    entries = config.get("train_data_path_and_name_and_type") or []
+    speech = [Path(e[0]) for e in entries if len(e) == 3 and e[1] == "speech"]
+    suffix = "_" + "train"
+    if not speech or not speech[0].parent.name.endswith(suffix):
+        raise ConfigError(
+            "this config was not trained by the recipe: its train_data_path_and_name_and_type has no "
+            f"speech list in a <corpus>{suffix} folder ({[e[0] for e in entries]})"
+        )
+    train_dir = speech[0].parent
+    corpus = train_dir.name[: -len(suffix)]
+    return train_dir.parent / set_name(corpus, split)
+
+
 def exp_name(corpus: str, config_file: PathLike, tag: Optional[str] = None, n_configs: int = 1) -> str:
     """The experiment folder name of one training config of a recipe run: ``<corpus>_<config name>``,
     or with ``--tag``, ``<tag>`` (one config) or ``<tag>_<config name>`` (several)."""
@@ -140,3 +164,108 @@ def exp_name(corpus: str, config_file: PathLike, tag: Optional[str] = None, n_co
     if tag:
         return tag if n_configs == 1 else f"{tag}_{name}"
     return f"{corpus}_{name}"
+
+
+# ------------------------------------------------------------------------------ training identity
+# ESPnet options that say how and where a run executes, not what the weights are trained on or with:
+# an experiment may continue with these changed (more epochs, another GPU count, another log level).
+RUN_SETTINGS = frozenset(
+    {
+        "config",
+        "output_dir",
+        "resume",
+        "print_config",
+        "dry_run",
+        "version",
+        "log_level",
+        "log_interval",
+        "num_workers",
+        "ngpu",
+        "distributed",
+        "dist_backend",
+        "dist_init_method",
+        "dist_world_size",
+        "dist_rank",
+        "local_rank",
+        "dist_master_addr",
+        "dist_master_port",
+        "dist_launcher",
+        "multiprocessing_distributed",
+        "unused_parameters",
+        "sharded_ddp",
+        "gradient_as_bucket_view",
+        "ddp_comm_hook",
+        "cudnn_enabled",
+        "cudnn_benchmark",
+        "cudnn_deterministic",
+        "use_tf32",
+        "use_amp",
+        "detect_anomaly",
+        "no_forward_run",
+        "max_epoch",
+        "patience",
+        "early_stopping_criterion",
+        "best_model_criterion",
+        "keep_nbest_models",
+        "nbest_averaging_interval",
+        "use_matplotlib",
+        "num_att_plot",
+        "use_tensorboard",
+        "create_graph_in_tensorboard",
+        "use_wandb",
+        "wandb_project",
+        "wandb_id",
+        "wandb_entity",
+        "wandb_name",
+        "wandb_model_log_interval",
+        "write_collected_feats",
+        "max_cache_size",
+        "max_cache_fd",
+        "valid_max_cache_size",
+        "valid_batch_size",
+        "valid_batch_bins",
+        "valid_batch_type",
+        "valid_iterator_type",
+        "pretrain_path",
+    }
+)
+# Where the data is: identified by content instead (see espnet_speechclip.training.data_check), so a
+# moved dump/ is the same data and a corpus regenerated under the same paths is not.
+DATA_PATH_KEYS = frozenset(
+    {
+        "train_data_path_and_name_and_type",
+        "valid_data_path_and_name_and_type",
+        "train_shape_file",
+        "valid_shape_file",
+    }
+)
+# Options that only matter while training starts, not for what the trained weights compute.
+INIT_ONLY_KEYS = frozenset({"init_param", "ignore_init_mismatch", "freeze_param"})
+
+
+def _files_by_content(value: Any, hashes: Any) -> Any:
+    """``value`` with every string naming an existing file replaced by ``sha256:<hex>`` of its bytes, so
+    that a file's identity is its content, not its path."""
+    if isinstance(value, Mapping):
+        return {k: _files_by_content(v, hashes) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_files_by_content(v, hashes) for v in value]
+    if isinstance(value, str) and value and Path(value).is_file():
+        return "sha256:" + hashes.sha256(value)
+    return value
+
+
+def training_options(config: Mapping, hashes: Any = None, model_only: bool = False) -> Dict[str, Any]:
+    """The options of a config (an ``exp/<tag>/config.yaml`` or the parsed arguments of a run) that the
+    trained weights depend on: everything but :data:`RUN_SETTINGS` and :data:`DATA_PATH_KEYS`, with local
+    files (CLIP weights, open_clip JSON, upstream checkpoint, codebook) identified by content.
+    ``model_only`` also drops :data:`INIT_ONLY_KEYS` (what a decode depends on besides the weights).
+
+    ``hashes``: a :class:`espnet_speechclip.provenance.FileHashes` to reuse earlier hashes of big files.
+    """
+    from espnet_speechclip.provenance import FileHashes
+
+    hashes = hashes if hashes is not None else FileHashes()
+    drop = RUN_SETTINGS | DATA_PATH_KEYS | (INIT_ONLY_KEYS if model_only else frozenset())
+    kept = {k: v for k, v in dict(config).items() if k not in drop}
+    return _files_by_content(kept, hashes)

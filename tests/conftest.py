@@ -85,3 +85,21 @@ def sc(tmp_path_factory, tiny_clip, tiny_hubert):
         archive=archive,
         state=torch.load(weights, map_location="cpu", weights_only=True),
     )
+
+
+@pytest.fixture(scope="session")
+def parallel_exp(tiny_clip, tmp_path_factory):
+    """An exp folder of an untrained tiny parallel model (config.yaml + latest.pth)."""
+    import yaml
+    from helpers import TINY
+
+    from espnet_speechclip.inference.speech2image import Speech2Image
+
+    exp = tmp_path_factory.mktemp("parallel_exp")
+    config = yaml.safe_load((TINY / "parallel.yaml").read_text())
+    config["clip_conf"] = dict(tiny_clip)
+    config["image_input"] = "embedding"
+    (exp / "config.yaml").write_text(yaml.safe_dump(config))
+    model = Speech2Image(exp / "config.yaml").model
+    torch.save(model.state_dict(), exp / "latest.pth")
+    return exp

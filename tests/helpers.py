@@ -64,6 +64,32 @@ def make_tiny_hubert(path: Path, normalize: bool = False, seed: int = 0) -> Path
     return path
 
 
+def make_pre_norm_hubert(path: Path, seed: int = 3) -> Path:
+    """A tiny HuBERT with HuBERT Large's layout: pre-norm layers and a trained final LayerNorm."""
+    from espnet_speechclip.compat import patch_s3prl
+
+    patch_s3prl()
+    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+    from s3prl.upstream.utils import merge_with_parent
+
+    cfg = dict(TINY_HUBERT_MODEL_CFG, layer_norm_first=True)
+    task = dict(sample_rate=16000, normalize=True, label_rate=50)
+    torch.manual_seed(seed)
+    model = HubertModel(
+        merge_with_parent(HubertConfig, cfg), merge_with_parent(HubertPretrainingConfig, task), [["a", "b"]]
+    )
+    with torch.no_grad():
+        model.encoder.layer_norm.weight.uniform_(0.5, 1.5)
+        model.encoder.layer_norm.bias.normal_(0, 0.3)
+    torch.save(
+        dict(
+            task_cfg=task, model_cfg=cfg, model_weight=model.state_dict(), dictionaries_symbols=[["a", "b"]]
+        ),
+        path,
+    )
+    return path
+
+
 def make_tiny_clip(path: Path, seed: int = 0) -> Dict[str, str]:
     """Random tiny CLIP weights at ``path``; returns the clip_conf that loads them."""
     import open_clip
@@ -220,6 +246,48 @@ def train_tiny_speechclip(
     return dict(exp=exp, data=data, img_emb_scp=cache / "img_emb.scp")
 
 
+def pack_random_model(root: Path, clip_conf: Dict[str, str], hubert: Path, **pack_kwargs) -> Path:
+    """A tiny parallel SpeechCLIP shaped like the paper's (the branch takes the tiny HuBERT's frames:
+    no projection) with random trainable weights, packed into ``root/model.zip``."""
+    import yaml
+
+    from espnet_speechclip.inference.packing import pack_model
+    from espnet_speechclip.inference.speech2image import Speech2Image
+
+    config = yaml.safe_load((TINY / "parallel.yaml").read_text())
+    config["clip_conf"] = dict(clip_conf)
+    config["speech_encoder_conf"] = dict(upstream="hubert_local", path_or_url=str(hubert))
+    config["image_input"] = "embedding"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    torch.manual_seed(0)
+    torch.save(Speech2Image(root / "config.yaml").model.state_dict(), root / "model.pth")
+    return pack_model(root / "config.yaml", root / "model.pth", root / "model.zip", **pack_kwargs)
+
+
+def place_in_hub_cache(folder: Path, cache: Path, repo_id: str, commit: str, refs=("main",)) -> Path:
+    """Put ``folder``'s files into a Hugging Face Hub cache as ``snapshot_download`` leaves a model repo:
+    ``models--<ns>--<name>/blobs/<sha256>``, ``snapshots/<commit>/<path>`` as relative links to the
+    blobs, ``refs/<ref>`` holding the commit hash. Returns the snapshot folder."""
+    import hashlib
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    for src in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = src.relative_to(folder)
+        data = src.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        blob.write_bytes(data)
+        link = snapshot / rel
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    for ref in refs:
+        (repo / "refs" / ref).parent.mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    return snapshot
+
+
 # ----------------------------------------------------------------------------- corpus fixture files
 OK_LEN = 1600  # 0.1 s at 16 kHz, above the default min_samples=400
 
@@ -358,3 +426,141 @@ def run_recipe(recipe: Path, *args: str, env=None) -> str:
     if proc.returncode != 0:
         raise AssertionError(f"run.sh {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------ a Hub on loopback
+class FakeHub:
+    """The part of the Hugging Face Hub's HTTP API that ``HfApi.create_repo`` and ``HfApi.upload_folder``
+    use (repo creation, README metadata validation, preupload, commit), served on 127.0.0.1 and recording
+    what arrives. Every file
+    is accepted as a regular (base64-in-the-commit) upload, so the bytes land here. Any other request is
+    answered 404 and recorded. The server shuts itself down after ``lifetime`` seconds at the latest."""
+
+    def __init__(self, lifetime: float = 120.0):
+        import base64
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.created: List[dict] = []
+        self.validated: List[str] = []  # README.md texts sent for metadata validation
+        self.commits: List[dict] = []  # {"repo", "revision", "summary", "files": {path: bytes}}
+        self.unexpected: List[str] = []
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def _reply(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                path = self.path.split("?")[0]
+                m = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
+                if path == "/api/validate-yaml":  # the Hub checks a README's metadata before the upload
+                    from huggingface_hub import ModelCard
+
+                    body = json.loads(raw)
+                    hub.validated.append(body["content"])
+                    try:
+                        ModelCard(body["content"])
+                    except Exception as e:
+                        return self._reply(400, {"errors": [{"message": str(e)}]})
+                    return self._reply(200, {"errors": [], "warnings": []})
+                if path == "/api/repos/create":
+                    body = json.loads(raw)
+                    hub.created.append(body)
+                    return self._reply(200, {"url": f"{hub.url}/{body['organization']}/{body['name']}"})
+                if m and m.group(2) == "preupload":
+                    files = json.loads(raw)["files"]
+                    modes = [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
+                    ]
+                    return self._reply(200, {"files": modes, "commitOid": "0" * 40})
+                if m and m.group(2) == "commit":
+                    lines = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
+                    files = {
+                        x["value"]["path"]: base64.b64decode(x["value"]["content"])
+                        for x in lines
+                        if x["key"] == "file"
+                    }
+                    summary = next(x["value"]["summary"] for x in lines if x["key"] == "header")
+                    oid = f"{len(hub.commits) + 1:040x}"
+                    hub.commits.append(
+                        dict(repo=m.group(1), revision=m.group(3), summary=summary, files=files)
+                    )
+                    return self._reply(
+                        200, {"commitUrl": f"{hub.url}/{m.group(1)}/commit/{oid}", "commitOid": oid}
+                    )
+                hub.unexpected.append(f"POST {self.path}")
+                self._reply(404, {"error": "not served by FakeHub"})
+
+            def do_GET(self):
+                hub.unexpected.append(f"GET {self.path}")
+                self._reply(404, {"error": "not served by FakeHub"})
+
+            do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+        self._timer = threading.Timer(lifetime, self.close)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def files(self, repo_id: str) -> Dict[str, bytes]:
+        """The repo's files after all commits so far."""
+        out: Dict[str, bytes] = {}
+        for commit in self.commits:
+            if commit["repo"] == repo_id:
+                out.update(commit["files"])
+        return out
+
+    def close(self) -> None:
+        self._timer.cancel()
+        if self._thread.is_alive():
+            self.server.shutdown()
+        self.server.server_close()
+
+
+# A budget that only checks the ASR commands run: one epoch of a few steps.
+REUSE_TEST_ASR_ARGS = "--max_epoch 1 --num_iters_per_epoch 3 --batch_size 4 --num_workers 0"
+
+
+def run_reuse_example(recipe: Path, exp: str) -> str:
+    """``local/reuse_example.sh --exp <exp>`` in a recipe folder after ``run.sh``, as the README has
+    it, with ASR training at :data:`REUSE_TEST_ASR_ARGS`; its output, or an AssertionError with the tail."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = ["local/reuse_example.sh", "--exp", exp, "--asr_args", REUSE_TEST_ASR_ARGS]
+    proc = subprocess.run(cmd, cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc.stdout + proc.stderr
+
+
+def check_reuse_example_output(out: str, recipe: Path, exp: str, corpus: str, n_test_images: int) -> None:
+    """What the reuse example prints and writes after a run on ``corpus``."""
+    import json
+
+    test = f"{corpus}_test"
+    assert "Hit(index=" in out  # the API's retrievals
+    assert re.search(rf"^query: \S+  \(model {exp}/packed/model.zip, \w+ branch\)$", out, re.M)
+    assert f"images (top {min(5, n_test_images)} of {n_test_images}):" in out
+    assert re.search(r"^CER \d+\.\d\d % \(\d+ errors / \d+ reference chars", out, re.M)
+    decode = recipe / "exp" / f"asr_{Path(exp).name}" / f"decode_{test}"
+    hyps = (decode / "1best_recog" / "text").read_text().splitlines()
+    refs = (recipe / "dump" / "raw" / test / "text").read_text().splitlines()
+    assert [h.split()[0] for h in hyps] == [r.split()[0] for r in refs]
+    assert json.loads((decode / "cer.json").read_text())["char"]["n_utts"] == len(refs)
+    assert (recipe / "dump" / "token_list" / f"{corpus}_train_bpe100" / "bpe.model").is_file()
+    assert "nltk" not in out and "initialized randomly" not in out

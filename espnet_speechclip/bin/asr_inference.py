@@ -4,15 +4,19 @@
 
 from typing import List, Optional
 
-from espnet_speechclip.compat import quiet_espnet_import
+from espnet_speechclip.compat import answer_help_first, quiet_espnet_import
+from espnet_speechclip.errors import run_cli
+from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     quiet_espnet_import()
+    from espnet2.bin.asr_inference import get_parser
     from espnet2.bin.asr_inference import main as asr_inference_main
 
+    answer_help_first(get_parser, cmd, epilog=UNPACK_CACHE_NOTE)
     asr_inference_main(cmd)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.errors import run_cli
 from espnet_speechclip.training.image_cache import cache_image_embeddings, clip_fingerprint, write_utt_emb_scp
 
 
@@ -44,4 +45,4 @@ def main(cmd=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -11,6 +11,7 @@ import sys
 import tempfile
 
 from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.errors import run_cli
 from espnet_speechclip.models.random_weights import build_random, count_parameters
 
 
@@ -45,4 +46,4 @@ def main(cmd=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

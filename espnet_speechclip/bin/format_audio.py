@@ -13,6 +13,7 @@ import json
 import logging
 
 from espnet_speechclip.data.format import format_datadir
+from espnet_speechclip.errors import run_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -39,4 +40,4 @@ def main(cmd=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

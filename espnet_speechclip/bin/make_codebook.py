@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.errors import run_cli
 from espnet_speechclip.models.codebook import codebook_from_texts, write_codebook
 
 
@@ -31,4 +32,4 @@ def main(cmd=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

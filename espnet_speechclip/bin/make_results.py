@@ -1,59 +1,133 @@
 """Recipe stage 7: RESULTS.md and results.json of an experiment from its scored test sets.
 
-python -m espnet_speechclip.bin.make_results --exp_dir exp/<tag> --test_set flickr8k_test
+python -m espnet_speechclip.bin.make_results --exp_dir exp/<tag> --test_set flickr8k_test \
+        [--model_file exp/<tag>/valid.mean_r10.best.pth --data_root dump/raw --dev_set flickr8k_dev]
+
+Refuses (naming the folder and what differs) a decode folder that is not the finished inference of the
+experiment's model on the data as it is now: rerun the inference stage first.
+
+For an experiment imported from one of the authors' released checkpoints (``import.json`` in the folder,
+see ``espnet_speechclip.bin.import_authors_ckpt``), RESULTS.md also puts the paper's numbers of that
+checkpoint beside ours (and, with ``--dev_set``, the dev metric the authors selected the file by).
 """
 
 import argparse
+import json
 import logging
+from pathlib import Path
+from typing import List
 
-from espnet_speechclip.evaluation.results import write_results
+from espnet_speechclip.errors import run_cli
+from espnet_speechclip.evaluation.results import clear_results_record, write_results
+from espnet_speechclip.inference.decode_dir import require_current
+from espnet_speechclip.inference.loader import find_weights, model_identity
+
+
+def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) -> List[str]:
+    """RESULTS.md sections of an imported experiment: the paper's numbers beside ours."""
+    from espnet_speechclip.evaluation.published import comparison_section, release_of
+
+    record = json.loads((exp_dir / "import.json").read_text(encoding="utf-8"))
+    release = release_of(record)
+    source = record.get("source", {})
+    if release is None:
+        return [
+            "## Imported weights",
+            "",
+            f"Imported from `{source.get('name')}` (sha256 `{source.get('sha256')}`), which is not one of "
+            "the authors' released checkpoints: there are no published numbers to compare with.",
+            "",
+        ]
+    dev_scores = None
+    if dev_set:
+        f = exp_dir / f"decode_{dev_set}" / "scores.json"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f} is missing: run the inference stage for {dev_set} first")
+        dev_scores = json.loads(f.read_text(encoding="utf-8"))
+    lines: List[str] = []
+    for test_set in test_sets:
+        scores = json.loads((exp_dir / f"decode_{test_set}" / "scores.json").read_text(encoding="utf-8"))
+        lines += comparison_section(release, test_set, scores, dev_set, dev_scores)
+    return lines
 
 
 def main(cmd=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp_dir", required=True)
     p.add_argument("--test_set", action="append", required=True, help="test set name (decode_<name>)")
-    p.add_argument("--model_file", default=None, help="weights used, to report parameter counts")
+    p.add_argument(
+        "--model_file",
+        default=None,
+        help="the experiment's weights (default: valid.mean_r10.best.pth, else latest.pth); the decode "
+        "folders must hold its inference",
+    )
+    p.add_argument(
+        "--dev_set",
+        default=None,
+        help="dev set name (decode_<name>): for an imported checkpoint, our value of the dev metric the "
+        "authors selected it by",
+    )
     p.add_argument(
         "--data_root",
         default=None,
-        help="folder of the data dirs (<data_root>/<test set>/img.scp): draws retrieval examples",
+        help="folder of the data dirs (<data_root>/<test set>): the decode folders must hold their "
+        "inference as the data is now; draws retrieval examples",
     )
     args = p.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
-    params = None
-    if args.model_file:
-        from espnet_speechclip.inference.speech2image import Speech2Image
-        from espnet_speechclip.models.random_weights import count_parameters
+    exp_dir = Path(args.exp_dir)
+    model_file = Path(args.model_file) if args.model_file else find_weights(exp_dir)
+    model = model_identity(exp_dir / "config.yaml", model_file)
+    # Only the inference of this model on the data as it is now may be scored.
+    for test_set in args.test_set:
+        data_dir = Path(args.data_root) / test_set if args.data_root else None
+        require_current(exp_dir / f"decode_{test_set}", model, data_dir)
+    clear_results_record(exp_dir)
 
-        # the counts need the architecture and the trained weights, not CLIP's pretrained weights
-        model = Speech2Image(f"{args.exp_dir}/config.yaml", args.model_file, clip_weights=False).model
-        params = count_parameters(model)
-    extra = []
+    from espnet_speechclip.inference.speech2image import Speech2Image
+    from espnet_speechclip.models.random_weights import count_parameters
+
+    # the counts need the architecture and the trained weights, not CLIP's pretrained weights
+    params = count_parameters(Speech2Image(exp_dir / "config.yaml", model_file, clip_weights=False).model)
+    imported = (exp_dir / "import.json").is_file()
+    extra = imported_sections(exp_dir, args.test_set, args.dev_set) if imported else []
+    pictures = []
     if args.data_root:
-        from pathlib import Path
-
         from espnet_speechclip.evaluation.figure import draw_retrieval_examples
 
         for test_set in args.test_set:
             png = draw_retrieval_examples(
-                Path(args.exp_dir) / f"decode_{test_set}",
+                exp_dir / f"decode_{test_set}",
                 Path(args.data_root) / test_set / "img.scp",
-                Path(args.exp_dir) / f"retrieval_{test_set}.png",
+                exp_dir / f"retrieval_{test_set}.png",
             )
+            pictures.append(png)
             extra += [f"## Retrieval examples ({test_set})", "", f"![retrieval examples]({png.name})", ""]
     extra += [
         "## Where the outputs live",
         "",
-        f"- checkpoints, `config.yaml`, `train.log`: `{args.exp_dir}/`",
+        (
+            f"- imported weights (`valid.mean_r10.best.pth`), `config.yaml`, `import.json`: `{args.exp_dir}/`"
+            if imported
+            else f"- checkpoints, `config.yaml`, `train.log`: `{args.exp_dir}/`"
+        ),
+        *(
+            []
+            if imported
+            else [
+                f"- TensorBoard curves of training: `{args.exp_dir}/tensorboard/` "
+                f"(`tensorboard --logdir {args.exp_dir}/tensorboard`)"
+            ]
+        ),
         f"- embeddings, keywords and `scores.json` per set: `{args.exp_dir}/decode_<set>/`",
         f"- this page's numbers as JSON: `{args.exp_dir}/results.json`",
-        f"- the packed model (after stage 8): `{args.exp_dir}/packed/model.zip`",
+        f"- the packed model (after stage 8): `{args.exp_dir}/packed/model.zip`; laid out for the "
+        f"Hugging Face Hub (stage 9, `--hf_repo`): `{args.exp_dir}/packed/hf_<namespace>_<name>/`",
         "",
     ]
-    write_results(args.exp_dir, args.test_set, params, extra)
+    write_results(exp_dir, args.test_set, params, extra, model=model, extra_outputs=pictures)
     logging.info("wrote %s/RESULTS.md and %s/results.json", args.exp_dir, args.exp_dir)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

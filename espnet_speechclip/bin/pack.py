@@ -3,17 +3,21 @@ codebook files, model card) that the inference entry uses without the recipe.
 
     python -m espnet_speechclip.bin.pack --config exp/x/config.yaml \
         --model_file exp/x/valid.mean_r10.best.pth --out exp/x/packed/model.zip \
-        [--results_json exp/x/results.json]
+        [--results_json exp/x/results.json] [--dataset flickr8k]
 
     python -m espnet_speechclip.bin.speechclip_inference --model exp/x/packed/model.zip ...
 
-See espnet_speechclip.inference.packing for the archive layout.
+See espnet_speechclip.inference.packing for the archive layout, espnet_speechclip.bin.hub_upload for
+putting it on the Hugging Face Hub. A config imported from the authors' checkpoint (``import.json``
+beside it) gets the import's provenance in the model card.
 """
 
 import argparse
 import logging
+from pathlib import Path
 
-from espnet_speechclip.inference.packing import pack_model
+from espnet_speechclip.errors import run_cli
+from espnet_speechclip.inference.packing import CARD_DEFAULTS, pack_model
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -23,6 +27,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="archive to write (.zip)")
     p.add_argument("--results_json", default=None, help="test results (e.g. scores.json) for the model card")
     p.add_argument("--card_text", default=None, help="free text (markdown) for the top of the model card")
+    p.add_argument("--dataset", default=None, help="corpus the model was trained on, for the model card")
+    p.add_argument(
+        "--license", default=CARD_DEFAULTS["license"], help="the model card's license (a Hub license id)"
+    )
+    p.add_argument(
+        "--language", default=CARD_DEFAULTS["language"], help="the model card's language (CLIP's is English)"
+    )
     p.add_argument(
         "--base_dir",
         default=None,
@@ -34,16 +45,24 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd=None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    card_text = args.card_text
+    if card_text is None and (Path(args.config).parent / "import.json").is_file():
+        from espnet_speechclip.inference.authors_checkpoint import import_card_text
+
+        card_text = import_card_text(Path(args.config).parent)
     out = pack_model(
         args.config,
         args.model_file,
         args.out,
-        card_text=args.card_text,
+        card_text=card_text,
         results_json=args.results_json,
         base_dir=args.base_dir,
+        dataset=args.dataset,
+        license=args.license,
+        language=args.language,
     )
     logging.info("wrote %s", out)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

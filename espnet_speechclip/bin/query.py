@@ -3,11 +3,12 @@
     python -m espnet_speechclip.bin.query --model exp/x/packed/model.zip --speech a.wav --images photos/
     python -m espnet_speechclip.bin.query --model exp/x --speech a.wav --texts captions.txt --topk 3
 
-``--model`` is a packed archive or an experiment folder (config.yaml + valid.mean_r10.best.pth, else
-latest.pth). ``--images`` takes a folder (every image file in it) or files. ``--texts`` is a file with
-one text per line. Keywords are printed for cascaded and hybrid models (SpeechCLIP+ too), each with its
-cosine score to the codebook subword and the seconds of the utterance it came from. Results go to
-stdout, logs to stderr.
+``--model`` is a packed archive, an experiment folder (config.yaml + valid.mean_r10.best.pth, else
+latest.pth) or a Hub repo id <namespace>/<name>. ``--images`` takes a folder (every image file in it) or
+files. ``--texts`` is a file with one text per line. Cascaded and hybrid models (SpeechCLIP+'s cascaded+
+and hybrid+ too) also print their keywords, each with its score and the span of the utterance it was
+heard in (seconds: the frames holding the central 90% of the keyword's attention; for SpeechCLIP+, the
+stretch its CIF unit integrated). Results go to stdout, logs to stderr.
 """
 
 from __future__ import annotations
@@ -17,14 +18,22 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_speechclip.data.media import MediaError
-from espnet_speechclip.inference.packing import PackError
-from espnet_speechclip.inference.speech2image import Hit, Speech2Image, list_images
+from espnet_speechclip.data.media import MediaError, probe_audio, probe_image
+from espnet_speechclip.errors import run_cli
+from espnet_speechclip.inference.hub import HubError, parse_repo_id
+from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE, PackError
+from espnet_speechclip.inference.speech2image import Hit, Keyword, Speech2Image, list_images
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="packed model (.zip) or experiment folder")
+    p = argparse.ArgumentParser(
+        description=__doc__, epilog=UNPACK_CACHE_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="packed model (.zip), experiment folder or Hub repo id <namespace>/<name>",
+    )
     p.add_argument(
         "--model_file",
         default=None,
@@ -51,18 +60,35 @@ def _print_hits(title: str, hits: List[Hit], total: int) -> None:
         print(f"{rank:4d}  {hit.score:+.4f}  {hit.item}")
 
 
+def _print_keywords(keywords: List[Keyword]) -> None:
+    print(f"keywords ({len(keywords)}; score, heard from-to seconds):")
+    width = max((len(k.token) for k in keywords), default=0)
+    for rank, k in enumerate(keywords, 1):
+        print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {k.start:6.2f}-{k.end:.2f}")
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     args = parser.parse_args(cmd)
     if args.topk < 1:
         parser.error("--topk must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    # Every input is checked before the model loads (which can take many seconds): a wrong path or an
+    # undecodable file fails at once, named.
+    if not Path(args.model).exists() and parse_repo_id(args.model) is None:
+        parser.error(
+            f"--model {args.model} does not exist (an experiment folder, a packed .zip or folder, "
+            f"or a Hub repo id <namespace>/<name>)"
+        )
     images: List[str] = []
-    for x in args.images:
-        try:
+    try:
+        probe_audio(args.speech)
+        for x in args.images:
             images += [str(p) for p in list_images(x)] if Path(x).is_dir() else [x]
-        except MediaError as e:
-            parser.error(str(e))
+        for image in images:
+            probe_image(image)
+    except MediaError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
     texts: List[str] = []
     if args.texts is not None:
         if not Path(args.texts).is_file():
@@ -77,20 +103,17 @@ def main(cmd: Optional[List[str]] = None) -> None:
         )
         if not images and not texts and "cascaded" not in s2i.branches:
             parser.error("give --images and/or --texts (a parallel model has no keywords to show)")
-        result = s2i.query(args.speech, images, texts, args.topk, args.branch)
-    except (FileNotFoundError, MediaError, PackError) as e:  # bad input files: the message names them
+        result = s2i.query(args.speech, images, texts, args.topk, args.branch, timing=True)
+    except (FileNotFoundError, MediaError, PackError, HubError) as e:  # bad input: the message names it
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(f"query: {args.speech}  (model {args.model}, {result.branch} branch)")
     if images:
         _print_hits("images", result.images, len(images))
     if result.keywords is not None:
-        print(
-            "keywords: "
-            + "  ".join(f"{k.token} ({k.score:.3f}) {k.start:.2f}-{k.end:.2f}s" for k in result.keywords)
-        )
+        _print_keywords(result.keywords)
     if texts:
         _print_hits("texts", result.texts, len(texts))
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

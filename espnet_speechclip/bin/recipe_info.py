@@ -4,17 +4,34 @@
     python -m espnet_speechclip.bin.recipe_info set-name flickr8k test          # flickr8k_test
     python -m espnet_speechclip.bin.recipe_info exp-name synth conf/synth/parallel.yaml \
         [--tag T --n_configs N]
+    python -m espnet_speechclip.bin.recipe_info demo-command synth \
+        "conf/synth/parallel.yaml conf/synth/cascaded.yaml" [--tag T --expdir exp --dumpdir dump]
+    python -m espnet_speechclip.bin.recipe_info data-dir exp/flickr8k_parallel_base test
+        # dump/raw/flickr8k_test
 
 ``config-value`` prints a value of a config (its default when the file leaves it out; nothing for
-None); see :mod:`espnet_speechclip.config`.
+None); see :mod:`espnet_speechclip.config`. ``demo-command`` prints the command that opens the web page
+(:mod:`espnet_speechclip.bin.demo`) on a run's packed model with keywords and its test set.
+``data-dir`` prints the data dir of a split of the corpus an experiment folder was trained on.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import List, Optional
+import shlex
+from pathlib import Path
+from typing import List, Optional, Sequence
 
-from espnet_speechclip.config import ConfigError, config_value, exp_name, read_config, set_name
+from espnet_speechclip.config import (
+    SPLITS,
+    ConfigError,
+    config_value,
+    exp_name,
+    experiment_data_dir,
+    read_config,
+    set_name,
+)
+from espnet_speechclip.errors import run_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -31,7 +48,44 @@ def get_parser() -> argparse.ArgumentParser:
     exp.add_argument("config")
     exp.add_argument("--tag", default="")
     exp.add_argument("--n_configs", type=int, default=1, help="how many configs the run trains")
+    demo = sub.add_parser("demo-command", help="the command that opens the web page on a run's models")
+    demo.add_argument("corpus")
+    demo.add_argument("configs", help="the run's training configs, space-separated")
+    demo.add_argument("--tag", default="")
+    demo.add_argument("--expdir", default="exp")
+    demo.add_argument("--dumpdir", default="dump")
+    data = sub.add_parser("data-dir", help="the data dir of a split of an experiment's corpus")
+    data.add_argument("exp_dir", help="experiment folder of the recipe (holds config.yaml)")
+    data.add_argument("split", choices=SPLITS)
     return p
+
+
+def demo_command(
+    corpus: str,
+    configs: Sequence[str],
+    tag: str = "",
+    expdir: str = "exp",
+    dumpdir: str = "dump",
+    recipe_dir: Optional[str] = None,
+) -> str:
+    """The one command that serves the web page on a recipe run's models: the packed model of the first
+    config with keywords (cascaded or hybrid; else the first config) and the test set's data dir.
+
+    Its paths are relative to the recipe folder, as the data dirs' are, so it starts with ``cd`` there
+    (``recipe_dir``, default the current directory) and sources ``path.sh`` (the project's virtualenv).
+    """
+    if not configs:
+        raise ValueError("no training config given")
+    kinds = [config_value(read_config(c), "model") for c in configs]
+    chosen = next((c for c, k in zip(configs, kinds) if k in ("cascaded", "hybrid")), configs[0])
+    exp = exp_name(corpus, chosen, tag or None, len(configs))
+    model = f"{expdir}/{exp}/packed/model.zip"
+    images = f"{dumpdir}/raw/{set_name(corpus, 'test')}"
+    where = Path(recipe_dir or ".").resolve()
+    return (
+        f"cd {shlex.quote(str(where))} && . ./path.sh && python3 -m espnet_speechclip.bin.demo "
+        f"--model {shlex.quote(model)} --images {shlex.quote(images)}"
+    )
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
@@ -41,8 +95,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if args.command == "config-value":
             value = config_value(read_config(args.config), args.key)
             print("" if value is None else value)
+        elif args.command == "data-dir":
+            print(experiment_data_dir(read_config(Path(args.exp_dir) / "config.yaml"), args.split))
         elif args.command == "set-name":
             print(set_name(args.corpus, args.split))
+        elif args.command == "demo-command":
+            print(demo_command(args.corpus, args.configs.split(), args.tag, args.expdir, args.dumpdir))
         else:
             print(exp_name(args.corpus, args.config, args.tag or None, args.n_configs))
     except (FileNotFoundError, ConfigError, ValueError) as e:
@@ -50,4 +108,4 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -4,7 +4,7 @@ Corpus layout under ``$FLICKR8K`` (see docs/speechclip.md section 7)::
 
     Flicker8k_Dataset/<image>.jpg        (the zip's spelling; the Kaggle copy calls it Images/)
     Flickr8k_text/Flickr8k.token.txt     (<image>.jpg#<k> TAB caption; the text files may also sit
-                                          at the root)
+                                          at the root; the captions' final " ." is dropped)
     Flickr8k_text/Flickr_8k.{train,dev,test}Images.txt
     flickr_audio/wavs/<image_stem>_<k>.wav
     flickr_audio/wav2capt.txt            (<wav name> <image>.jpg #<k>)
@@ -36,6 +36,7 @@ from espnet_speechclip.data.prepare import (
     require_file,
     setup_cli_logging,
 )
+from espnet_speechclip.errors import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,22 @@ def parse_wav2spk(lines: Iterable[str], source: str = "wav2spk.txt") -> Dict[str
     return out
 
 
+def clean_caption(caption: str) -> str:
+    """A token-file caption without its final full stop: ``"A dog runs ."`` -> ``"A dog runs"``.
+
+    The official captions end with " ."; kept, "." would be a subword of nearly every transcript, so it
+    would enter the training codebook and count as a keyword hit almost everywhere. The authors drop it the
+    same way (only a final "."; other punctuation stays).
+    """
+    caption = caption.strip()
+    if caption.endswith("."):
+        caption = caption[:-1].rstrip()
+    return caption
+
+
 def parse_token_file(lines: Iterable[str], source: str = TOKEN_FILE) -> Dict[str, str]:
-    """``<image>.jpg#<k> TAB <caption>`` lines -> {"<image>.jpg#<k>": caption}.
+    """``<image>.jpg#<k> TAB <caption>`` lines -> {"<image>.jpg#<k>": caption}, each caption through
+    :func:`clean_caption`.
 
     A caption-less key maps to "" (dropped later as an empty transcript, so it is counted, not lost silently).
     """
@@ -107,7 +122,7 @@ def parse_token_file(lines: Iterable[str], source: str = TOKEN_FILE) -> Dict[str
         if key in out:
             logger.warning("%s:%d: caption %s listed twice; keeping the first", source, lineno, key)
             continue
-        out[key] = caption.strip()
+        out[key] = clean_caption(caption)
     return out
 
 
@@ -259,4 +274,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

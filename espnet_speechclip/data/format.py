@@ -6,14 +6,15 @@ under ``audio_dir``. The output data dir holds the same six lists as the input, 
 pointing at the final files and ``utt2num_samples`` exact at 16 kHz, and a copy of the word alignment
 ``words.ctm`` when the input has one (resampling moves no word in time).
 
-Idempotent: ``out_dir/.format_done.json`` records checksums of the input lists (plus size and mtime of
-every input audio file) and of the written lists; a rerun whose fingerprint matches does no work.
+Idempotent: ``out_dir/.made_from.json`` (:mod:`espnet_speechclip.provenance`) records the content hashes
+of the input lists and of every input audio file, and every output (the lists and each final audio file,
+kept or converted); a rerun on unchanged, intact input and output does no work. Training trusts the files
+this record vouches for (they were fully decoded and checked here) and decodes the others before it
+starts (:mod:`espnet_speechclip.training.data_check`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -25,14 +26,24 @@ from typing import Dict, List, Optional, Tuple
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, read_datadir, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
 from espnet_speechclip.files import sha256_file
+from espnet_speechclip.provenance import (
+    RECORD_NAME,
+    FileHashes,
+    check_record,
+    clear_record,
+    content_digest,
+    file_entry,
+    read_record,
+    write_record,
+)
 
 logger = logging.getLogger(__name__)
 
 LISTS = ("wav.scp", "text", "utt2spk", "utt2img", "img.scp", "utt2num_samples")
 OPTIONAL_LISTS = (WORD_ALIGNMENT,)  # copied as they are when the input has them
-MARKER = ".format_done.json"
+RECORD_KIND = "audio-format"
 # Bumped when the conversion itself changes, so old outputs are redone rather than trusted.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KEEP_FORMATS = ("WAV", "WAVEX", "FLAC")
 
 
@@ -59,8 +70,9 @@ def _needs_conversion(path: str) -> Tuple[bool, int]:
     return not keep, frames
 
 
-def _format_one(job: Tuple[str, str, str]) -> Tuple[str, Optional[str], int, Optional[str]]:
-    """Worker: ``(utt_id, src, dst)`` -> ``(utt_id, final path or None on error, num_samples, error)``.
+def _format_one(job: Tuple[str, str, str]) -> Tuple[str, Optional[str], int, Optional[str], Optional[Dict]]:
+    """Worker: ``(utt_id, src, dst)`` -> ``(utt_id, final path or None on error, num_samples, error,
+    file entry of a converted file)``.
 
     Errors are returned, not raised, so that one run reports every bad file at once.
     """
@@ -73,7 +85,7 @@ def _format_one(job: Tuple[str, str, str]) -> Tuple[str, Optional[str], int, Opt
     try:
         convert, frames = _needs_conversion(src)
         if not convert:
-            return utt, src, frames, None
+            return utt, src, frames, None, None
         data, rate = sf.read(src, dtype="float32", always_2d=True)  # (T, C)
         wav = resample(data.mean(axis=1), rate, SAMPLE_RATE)  # (T',) mono at 16 kHz
         # Write beside the target and rename, so an interrupted run never leaves a truncated file
@@ -81,11 +93,11 @@ def _format_one(job: Tuple[str, str, str]) -> Tuple[str, Optional[str], int, Opt
         tmp = Path(dst).with_name(f".{Path(dst).stem}.partial.wav")
         write_wav(tmp, np.asarray(wav), SAMPLE_RATE)
         os.replace(tmp, dst)
-        return utt, dst, len(wav), None
+        return utt, dst, len(wav), None, file_entry(dst)
     except MediaError as e:
-        return utt, None, 0, str(e)
+        return utt, None, 0, str(e), None
     except Exception as e:  # anything else soundfile/scipy raise, still named by file
-        return utt, None, 0, f"audio file {src}: {type(e).__name__}: {e}"
+        return utt, None, 0, f"audio file {src}: {type(e).__name__}: {e}", None
 
 
 def _present(data_dir: Path) -> List[str]:
@@ -93,42 +105,31 @@ def _present(data_dir: Path) -> List[str]:
     return list(LISTS) + [name for name in OPTIONAL_LISTS if (data_dir / name).is_file()]
 
 
-def _fingerprint(data_dir: Path, utts: List[Utterance], audio_dir: Path) -> Dict:
-    """What the output depends on: the input lists' checksums, every input audio file's size and
-    mtime (a file replaced under the same name must be redone), and the target audio dir."""
-    stats = hashlib.sha256()
-    for u in utts:
-        try:
-            st = os.stat(u.wav_path)
-            stats.update(f"{u.utt_id} {st.st_size} {st.st_mtime_ns}\n".encode())
-        except OSError:
-            stats.update(f"{u.utt_id} missing\n".encode())
+def _made_from(data_dir: Path, utts: List[Utterance], audio_dir: Path, hashes: FileHashes, nj: int) -> Dict:
+    """What the output depends on: the input lists (the optional ones it has too), every input audio
+    file's content (a file replaced under the same name must be redone), and the target audio dir."""
+    audio = hashes.sha256_many([u.wav_path for u in utts], threads=nj)
     return dict(
         version=FORMAT_VERSION,
-        inputs={name: sha256_file(data_dir / name) for name in _present(data_dir)},
-        audio_stats=stats.hexdigest(),
+        lists={name: sha256_file(data_dir / name) for name in _present(data_dir)},
+        audio=content_digest((u.utt_id, audio[u.wav_path]) for u in utts),
         audio_dir=str(audio_dir.resolve()),
     )
 
 
-def _up_to_date(out_dir: Path, fingerprint: Dict) -> Optional[Dict]:
-    """The recorded counts when ``out_dir`` was made from exactly these inputs and is intact, else None."""
-    marker = out_dir / MARKER
-    if not marker.is_file():
-        return None
-    try:
-        done = json.loads(marker.read_text(encoding="utf-8"))
-    except ValueError:
-        return None
-    if done.get("fingerprint") != fingerprint:
-        return None
-    for name, digest in done.get("outputs", {}).items():
-        if not (out_dir / name).is_file() or sha256_file(out_dir / name) != digest:
-            return None
-    # A converted file deleted since the last run (e.g. a cleaned dump/) means redoing the work.
-    if any(not Path(p).is_file() for p in done.get("converted_files", [])):
-        return None
-    return done["counts"]
+def vouched_audio(wav_scp: str | Path) -> Dict[str, Dict]:
+    """``{absolute audio path: file entry}`` of the files the format stage decoded, checked and recorded
+    for ``wav_scp`` (empty when ``wav_scp`` is not the intact output of a finished format stage). A file
+    whose entry still matches its stat is the one that passed the checks; see
+    :mod:`espnet_speechclip.training.data_check`."""
+    wav_scp = Path(wav_scp)
+    record = read_record(wav_scp.parent / RECORD_NAME)
+    if record is None or record.get("kind") != RECORD_KIND:
+        return {}
+    listed = record.get("outputs", {}).get(wav_scp.name)
+    if listed is None or FileHashes({str(wav_scp): listed}).sha256(wav_scp) != listed.get("sha256"):
+        return {}
+    return {name: entry for name, entry in record["outputs"].items() if os.path.isabs(name)}
 
 
 def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | Path, nj: int = 1) -> Dict:
@@ -154,20 +155,30 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
             f"out_dir {out_dir} is the input data dir; formatting in place would overwrite its lists"
         )
     utts = read_datadir(data_dir)
-    fingerprint = _fingerprint(data_dir, utts, audio_dir)
-    counts = _up_to_date(out_dir, fingerprint)
-    if counts is not None:
-        logger.info(
-            "%s is up to date with %s (%d kept, %d converted): nothing to do",
-            out_dir,
-            data_dir,
-            counts["kept"],
-            counts["converted"],
-        )
-        return dict(counts, written=0, up_to_date=True)
+    record_file = out_dir / RECORD_NAME
+    old = read_record(record_file) or {}
+    hashes = FileHashes(old.get("hashes"))
+    try:
+        made_from = _made_from(data_dir, utts, audio_dir, hashes, nj)
+    except FileNotFoundError:
+        made_from = None  # a missing input file: the checks below name every one
+    if made_from is not None:
+        stale = check_record(record_file, RECORD_KIND, made_from, base=out_dir)
+        if stale is None:
+            counts = old["extra"]["counts"]
+            logger.info(
+                "%s is up to date with %s (%d kept, %d converted): nothing to do",
+                out_dir,
+                data_dir,
+                counts["kept"],
+                counts["converted"],
+            )
+            return dict(counts, written=0, up_to_date=True)
+        if old:
+            logger.info("%s: redoing the audio format: the output %s", out_dir, stale)
 
-    # Drop the marker first: if this run is interrupted, the next one must not trust a half-written out_dir.
-    (out_dir / MARKER).unlink(missing_ok=True)
+    # Drop the record first: if this run is interrupted, the next one must not trust a half-written out_dir.
+    clear_record(record_file)
     audio_dir.mkdir(parents=True, exist_ok=True)
     jobs = [(u.utt_id, u.wav_path, str(audio_dir / _audio_name(u.utt_id))) for u in utts]
     if nj > 1 and len(jobs) > 1:
@@ -176,7 +187,7 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
     else:
         results = [_format_one(j) for j in jobs]
 
-    errors = [(utt, err) for utt, _, _, err in results if err is not None]
+    errors = [(utt, err) for utt, _, _, err, _ in results if err is not None]
     if errors:
         shown = "; ".join(f"utterance {utt}: {err}" for utt, err in errors[:5])
         raise MediaError(
@@ -184,7 +195,7 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
             f"{' ...' if len(errors) > 5 else ''}"
         )
 
-    final = {utt: (path, n) for utt, path, n, _ in results}
+    final = {utt: (path, n) for utt, path, n, _, _ in results}
     out_utts = [replace(u, wav_path=final[u.utt_id][0], num_samples=final[u.utt_id][1]) for u in utts]
     converted = [final[u.utt_id][0] for u in utts if final[u.utt_id][0] != u.wav_path]
     write_datadir(out_dir, out_utts)
@@ -193,13 +204,21 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
         if (data_dir / name).is_file():
             shutil.copyfile(data_dir / name, out_dir / name)
     counts = dict(total=len(utts), kept=len(utts) - len(converted), converted=len(converted))
-    marker = dict(
-        fingerprint=fingerprint,
-        counts=counts,
-        converted_files=converted,
-        outputs={name: sha256_file(out_dir / name) for name in _present(out_dir)},
+    # Every final audio file is an output, by absolute path: the kept ones with the hash of the input
+    # they are, the converted ones with the entry their worker took after writing them.
+    outputs = {name: out_dir / name for name in _present(out_dir)}
+    audio_entries = {}
+    for _, path, _, _, entry in results:
+        audio_entries[os.path.abspath(path)] = entry or hashes.entries[path]
+    write_record(
+        record_file,
+        RECORD_KIND,
+        made_from,
+        outputs=outputs,
+        hashes=hashes.entries,
+        extra=dict(counts=counts, converted_files=converted),
+        output_entries=audio_entries,
     )
-    (out_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
     logger.info(
         "%s -> %s: %d utterances, %d kept in place, %d converted to 16 kHz mono under %s",
         data_dir,

@@ -37,6 +37,7 @@ from espnet_speechclip.data.prepare import (
     require_file,
     setup_cli_logging,
 )
+from espnet_speechclip.errors import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -222,4 +223,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

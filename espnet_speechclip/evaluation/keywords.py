@@ -168,6 +168,7 @@ def pooled_keyword_hit_rate(
     keyword_ids: torch.Tensor,
     caption_ids: CaptionIds,
     special_ids: Sequence[int] | torch.Tensor = CLIP_SPECIAL_IDS,
+    topk_ids: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Keyword hit rate over ALL keywords emitted, for models whose utterances have different numbers of
     keywords (CIF), in percent.
@@ -175,6 +176,8 @@ def pooled_keyword_hit_rate(
     Args:
         keyword_ids: (N, K) CLIP BPE ids, each row padded with -1 after the utterance's own keywords.
         caption_ids, special_ids: as in ``keyword_hit_rate``.
+        topk_ids: optional (N, K, M) candidate ids per keyword (its nearest codebook subwords, any value
+            in the padding); a keyword hits if it OR any of its M candidates occurs in the caption.
 
     Returns:
         ``pooled``: hits / keywords over the corpus (a keyword hits if its id occurs in the utterance's
@@ -195,7 +198,24 @@ def pooled_keyword_hit_rate(
         raise ValueError("no keywords to score")
     ignore = _as_id_tensor(special_ids, "special_ids")
     caps = _sorted_content(caption_ids, n, ignore)
-    found = _contains(caps, ids.clamp_min(0)) & emitted & ~torch.isin(ids, ignore)  # (N, K)
+    cand = ids[:, :, None]  # (N, K, 1)
+    if topk_ids is not None:
+        topk_ids = torch.as_tensor(topk_ids)
+        if topk_ids.dim() != 3 or tuple(topk_ids.shape[:2]) != tuple(ids.shape) or topk_ids.shape[2] == 0:
+            raise ValueError(
+                f"topk_ids must have shape ({n}, {ids.shape[1]}, M) with M >= 1, got {tuple(topk_ids.shape)}"
+            )
+        if topk_ids.is_floating_point() or topk_ids.is_complex() or topk_ids.dtype == torch.bool:
+            raise TypeError(f"topk_ids must hold integer ids, got dtype {topk_ids.dtype}")
+        # the keyword itself is always a candidate, as in keyword_hit_rate
+        cand = torch.cat([cand, topk_ids.long().cpu()], dim=2)  # (N, K, 1 + M)
+    cand = torch.where(emitted[:, :, None], cand, -1)  # the padding never hits
+    if int(cand[emitted].min()) < 0:
+        raise ValueError("keyword_ids / topk_ids must be non-negative token ids")
+    m = cand.shape[2]
+    hit = _contains(caps, cand.clamp_min(0).reshape(n, -1)).reshape(n, -1, m)
+    hit &= (cand >= 0) & ~torch.isin(cand, ignore)
+    found = hit.any(dim=2) & emitted  # (N, K)
     per_utt = emitted.sum(1)
     has = per_utt > 0
     return {

@@ -21,7 +21,8 @@ model can never look good. K larger than the number of competitors gives 100.
 ``grouped_recall`` is the same rule when rows and columns both come in groups (zero-shot speech->text).
 
 All percentages are Python floats computed as ``100.0 * hits / count`` from exact integer counts, so
-they are reproducible bit for bit.
+the same similarities always give the same percentages, bit for bit (the similarities themselves are
+deterministic per seed and thread count on one machine, not across CPU models or GPUs).
 """
 
 from __future__ import annotations

@@ -4,9 +4,13 @@ Result layout, per branch: ``speech_to_image``/``image_to_speech`` R@1/5/10, zer
 ``speech_to_text``/``text_to_speech`` R@1/5/10 (when transcripts were embedded; correctness by image),
 and for the cascaded branch:
 
-- ``keyword_hit_rate``: kw1..kwK + avg for K keyword slots; for variable-length keywords (CIF) no slots
-  exist, and it holds the ``pooled`` rate over all keywords, ``utterance_avg`` and
-  ``keywords_per_utterance`` (special tokens never count);
+- ``keyword_hit_rate``: kw1..kwK + avg for K keyword slots, the share of utterances whose slot-k keyword
+  occurs in the transcript; for variable-length keywords (CIF) no slots exist, and it holds the
+  ``pooled`` rate over all keywords, ``utterance_avg`` and ``keywords_per_utterance`` (special tokens
+  never count);
+- ``keyword_hit_rate_top5_neighbours``, when the decode folder holds each keyword's nearest codebook
+  subwords: the same with a hit when any of the 5 nearest (the keyword itself first) occurs, the variant
+  the authors published (22.7 / 32.7 / 38.2). The two are not comparable with each other;
 - ``keyword_timing``, when the data has a word alignment (``words.ctm``): boundary precision / recall /
   F1 / R-value of the keyword spans at 20 ms and how often a keyword's span contains (overlaps) a word
   holding its subword (:func:`espnet_speechclip.evaluation.keyword_timing.keyword_timing_scores`), plus
@@ -24,6 +28,11 @@ from espnet_speechclip.evaluation.keyword_timing import keyword_timing_scores
 from espnet_speechclip.evaluation.keywords import keyword_hit_rate, pooled_keyword_hit_rate
 from espnet_speechclip.evaluation.retrieval import grouped_recall, retrieval_recall
 from espnet_speechclip.inference.decode_dir import DecodeDir
+
+
+def neighbours_key(n: int) -> str:
+    """The results key of the hit rate over each keyword's ``n`` nearest codebook subwords."""
+    return f"keyword_hit_rate_top{n}_neighbours"
 
 
 def score_decode_dir(decode_dir: Union[str, Path, DecodeDir]) -> Dict[str, Dict]:
@@ -59,6 +68,9 @@ def _keyword_scores(d: DecodeDir) -> Dict[str, Dict]:
         caps = [text_token_ids(d.transcripts[u]) for u in d.utts]
         rate = pooled_keyword_hit_rate if d.variable_keywords else keyword_hit_rate
         res["keyword_hit_rate"] = rate(ids, caps)
+        if d.has("keyword_neighbour_ids.npy"):
+            near = torch.from_numpy(d.array("keyword_neighbour_ids"))
+            res[neighbours_key(near.shape[-1])] = rate(ids, caps, topk_ids=near)
     words = d.word_alignment()
     if words is not None and d.has("keyword_spans.npy"):
         missing = [u for u in d.utts if u not in words]

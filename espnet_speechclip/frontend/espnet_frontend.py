@@ -20,7 +20,7 @@ SpeechCLIP config when the frontend is built).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
@@ -52,16 +52,22 @@ class BranchLayers(nn.Module):
         self.parallel = isinstance(branch, ParallelBranch)
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """feats (B, T, D), lengths (B,) -> frame states (B, T, D)."""
+        """feats (B, T, D), lengths (B,) -> frame states of the last layer (B, T, D)."""
+        return self.layer_outputs(feats, lengths)[-1]
+
+    def layer_outputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
+        """feats (B, T, D), lengths (B,) -> the frame states after each layer, N x (B, T, D)."""
         if self.cls is None:
             k, x = 0, feats
         else:
             k = self.cls.size(1)
             x = torch.cat([self.cls.expand(feats.size(0), -1, -1).to(feats.dtype), feats], dim=1)
         mask = padding_mask(lengths, feats.size(1), prefix=k)
+        out = []
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=mask) if self.parallel else layer(x, mask)
-        return x[:, k:]
+            out.append(x[:, k:])
+        return out
 
 
 class SpeechCLIPFrontend(AbsFrontend):

@@ -1,10 +1,16 @@
-"""Make ``frontend: speechclip`` a choice of ESPnet's speech tasks, without importing them.
+"""Make SpeechCLIP known to ESPnet and s3prl on ``import espnet_speechclip``, without importing them.
 
-ESPnet has no plugin registry: a task's choices are module-level :class:`ClassChoices` objects that
-must hold the class before the task builds its argument parser. Importing ``espnet2.tasks.asr`` costs
-~13 s, so :func:`install` (called on ``import espnet_speechclip``) does not import any task. It
-registers into the task modules that are already imported, and installs a finder on ``sys.meta_path``
-that registers into the others right after they are executed, whoever imports them and whenever.
+- ``frontend: speechclip`` in ESPnet's speech tasks. ESPnet has no plugin registry: a task's choices
+  are module-level :class:`ClassChoices` objects that must hold the class before the task builds its
+  argument parser.
+- The s3prl upstreams ``speechclip``, ``speechclip_local`` and ``speechclip_custom`` in ``s3prl.hub``,
+  where ``S3PRLUpstream(name)`` (and ESPnet's ``S3prlFrontend``) look names up (see
+  :mod:`espnet_speechclip.frontend.s3prl_upstream`).
+
+Importing ``espnet2.tasks.asr`` costs ~13 s and ``s3prl.hub`` 12-20 s, so :func:`install` (called on
+``import espnet_speechclip``) imports neither. It registers into the modules that are already imported,
+and installs a finder on ``sys.meta_path`` that registers into the others right after they are
+executed, whoever imports them and whenever.
 
 Only the frontend choices that build a waveform frontend as ``cls(**frontend_conf)`` are extended
 (``espnet2.tasks.mt``'s frontends embed tokens; ``gan_svs``'s post-frontend takes an extra ``input_fs``).
@@ -12,10 +18,11 @@ Only the frontend choices that build a waveform frontend as ``cls(**frontend_con
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 from types import ModuleType
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
+
+from espnet_speechclip.compat import ModuleExecHook
 
 FRONTEND_NAME = "speechclip"
 
@@ -44,6 +51,10 @@ SPEECH_FRONTEND_CHOICES: Dict[str, Tuple[str, ...]] = {
 SPEECH_FRONTEND_CHOICES["espnet2.tasks.enh_s2t"] = ("frontend_choices", "diar_frontend_choices")
 
 
+# where s3prl's S3PRLUpstream finds upstream names
+S3PRL_HUB = "s3prl.hub"
+
+
 def register_frontend(module: ModuleType) -> None:
     """Add ``speechclip`` to the frontend choices of an imported task module."""
     from espnet_speechclip.frontend.espnet_frontend import SpeechCLIPFrontend
@@ -54,46 +65,46 @@ def register_frontend(module: ModuleType) -> None:
             choices.classes[FRONTEND_NAME] = SpeechCLIPFrontend
 
 
-class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the real loader, then registers; anything else (get_source for tracebacks...) is delegated."""
+def register_upstreams(hub: ModuleType) -> None:
+    """Add the SpeechCLIP upstream entries to an imported ``s3prl.hub``."""
+    from espnet_speechclip.frontend import s3prl_upstream
 
-    def __init__(self, loader: importlib.abc.Loader):
-        self._loader = loader
+    for name in s3prl_upstream.NAMES:
+        setattr(hub, name, getattr(s3prl_upstream, name))
 
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
 
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
+def _register(module: ModuleType) -> None:
+    if module.__name__ == S3PRL_HUB:
+        register_upstreams(module)
+    else:
         register_frontend(module)
 
-    def __getattr__(self, name: str):
-        return getattr(self._loader, name)
+
+def _exec_and_register(exec_module, module: ModuleType) -> None:
+    exec_module(module)
+    _register(module)
 
 
-class _TaskImportHook(importlib.abc.MetaPathFinder):
-    """Finds the task modules of :data:`SPEECH_FRONTEND_CHOICES` with the other finders and wraps
-    their loader; every other import is left alone (``None``: ask the next finder)."""
+class _TaskImportHook(ModuleExecHook):
+    """Registers into the task modules of :data:`SPEECH_FRONTEND_CHOICES` and into ``s3prl.hub`` right
+    after they execute."""
 
-    def find_spec(self, fullname: str, path, target=None) -> Optional[importlib.machinery.ModuleSpec]:
-        if fullname not in SPEECH_FRONTEND_CHOICES:
-            return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None:
-                    spec.loader = _RegisteringLoader(spec.loader)
-                return spec
-        return None
+    def __init__(self):
+        super().__init__(_HookedModules(), _exec_and_register)
+
+
+class _HookedModules:
+    """The module names the hook watches, read at each import (:data:`SPEECH_FRONTEND_CHOICES` may grow)."""
+
+    def __contains__(self, name: object) -> bool:
+        return name in SPEECH_FRONTEND_CHOICES or name == S3PRL_HUB
 
 
 def install() -> None:
-    """Register into the task modules imported so far and hook the ones imported later (idempotent)."""
-    for name in SPEECH_FRONTEND_CHOICES:
+    """Register into the modules imported so far and hook the ones imported later (idempotent)."""
+    for name in [*SPEECH_FRONTEND_CHOICES, S3PRL_HUB]:
         module = sys.modules.get(name)
         if module is not None:
-            register_frontend(module)
+            _register(module)
     if not any(isinstance(f, _TaskImportHook) for f in sys.meta_path):
         sys.meta_path.insert(0, _TaskImportHook())

@@ -405,6 +405,10 @@ class Architecture:
     cascaded_weight: float = 0.0
     temperature: float = 0.07
     learnable_temperature: bool = False
+    # the authors' hooked fairseq forward weights the raw output of the last HuBERT layer
+    raw_last_layer: bool = True
+    amp_dtype: Optional[str] = "float16"  # their trainer.precision (16: fp16 autocast; None: fp32)
+    corpus: Optional[str] = None  # their data.dataset.name (flickr, coco), when stored
     sources: Dict[str, str] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
 
@@ -693,6 +697,18 @@ def derive_architecture(
                 f"training-only difference: the authors trained with {dotted} = {value!r}; our loss "
                 f"has no such option (inference is unaffected)"
             )
+
+    # ---- precision (their Lightning trainer.precision, the paper's fp16 by default) and corpus
+    precision = str(_config_value(arch, "amp_dtype", config, "trainer.precision", 16))
+    amp = {"16": "float16", "16-mixed": "float16", "bf16": "bfloat16", "bf16-mixed": "bfloat16"}
+    if precision not in amp and precision not in ("32", "32-true"):
+        raise AuthorsCheckpointError(
+            f"the stored config has trainer.precision = {precision!r}: not 16, bf16 or 32"
+        )
+    arch.amp_dtype = amp.get(precision)
+    corpus = _get(config, "data.dataset.name")
+    arch.corpus = str(corpus) if corpus is not None else None
+    arch.sources["corpus"] = "config data.dataset.name" if corpus is not None else "not in the stored config"
     return arch
 
 
@@ -1281,7 +1297,11 @@ def our_config(
         speech: Dict[str, Any] = dict(upstream="hubert_local", path_or_url=str(upstream_path.resolve()))
     else:
         speech = dict(upstream=arch.upstream)
-    speech.update(layer_norm=arch.layer_norm, max_train_samples=arch.max_train_samples)
+    speech.update(
+        layer_norm=arch.layer_norm,
+        max_train_samples=arch.max_train_samples,
+        raw_last_layer=arch.raw_last_layer,
+    )
     model_conf: Dict[str, Any] = {}
     if arch.parallel is not None:
         model_conf["parallel_conf"] = dict(arch.parallel)
@@ -1299,6 +1319,9 @@ def our_config(
         model=arch.model,
         model_conf=model_conf,
         image_input="embedding",
+        # on GPU, inference in the precision the authors trained and evaluated in
+        use_amp=arch.amp_dtype is not None,
+        amp_dtype=arch.amp_dtype or "float16",
     )
 
 
@@ -1315,17 +1338,20 @@ def _release(path: Path) -> Dict[str, Any]:
     )
 
 
+# Where an imported model can still differ from the authors' code (recorded in import.json).
 KNOWN_MISMATCHES = [
-    "frame lengths: our speech encoder attends ceil(n/320) frames per utterance (the last frame repeated "
-    "past HuBERT's output); the authors attend min(round(n/320), frames HuBERT produced for the padded "
-    "batch). The attention here sees 1-2 extra frames: embeddings are close to the authors' but not equal "
-    "(the weighted sum and the branches themselves are mapped exactly)",
-    "HuBERT Large: s3prl's last hidden state is the encoder's final LayerNorm applied to layer 24; the "
-    "authors weight the raw layer-24 output (their hooked fairseq forward skips that LayerNorm). HuBERT "
-    "Base has no final LayerNorm, so Base imports are unaffected",
-    "training only: our cascaded attention block applies dropout to the attention output before the "
-    "residual; the authors' MultiheadAttentionAndNorm does not (only the attention weights drop out). "
-    "Eval is identical",
+    "batched frame lengths: our speech encoder attends each utterance's own HuBERT frames, "
+    "(n - 400) // 320 + 1; the authors attend min(round(n / 320), frames of the padded batch), which for "
+    "most utterances shorter than their batch's longest is one frame more, computed over the batch's "
+    "padding. One utterance alone (and the longest of any batch) is framed identically; the authors "
+    "evaluated in batches of 8 (data.dev_batch_size), so recall on an imported model can differ "
+    "slightly from theirs",
+    "HuBERT Base's GroupNorm feature extractor sees the zero padding of a batch, in their code and ours: "
+    "features depend slightly on an utterance's batch-mates (inference batch_size 16 here, 8 there)",
+    "vector quantiser: their cosine is F.cosine_similarity (eps 1e-8 on the product of norms), ours "
+    "normalize(z) @ normalize(C).T (eps 1e-12 per norm), ~1e-7 apart: a near-tie could pick another row",
+    "keyword hit rate: their top-5 neighbours are searched over the whole reduced table, pad/SOT/EOT rows "
+    "included, ours over the codebook (those rows excluded), and special tokens never count as hits here",
 ]
 
 
@@ -1527,7 +1553,7 @@ def _write_import(
             known_mismatches=KNOWN_MISMATCHES,
             authors_config={
                 k: config.get(k)
-                for k in ("model_settings", "cl_loss", "clip", "audio_encoder")
+                for k in ("model_settings", "cl_loss", "clip", "audio_encoder", "data", "trainer")
                 if k in config
             },
         )
@@ -1540,19 +1566,26 @@ def _write_import(
         (out_dir / CODEBOOK_NAME).unlink()  # a stale codebook of an earlier cascaded import
 
 
+def import_card_text(out_dir: str | Path) -> str:
+    """The model-card paragraph of an imported experiment folder (from its ``import.json``)."""
+    record = json.loads((Path(out_dir) / "import.json").read_text(encoding="utf-8"))
+    src = record["source"]
+    return (
+        f"Weights imported from the authors' released checkpoint `{src['name']}` (sha256 {src['sha256']}) "
+        f"of github.com/atosystem/SpeechCLIP; see import.json for the key mapping and known differences."
+    )
+
+
 def pack_imported(out_dir: str | Path) -> Path:
     """Pack an imported experiment folder into ``out_dir/packed/model.zip`` (recipe stage 8's archive)."""
     from espnet_speechclip.inference.packing import pack_model
 
     out_dir = Path(out_dir)
-    record = json.loads((out_dir / "import.json").read_text(encoding="utf-8"))
-    src = record["source"]
-    card = (
-        f"Weights imported from the authors' released checkpoint `{src['name']}` (sha256 {src['sha256']}) "
-        f"of github.com/atosystem/SpeechCLIP; see import.json for the key mapping and known differences."
-    )
     return pack_model(
-        out_dir / "config.yaml", out_dir / WEIGHTS_NAME, out_dir / "packed" / "model.zip", card_text=card
+        out_dir / "config.yaml",
+        out_dir / WEIGHTS_NAME,
+        out_dir / "packed" / "model.zip",
+        card_text=import_card_text(out_dir),
     )
 
 
@@ -1565,5 +1598,6 @@ __all__ = [
     "recover_vocabulary",
     "codebook_from_vocabulary",
     "import_checkpoint",
+    "import_card_text",
     "pack_imported",
 ]

@@ -7,15 +7,26 @@ parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datad
 - ``image_list`` (M unique image keys), ``image.npy`` (M, D_c), ``utt2img`` (utterance -> image key);
 - ``text`` (utterance -> transcript) and ``text.npy`` (N, D_c) CLIP text embeddings of the transcripts
   (zero-shot side), when the data dir has ``text``;
-- cascaded: ``keyword_ids.npy`` (N, K) CLIP ids, ``keyword_scores.npy`` (N, K) cosine,
-  ``keyword_spans.npy`` (N, K, 2) the (start, end) seconds each keyword came from, ``keywords``
-  (``utt kw_1 ... kw_K`` subword strings);
+- cascaded: ``keyword_ids.npy`` (N, K) CLIP ids, ``keyword_scores.npy`` (N, K) cosine, ``keywords``
+  (``utt kw_1 ... kw_K`` subword strings), ``keyword_neighbour_ids.npy`` (N, K, 5) CLIP ids of each
+  keyword's 5 nearest codebook subwords (cosine, nearest first: the authors' keyword hit rate),
+  ``keyword_spans.npy`` (N, K, 2) float32: where in the utterance each keyword was heard, start and end
+  in seconds (a CIF keyword's unit between its firing boundaries, a K-token keyword's central 90% of its
+  attention; see :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself
+  is not kept: K x T floats per utterance would outweigh everything else in the folder);
 - variable-length keywords (cascaded+ / hybrid+): also ``keyword_lengths.npy`` (N,) keywords per
-  utterance; K is the largest, and the slots beyond an utterance's own keywords hold id -1, score 0 and
-  span NaN (``keywords`` lists only the utterance's own);
+  utterance; K is the largest, and the slots beyond an utterance's own keywords hold id -1, score 0,
+  neighbour ids -1 and span NaN (``keywords`` lists only the utterance's own);
 - ``words.ctm``: the data dir's word alignment, when it has one (keyword timing is scored against it).
 
-Scoring, the results page, its picture and the acceptance check read it through :class:`DecodeDir`.
+- ``scores.json`` (written by the inference entry point) and ``.made_from.json``, the record
+  (:mod:`espnet_speechclip.provenance`) of the model (weights and options), the data dir (lists, audio and
+  image files, by content) and the image cache it was made from, written last.
+
+Scoring, the results page, its picture and the acceptance check read it through :class:`DecodeDir`;
+whoever reads a decode folder as the result of a model first calls :func:`require_current`, which refuses
+a folder without a record (an inference that was interrupted or failed) or with a record of another model
+or other data.
 """
 
 from __future__ import annotations
@@ -29,8 +40,17 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from espnet_speechclip.data.datadir import WORD_ALIGNMENT, WordSpan, read_ctm, read_kv
+from espnet_speechclip.data.datadir import WORD_ALIGNMENT, WordSpan, datadir_identity, read_ctm, read_kv
 from espnet_speechclip.inference.speech2image import KEYWORD_PADDING, concat_padded
+from espnet_speechclip.provenance import (
+    RECORD_NAME,
+    FileHashes,
+    ProvenanceError,
+    check_record,
+    clear_record,
+    read_record,
+    write_record,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +61,89 @@ PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
     "keyword_scores.npy",
     "keyword_spans.npy",
     "keyword_lengths.npy",
+    "keyword_neighbour_ids.npy",
     "text.npy",
 )
+# Every file inference writes into a decode folder (or a part of one).
+OUTPUT_FILES = PER_UTTERANCE_ARRAYS + (
+    "utt_list",
+    "keywords",
+    "image.npy",
+    "image_list",
+    "utt2img",
+    "text",
+    WORD_ALIGNMENT,
+    "scores.json",
+)
+RECORD_KIND = "decode"
+PART_RECORD_KIND = "decode-part"
+
+
+# ------------------------------------------------------------------------------------------ provenance
+def decode_made_from(
+    model: dict, data_dir: PathLike, image_emb_scp: Optional[PathLike] = None, hashes=None
+) -> Dict:
+    """What a decode folder is made from: ``model``
+    (:func:`espnet_speechclip.inference.loader.model_identity`), the data dir by content
+    (:func:`espnet_speechclip.data.datadir.datadir_identity`) and the image cache list (its entries point
+    at content-addressed embeddings), if one was used."""
+    hashes = hashes if hashes is not None else FileHashes()
+    return {
+        "model": model,
+        "data": datadir_identity(data_dir, hashes),
+        "image_cache": hashes.sha256(image_emb_scp) if image_emb_scp is not None else None,
+    }
+
+
+def reset_decode_dir(output_dir: PathLike) -> None:
+    """Remove a decode folder's record and every output of an earlier run, before writing it anew: an
+    interrupted run then leaves a folder that is refused, and no file of another model stays behind."""
+    output_dir = Path(output_dir)
+    clear_record(output_dir / RECORD_NAME)
+    for name in OUTPUT_FILES:
+        (output_dir / name).unlink(missing_ok=True)
+
+
+def write_decode_record(output_dir: PathLike, made_from: Dict, hashes=None, part: Optional[Tuple] = None):
+    """The record of a finished decode folder (or of part ``(j, n)`` of one); call it last."""
+    output_dir = Path(output_dir)
+    outputs = {name: output_dir / name for name in OUTPUT_FILES if (output_dir / name).is_file()}
+    kind, made_from = (
+        (RECORD_KIND, made_from) if part is None else (PART_RECORD_KIND, {**made_from, "part": list(part)})
+    )
+    return write_record(
+        output_dir / RECORD_NAME, kind, made_from, outputs=outputs, hashes=getattr(hashes, "entries", None)
+    )
+
+
+def part_is_current(part_dir: PathLike, made_from: Dict, part: Tuple[int, int]) -> Optional[str]:
+    """None when ``part_dir`` is part ``part`` of a decode made from ``made_from``, else why not."""
+    return check_record(Path(part_dir) / RECORD_NAME, PART_RECORD_KIND, {**made_from, "part": list(part)})
+
+
+def require_current(
+    decode_dir: PathLike,
+    model: dict,
+    data_dir: Optional[PathLike] = None,
+) -> None:
+    """Refuse a decode folder that is not the finished inference of ``model`` (and of ``data_dir``, as it
+    is now, when given).
+
+    Raises:
+        ProvenanceError: naming the folder, what differs, and the stage to rerun.
+    """
+    decode_dir = Path(decode_dir)
+    record = read_record(decode_dir / RECORD_NAME) or {}
+    hashes = FileHashes(record.get("hashes"))
+    expected = {"model": model}
+    if data_dir is not None:
+        expected["data"] = datadir_identity(data_dir, hashes)
+    why = check_record(decode_dir / RECORD_NAME, RECORD_KIND, expected, keys=list(expected))
+    if why is not None:
+        raise ProvenanceError(
+            f"decode folder {decode_dir} {why}: it does not hold the inference of the current model"
+            f"{' and data' if data_dir is not None else ''}. Rerun the inference stage (stage 6) first."
+        )
 
 
 # ------------------------------------------------------------------------------------------------ read
@@ -112,6 +213,11 @@ class DecodeDir:
         """(N, D_c) CLIP text embeddings of the transcripts, or None."""
         return self.array("text") if self.has("text.npy") else None
 
+    def keyword_spans(self) -> Optional[np.ndarray]:
+        """(N, K, 2) start and end (seconds) of each keyword, or None (no cascaded branch, or a folder
+        written before keyword timing existed); NaN beyond an utterance's own keywords (CIF)."""
+        return self.array("keyword_spans") if self.has("keyword_spans.npy") else None
+
     @property
     def variable_keywords(self) -> bool:
         """The keywords come from a CIF model: each utterance has its own number of them."""
@@ -122,7 +228,7 @@ class DecodeDir:
         in seconds: the padding of variable-length keywords removed."""
         ids = self.array("keyword_ids")
         n = self.array("keyword_lengths") if self.variable_keywords else np.full(len(ids), ids.shape[1])
-        spans = self.array("keyword_spans") if self.has("keyword_spans.npy") else None
+        spans = self.keyword_spans()
         return (
             [row[:k] for row, k in zip(ids, n)],
             None if spans is None else [row[:k] for row, k in zip(spans, n)],
@@ -161,6 +267,7 @@ def embed_utterances(
     Args:
         s2i: a :class:`espnet_speechclip.inference.speech2image.Speech2Image`.
     """
+    from espnet_speechclip.models.cascaded import KEYWORD_NEIGHBOURS
     from espnet_speechclip.models.clip import decode_token
 
     data_dir, output_dir = Path(data_dir), Path(output_dir)
@@ -172,8 +279,11 @@ def embed_utterances(
             raise ValueError(f"split {j} of {n} does not exist")
         utts = utts[j - 1 :: n]
     logger.info("embedding %d utterances of %s", len(utts), data_dir)
-    out = s2i([wav_scp[u] for u in utts], names=[f"utterance {u}" for u in utts]) if utts else {}
     model = s2i.model
+    timing = model.cascaded is not None
+    out = (
+        s2i([wav_scp[u] for u in utts], names=[f"utterance {u}" for u in utts], timing=timing) if utts else {}
+    )
     (output_dir / "utt_list").write_text("".join(f"{u}\n" for u in utts), encoding="utf-8")
     for branch in model.branches:
         np.save(output_dir / f"speech_{branch}.npy", out.get(branch, np.zeros((0, 0), np.float32)))
@@ -182,7 +292,13 @@ def embed_utterances(
         ids = out.get("keyword_ids", np.zeros((0, width), np.int64))
         np.save(output_dir / "keyword_ids.npy", ids)
         np.save(output_dir / "keyword_scores.npy", out.get("keyword_scores", np.zeros(ids.shape, np.float32)))
-        np.save(output_dir / "keyword_spans.npy", out.get("keyword_spans", np.zeros(ids.shape + (2,))))
+        np.save(
+            output_dir / "keyword_spans.npy", out.get("keyword_spans", np.zeros((*ids.shape, 2), np.float32))
+        )
+        np.save(
+            output_dir / "keyword_neighbour_ids.npy",
+            out.get("keyword_neighbour_ids", np.zeros((*ids.shape, KEYWORD_NEIGHBOURS), np.int64)),
+        )
         if model.variable_keywords:
             np.save(output_dir / "keyword_lengths.npy", out.get("keyword_lengths", np.zeros(0, np.int64)))
         with open(output_dir / "keywords", "w", encoding="utf-8") as f:
@@ -197,12 +313,17 @@ def embed_utterances(
     return output_dir
 
 
-def merge_utterance_parts(parts: List[Path], output_dir: PathLike) -> Path:
+def merge_utterance_parts(parts: List[Path], output_dir: PathLike, made_from: Optional[Dict] = None) -> Path:
     """Join the per-utterance outputs of parallel jobs (:func:`embed_utterances` with ``split``) into
-    ``output_dir``, in sorted utterance order as a single job writes them."""
+    ``output_dir``, in sorted utterance order as a single job writes them. With ``made_from``, every part
+    must carry the record of that decode (its job finished, with this model on this data)."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    for part in parts:
+    for j, part in enumerate(parts, 1):
+        if made_from is not None:
+            why = part_is_current(part, made_from, (j, len(parts)))
+            if why is not None:
+                raise ProvenanceError(f"inference part {part} {why}: rerun its job (--split {j})")
         if not (part / "utt_list").is_file():
             raise FileNotFoundError(f"inference part {part} is incomplete (no utt_list): rerun its job")
     utts = [u for part in parts for u in (part / "utt_list").read_text(encoding="utf-8").split()]
@@ -233,7 +354,22 @@ def read_image_cache(image_keys: List[str], image_emb_scp: PathLike) -> np.ndarr
         raise KeyError(
             f"image embedding cache {image_emb_scp} lacks {len(missing)} image(s), e.g. {missing[:3]}"
         )
-    emb = torch.from_numpy(np.stack([np.load(cache[k]) for k in image_keys]))
+    rows = []
+    for k in image_keys:
+        try:
+            row = np.load(cache[k])
+        except Exception as e:
+            raise ValueError(
+                f"cached embedding {cache[k]} of image {k} (from {image_emb_scp}) cannot be read "
+                f"({type(e).__name__}: {e}): rerun the image-cache stage, which rebuilds damaged entries"
+            ) from None
+        if row.ndim != 1 or (rows and row.shape != rows[0].shape) or not np.isfinite(row).all():
+            raise ValueError(
+                f"cached embedding {cache[k]} of image {k} (from {image_emb_scp}) has shape {row.shape} "
+                f"or non-finite values: rerun the image-cache stage"
+            )
+        rows.append(row)
+    emb = torch.from_numpy(np.stack(rows))
     return torch.nn.functional.normalize(emb.float(), dim=-1).numpy()
 
 

@@ -1,7 +1,17 @@
-"""Where a trained SpeechCLIP comes from: a packed archive or an experiment folder -> (config, weights).
+"""Where a trained SpeechCLIP comes from -> (config, weights): the one resolver.
 
-:meth:`espnet_speechclip.inference.speech2image.Speech2Image.from_pretrained` resolves its source here;
-nothing else needs to know the layouts.
+A source is, in this order:
+
+- an experiment folder (``config.yaml`` + a checkpoint, see :func:`find_weights`);
+- a packed model folder (an archive unpacked: ``meta.json``, ``config.yaml``, ``model.pth``, ...);
+- a packed archive (``.zip`` of ``espnet_speechclip.bin.pack``), extracted once into the unpack cache;
+- a Hugging Face Hub model repo id ``<namespace>/<name>`` (``@<revision>`` or ``revision=``), fetched
+  with the Hub's own cache and offline mode (see :mod:`espnet_speechclip.inference.hub`). A local path
+  wins over a repo id spelled the same.
+
+:meth:`espnet_speechclip.inference.speech2image.Speech2Image.from_pretrained`, the ESPnet frontend, the
+s3prl upstream and the recipe's ``--download_model`` resolve their source here; nothing else needs to
+know the layouts.
 """
 
 from __future__ import annotations
@@ -25,30 +35,88 @@ def find_weights(exp_dir: PathLike) -> Path:
 
 
 def resolve_model(
-    source: PathLike, model_file: Optional[PathLike] = None, cache_dir: Optional[PathLike] = None
+    source: PathLike,
+    model_file: Optional[PathLike] = None,
+    cache_dir: Optional[PathLike] = None,
+    revision: Optional[str] = None,
 ) -> Tuple[Path, Path]:
-    """``(config.yaml, weights)`` of a packed archive (extracted once into the unpack cache, see
-    :func:`espnet_speechclip.inference.packing.unpack_model`) or of an experiment folder (``model_file``,
-    default :func:`find_weights`; relative paths in its config are relative to the current directory,
-    as for training).
+    """``(config.yaml, weights)`` of ``source`` (see the module doc for what a source is).
+
+    Args:
+        source: experiment folder, packed folder, packed archive or Hub repo id.
+        model_file: the checkpoint of an experiment folder (default :func:`find_weights`; relative
+            paths in its config are relative to the current directory, as for training). Packed
+            models carry their own weights.
+        cache_dir: the unpack cache (default ``$ESPNET_SPEECHCLIP_CACHE`` or
+            ``~/.cache/espnet_speechclip``); Hub downloads go to the Hub's cache.
+        revision: branch, tag or commit of a Hub repo.
 
     Raises:
-        FileNotFoundError: no such archive / folder / config / weights.
-        PackError: a corrupt or tampered archive.
+        FileNotFoundError: no such folder / archive / config / weights, and not a Hub repo id.
+        PackError: a corrupt or tampered packed model.
+        HubError: a Hub repo that cannot be fetched (not found; offline and not cached).
+        ValueError: ``model_file`` or ``revision`` given for a source that takes none.
     """
-    path = Path(source)
-    if path.is_dir():
-        config = path / "config.yaml"
-        if not config.is_file():
-            raise FileNotFoundError(f"experiment folder {path} has no config.yaml")
-        weights = Path(model_file) if model_file is not None else find_weights(path)
-        if not weights.is_file():
-            raise FileNotFoundError(f"model file {weights} does not exist")
-        return config, weights
-    if path.is_file():
-        if model_file is not None:
-            raise ValueError(f"{path} is a packed archive with its own weights: do not give model_file")
-        from espnet_speechclip.inference.packing import unpack_model
+    from espnet_speechclip.inference.packing import is_packed_folder, resolve_packed_folder, unpack_model
 
+    path = Path(source)
+    if path.exists():
+        if revision is not None:
+            raise ValueError(f"{path} is a local model: revision applies to Hub repos only")
+        if path.is_dir() and not is_packed_folder(path):
+            config = path / "config.yaml"
+            if not config.is_file():
+                raise FileNotFoundError(
+                    f"experiment folder {path} has no config.yaml (and no meta.json: not a packed "
+                    f"model folder either)"
+                )
+            weights = Path(model_file) if model_file is not None else find_weights(path)
+            if not weights.is_file():
+                raise FileNotFoundError(f"model file {weights} does not exist")
+            return config, weights
+        if model_file is not None:
+            raise ValueError(f"{path} is a packed model with its own weights: do not give model_file")
+        if path.is_dir():
+            return resolve_packed_folder(path, cache_dir)
         return unpack_model(path, cache_dir)
-    raise FileNotFoundError(f"SpeechCLIP model {path} does not exist (a packed .zip or an exp folder)")
+
+    from espnet_speechclip.inference import hub
+
+    parsed = hub.parse_repo_id(str(source))
+    if parsed is None:
+        raise FileNotFoundError(
+            f"SpeechCLIP model {source} does not exist (an experiment folder, a packed .zip or folder, "
+            f"or a Hub repo id <namespace>/<name>)"
+        )
+    repo_id, pinned = parsed
+    if pinned is not None and revision is not None and pinned != revision:
+        raise ValueError(f"{source} pins revision {pinned}, but revision={revision} was given")
+    if model_file is not None:
+        raise ValueError(
+            f"Hub model {repo_id} is a packed model with its own weights: do not give model_file"
+        )
+    try:
+        folder = hub.download(repo_id, pinned or revision)
+    except hub.HubError as e:
+        raise hub.HubError(f"{source} is no local model, and as a Hub repo id: {e}") from e
+    if not is_packed_folder(folder):
+        from espnet_speechclip.inference.packing import PackError
+
+        raise PackError(
+            f"Hub repo {repo_id} has no meta.json: not a SpeechCLIP model uploaded by espnet_speechclip "
+            f"(its layout: {', '.join(hub.REPO_FILES)})"
+        )
+    return resolve_packed_folder(folder, cache_dir)
+
+
+def model_identity(config_file: PathLike, model_file: PathLike, hashes=None) -> dict:
+    """Which trained model ``(config, weights)`` is, by content: the weights' sha256 and a digest of the
+    options the model is built from (local files such as the CLIP weights or the codebook by content,
+    see :func:`espnet_speechclip.config.training_options`). The same model from an experiment folder or
+    from its packed archive has the same identity. Decode folders and results record it."""
+    from espnet_speechclip.config import read_config, training_options
+    from espnet_speechclip.files import sha256_file
+    from espnet_speechclip.provenance import digest
+
+    options = training_options(read_config(config_file), hashes, model_only=True)
+    return {"weights": sha256_file(model_file), "options": digest(options)}

@@ -1,21 +1,23 @@
-"""One self-contained archive per trained model (recipe stage 8), and its loading.
+"""One self-contained archive per trained model (recipe stage 8), its model card, and its loading.
 
 Archive layout (a zip)::
 
     config.yaml      training config, local paths rewritten to archive members (files/...)
     model.pth        the trained weights (as saved by training)
-    README.md        model card
+    README.md        model card (:func:`model_card`: the Hub's YAML header, results, usage, config)
     files/...        every local file the model is rebuilt from: CLIP weights / open_clip JSON,
                      a local s3prl upstream checkpoint, the cascaded codebook
     meta.json        format version, package version, creation time, sha256 of every other member,
-                     and which config keys point at which member
+                     which config keys point at which member, and the model card's inputs
 
 Pretrained tags (CLIP ``openai``, s3prl ``hubert``) and URLs stay as they are: open_clip / s3prl fetch
 them on first use, as they did for training.
 
 :func:`unpack_model` extracts into a cache dir keyed by the archive's sha256, checks every member
 against meta.json, and writes a config with absolute paths that
-:class:`espnet_speechclip.inference.speech2image.Speech2Image` takes as is.
+:class:`espnet_speechclip.inference.speech2image.Speech2Image` takes as is. The same members unpacked
+into a folder (:func:`extract_archive`; a Hub repo holds exactly that, see
+:mod:`espnet_speechclip.inference.hub`) load in place through :func:`resolve_packed_folder`.
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ import logging
 import os
 import shutil
 import tempfile
+import textwrap
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
 from espnet_speechclip.config import config_value
 from espnet_speechclip.files import sha256_file
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCardData
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +89,22 @@ def _set(config: dict, dotted: str, value: Any) -> None:
     node[last] = value
 
 
+CACHE_ENV = "ESPNET_SPEECHCLIP_CACHE"
+# Where packed archives are unpacked, for the help of the entry points that take one.
+UNPACK_CACHE_NOTE = textwrap.fill(
+    f"A packed model (.zip) is unpacked once, into <cache>/<sha256 of the archive>/, where <cache> is "
+    f"${CACHE_ENV} if set, else $XDG_CACHE_HOME/espnet_speechclip, else ~/.cache/espnet_speechclip. "
+    f"Set {CACHE_ENV} to keep it elsewhere; a folder there can be deleted at any time (the next use "
+    f"unpacks the archive again).",
+    width=100,
+)
+
+
 def default_cache_dir() -> Path:
     """``$ESPNET_SPEECHCLIP_CACHE``, else ``$XDG_CACHE_HOME/espnet_speechclip``, else
-    ``~/.cache/espnet_speechclip``."""
-    if os.environ.get("ESPNET_SPEECHCLIP_CACHE"):
-        return Path(os.environ["ESPNET_SPEECHCLIP_CACHE"])
+    ``~/.cache/espnet_speechclip`` (see :data:`UNPACK_CACHE_NOTE`)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "espnet_speechclip"
 
@@ -160,35 +177,99 @@ def _fmt(value: Any) -> str:
     )
 
 
+# The model card's defaults: CLIP's text side (its BPE vocabulary and text tower) is English, and
+# ESPnet's model cards on the Hub default to CC-BY-4.0.
+CARD_DEFAULTS: Dict[str, Any] = {"license": "cc-by-4.0", "language": "en"}
+# The Hub's metadata: the tags ESPnet users and SpeechCLIP users filter by.
+CARD_TAGS = ("espnet", "speechclip", "audio", "image-retrieval", "visually-grounded-speech")
+LIBRARY_NAME = "espnet-speechclip"
+
+_CITATION = """@inproceedings{shih2022speechclip,
+  title     = {{SpeechCLIP}: Integrating Speech with Pre-Trained Vision and Language Model},
+  author    = {Shih, Yi-Jen and Wang, Hsuan-Fu and Chang, Heng-Jui and Berry, Layne and Lee, Hung-yi
+               and Harwath, David},
+  booktitle = {IEEE Spoken Language Technology Workshop (SLT)},
+  year      = {2022},
+}"""
+
+
+def card_metadata(config: dict, card: Mapping[str, Any]) -> ModelCardData:
+    """The YAML header the Hub reads (library, tags, datasets, license, language), as
+    ``huggingface_hub``'s own :class:`ModelCardData`."""
+    from huggingface_hub import ModelCardData
+
+    model = config_value(config, "model")
+    dataset = card.get("dataset")
+    return ModelCardData(
+        library_name=LIBRARY_NAME,
+        license=card.get("license") or CARD_DEFAULTS["license"],
+        language=card.get("language") or CARD_DEFAULTS["language"],
+        datasets=[dataset] if dataset else None,
+        tags=[*CARD_TAGS, f"speechclip-{model}"],
+    )
+
+
+def _results_section(results: Any) -> List[str]:
+    """results.json -> the tables of RESULTS.md (one per test set); any other JSON -> a metric table."""
+    from espnet_speechclip.evaluation.results import hit_rate_table, is_results, retrieval_table
+
+    lines = ["## Results", ""]
+    if not is_results(results):
+        lines += ["| metric | value |", "|---|---:|"]
+        return lines + [f"| {k} | {_fmt(v)} |" for k, v in _flatten(results)] + [""]
+    lines += [
+        "Recall in percent over the test set's unique images (an image query hits if any of its captions "
+        "is in the top K; zero-shot speech↔text uses CLIP text embeddings of the transcripts).",
+        "",
+    ]
+    for test_set, scores in results.items():
+        lines += [f"### {test_set}", "", *retrieval_table(scores), ""]
+        if "keyword_hit_rate" in scores.get("cascaded", {}):
+            lines += ["Keyword hit rate (cascaded):", "", *hit_rate_table(scores["cascaded"]), ""]
+    return lines
+
+
 def model_card(
     config: dict,
-    packed: List[Tuple[str, Path, str]],
-    params: Dict[str, int],
-    results: Optional[Any] = None,
-    card_text: Optional[str] = None,
+    meta: Mapping[str, Any],
+    repo_id: Optional[str] = None,
     archive_name: str = "model.zip",
 ) -> str:
-    """Markdown model card: what the model is, its results if given, and how to run it."""
-    from espnet_speechclip import __version__
+    """The model card of a packed model: the Hub's YAML header, what the model is, its results, usage
+    lines, the config and a citation. The archive's ``README.md`` and the Hub repo's are this card:
+    with ``repo_id`` the usage lines load the Hub repo, else the archive ``archive_name``.
 
+    Args:
+        config: the packed ``config.yaml`` (paths are archive members).
+        meta: the archive's ``meta.json`` (``paths``: config keys packed as files; ``card``: the
+            parameter counts, results, free text, dataset, license and language given at packing).
+    """
+    card = meta.get("card", {})
     model = config_value(config, "model")
     branches = {
         "hybrid": ["parallel", "cascaded"],
         "hybrid_plus": ["parallel", "cascaded (CIF keywords)"],
         "cascaded_plus": ["cascaded (CIF keywords)"],
     }.get(model, [model])
-    packed_keys = {key for key, _, _ in packed}
+    packed_keys = set(meta.get("paths", {}))
     upstream = config_value(config, "speech_encoder_conf.upstream")
     upstream_path = config_value(config, "speech_encoder_conf.path_or_url")
     clip = config_value(config, "clip_conf")
+    source = repo_id or archive_name
 
     def origin(key: str, value: Any, what: str) -> str:
-        return "packed in the archive" if key in packed_keys else f"{what} `{value}`, fetched on first use"
+        return "packed with the model" if key in packed_keys else f"{what} `{value}`, fetched on first use"
 
-    lines = [f"# SpeechCLIP ({model})", ""]
-    if card_text:
-        lines += [card_text.strip(), ""]
+    header = card_metadata(config, card).to_yaml()
+    title = f"# SpeechCLIP ({model})" + (f": `{repo_id}`" if repo_id else "")
+    lines = ["---", header, "---", "", title, ""]
+    if card.get("card_text"):
+        lines += [card["card_text"].strip(), ""]
     lines += [
+        "A SpeechCLIP model (Shih et al., IEEE SLT 2022) trained with "
+        "[espnet_speechclip](https://pypi.org/project/espnet-speechclip/), the ESPnet plugin for "
+        "SpeechCLIP: a frozen s3prl speech upstream aligned with a frozen CLIP through images.",
+        "",
         f"- Model: `{model}` (branches: {', '.join(branches)})",
         f"- Speech upstream: s3prl `{upstream}` (frozen)"
         + (
@@ -200,41 +281,108 @@ def model_card(
         + origin("clip_conf.pretrained", clip.get("pretrained"), "open_clip tag"),
         f"- Image input: `{config_value(config, 'image_input')}`",
     ]
+    if card.get("dataset"):
+        lines.append(f"- Trained on: `{card['dataset']}`")
     codebook = _get(config, "model_conf.cascaded_conf.codebook")
     if model != "parallel":
         lines.append(
             "- Keyword codebook: "
-            + ("full CLIP vocabulary" if codebook in (None, "full") else "packed in the archive")
+            + ("full CLIP vocabulary" if codebook in (None, "full") else "packed with the model")
         )
-    lines += [
-        f"- Trainable parameters: {params['trainable']:,} ({params['trainable'] / 1e6:.2f} M); "
-        f"total (frozen towers included): {params['total']:,}",
-        f"- Packed with espnet_speechclip {__version__}",
-        "",
-    ]
-    if results is not None:
-        lines += ["## Results", "", "| metric | value |", "|---|---:|"]
-        lines += [f"| {k} | {_fmt(v)} |" for k, v in _flatten(results)]
-        lines.append("")
+    params = card.get("params")
+    if params:
+        lines.append(
+            f"- Trainable parameters: {params['trainable']:,} ({params['trainable'] / 1e6:.2f} M); "
+            f"total (frozen towers included): {params['total']:,}"
+        )
+    lines += [f"- Packed with espnet_speechclip {meta.get('package_version', '?')}", ""]
+    if card.get("results") is not None:
+        lines += _results_section(card["results"])
     lines += [
         "## Usage",
         "",
-        "```sh",
-        f"python -m espnet_speechclip.bin.speechclip_inference --model {archive_name} \\",
-        "    --data_dir data/<set> --output_dir decode_<set> [--image_emb_scp img_emb.scp]",
-        "```",
-        "",
-        "or in Python:",
+        "`pip install espnet-speechclip`, then in Python:",
         "",
         "```python",
         "from espnet_speechclip.inference import Speech2Image",
         "",
-        f's2i = Speech2Image.from_pretrained("{archive_name}")',
-        'embeddings = s2i("utterance.wav")  # {branch: (1, D_c)}; cascaded: keyword_ids / _scores / _spans',
+        f's2i = Speech2Image.from_pretrained("{source}")',
+        'embeddings = s2i("utterance.wav")  # {branch: (1, D_c)}; keyword_ids / keyword_scores (cascaded)',
+        's2i.retrieve_images("utterance.wav", ["a.jpg", "b.jpg"], topk=1)',
+        's2i.keywords("utterance.wav", timing=True)  # cascaded: keywords, scores, where heard (seconds)',
         "```",
         "",
-        "The archive is extracted once into `~/.cache/espnet_speechclip/` (or "
-        "`$ESPNET_SPEECHCLIP_CACHE`), checking every member's sha256 against `meta.json`.",
+        "or in a web page (speech -> images with the keywords, text -> images or utterances, "
+        "image -> utterances; `pip install 'espnet-speechclip[web]'`):",
+        "",
+        "```sh",
+        f"python -m espnet_speechclip.bin.demo --model {source} --images <image folder or data/<set>>",
+        "```",
+        "",
+        "A data dir (Kaldi-style `wav.scp`, `utt2img`, `img.scp`, `text`), embedded and scored:",
+        "",
+        "```sh",
+        f"python -m espnet_speechclip.bin.speechclip_inference --model {source} \\",
+        "    --data_dir data/<set> --output_dir decode_<set>",
+        "```",
+        "",
+    ]
+    if repo_id:
+        lines += [
+            "Evaluated in the recipe without training (downloads the data of `--corpus`, see its `db.sh`):",
+            "",
+            "```sh",
+            "cd egs2/speechclip/sc1",
+            f"./run.sh --download_model {repo_id} --skip_train true"
+            + (f" --corpus {card['dataset']}" if card.get("dataset") else ""),
+            "```",
+            "",
+        ]
+    lines += [
+        "Its speech encoder as an s3prl upstream (the upstream's hidden states, then the branch layers'), "
+        "for s3prl's Featurizer and SUPERB downstreams:",
+        "",
+        "```python",
+        "import espnet_speechclip  # registers the speechclip upstreams with s3prl",
+        "from s3prl.nn import Featurizer, S3PRLUpstream",
+        "",
+        f'upstream = S3PRLUpstream("speechclip", path_or_url="{source}")',
+        "featurizer = Featurizer(upstream)",
+        "```",
+        "",
+    ]
+    if repo_id:
+        lines += [
+            "The repo holds the packed model unpacked: `config.yaml`, `model.pth`, `meta.json` (format, "
+            "sha256 of every file, which config keys point at which file) and `files/` (local files the "
+            "model is rebuilt from). Loading checks every file but this card against `meta.json`; "
+            "`HF_HUB_OFFLINE=1` loads the cached snapshot (`HF_HUB_CACHE` / `HF_HOME`) without network.",
+            "",
+        ]
+    else:
+        lines += [
+            f"`{archive_name}` is extracted once into `$ESPNET_SPEECHCLIP_CACHE/<sha256>/`, else "
+            "`$XDG_CACHE_HOME/espnet_speechclip/<sha256>/`, else `~/.cache/espnet_speechclip/<sha256>/`, "
+            "checking every member's sha256 against `meta.json`; set `ESPNET_SPEECHCLIP_CACHE` to keep "
+            "it elsewhere.",
+            "",
+        ]
+    lines += [
+        "## Config",
+        "",
+        "<details><summary>config.yaml</summary>",
+        "",
+        "```yaml",
+        yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(),
+        "```",
+        "",
+        "</details>",
+        "",
+        "## Citation",
+        "",
+        "```bibtex",
+        _CITATION,
+        "```",
         "",
     ]
     return "\n".join(lines)
@@ -247,6 +395,9 @@ def pack_model(
     card_text: Optional[str] = None,
     results_json: Optional[str | Path] = None,
     base_dir: Optional[str | Path] = None,
+    dataset: Optional[str] = None,
+    license: Optional[str] = None,
+    language: Optional[str] = None,
 ) -> Path:
     """Pack a trained model into one archive usable without the recipe.
 
@@ -255,12 +406,16 @@ def pack_model(
         model_file: trained weights (``*.pth``) for that config.
         out_zip: archive to write (replaced atomically if it exists).
         card_text: free text (markdown) put at the top of the model card.
-        results_json: test results (any JSON, e.g. ``scores.json``), tabulated in the model card.
+        results_json: test results (``results.json`` of the recipe, or any JSON), tabulated in the card.
         base_dir: directory the config's relative paths are relative to (default: the current
             directory, where the recipe ran training).
+        dataset: the corpus the model was trained on (the card's ``datasets``, e.g. ``flickr8k``).
+        license, language: the card's (default :data:`CARD_DEFAULTS`).
 
     The model is rebuilt from the config and weights first (strict loading), so a config/weights
-    mismatch fails here rather than for whoever downloads the archive. Returns ``out_zip``.
+    mismatch fails here rather than for whoever downloads the archive. The card's inputs are kept in
+    ``meta.json`` (``card``), so the Hub upload writes the same card from the archive alone.
+    Returns ``out_zip``.
     """
     from espnet_speechclip import __version__
     from espnet_speechclip.config import read_config
@@ -274,6 +429,18 @@ def pack_model(
     config = read_config(config_file)
     results = None
     if results_json is not None:
+        from espnet_speechclip.inference.loader import model_identity
+        from espnet_speechclip.provenance import explain, read_record, record_path
+
+        # results written by the recipe record the model they were computed for (a hand-written file
+        # has no record and is taken as given)
+        recorded = ((read_record(record_path(results_json)) or {}).get("made_from") or {}).get("model")
+        model = model_identity(config_file, model_file)
+        if recorded is not None and recorded != model:
+            raise PackError(
+                f"{results_json} was computed for another model ({'; '.join(explain(recorded, model))}): "
+                f"rerun the scoring stage (stage 7) for {model_file} before packing"
+            )
         with open(results_json, encoding="utf-8") as f:
             results = json.load(f)
 
@@ -294,24 +461,32 @@ def pack_model(
     for key, _, member in packed:
         _set(config, key, member)
 
-    texts = {
-        "config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-        "README.md": model_card(config, packed, params, results, card_text, out_zip.name),
-    }
-    sha = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in texts.items()}
-    sha["model.pth"] = sha256_file(model_file)
-    for _, src, member in packed:
-        sha[member] = sha256_file(src)
-    meta = dict(
+    card = dict(
+        params=params,
+        results=results,
+        card_text=card_text,
+        dataset=dataset,
+        license=license or CARD_DEFAULTS["license"],
+        language=language or CARD_DEFAULTS["language"],
+    )
+    meta: Dict[str, Any] = dict(
         format=FORMAT,
         format_version=FORMAT_VERSION,
         package_version=__version__,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         model=config_value(config, "model"),
         paths={key: member for key, _, member in packed},
-        sha256=sha,
-        source=dict(config=str(config_file), model_file=str(model_file)),
+        card=card,
     )
+    texts = {
+        "config.yaml": yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+        "README.md": model_card(config, meta, archive_name=out_zip.name),
+    }
+    sha = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in texts.items()}
+    sha["model.pth"] = sha256_file(model_file)
+    for _, src, member in packed:
+        sha[member] = sha256_file(src)
+    meta.update(sha256=sha, source=dict(config=str(config_file), model_file=str(model_file)))
 
     out_zip.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_zip.with_name(f".{out_zip.name}.partial")
@@ -329,37 +504,49 @@ def pack_model(
 
 # --------------------------------------------------------------------------------------------- unpack
 
+# Members that document the model without being part of it: a Hub repo's card is edited on the Hub,
+# so a packed folder's README.md is not held to the sha256 that meta.json recorded at packing.
+DOCUMENTATION = ("README.md",)
 
-def _safe_member(archive: Path, name: str) -> str:
+
+def _safe_member(where: Path, name: str) -> str:
     p = PurePosixPath(name)
     if p.is_absolute() or ".." in p.parts or not p.parts or "\\" in name:
-        raise PackError(f"{archive}: meta.json names an unsafe member path {name!r}")
+        raise PackError(f"{where}: meta.json names an unsafe member path {name!r}")
     return name
 
 
-def _read_meta(archive: Path, zf: zipfile.ZipFile) -> dict:
+def _parse_meta(where: Path, raw: bytes) -> dict:
+    """meta.json of an archive or packed folder ``where`` -> the checked dict; PackError otherwise."""
     try:
-        meta = json.loads(zf.read("meta.json"))
-    except KeyError:
-        raise PackError(f"{archive} has no meta.json: not a packed SpeechCLIP model") from None
+        meta = json.loads(raw)
     except ValueError as e:
-        raise PackError(f"{archive}: meta.json is not valid JSON ({e})") from e
-    if meta.get("format") != FORMAT:
-        raise PackError(f"{archive}: meta.json format {meta.get('format')!r} is not {FORMAT!r}")
+        raise PackError(f"{where}: meta.json is not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else meta
+        raise PackError(f"{where}: meta.json format {found!r} is not {FORMAT!r}")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
         raise PackError(
-            f"{archive} has format version {meta['format_version']}; this espnet_speechclip "
+            f"{where} has format version {meta['format_version']}; this espnet_speechclip "
             f"reads up to {FORMAT_VERSION}: upgrade the package"
         )
     sha = meta.get("sha256")
     if not isinstance(sha, dict) or "config.yaml" not in sha or "model.pth" not in sha:
-        raise PackError(f"{archive}: meta.json lists no sha256 for config.yaml and model.pth")
+        raise PackError(f"{where}: meta.json lists no sha256 for config.yaml and model.pth")
     for member in list(sha) + list(meta.get("paths", {}).values()):
-        _safe_member(archive, member)
+        _safe_member(where, member)
     unlisted = set(meta.get("paths", {}).values()) - set(sha)
     if unlisted:
-        raise PackError(f"{archive}: config files {sorted(unlisted)} have no sha256 in meta.json")
+        raise PackError(f"{where}: config files {sorted(unlisted)} have no sha256 in meta.json")
     return meta
+
+
+def _read_meta(archive: Path, zf: zipfile.ZipFile) -> dict:
+    try:
+        raw = zf.read("meta.json")
+    except KeyError:
+        raise PackError(f"{archive} has no meta.json: not a packed SpeechCLIP model") from None
+    return _parse_meta(archive, raw)
 
 
 def _extract_verified(archive: Path, zf: zipfile.ZipFile, member: str, digest: str, dest: Path) -> None:
@@ -384,6 +571,18 @@ def _extract_verified(archive: Path, zf: zipfile.ZipFile, member: str, digest: s
         )
 
 
+def _resolved_config(where: Path, meta: dict, config_text: str, root: Path) -> str:
+    """The packed config.yaml with every packed file's key pointing at ``root/<member>`` (absolute)."""
+    config = yaml.safe_load(config_text)
+    for dotted, member in meta.get("paths", {}).items():
+        if _get(config, dotted) != member:
+            raise PackError(
+                f"{where}: config.yaml {dotted} is {_get(config, dotted)!r}, meta.json says {member!r}"
+            )
+        _set(config, dotted, str(root / member))
+    return yaml.safe_dump(config, sort_keys=False, allow_unicode=True)
+
+
 def _complete(target: Path, meta: dict) -> bool:
     """Whether a cache dir holds a finished extraction of ``meta``'s members."""
     return (
@@ -391,6 +590,30 @@ def _complete(target: Path, meta: dict) -> bool:
         and (target / RESOLVED_CONFIG).is_file()
         and all((target / m).is_file() for m in meta["sha256"])
     )
+
+
+def extract_archive(archive: str | Path, dest: str | Path) -> dict:
+    """Extract every member of a packed archive into the new folder ``dest``, checking each against
+    meta.json (the Hub repo layout: the packed model unpacked). Returns the archive's meta.json.
+
+    Raises:
+        FileNotFoundError: no such archive.
+        FileExistsError: ``dest`` exists and is not empty.
+        PackError: not a packed model, a member missing, or a member whose sha256 does not match.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if not archive.is_file():
+        raise FileNotFoundError(f"model archive {archive} does not exist")
+    if not zipfile.is_zipfile(archive):
+        raise PackError(f"{archive} is not a zip archive")
+    if dest.exists() and any(dest.iterdir()):
+        raise FileExistsError(f"{dest} is not empty: extract a packed model into a new folder")
+    with zipfile.ZipFile(archive) as zf:
+        meta = _read_meta(archive, zf)
+        for member, digest in meta["sha256"].items():
+            _extract_verified(archive, zf, member, digest, dest / member)
+        (dest / "meta.json").write_bytes(zf.read("meta.json"))
+    return meta
 
 
 def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) -> Tuple[Path, Path]:
@@ -424,18 +647,9 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
         try:
             for member, digest in meta["sha256"].items():
                 _extract_verified(archive, zf, member, digest, tmp / member)
-            with open(tmp / "config.yaml", encoding="utf-8") as f:
-                config = yaml.safe_load(f)
-            for dotted, member in meta.get("paths", {}).items():
-                if _get(config, dotted) != member:
-                    raise PackError(
-                        f"{archive}: config.yaml {dotted} is {_get(config, dotted)!r}, "
-                        f"meta.json says {member!r}"
-                    )
-                _set(config, dotted, str((target / member).resolve()))
-            (tmp / RESOLVED_CONFIG).write_text(
-                yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8"
-            )
+            config_text = (tmp / "config.yaml").read_text(encoding="utf-8")
+            resolved = _resolved_config(archive, meta, config_text, target.resolve())
+            (tmp / RESOLVED_CONFIG).write_text(resolved, encoding="utf-8")
             (tmp / _COMPLETE).write_text(json.dumps(dict(archive=str(archive.resolve()))), encoding="utf-8")
             if target.exists():  # an interrupted or hand-edited earlier extraction
                 shutil.rmtree(target)
@@ -447,5 +661,55 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)
-    logger.info("unpacked %s to %s", archive, target)
+    logger.info(
+        "unpacked %s into %s (the unpack cache; set %s to use another folder)", archive, target, CACHE_ENV
+    )
     return target / RESOLVED_CONFIG, target / "model.pth"
+
+
+def is_packed_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a packed model unpacked (a downloaded Hub repo, an extracted archive)."""
+    return (Path(path) / "meta.json").is_file()
+
+
+def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = None) -> Tuple[Path, Path]:
+    """``(config_path, model_path)`` of a packed model unpacked into ``folder`` (a Hub repo snapshot,
+    :func:`extract_archive`'s output), for :class:`Speech2Image`.
+
+    Every member meta.json lists, but the card (:data:`DOCUMENTATION`), is checked against its sha256
+    on each call. The files stay where they are: only the config with absolute paths to them is written,
+    into ``<cache_dir>/<sha256 of meta.json and the folder's path>/``. Paths keep the folder's own names
+    (a Hub snapshot's files are symlinks to content-named blobs; open_clip finds a JSON config by its
+    file name).
+
+    Raises:
+        FileNotFoundError: no such folder, or a member missing.
+        PackError: no or a bad meta.json, or a member whose sha256 does not match.
+    """
+    folder = Path(os.path.abspath(folder))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"packed model folder {folder} does not exist")
+    if not is_packed_folder(folder):
+        raise PackError(f"{folder} has no meta.json: not a packed SpeechCLIP model")
+    raw = (folder / "meta.json").read_bytes()
+    meta = _parse_meta(folder, raw)
+    for member, digest in meta["sha256"].items():
+        if member in DOCUMENTATION:
+            continue
+        path = folder / member
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} lacks {member}, listed in its meta.json")
+        actual = sha256_file(path)
+        if actual != digest:
+            raise PackError(
+                f"{path} fails its sha256 check (meta.json {digest[:12]}..., content {actual[:12]}...): "
+                f"the file was modified or corrupted"
+            )
+    resolved = _resolved_config(folder, meta, (folder / "config.yaml").read_text(encoding="utf-8"), folder)
+    key = hashlib.sha256(raw + b"\0" + str(folder).encode("utf-8")).hexdigest()
+    target = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / key
+    target.mkdir(parents=True, exist_ok=True)
+    tmp = target / f".{RESOLVED_CONFIG}.{os.getpid()}"
+    tmp.write_text(resolved, encoding="utf-8")
+    os.replace(tmp, target / RESOLVED_CONFIG)  # atomic: a concurrent reader never sees half a config
+    return target / RESOLVED_CONFIG, folder / "model.pth"

@@ -3,18 +3,23 @@
     from espnet_speechclip.inference import Speech2Image
 
     s2i = Speech2Image.from_pretrained("exp/synth_parallel/packed/model.zip", device="cpu")
-    s2i("a.wav")                                   # {"parallel": (1, D_c)}; cascaded: + keyword_ids, ...
+    s2i("a.wav")                                   # {"parallel": (1, D_c)}; + keyword_ids/scores (cascaded)
     s2i(["a.wav", (wave_8k, 8000)])                # a batch: files, 16 kHz arrays or (array, rate)
     s2i.retrieve_images("a.wav", ["x.jpg", "y.jpg"], topk=1)
-    s2i.keywords("a.wav")                          # cascaded / hybrid models: subwords with time spans
+    s2i.keywords("a.wav")                          # cascaded / hybrid models (and their + versions)
+    s2i.keywords("a.wav", timing=True)             # ... with where each was heard (start, end seconds)
+    s2i.keyword_timing("a.wav").attention          # (K, T) each keyword's weight over the frames
 
 ``Speech2Image(train_config, model_file)`` rebuilds the model from its training config (the frozen
 towers from their own names or files) and loads the trainable weights strictly;
-:meth:`Speech2Image.from_pretrained` resolves a packed archive or an experiment folder first. The
+:meth:`Speech2Image.from_pretrained` resolves a packed archive, an experiment folder or a Hub repo id
+(``Speech2Image.from_pretrained("<namespace>/<name>", revision="v1")``) first. The
 inference entry point, the query CLI, the ESPnet frontend, packing and the model card all go through
 this class, so their numbers agree. (Features of HuBERT-style upstreams move slightly with the padding
 in a batch: HuBERT's GroupNorm feature extractor sees it. The same ``batch_size``, 16 by default, gives
-the same numbers.)
+the same numbers.) On a GPU, a model trained with ``use_amp`` runs under autocast in its config's
+``amp_dtype``, the precision its checkpoint was trained and selected in (see
+:mod:`espnet_speechclip.precision`); on CPU it runs in fp32.
 """
 
 from __future__ import annotations
@@ -44,21 +49,54 @@ class Hit(NamedTuple):
 
 
 class Keyword(NamedTuple):
-    """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook, and
-    the time span of the utterance it came from, in seconds (``start``, ``end``): the integrated unit
-    of a CIF model (cascaded+ / hybrid+); for a K-token model the frames holding the central
-    ``attention_mass`` of its attention."""
+    """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook,
+    and, when timing was asked for, the span of the utterance it was heard in (seconds; else None)."""
 
     token: str
     id: int
     score: float
-    start: float
-    end: float
+    start: Optional[float] = None
+    end: Optional[float] = None
+
+
+@dataclass
+class KeywordTiming:
+    """Where in one utterance each keyword was heard.
+
+    Attributes:
+        keywords: the K keywords, with their spans, cut to the utterance: for K-token cascaded models
+            the frames holding the central ``attention_mass`` (90%) of the keyword's attention
+            (:func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`); for CIF models
+            (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated, from the
+            firing boundary before it to its own (fractional frames, see
+            :func:`espnet_speechclip.models.cif.cif`).
+        attention: (K, T) float32, each keyword's weight on each of the utterance's T frames, rows
+            summing to 1; for K-token cascaded models, the attention of the keyword's CLS query in the
+            branch's last layer (mean over heads; see
+            :meth:`espnet_speechclip.models.cascaded.CascadedBranch.keywords`); for CIF models, the
+            share of each frame's weight its unit integrated (see
+            :meth:`espnet_speechclip.models.cif_branch.CIFCascadedBranch.forward`).
+        frame_rate: frames per second; frame t covers [t, t + 1) / frame_rate + frame_offset seconds.
+        duration: the utterance's length in seconds (at 16 kHz).
+        frame_offset: seconds by which the frames are shifted (see
+            :attr:`espnet_speechclip.models.speech_encoder.S3PRLSpeechEncoder.frame_offset`).
+    """
+
+    keywords: List[Keyword]
+    attention: np.ndarray
+    frame_rate: float
+    duration: float
+    frame_offset: float = 0.0
 
 
 # Outputs of Speech2Image.__call__ whose keyword axis (axis 1) varies with the utterances of CIF models,
 # and the value that pads it: -1 is no CLIP id; a padded slot has no time span.
-KEYWORD_PADDING = {"keyword_ids": -1, "keyword_scores": 0.0, "keyword_spans": np.nan}
+KEYWORD_PADDING = {
+    "keyword_ids": -1,
+    "keyword_scores": 0.0,
+    "keyword_spans": np.nan,
+    "keyword_neighbour_ids": -1,
+}
 
 
 def concat_padded(arrays: Sequence[np.ndarray], fill: Any = None) -> np.ndarray:
@@ -110,6 +148,18 @@ def _as_list(x: Any, one: bool) -> List[Any]:
     return [x] if one else list(x)
 
 
+def rank(query: np.ndarray, candidates: np.ndarray, items: Sequence[Any], topk: Optional[int]) -> List[Hit]:
+    """query (D,), candidates (M, D) normalised -> the ``topk`` (None: all) hits by cosine similarity,
+    best first; ties keep the candidates' order. ``items`` (M) are what the hits carry."""
+    if topk is not None and topk < 1:
+        raise ValueError(f"topk must be at least 1, got {topk}")
+    if len(items) != len(candidates):
+        raise ValueError(f"{len(items)} items for {len(candidates)} candidate embeddings")
+    scores = candidates @ query
+    order = np.argsort(-scores, kind="stable")[:topk]
+    return [Hit(int(i), items[i], float(scores[i])) for i in order]
+
+
 class Speech2Image:
     """A trained SpeechCLIP with batched, device-aware embedding, retrieval and keywords.
 
@@ -140,8 +190,9 @@ class Speech2Image:
         clip_weights: bool = True,
         attention_mass: float = 0.9,
     ):
-        from espnet_speechclip.config import read_config
+        from espnet_speechclip.config import config_value, read_config
         from espnet_speechclip.models.builder import build_model
+        from espnet_speechclip.precision import check_amp_dtype
 
         self.config = read_config(train_config)
         source = "config" if isinstance(train_config, Mapping) else str(train_config)
@@ -160,6 +211,15 @@ class Speech2Image:
         self.batch_size = batch_size
         self.attention_mass = attention_mass
         self._image_encoder = model.image_encoder
+        self._use_amp = bool(config_value(self.config, "use_amp", False))
+        self._amp_dtype = config_value(self.config, "amp_dtype")
+        check_amp_dtype(self._amp_dtype, self._use_amp and self.device.startswith("cuda"))
+
+    def _precision(self):
+        """The training run's autocast (CUDA only), for every pass through the model."""
+        from espnet_speechclip.precision import autocast
+
+        return autocast(self.device, self._use_amp, self._amp_dtype)
 
     @classmethod
     def from_pretrained(
@@ -167,21 +227,28 @@ class Speech2Image:
         source: PathLike,
         model_file: Optional[PathLike] = None,
         cache_dir: Optional[PathLike] = None,
+        revision: Optional[str] = None,
         **kwargs: Any,
     ) -> Speech2Image:
-        """Load a packed archive (.zip of ``espnet_speechclip.bin.pack``, extracted once into the unpack
-        cache) or an experiment folder (``config.yaml`` + ``model_file``, default
-        ``valid.mean_r10.best.pth``, else ``latest.pth``). ``kwargs`` go to the constructor.
+        """Load a trained model from anywhere :func:`espnet_speechclip.inference.loader.resolve_model`
+        resolves: an experiment folder (``config.yaml`` + ``model_file``, default
+        ``valid.mean_r10.best.pth``, else ``latest.pth``), a packed archive (.zip of
+        ``espnet_speechclip.bin.pack``, extracted once into the unpack cache ``cache_dir``, default
+        :func:`espnet_speechclip.inference.packing.default_cache_dir`: ``$ESPNET_SPEECHCLIP_CACHE``, else
+        ``$XDG_CACHE_HOME/espnet_speechclip``, else ``~/.cache/espnet_speechclip``), a packed folder, or a
+        Hugging Face Hub repo id ``<namespace>/<name>`` at ``revision`` (the Hub's cache,
+        ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` / ``HF_HOME`` apply). ``kwargs`` go to the constructor.
 
         Raises:
             FileNotFoundError: no such archive / folder / config / weights.
-            PackError: a corrupt or tampered archive.
+            PackError: a corrupt or tampered packed model.
+            HubError: a Hub repo that cannot be fetched.
         """
         from espnet_speechclip.inference.loader import resolve_model
 
-        config, weights = resolve_model(source, model_file, cache_dir)
+        config, weights = resolve_model(source, model_file, cache_dir, revision)
         s2i = cls(config, weights, **kwargs)
-        s2i.source = str(source)
+        s2i.source = str(source) if revision is None else f"{source}@{revision}"
         return s2i
 
     @property
@@ -252,20 +319,10 @@ class Speech2Image:
         return branch
 
     # ----------------------------------------------------------------------------- embeddings
-    @torch.no_grad()
-    def __call__(
-        self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]] = None
-    ) -> Dict[str, np.ndarray]:
-        """Utterances -> ``{branch: (N, D_c)}`` normalised embeddings, plus for a cascaded branch
-        ``keyword_ids`` (N, K) CLIP ids, ``keyword_scores`` (N, K) cosine scores and ``keyword_spans``
-        (N, K, 2) the (start, end) seconds each keyword came from (see :class:`Keyword`). A CIF model
-        (cascaded+ / hybrid+) gives each utterance its own number of keywords, ``keyword_lengths`` (N,):
-        K is the largest, and the slots beyond an utterance's keywords hold id -1, score 0 and span NaN.
-        One utterance gives N = 1.
-
-        Inputs are file paths (any rate, resampled), 16 kHz waveforms (T,), or (waveform, rate);
-        ``names`` (one per input, e.g. utterance ids) label them in error messages.
-        """
+    def _load_all(
+        self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]]
+    ) -> List[np.ndarray]:
+        """One or a list of inputs -> their checked 16 kHz waveforms; errors name the input."""
         items = _as_list(speech, _is_one_speech(speech))
         if not items:
             raise ValueError("Speech2Image needs at least one utterance")
@@ -276,53 +333,100 @@ class Speech2Image:
             if names is not None
             else [str(x) if isinstance(x, (str, Path)) else f"speech input #{i}" for i, x in enumerate(items)]
         )
-        wavs = [self._load_speech(x, n) for x, n in zip(items, labels)]
-        chunks: Dict[str, List[np.ndarray]] = {}
-        for start in range(0, len(wavs), self.batch_size):
-            padded, lengths = pad_batch(wavs[start : start + self.batch_size])
-            out = self.model.encode_speech(
-                padded.to(self.device), lengths.to(self.device), keyword_timing=True
-            )
-            batch = {b: out[b].float().cpu().numpy() for b in self.branches}
-            if "keyword_ids" in out:
-                batch.update(self._keyword_outputs(out, lengths))
-            for k, v in batch.items():
-                chunks.setdefault(k, []).append(v)
-        return {k: concat_padded(v, KEYWORD_PADDING.get(k)) for k, v in chunks.items()}
+        return [self._load_speech(x, n) for x, n in zip(items, labels)]
 
-    def _keyword_outputs(
-        self, out: Dict[str, torch.Tensor], num_samples: torch.Tensor
-    ) -> Dict[str, np.ndarray]:
-        """Keyword ids, scores, spans in seconds (and counts, CIF) of one batch of ``encode_speech``."""
+    @torch.no_grad()
+    def _encode(
+        self, wavs: List[np.ndarray], attention: bool = False, progress: bool = False
+    ) -> Tuple[Dict[str, np.ndarray], Optional[List[Tuple[np.ndarray, np.ndarray]]]]:
+        """Waveforms -> the model's per-utterance outputs (N, ...; the keyword axis of CIF models padded
+        as :data:`KEYWORD_PADDING` says) and, with ``attention`` (cascaded models), per utterance its
+        keywords' weights over its own frames (K_i, T_i) and their spans (K_i, 2) in seconds, cut to
+        the utterance."""
+        from tqdm import tqdm
+
         from espnet_speechclip.data.media import SAMPLE_RATE
 
-        ids = out["keyword_ids"].cpu()
-        shift, offset = self.model.speech_encoder.frame_times()
-        if "keyword_frames" in out:  # CIF: the fractional frames each unit integrated
-            spans = out["keyword_frames"].double().cpu() * shift + offset
-        else:
-            from espnet_speechclip.evaluation.keyword_timing import attention_spans
+        chunks: Dict[str, List[np.ndarray]] = {}
+        rows: List[Tuple[np.ndarray, np.ndarray]] = []
+        want = attention and self.model.cascaded is not None
+        starts = range(0, len(wavs), self.batch_size)
+        with tqdm(total=len(wavs), desc="embedding utterances", unit="utt", disable=not progress) as bar:
+            for start in starts:
+                padded, lengths = pad_batch(wavs[start : start + self.batch_size])
+                with self._precision():
+                    out = self.model.encode_speech(
+                        padded.to(self.device), lengths.to(self.device), keyword_attention=want
+                    )
+                unit_frames = out.pop("keyword_frames", None)  # CIF: (B, K, 2) fractional frames
+                for training_only in ("quantity_loss", "unit_targets"):  # CIF's unit-count loss
+                    out.pop(training_only, None)
+                if want:
+                    att, frames = out.pop("keyword_attention"), out.pop("frame_lengths")
+                    n = out.get("keyword_lengths", torch.full_like(frames, att.size(1)))
+                    for b in range(len(lengths)):
+                        k, t = int(n[b]), int(frames[b])
+                        rows.append(
+                            self._spans(
+                                att[b, :k, :t].float().cpu().numpy(),
+                                None if unit_frames is None else unit_frames[b, :k].double().cpu().numpy(),
+                                float(lengths[b]) / SAMPLE_RATE,
+                            )
+                        )
+                for k, v in out.items():
+                    chunks.setdefault(k, []).append(
+                        v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
+                    )
+                bar.update(len(lengths))
+        merged = {k: concat_padded(v, KEYWORD_PADDING.get(k)) for k, v in chunks.items()}
+        return merged, (rows if want else None)
 
-            att, frames = out["keyword_attention"].cpu(), out["frame_lengths"].cpu()
-            spans = torch.tensor(
-                [
-                    attention_spans(att[b, :, : int(frames[b])], 1.0 / shift, self.attention_mass, offset)
-                    for b in range(ids.size(0))
-                ],
-                dtype=torch.float64,
-            ).view(ids.size(0), ids.size(1), 2)
+    def _spans(
+        self, attention: np.ndarray, unit_frames: Optional[np.ndarray], duration: float
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """One utterance's keyword weights (K, T) and, CIF, its units' (start, end) frames (K, 2) ->
+        (attention (K, T) float32, spans (K, 2) float64 seconds within [0, duration])."""
+        from espnet_speechclip.evaluation.keyword_timing import attention_spans
+
+        encoder = self.model.speech_encoder
+        rate, offset = encoder.frame_rate, encoder.frame_offset
+        if unit_frames is not None:  # CIF: the unit between its firing boundaries
+            spans = unit_frames / rate + offset
+        else:
+            spans = np.array(attention_spans(attention, rate, self.attention_mass, offset), np.float64)
         # a span never leaves its utterance (the first and last frames' nominal spans can)
-        duration = (num_samples.double() / SAMPLE_RATE).view(-1, 1, 1)
-        spans = torch.minimum(spans.clamp_min(0.0), duration)
-        spans[ids < 0] = float("nan")
-        result = {
-            "keyword_ids": ids.numpy(),
-            "keyword_scores": out["keyword_scores"].float().cpu().numpy(),
-            "keyword_spans": spans.numpy(),
-        }
-        if "keyword_lengths" in out:
-            result["keyword_lengths"] = out["keyword_lengths"].cpu().numpy()
-        return result
+        spans = np.clip(spans.reshape(-1, 2), 0.0, duration)
+        return attention.astype(np.float32), spans
+
+    def __call__(
+        self,
+        speech: Union[SpeechInput, Sequence[SpeechInput]],
+        names: Optional[Sequence[str]] = None,
+        timing: bool = False,
+        progress: bool = False,
+    ) -> Dict[str, np.ndarray]:
+        """Utterances -> ``{branch: (N, D_c)}`` normalised embeddings, plus for a cascaded branch
+        ``keyword_ids`` (N, K) CLIP ids, ``keyword_scores`` (N, K) cosine scores and
+        ``keyword_neighbour_ids`` (N, K, 5) each keyword's nearest codebook subwords. A CIF model
+        (cascaded+ / hybrid+) gives each utterance its own number of keywords, ``keyword_lengths`` (N,):
+        K is the largest, and the slots beyond an utterance's own keywords hold id -1 and score 0. One
+        utterance gives N = 1.
+
+        Inputs are file paths (any rate, resampled), 16 kHz waveforms (T,), or (waveform, rate);
+        ``names`` (one per input, e.g. utterance ids) label them in error messages. With ``timing``
+        (cascaded branch) also ``keyword_spans`` (N, K, 2) float32: where each keyword was heard, start
+        and end in seconds (see :class:`KeywordTiming`; NaN beyond an utterance's own keywords).
+        ``progress`` shows a progress bar on stderr.
+        """
+        wavs = self._load_all(speech, names)
+        out, rows = self._encode(wavs, attention=timing, progress=progress)
+        if rows is not None:
+            width = out["keyword_ids"].shape[1]
+            spans = np.full((len(wavs), width, 2), np.nan, np.float32)
+            for i, (_, row) in enumerate(rows):
+                spans[i, : len(row)] = row
+            out["keyword_spans"] = spans
+        return out
 
     embed_speech = __call__
 
@@ -334,20 +438,29 @@ class Speech2Image:
             self._image_encoder = CLIPImageEncoder.from_config(self.clip_conf).to(self.device)
         return self._image_encoder
 
-    def embed_images(self, images: Union[ImageInput, Sequence[ImageInput]]) -> np.ndarray:
-        """Image files or PIL images -> (M, D_c) normalised CLIP image embeddings."""
+    def embed_images(
+        self, images: Union[ImageInput, Sequence[ImageInput]], progress: bool = False
+    ) -> np.ndarray:
+        """Image files or PIL images -> (M, D_c) normalised CLIP image embeddings (``progress``: a
+        progress bar on stderr)."""
+        from tqdm import tqdm
+
         items = _as_list(images, _is_one_image(images))
         if not items:
             raise ValueError("embed_images needs at least one image")
         tower = self._image_tower()
         out = []
-        for start in range(0, len(items), self.batch_size):
-            # loaded one batch at a time: a corpus' images need not fit in memory at once
-            pil = [
-                self._load_image(x, str(x) if isinstance(x, (str, Path)) else f"#{start + i}")
-                for i, x in enumerate(items[start : start + self.batch_size])
-            ]
-            out.append(tower.embed_images(pil, device=torch.device(self.device)).float().cpu().numpy())
+        with tqdm(total=len(items), desc="embedding images", unit="img", disable=not progress) as bar:
+            for start in range(0, len(items), self.batch_size):
+                # loaded one batch at a time: a corpus' images need not fit in memory at once
+                pil = [
+                    self._load_image(x, str(x) if isinstance(x, (str, Path)) else f"#{start + i}")
+                    for i, x in enumerate(items[start : start + self.batch_size])
+                ]
+                with self._precision():
+                    emb = tower.embed_images(pil, device=torch.device(self.device))
+                out.append(emb.float().cpu().numpy())
+                bar.update(len(pil))
         return np.concatenate(out)
 
     def embed_texts(self, texts: Union[str, Sequence[str]]) -> np.ndarray:
@@ -358,19 +471,11 @@ class Speech2Image:
             raise TypeError(f"text input #{bad[0]} is a {type(items[bad[0]]).__name__}, not a string")
         if not items:
             raise ValueError("embed_texts needs at least one text")
-        with torch.no_grad():
-            return self.model.encode_text(items).float().cpu().numpy()
+        with torch.no_grad(), self._precision():
+            emb = self.model.encode_text(items)
+        return emb.float().cpu().numpy()
 
     # ------------------------------------------------------------------------------ retrieval
-    @staticmethod
-    def _rank(query: np.ndarray, candidates: np.ndarray, items: List[Any], topk: Optional[int]) -> List[Hit]:
-        """query (D,), candidates (M, D) -> the topk hits by cosine similarity, best first."""
-        if topk is not None and topk < 1:
-            raise ValueError(f"topk must be at least 1, got {topk}")
-        scores = candidates @ query
-        order = np.argsort(-scores, kind="stable")[:topk]
-        return [Hit(int(i), items[i], float(scores[i])) for i in order]
-
     def _one_speech(self, speech: SpeechInput, what: str) -> SpeechInput:
         if not _is_one_speech(speech):
             raise TypeError(
@@ -390,7 +495,7 @@ class Speech2Image:
         branch = self._check_branch(branch)
         query = self.embed_speech(self._one_speech(speech, "retrieve_images"))[branch][0]
         items = _as_list(images, _is_one_image(images))
-        return self._rank(query, self.embed_images(items), items, topk)
+        return rank(query, self.embed_images(items), items, topk)
 
     def retrieve_speech(
         self,
@@ -403,7 +508,7 @@ class Speech2Image:
         branch = self._check_branch(branch)
         items = _as_list(speech_items, _is_one_speech(speech_items))
         query = self.embed_images([image])[0]
-        return self._rank(query, self.embed_speech(items)[branch], items, topk)
+        return rank(query, self.embed_speech(items)[branch], items, topk)
 
     def retrieve_texts(
         self, speech: SpeechInput, texts: Sequence[str], topk: Optional[int] = 5, branch: Optional[str] = None
@@ -412,21 +517,55 @@ class Speech2Image:
         branch = self._check_branch(branch)
         query = self.embed_speech(self._one_speech(speech, "retrieve_texts"))[branch][0]
         items = [texts] if isinstance(texts, str) else list(texts)
-        return self._rank(query, self.embed_texts(items), items, topk)
+        return rank(query, self.embed_texts(items), items, topk)
 
     # ------------------------------------------------------------------------------- keywords
-    def keywords(
-        self, speech: Union[SpeechInput, Sequence[SpeechInput]]
-    ) -> Union[List[Keyword], List[List[Keyword]]]:
-        """The cascaded branch's keywords of one utterance (a list of :class:`Keyword`, in order, with
-        their time spans), or of each utterance of a list (a list of such lists)."""
+    def _check_keywords(self) -> None:
         if "cascaded" not in self.branches:
             raise ValueError(
                 f"{self.source} is a {'/'.join(self.branches)} model: keywords need a cascaded "
                 f"or hybrid SpeechCLIP"
             )
-        rows = _keywords_of(self.embed_speech(speech))
+
+    def keywords(
+        self, speech: Union[SpeechInput, Sequence[SpeechInput]], timing: bool = False
+    ) -> Union[List[Keyword], List[List[Keyword]]]:
+        """The cascaded branch's keywords of one utterance (a list of :class:`Keyword`, in order; K of
+        them, or for a CIF model as many as it heard units), or of each utterance of a list (a list of
+        such lists); with ``timing`` each keyword carries its span
+        (``start``, ``end`` in seconds, see :class:`KeywordTiming`)."""
+        self._check_keywords()
+        if timing:
+            timings = self.keyword_timing(speech)
+            return timings.keywords if _is_one_speech(speech) else [t.keywords for t in timings]
+        rows = keywords_of(self.embed_speech(speech))
         return rows[0] if _is_one_speech(speech) else rows
+
+    def keyword_timing(
+        self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]] = None
+    ) -> Union[KeywordTiming, List[KeywordTiming]]:
+        """Where each keyword of one utterance was heard (a :class:`KeywordTiming`: keywords with spans,
+        their attention over the frames), or of each utterance of a list (a list of them)."""
+        self._check_keywords()
+        wavs = self._load_all(speech, names)
+        out, rows = self._encode(wavs, attention=True)
+        timings = self._timings(out, rows, wavs)
+        return timings[0] if _is_one_speech(speech) else timings
+
+    def _timings(
+        self, out: Dict[str, np.ndarray], rows: List[Tuple[np.ndarray, np.ndarray]], wavs: List[np.ndarray]
+    ) -> List[KeywordTiming]:
+        """_encode's outputs -> one KeywordTiming per utterance."""
+        from espnet_speechclip.data.media import SAMPLE_RATE
+
+        encoder = self.model.speech_encoder
+        timings = []
+        for keywords, (att, spans), wav in zip(keywords_of(out), rows, wavs):
+            timed = [k._replace(start=float(a), end=float(b)) for k, (a, b) in zip(keywords, spans)]
+            timings.append(
+                KeywordTiming(timed, att, encoder.frame_rate, len(wav) / SAMPLE_RATE, encoder.frame_offset)
+            )
+        return timings
 
     # ---------------------------------------------------------------------------------- query
     def query(
@@ -436,43 +575,56 @@ class Speech2Image:
         texts: Sequence[str] = (),
         topk: Optional[int] = 5,
         branch: Optional[str] = None,
+        timing: bool = False,
+        name: Optional[str] = None,
     ) -> QueryResult:
-        """One utterance against candidate images and texts, with one speech pass: ranked images,
-        ranked texts and (cascaded / hybrid models) the keywords."""
+        """One utterance against candidate images and texts, with one speech pass: its embedding,
+        ranked images, ranked texts and (cascaded / hybrid models) the keywords, with ``timing`` also
+        where each was heard (:attr:`QueryResult.timing`, and spans on the keywords). ``name`` labels
+        the utterance in error messages."""
         branch = self._check_branch(branch)
-        out = self.embed_speech(self._one_speech(speech, "query"))
+        wavs = self._load_all(self._one_speech(speech, "query"), None if name is None else [name])
+        out, rows = self._encode(wavs, attention=timing)
         query = out[branch][0]
         images = _as_list(images, _is_one_image(images))
         texts = [texts] if isinstance(texts, str) else list(texts)
+        keyword_timing = self._timings(out, rows, wavs)[0] if rows is not None else None
+        keywords = None
+        if keyword_timing is not None:
+            keywords = keyword_timing.keywords
+        elif "keyword_ids" in out:
+            keywords = keywords_of(out)[0]
         return QueryResult(
             branch=branch,
-            images=self._rank(query, self.embed_images(images), images, topk) if images else [],
-            texts=self._rank(query, self.embed_texts(texts), texts, topk) if texts else [],
-            keywords=_keywords_of(out)[0] if "keyword_ids" in out else None,
+            embedding=query,
+            images=rank(query, self.embed_images(images), images, topk) if images else [],
+            texts=rank(query, self.embed_texts(texts), texts, topk) if texts else [],
+            keywords=keywords,
+            timing=keyword_timing,
         )
 
 
 @dataclass
 class QueryResult:
-    """What :meth:`Speech2Image.query` found for one utterance."""
+    """What :meth:`Speech2Image.query` found for one utterance; ``embedding`` (D_c,) is the utterance's
+    in ``branch``'s space (rank other precomputed candidates with :func:`rank`)."""
 
     branch: str
+    embedding: np.ndarray
     images: List[Hit]
     texts: List[Hit]
     keywords: Optional[List[Keyword]]
+    timing: Optional[KeywordTiming] = None
 
 
-def _keywords_of(out: Dict[str, np.ndarray]) -> List[List[Keyword]]:
-    """embed_speech output -> per utterance, its keywords as the inference entry writes them."""
+def keywords_of(out: Dict[str, np.ndarray]) -> List[List[Keyword]]:
+    """:meth:`Speech2Image.__call__`'s output (``keyword_ids``, ``keyword_scores``) -> per utterance,
+    its keywords (no spans; a CIF model's padding left out), as the inference entry writes them."""
     from espnet_speechclip.models.clip import decode_token
 
     return [
-        [
-            Keyword(decode_token(int(i)), int(i), float(s), float(span[0]), float(span[1]))
-            for i, s, span in zip(ids, scores, spans)
-            if i >= 0  # padding of CIF models' shorter keyword sequences
-        ]
-        for ids, scores, spans in zip(out["keyword_ids"], out["keyword_scores"], out["keyword_spans"])
+        [Keyword(decode_token(int(i)), int(i), float(s)) for i, s in zip(ids, scores) if i >= 0]
+        for ids, scores in zip(out["keyword_ids"], out["keyword_scores"])
     ]
 
 

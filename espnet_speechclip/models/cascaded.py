@@ -3,11 +3,14 @@
 K CLS tokens attend over the speech features; each becomes a keyword vector in the CLIP token-embedding
 space, is snapped to its nearest codebook subword by cosine similarity (straight-through softmax at
 train time), and the sequence [SOT, kw_1..kw_K, EOT] runs through the frozen CLIP text transformer.
+
+Where in the utterance a keyword was heard is read off the attention of its CLS query over the speech
+frames, on request only (inference): see :meth:`CascadedBranch.forward` ``return_attention``.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,14 +19,22 @@ from torch import nn
 from espnet_speechclip.models.clip import EOT_ID, SOT_ID, CLIPTextEncoder
 from espnet_speechclip.models.parallel import padding_mask
 
+# The authors' keyword hit rate counts a slot as a hit when any of the 5 nearest codebook subwords (cosine)
+# of its quantised keyword occurs in the caption (their detokenized_K_neighbors: 5).
+KEYWORD_NEIGHBOURS = 5
+
 
 class AttentionBlock(nn.Module):
-    """Post-norm self-attention with residual, and an optional feed-forward (the paper has none)."""
+    """Post-norm self-attention with residual, ``LayerNorm(MHA(x) + x)``, and an optional feed-forward
+    (the paper has none).
+
+    ``dropout`` acts inside the attention (on its weights) and in the feed-forward, not on the attention
+    output before the residual: the authors' block has no such dropout, and it would change training.
+    """
 
     def __init__(self, width: int, nhead: int, dim_feedforward: int, dropout: float):
         super().__init__()
         self.attn = nn.MultiheadAttention(width, nhead, dropout=dropout, batch_first=True)
-        self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(width)
         self.ff = None
         if dim_feedforward > 0:
@@ -39,10 +50,23 @@ class AttentionBlock(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (B, T, D), mask (B, T) True at padding -> (B, T, D)."""
         attn, _ = self.attn(x, x, x, key_padding_mask=mask, need_weights=False)
-        x = self.norm(x + self.dropout(attn))
+        x = self.norm(x + attn)
         if self.ff is not None:
             x = self.ff_norm(x + self.ff(x))
         return x
+
+    def query_attention(self, x: torch.Tensor, mask: torch.Tensor, num_queries: int) -> torch.Tensor:
+        """Attention weights of the first ``num_queries`` positions of x (B, S, D) over all S keys, mean
+        over heads: (B, num_queries, S), each row summing to 1, 0 at padded keys (mask (B, S) True).
+
+        A second, small attention call (queries are computed row by row, so these are exactly the
+        weights :meth:`forward` uses); :meth:`forward` itself keeps ``need_weights=False`` and its fast
+        path. Call it in eval mode: in train mode the weights carry attention dropout.
+        """
+        _, weights = self.attn(
+            x[:, :num_queries], x, x, key_padding_mask=mask, need_weights=True, average_attn_weights=True
+        )
+        return weights
 
 
 class CosineVectorQuantizer(nn.Module):
@@ -63,15 +87,18 @@ class CosineVectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor, codebook: torch.Tensor) -> Dict[str, torch.Tensor]:
         """z (B, K, D_t) -> dict(quantized (B, K, D_t), index (B, K), score (B, K) cosine)."""
-        sim = F.normalize(z.float(), dim=-1) @ F.normalize(codebook.float(), dim=-1).t()  # (B, K, V)
-        score, index = sim.max(dim=-1)
-        hard = codebook[index]  # (B, K, D_t): exactly a codebook row
-        if self.training:
-            soft = F.softmax(sim / self.tau, dim=-1) @ codebook.float()
-            # hard + (soft - soft) is bitwise `hard` in the forward pass and carries soft's gradient
-            quantized = hard + (soft - soft.detach()).to(hard.dtype)
-        else:
-            quantized = hard
+        # fp32 under autocast too: the authors' F.cosine_similarity runs in fp32 there, and a
+        # half-precision matmul over tens of thousands of rows could flip the argmax of a near-tie
+        with torch.autocast(z.device.type, enabled=False):
+            sim = F.normalize(z.float(), dim=-1) @ F.normalize(codebook.float(), dim=-1).t()  # (B, K, V)
+            score, index = sim.max(dim=-1)
+            hard = codebook[index]  # (B, K, D_t): exactly a codebook row
+            if self.training:
+                soft = F.softmax(sim / self.tau, dim=-1) @ codebook.float()
+                # hard + (soft - soft) is bitwise `hard` in the forward pass and carries soft's gradient
+                quantized = hard + (soft - soft.detach()).to(hard.dtype)
+            else:
+                quantized = hard
         return {"quantized": quantized, "index": index, "score": score, "similarity": sim}
 
 
@@ -84,6 +111,27 @@ def init_keyword_norm(norm: nn.BatchNorm1d, codebook_rows: torch.Tensor) -> None
     slots = norm.num_features // rows.size(1)
     norm.weight.copy_(rows.std(dim=0).repeat(slots))
     norm.bias.copy_(rows.mean(dim=0).repeat(slots))
+
+
+@torch.no_grad()
+def codebook_neighbours(
+    codebook: torch.Tensor, codebook_ids: torch.Tensor, keyword_ids: torch.Tensor, k: int = KEYWORD_NEIGHBOURS
+) -> torch.Tensor:
+    """codebook (V, D_t) rows, codebook_ids (V,) their CLIP ids, keyword_ids (B, K) CLIP ids of codebook
+    subwords, -1 in unused slots (CIF models' shorter keyword sequences) -> (B, K, k) CLIP ids of the
+    ``k`` codebook subwords nearest to each keyword by cosine, nearest first (a keyword is its own
+    nearest); -1 in unused slots."""
+    rows = F.normalize(codebook.float(), dim=-1)  # (V, D_t)
+    used = keyword_ids >= 0
+    # each distinct keyword once: a batch uses few of the V subwords
+    unique, inverse = torch.unique(torch.where(used, keyword_ids, codebook_ids[0]), return_inverse=True)
+    match = unique.unsqueeze(1) == codebook_ids.unsqueeze(0)  # (U, V)
+    if not bool(match.any(dim=1).all()):
+        raise ValueError("neighbour_ids: a keyword id is not in the codebook")
+    with torch.autocast(rows.device.type, enabled=False):  # fp32, as the quantiser's cosine
+        cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (U, V)
+    nearest = codebook_ids[cos.topk(min(k, rows.size(0)), dim=-1).indices]  # (U, k)
+    return torch.where(used.unsqueeze(-1), nearest[inverse], -1)  # (B, K, k)
 
 
 class CascadedBranch(nn.Module):
@@ -144,20 +192,42 @@ class CascadedBranch(nn.Module):
         """Keywords start in the codebook's distribution (see :func:`init_keyword_norm`)."""
         init_keyword_norm(self.norm, self.codebook())
 
-    def keywords(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """feats (B, T, D_a), lengths (B,) -> continuous keyword vectors (B, K, D_t)."""
+    def neighbour_ids(self, keyword_ids: torch.Tensor, k: int = KEYWORD_NEIGHBOURS) -> torch.Tensor:
+        """keyword_ids (B, K) CLIP ids of codebook subwords -> (B, K, k) CLIP ids of the ``k`` codebook
+        subwords nearest to each by cosine (see :func:`codebook_neighbours`)."""
+        return codebook_neighbours(self.codebook(), self.codebook_ids, keyword_ids, k)
+
+    def keywords(
+        self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """feats (B, T, D_a), lengths (B,) -> continuous keyword vectors (B, K, D_t), and with
+        ``return_attention`` each keyword's attention over the T frames (B, K, T), else None.
+
+        The attention is the LAST layer's, averaged over its heads: that layer's CLS outputs are what
+        the projection turns into keywords, so its weights say which frames each keyword is read from
+        (with the paper's one layer and one head it is exactly the model's attention). Earlier layers
+        only mix frames with each other. The weights on the K CLS keys are dropped and each row is
+        renormalised over the utterance's frames (0 at padding).
+        """
         b, k = feats.size(0), self.num_keywords
         x = torch.cat([self.cls.expand(b, -1, -1).to(feats.dtype), feats], dim=1)
         mask = padding_mask(lengths, feats.size(1), prefix=k)
-        for layer in self.layers:
+        attention = None
+        for i, layer in enumerate(self.layers):
+            if return_attention and i == len(self.layers) - 1:
+                frames = layer.query_attention(x, mask, k)[:, :, k:].float()  # (B, K, T)
+                attention = frames / frames.sum(dim=-1, keepdim=True).clamp_min(1e-12)
             x = layer(x, mask)
         z = self.projection(x[:, :k])  # (B, K, D_t)
-        return self.norm(z.reshape(b, -1)).view(b, k, -1)
+        return self.norm(z.reshape(b, -1)).view(b, k, -1), attention
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(
+        self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
+    ) -> Dict[str, torch.Tensor]:
         """-> dict(embedding (B, D_c) normalised, keyword_ids (B, K) CLIP vocab ids,
-        keyword_scores (B, K))."""
-        z = self.keywords(feats, lengths)
+        keyword_scores (B, K), similarity (B, K, V)), plus ``attention`` (B, K, T) with
+        ``return_attention`` (see :meth:`keywords`; training never asks, so it never pays for it)."""
+        z, attention = self.keywords(feats, lengths, return_attention)
         codebook = self.codebook()
         vq = self.quantizer(z, codebook)
         text = self.text_encoder
@@ -166,23 +236,12 @@ class CascadedBranch(nn.Module):
         seq = torch.cat(
             [ends[0].expand(b, 1, -1), vq["quantized"].to(ends.dtype), ends[1].expand(b, 1, -1)], dim=1
         )
-        return {
+        out = {
             "embedding": text.encode_embeddings(seq),
             "keyword_ids": self.codebook_ids[vq["index"]],
             "keyword_scores": vq["score"],
             "similarity": vq["similarity"],
         }
-
-    @torch.no_grad()
-    def keyword_attention(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """feats (B, T, D_a), lengths (B,) -> (B, K, T): how the K keyword queries of the LAST attention
-        layer spread over the frames (heads averaged, the keyword keys left out and each row
-        renormalised; 0 on padded frames). Where in time a keyword comes from."""
-        b, k = feats.size(0), self.num_keywords
-        x = torch.cat([self.cls.expand(b, -1, -1).to(feats.dtype), feats], dim=1)
-        mask = padding_mask(lengths, feats.size(1), prefix=k)
-        for layer in self.layers[:-1]:
-            x = layer(x, mask)
-        _, att = self.layers[-1].attn(x, x, x, key_padding_mask=mask, need_weights=True)
-        att = att[:, :k, k:].float()  # (B, K, T): keyword queries over frame keys
-        return att / att.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(att.dtype).tiny)
+        if attention is not None:
+            out["attention"] = attention
+        return out

@@ -21,7 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from espnet_speechclip.models.cascaded import AttentionBlock, CosineVectorQuantizer, init_keyword_norm
+from espnet_speechclip.models.cascaded import (
+    KEYWORD_NEIGHBOURS,
+    AttentionBlock,
+    CosineVectorQuantizer,
+    codebook_neighbours,
+    init_keyword_norm,
+)
 from espnet_speechclip.models.cif import CIFDownsampler, encode_variable_keywords
 from espnet_speechclip.models.clip import CLIPTextEncoder
 from espnet_speechclip.models.parallel import padding_mask
@@ -129,6 +135,11 @@ class CIFCascadedBranch(nn.Module):
         """(V, D_t) rows of CLIP's token-embedding table for the codebook ids."""
         return self.text_encoder.token_embedding.weight[self.codebook_ids]
 
+    def neighbour_ids(self, keyword_ids: torch.Tensor, k: int = KEYWORD_NEIGHBOURS) -> torch.Tensor:
+        """keyword_ids (B, N) CLIP ids, -1 beyond an utterance's units -> (B, N, k) CLIP ids of the ``k``
+        codebook subwords nearest to each (see :func:`.cascaded.codebook_neighbours`), -1 beyond."""
+        return codebook_neighbours(self.codebook(), self.codebook_ids, keyword_ids, k)
+
     def unit_targets(self, text_lengths: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         """(B,) target unit counts for ``unit_target: caption`` from the lengths of the [SOT, ..., EOT]
         caption ids the preprocessor makes; None otherwise (the downsampler counts frames itself)."""
@@ -169,7 +180,11 @@ class CIFCascadedBranch(nn.Module):
         return out
 
     def forward(
-        self, feats: torch.Tensor, lengths: torch.Tensor, text_lengths: Optional[torch.Tensor] = None
+        self,
+        feats: torch.Tensor,
+        lengths: torch.Tensor,
+        text_lengths: Optional[torch.Tensor] = None,
+        return_attention: bool = False,
     ) -> Dict[str, Optional[torch.Tensor]]:
         """feats (B, T, D_a), lengths (B,), text_lengths (B,) optional lengths of the [SOT, ..., EOT]
         caption ids (``unit_target: caption``) ->
@@ -178,7 +193,10 @@ class CIFCascadedBranch(nn.Module):
         keyword_ids (B, N) CLIP ids, -1 beyond an utterance's units; keyword_scores (B, N) cosine, 0
         beyond; keyword_lengths (B,) n, the units of each utterance; unit_spans (B, N, 2) fractional
         (start, end) frames of each unit, 0 beyond; quantity_loss (scalar, mean |sum(alpha) - target|,
-        or None without a target); unit_targets (B,) or None; alpha_sum (B,) the predicted quantity).
+        or None without a target); unit_targets (B,) or None; alpha_sum (B,) the predicted quantity), plus
+        with ``return_attention`` ``attention`` (B, N, T): where each keyword comes from, its unit's
+        integration weights over the frames renormalised to sum to 1 (0 beyond the units and at padding),
+        the CIF counterpart of a K-token keyword's attention.
         """
         b, t = feats.shape[:2]
         prefix = 0 if self.cls is None else 1
@@ -205,4 +223,7 @@ class CIFCascadedBranch(nn.Module):
             unit_targets=c["target_lengths"],
             alpha_sum=c["alpha_sum"],
         )
+        if return_attention:
+            w = c["weights"].float()
+            out["attention"] = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         return out

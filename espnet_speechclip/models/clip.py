@@ -8,6 +8,7 @@ under plain GELU.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from functools import cache
@@ -48,6 +49,29 @@ def _register_config(model_name: str, config_file: Optional[str]) -> None:
     open_clip.add_model_config(path)
 
 
+# open_clip logs this warning whenever a model is built without pretrained weights; here that is what
+# the caller asked for (parameter counts, frontends that never use CLIP, training from scratch).
+RANDOM_INIT_WARNING = "No pretrained weights loaded for model"
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(RANDOM_INIT_WARNING)
+
+
+@contextlib.contextmanager
+def random_init_intended():
+    """Within the block, open_clip's "No pretrained weights loaded ... Model initialized randomly"
+    warning is dropped; every other log record passes. open_clip logs it on the root logger."""
+    drop = _DropRandomInitWarning()
+    root = logging.getLogger()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
 def load_clip(
     model_name: str, pretrained: Optional[str] = None, config_file: Optional[str] = None
 ) -> nn.Module:
@@ -74,7 +98,9 @@ def load_clip(
                 f"CLIP pretrained {pretrained!r} is neither a file nor a tag of {model_name} {tags}"
             )
     try:
-        model = open_clip.create_model(model_name, pretrained=pretrained or None, pretrained_text=False)
+        # random weights were asked for: open_clip's warning would alarm for nothing
+        with random_init_intended() if not pretrained else contextlib.nullcontext():
+            model = open_clip.create_model(model_name, pretrained=pretrained or None, pretrained_text=False)
     except RuntimeError as e:
         raise RuntimeError(
             f"could not load CLIP {model_name} weights {pretrained!r} ({e}). Without network access, put the "

@@ -72,6 +72,15 @@ class InfoNCELoss(nn.Module):
         max_scale: upper clamp of the scale (CLIP's 100), keeps a learnable scale from diverging.
     The fixed scale is recomputed from the constructor argument, not stored, so the state dict holds
     only the learnable parameter (and nothing whose shape depends on the batch size).
+
+    The learnable scale is capped as CLIP caps its ``logit_scale``: the PARAMETER is clamped in place to
+    [0, log(max_scale)] (scale in [1, max_scale]) before every use, outside autograd, and the scale is
+    ``exp(log_scale)``. Its gradient is therefore never zeroed: at the cap a step that pushes the scale
+    up is undone by the next clamp, and a step that pulls it down takes effect at once. Clamping
+    ``exp(log_scale)`` instead would zero the gradient above the cap and let the parameter sit above it,
+    unseen, for as many steps as it took to get there. (CLIP clamps after each optimiser step; clamping
+    before each use is the same within ESPnet's Trainer, which owns the optimiser step, and also covers
+    a checkpoint saved right after a step.)
     """
 
     def __init__(self, temperature: float = 0.07, learnable: bool = False, max_scale: float = 100.0):
@@ -80,15 +89,27 @@ class InfoNCELoss(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         if 1.0 / temperature > max_scale:
             raise ValueError(f"initial scale 1/{temperature} exceeds max_scale {max_scale}")
+        if max_scale < 1.0:
+            raise ValueError(f"max_scale must be at least 1, got {max_scale}")
         self.learnable = learnable
         self.max_scale = max_scale
         self._log_scale_init = math.log(1.0 / temperature)
         if learnable:
             self.log_scale = nn.Parameter(torch.tensor(self._log_scale_init))
 
-    def scale(self) -> torch.Tensor:
+    @torch.no_grad()
+    def clamp_(self) -> None:
+        """Clamp the learnable ``log_scale`` in place to [0, log(max_scale)] (a no-op for a fixed scale)."""
         if self.learnable:
-            return self.log_scale.exp().clamp(max=self.max_scale)
+            self.log_scale.clamp_(0.0, math.log(self.max_scale))
+
+    def scale(self) -> torch.Tensor:
+        """The logit scale (a scalar tensor): 1/temperature, or the clamped learnable ``exp(log_scale)``."""
+        if self.learnable:
+            # exp saves only its output for backward, so a later in-place clamp (the hybrid model's
+            # second branch loss) does not disturb a graph that already used the scale.
+            self.clamp_()
+            return self.log_scale.exp()
         return torch.tensor(math.exp(self._log_scale_init))
 
     def forward(self, speech: torch.Tensor, image: torch.Tensor, image_ids: torch.Tensor) -> torch.Tensor:

@@ -93,6 +93,10 @@ class S3PRLSpeechEncoder(nn.Module):
         subsampling: frame subsampling factor of the projection (1, 2, 4, 8: stride-2 convolutions).
         positional: add sinusoidal positions after the projection (for position-free features
             such as filterbanks; HuBERT features already encode position).
+        raw_last_layer: weight the raw output of the upstream's last transformer layer instead of s3prl's
+            last state, which for pre-norm models (HuBERT Large) has the encoder's final LayerNorm
+            applied. The authors' SpeechCLIP weights the raw one (paper Large configs and imported
+            checkpoints set it); for post-norm HuBERT Base both are the same.
     """
 
     def __init__(
@@ -104,9 +108,10 @@ class S3PRLSpeechEncoder(nn.Module):
         projection_dim: Optional[int] = None,
         subsampling: int = 1,
         positional: bool = False,
+        raw_last_layer: bool = False,
     ):
         super().__init__()
-        self.upstream = Upstream(upstream, path_or_url)
+        self.upstream = Upstream(upstream, path_or_url, raw_last_layer)
         self.max_train_samples = max_train_samples
         self.layer_sum = WeightedLayerSum(self.upstream.num_layers, layer_norm)
         if (subsampling != 1 or positional) and projection_dim is None:
@@ -130,16 +135,25 @@ class S3PRLSpeechEncoder(nn.Module):
         """Shortest waveform (samples at 16 kHz) that yields one frame of the upstream."""
         return self.upstream.min_samples
 
-    def frame_times(self) -> Tuple[float, float]:
-        """(shift, offset) in seconds: output frame t covers [offset + t * shift, offset + (t + 1) * shift).
+    @property
+    def frame_shift(self) -> int:
+        """Samples (16 kHz) between two output frames: the upstream's downsampling times the
+        projection's subsampling (HuBERT: 320, i.e. 20 ms; fbank with subsampling 4: 640)."""
+        return self.upstream.downsample_rate * self.subsampling
 
-        The shift is the upstream's frame shift times the subsampling (20 ms for HuBERT). Frame t is
+    @property
+    def frame_rate(self) -> float:
+        """Output frames per second; frame t covers [t, t + 1) / frame_rate + :attr:`frame_offset` seconds."""
+        return SAMPLE_RATE / self.frame_shift
+
+    @property
+    def frame_offset(self) -> float:
+        """Seconds by which output frame t's interval [t, t + 1) / frame_rate is shifted: frame t is
         centred where the upstream's t-th window is, half a receptive field after its start (12.5 ms for
-        HuBERT's 400 samples and for a 25 ms filterbank window); the stride-2 subsampling convolutions
-        are centred on every other frame, so the centre stays put. Keyword time spans use this.
-        """
-        shift = self.upstream.downsample_rate * self.subsampling / SAMPLE_RATE
-        return shift, self.min_samples / 2 / SAMPLE_RATE - shift / 2
+        HuBERT's 400 samples and for a 25 ms filterbank window), so its interval starts half a shift
+        before that (2.5 ms for HuBERT). The stride-2 subsampling convolutions are centred on every other
+        frame, so the centre stays put. Keyword time spans use this."""
+        return self.min_samples / 2 / SAMPLE_RATE - self.frame_shift / SAMPLE_RATE / 2
 
     def output_size(self) -> int:
         return self.projection.out_features if self.projection is not None else self.upstream.hidden_size
@@ -160,6 +174,13 @@ class S3PRLSpeechEncoder(nn.Module):
         self, speech: torch.Tensor, speech_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """speech (B, T) 16 kHz waveforms, speech_lengths (B,) -> features (B, T', D), lengths (B,)."""
+        return self.combine(*self.hidden_states(speech, speech_lengths))
+
+    def hidden_states(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """speech (B, T), speech_lengths (B,) -> the frozen upstream's hidden states L x (B, T', D_up) and
+        their frame lengths (B,): checked, cropped at train time, without gradient."""
         if speech.dim() == 3:  # ESPnet's sound loader may give (B, T, 1)
             speech = speech.squeeze(-1)
         shortest = int(speech_lengths.min())
@@ -171,7 +192,11 @@ class S3PRLSpeechEncoder(nn.Module):
         )
         speech, speech_lengths = self.crop(speech, speech_lengths)
         with torch.no_grad():  # frozen: no activations kept for backward
-            hs, lengths = self.upstream(speech, speech_lengths)
+            return self.upstream(speech, speech_lengths)
+
+    def combine(self, hs: List[torch.Tensor], lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states L x (B, T', D_up), lengths (B,) -> the learned weighted sum (+ projection):
+        features (B, T'', D), lengths (B,) (T'' = T' / subsampling)."""
         feats = self.layer_sum(hs)  # (B, T', D)
         if self.projection is not None:
             x = feats.transpose(1, 2)  # (B, D, T')

@@ -8,6 +8,7 @@ cached CLIP image embeddings (``image_emb``, the fast path) or as preprocessed p
 
 from __future__ import annotations
 
+import inspect
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -24,6 +25,8 @@ from espnet_speechclip.models.parallel import ParallelBranch
 from espnet_speechclip.models.speech_encoder import S3PRLSpeechEncoder
 
 BRANCHES = ("parallel", "cascaded")
+# The cascaded branch's keyword vocabulary unless cascaded_conf.codebook names a codebook file.
+FULL_CODEBOOK = "full"
 
 
 class SpeechCLIP(AbsESPnetModel):
@@ -77,9 +80,11 @@ class SpeechCLIP(AbsESPnetModel):
         self.cascaded = None
         if cascaded_conf is not None:
             conf = dict(cascaded_conf)
-            codebook = conf.pop("codebook", "full")
+            codebook = conf.pop("codebook", FULL_CODEBOOK)
             vocab = text_encoder.vocab_size
-            ids = torch.tensor(full_codebook(vocab) if codebook == "full" else read_codebook(codebook, vocab))
+            ids = torch.tensor(
+                full_codebook(vocab) if codebook == FULL_CODEBOOK else read_codebook(codebook, vocab)
+            )
             if cif:
                 parallel_dim = embed_dim if cif_parallel else None
                 self.cascaded = CIFCascadedBranch(width, text_encoder, ids, parallel_dim=parallel_dim, **conf)
@@ -110,21 +115,26 @@ class SpeechCLIP(AbsESPnetModel):
         speech: torch.Tensor,
         speech_lengths: torch.Tensor,
         text_lengths: Optional[torch.Tensor] = None,
-        keyword_timing: bool = False,
+        keyword_attention: bool = False,
     ) -> Dict[str, torch.Tensor]:
         """speech (B, T), lengths (B,) -> dict, for the branches the model has, of
 
         - ``parallel``, ``cascaded``: (B, D_c) normalised utterance embeddings;
         - ``keyword_ids`` (B, K) CLIP ids and ``keyword_scores`` (B, K) cosine scores (cascaded; with
           variable-length keywords K is the batch's largest count, -1 / 0 beyond an utterance's own);
+        - in eval mode ``keyword_neighbour_ids`` (B, K, 5): each keyword's nearest codebook subwords (the
+          authors' keyword hit rate counts those; -1 beyond an utterance's own keywords);
         - CIF only: ``keyword_lengths`` (B,) keywords per utterance, ``keyword_frames`` (B, K, 2)
-          fractional (start, end) frames each keyword's unit integrated, and, when the unit count has a
-          target (``text_lengths`` (B,) of the [SOT, ..., EOT] caption ids for ``unit_target: caption``),
-          ``quantity_loss`` (scalar) and ``unit_targets`` (B,);
-        - with ``keyword_timing``, K-token models: ``keyword_attention`` (B, K, T') the keywords'
-          attention over the frames; and for every cascaded model ``frame_lengths`` (B,).
+          fractional (start, end) frames each keyword's unit integrated (firing boundaries), and, when
+          the unit count has a target (``text_lengths`` (B,) of the [SOT, ..., EOT] caption ids for
+          ``unit_target: caption``), ``quantity_loss`` (scalar) and ``unit_targets`` (B,);
+        - with ``keyword_attention`` (cascaded branch): ``keyword_attention`` (B, K, T'), each keyword's
+          weight over the speech frames (a K-token keyword's attention, see
+          :meth:`CascadedBranch.keywords`; a CIF keyword's integration weights, see
+          :meth:`CIFCascadedBranch.forward`), and ``frame_lengths`` (B,).
 
-        Frame t of the features covers :meth:`S3PRLSpeechEncoder.frame_times`.
+        Frames are :attr:`S3PRLSpeechEncoder.frame_rate` per second, frame t starting at
+        :attr:`S3PRLSpeechEncoder.frame_offset` + t / frame_rate seconds.
         """
         feats, lengths = self.speech_encoder(speech, speech_lengths)
         out: Dict[str, torch.Tensor] = {}
@@ -133,7 +143,7 @@ class SpeechCLIP(AbsESPnetModel):
         if self.cascaded is None:
             return out
         if self.variable_keywords:
-            c = self.cascaded(feats, lengths, text_lengths)
+            c = self.cascaded(feats, lengths, text_lengths, return_attention=keyword_attention)
             if "parallel_embedding" in c:
                 out["parallel"] = c["parallel_embedding"]
             out["keyword_lengths"] = c["keyword_lengths"]
@@ -142,13 +152,14 @@ class SpeechCLIP(AbsESPnetModel):
                 out["quantity_loss"] = c["quantity_loss"]
                 out["unit_targets"] = c["unit_targets"]
         else:
-            c = self.cascaded(feats, lengths)
-            if keyword_timing:
-                out["keyword_attention"] = self.cascaded.keyword_attention(feats, lengths)
+            c = self.cascaded(feats, lengths, return_attention=keyword_attention)
         out["cascaded"] = c["embedding"]
         out["keyword_ids"] = c["keyword_ids"]
         out["keyword_scores"] = c["keyword_scores"]
-        if keyword_timing:
+        if not self.training:
+            out["keyword_neighbour_ids"] = self.cascaded.neighbour_ids(c["keyword_ids"])
+        if keyword_attention:
+            out["keyword_attention"] = c["attention"]
             out["frame_lengths"] = lengths
         return out
 
@@ -380,3 +391,26 @@ class HybridPlusSpeechCLIP(SpeechCLIP):
             cif_parallel=True,
             quantity_weight=quantity_weight,
         )
+
+
+def branch_conf_defaults(model_class: type) -> Dict[str, dict]:
+    """The options of the branches ``model_class`` builds, with their defaults:
+    ``{"parallel_conf": {...}, "cascaded_conf": {...}}`` for the ``*_conf`` keywords it takes (what an
+    empty or partial conf means; the widths and the towers come from the model, not the conf)."""
+    takes = inspect.signature(model_class.__init__).parameters
+    cif = issubclass(model_class, (CascadedPlusSpeechCLIP, HybridPlusSpeechCLIP))
+    cascaded = CIFCascadedBranch if cif else CascadedBranch
+    out: Dict[str, dict] = {}
+    for key, branch in (("parallel_conf", ParallelBranch), ("cascaded_conf", cascaded)):
+        if key not in takes:
+            continue
+        params = inspect.signature(branch.__init__).parameters.values()
+        # parallel_dim: hybrid+ sets it from CLIP's width, it is no option of the conf
+        out[key] = {
+            p.name: p.default
+            for p in params
+            if p.default is not inspect.Parameter.empty and p.name != "parallel_dim"
+        }
+        if key == "cascaded_conf":
+            out[key]["codebook"] = FULL_CODEBOOK
+    return out

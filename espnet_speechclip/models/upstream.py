@@ -4,11 +4,21 @@ Any s3prl upstream works by name (``hubert``, ``hubert_large_ll60k``, ``wavlm_ba
 the weight-free ``fbank``/``mfcc`` baselines, ...) or as a local checkpoint (``hubert_local`` +
 ``path_or_url``). Only the hub entry that defines the name is imported: importing ``s3prl.hub`` pulls in
 every upstream (and ESPnet, nltk, ...) and costs 12-20 s per process.
+
+Frame lengths (:meth:`Upstream.frame_lengths`, the one rule): an utterance has the frames the upstream
+makes of its own samples. For models with a convolutional feature extractor (HuBERT, wav2vec 2.0, WavLM)
+that is the extractor's output length, ``(n - 400) // 320 + 1`` for HuBERT; the upstream's padding mask
+marks the later frames of a padded batch, and they are never attended. So an utterance's frames and
+lengths do not depend on its batch-mates, and a batch of one equals the authors' SpeechCLIP framing
+(their ``min(round(n / 320), frames of the batch)`` attends one frame computed over padding for most
+shorter utterances of a batch). The filterbank baselines compute each waveform alone and keep s3prl's
+``(n - 1) // rate + 1`` frames (each padded with its own last frame).
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from functools import cache
 from pathlib import Path
@@ -51,6 +61,10 @@ class Upstream(FrozenModule):
     Args:
         name: s3prl hub entry.
         path_or_url: local checkpoint for ``*_local`` entries (or an explicit download URL).
+        raw_last_layer: make the last hidden state the raw output of the last transformer layer. s3prl's
+            last state is the encoder's output, which for pre-norm models (HuBERT Large, WavLM Large)
+            is the encoder's final LayerNorm of that output; the authors' SpeechCLIP weights the raw
+            one. Post-norm models (HuBERT Base) have no final LayerNorm: there it changes nothing.
 
     Example::
 
@@ -60,7 +74,7 @@ class Upstream(FrozenModule):
         (1, torch.Size([2, 100, 240]), [100, 50])
     """
 
-    def __init__(self, name: str, path_or_url: Optional[str] = None):
+    def __init__(self, name: str, path_or_url: Optional[str] = None, raw_last_layer: bool = False):
         super().__init__()
         if name.endswith("_local") and not path_or_url:
             raise ValueError(f"s3prl upstream {name} needs path_or_url pointing to a local checkpoint")
@@ -70,9 +84,12 @@ class Upstream(FrozenModule):
         self.name = name
         self.expert = _hub_entry(name)(**kwargs)
         self.freeze()
+        self.raw_last_layer = raw_last_layer
+        if raw_last_layer:
+            _last_transformer_layer(self.expert, name).register_forward_hook(_keep_raw_output)
         # One dry run tells the number of hidden states and their widths, as s3prl does.
         with torch.no_grad():
-            hs = self.expert([torch.zeros(SAMPLE_RATE)])["hidden_states"]
+            hs = self._hidden_states([torch.zeros(SAMPLE_RATE)])
         self.num_layers = len(hs)
         self.hidden_sizes = [h.size(-1) for h in hs]
         rates = self.expert.get_downsample_rates("hidden_states")
@@ -81,8 +98,14 @@ class Upstream(FrozenModule):
             raise ValueError(
                 f"s3prl upstream {name}: hidden states differ in width or rate, cannot be summed"
             )
-        self.min_samples = _receptive_field(self.expert)
+        convs = _extractor_convs(self.expert)
+        self.min_samples = _receptive_field(convs)
         self.per_utterance = type(self.expert).__module__.startswith("s3prl.upstream.baseline")
+        # (kernel, stride, padding, dilation) of the feature extractor, when its strides make the
+        # upstream's frame rate (every wav2vec2-style model); else s3prl's length convention applies
+        self._convs = None
+        if convs and math.prod(c.stride[0] for c in convs) == self.downsample_rate:
+            self._convs = [(c.kernel_size[0], c.stride[0], c.padding[0], c.dilation[0]) for c in convs]
 
     @property
     def hidden_size(self) -> int:
@@ -92,25 +115,52 @@ class Upstream(FrozenModule):
     def downsample_rate(self) -> int:
         return self.downsample_rates[0]
 
+    def frame_lengths(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """(B,) waveform lengths (16 kHz samples) -> (B,) number of frames of each utterance.
+
+        Conv feature extractors: their output length, layer by layer (HuBERT: ``(n - 400) // 320 + 1``).
+        Others: s3prl's convention ``(n - 1) // rate + 1``. Shorter than :attr:`min_samples` -> 0.
+        """
+        n = num_samples.long()
+        if self._convs is None:
+            return (torch.div(n - 1, self.downsample_rate, rounding_mode="floor") + 1).clamp(min=0)
+        for kernel, stride, padding, dilation in self._convs:
+            n = torch.div(n + 2 * padding - dilation * (kernel - 1) - 1, stride, rounding_mode="floor") + 1
+            n = n.clamp(min=0)
+        return n
+
+    def _hidden_states(self, wav_list: List[torch.Tensor]) -> List[torch.Tensor]:
+        hs = list(self.expert(wav_list)["hidden_states"])
+        if self.raw_last_layer:
+            layer = _last_transformer_layer(self.expert, self.name)
+            raw = layer.__dict__.pop("_speechclip_raw_output")  # (T, B, D), padded to the layer's multiple
+            hs[-1] = raw.transpose(0, 1)[:, : hs[-1].size(1)]
+        return hs
+
     def forward(self, wavs: torch.Tensor, lengths: torch.Tensor) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """wavs (B, T) padded, lengths (B,) -> hidden states L x (B, T', D), frame lengths (B,).
+        """wavs (B, T) padded, lengths (B,) -> hidden states L x (B, T', D), frame lengths (B,), with
+        T' the largest frame length.
 
         The expert applies the upstream's own waveform normalisation (HuBERT Large's task config has
         ``normalize: True``) to each unpadded waveform.
         """
         wav_list = [w[: int(n)] for w, n in zip(wavs, lengths)]
-        rate = self.downsample_rate
-        out_lengths = torch.div(lengths - 1, rate, rounding_mode="floor") + 1
+        out_lengths = self.frame_lengths(lengths)
         t_max = int(out_lengths.max())
         if self.per_utterance:
             # Filterbank experts compute each waveform alone anyway and emit fewer frames than the
             # s3prl length convention ((n-1)//rate + 1); padding each one with its own last frame keeps
             # an utterance's features independent of its batch-mates.
-            per = [self.expert([w])["hidden_states"] for w in wav_list]
+            per = [self._hidden_states([w]) for w in wav_list]
             return [
                 _stack_fit([p[layer] for p in per], out_lengths, t_max) for layer in range(self.num_layers)
             ], out_lengths
-        hs = self.expert(wav_list)["hidden_states"]
+        hs = self._hidden_states(wav_list)
+        if self._convs is not None:
+            # The padded batch has the frames of its longest utterance; never invent more.
+            out_lengths = out_lengths.clamp(max=hs[0].size(1))
+            t_max = int(out_lengths.max())
+            return [h[:, :t_max] for h in hs], out_lengths
         return [_fit(h, t_max) for h in hs], out_lengths
 
 
@@ -129,16 +179,37 @@ def _stack_fit(hs: List[torch.Tensor], lengths: torch.Tensor, t_max: int) -> tor
     return out
 
 
-def _receptive_field(expert: nn.Module) -> int:
+def _extractor_convs(expert: nn.Module) -> List[nn.Conv1d]:
+    """The Conv1d layers of a wav2vec2-style model's feature extractor, in order; [] for other experts."""
+    extractor = [m for name, m in expert.named_modules() if name.endswith("feature_extractor")]
+    if not extractor:
+        return []
+    return [m for m in extractor[0].modules() if isinstance(m, nn.Conv1d)]
+
+
+def _receptive_field(convs: List[nn.Conv1d]) -> int:
     """Samples needed for one output frame: from the conv feature extractor of wav2vec2-style models,
     else one 25 ms analysis window (filterbank baselines)."""
-    convs = [m for m in expert.modules() if isinstance(m, nn.Conv1d)]
-    extractor = [m for name, m in expert.named_modules() if name.endswith("feature_extractor")]
-    if extractor:
-        convs = [m for m in extractor[0].modules() if isinstance(m, nn.Conv1d)]
-        field, stride = 1, 1
-        for conv in convs:
-            field += (conv.kernel_size[0] - 1) * stride
-            stride *= conv.stride[0]
-        return field
-    return int(0.025 * SAMPLE_RATE)
+    if not convs:
+        return int(0.025 * SAMPLE_RATE)
+    field, stride = 1, 1
+    for conv in convs:
+        field += (conv.kernel_size[0] * conv.dilation[0] - conv.dilation[0]) * stride
+        stride *= conv.stride[0]
+    return field
+
+
+def _last_transformer_layer(expert: nn.Module, name: str) -> nn.Module:
+    layers = getattr(getattr(getattr(expert, "model", None), "encoder", None), "layers", None)
+    if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
+        raise ValueError(
+            f"raw_last_layer needs an upstream with transformer layers (model.encoder.layers: hubert, "
+            f"wav2vec2, wavlm, ...); s3prl upstream {name} has none"
+        )
+    return layers[-1]
+
+
+def _keep_raw_output(module: nn.Module, inputs, output) -> None:
+    """Forward hook of the last transformer layer: keeps its output (T, B, D) for the upstream to take
+    (returning None leaves the forward unchanged)."""
+    module.__dict__["_speechclip_raw_output"] = output[0]

@@ -1,15 +1,24 @@
 """Cache of CLIP image embeddings: the frozen image tower runs once per unique image.
 
 SpeechCLIP applies no image augmentation, so an image's embedding is a constant; the authors' code
-recomputes it every step (five times per image per epoch on Flickr8k). The cache lives in a folder named
-after the CLIP model and a fingerprint of its weights, so a different CLIP never reuses stale
-embeddings. Embeddings are written one ``.npy`` per image, so an interrupted run resumes where it
-stopped.
+recomputes it every step (five times per image per epoch on Flickr8k).
+
+Layout of ``<cache_root>/<clip fingerprint>/`` (the folder is named after the CLIP model and the hash of
+its weights, so a different or retrained CLIP never reuses embeddings):
+
+- ``emb/<image sha256>.npy``: one (D_c,) float32 L2-normalised embedding per image CONTENT: an image
+  file replaced under the same name (a regenerated corpus) is a new image, embedded anew;
+- ``index.json``: each image file's content hash (reused while its size, mtime and ctime are unchanged,
+  see :class:`espnet_speechclip.provenance.FileHashes`) and each embedding file's hash, so that a truncated
+  or altered ``.npy`` is noticed and recomputed, never trusted;
+- ``journal.tsv``: embeddings finished since the index was last written (an interrupted run resumes
+  where it stopped);
+- ``img_emb.scp`` (image key -> npy) and ``<set>.scp`` (utterance -> npy, ESPnet's ``npy`` type).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
 import os
 import re
@@ -21,9 +30,12 @@ import torch
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import load_image
-from espnet_speechclip.files import sha256_file
+from espnet_speechclip.files import sha256_file, write_text_atomic
+from espnet_speechclip.provenance import FileHashes, file_entry
 
 logger = logging.getLogger(__name__)
+
+INDEX_VERSION = 1
 
 
 def clip_fingerprint(
@@ -39,8 +51,34 @@ def clip_fingerprint(
     else:
         weights = pretrained or "random"
     if config_file:
-        weights += "-cfg" + hashlib.sha256(Path(config_file).read_bytes()).hexdigest()[:8]
+        weights += "-cfg" + sha256_file(config_file)[:8]
     return re.sub(r"[^A-Za-z0-9._-]", "_", f"{model_name}__{weights}")
+
+
+def _read_index(folder: Path) -> Dict:
+    """The index of ``folder`` merged with its journal; empty parts when missing or unreadable."""
+    try:
+        index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        if index.get("version") != INDEX_VERSION:
+            index = {}
+    except (OSError, ValueError, AttributeError):
+        index = {}
+    images, embeddings = dict(index.get("images", {})), dict(index.get("embeddings", {}))
+    journal = folder / "journal.tsv"
+    if journal.is_file():
+        for line in journal.read_text(encoding="utf-8").splitlines():
+            sha, _, entry = line.partition("\t")
+            try:  # the last line of a killed run may be cut short
+                embeddings[sha] = json.loads(entry)
+            except ValueError:
+                continue
+    return {"images": images, "embeddings": embeddings}
+
+
+def _write_index(folder: Path, images: Dict, embeddings: Dict) -> None:
+    text = json.dumps({"version": INDEX_VERSION, "images": images, "embeddings": embeddings}, sort_keys=True)
+    write_text_atomic(folder / "index.json", text)
+    (folder / "journal.tsv").unlink(missing_ok=True)
 
 
 def cache_image_embeddings(
@@ -50,45 +88,92 @@ def cache_image_embeddings(
     batch_size: int = 64,
     device: str = "cpu",
     progress: bool = True,
+    threads: int = 4,
 ) -> Path:
-    """Embed every image of ``img_scp`` (``key file`` lines) not yet in the cache.
+    """Embed every image of ``img_scp`` (``key file`` lines) whose content is not yet in the cache, or
+    whose cached embedding is missing or damaged.
 
-    Returns the cache folder ``cache_root/<clip fingerprint>``, holding ``<key>.npy`` files (D_c,)
-    float32, L2-normalised, and ``img_emb.scp`` (``key path`` for every image of every call so far).
+    Returns the cache folder ``cache_root/<clip fingerprint>``; its ``img_emb.scp`` lists ``key path.npy``
+    for every image of every call so far (see the module doc for the layout).
     """
     from espnet_speechclip.models.clip import CLIPImageEncoder
 
     images = read_kv(img_scp)
     folder = Path(cache_root) / clip_fingerprint(**clip_conf)
-    folder.mkdir(parents=True, exist_ok=True)
-    todo = [k for k in sorted(images) if not (folder / f"{k}.npy").is_file()]
-    logger.info("image cache %s: %d images, %d to embed", folder, len(images), len(todo))
-    if todo:
+    (folder / "emb").mkdir(parents=True, exist_ok=True)
+    index = _read_index(folder)
+    image_hashes = FileHashes(index["images"])
+    missing = [f"{k} ({p})" for k, p in sorted(images.items()) if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"{img_scp}: {len(missing)} image file(s) do not exist, e.g. {missing[:3]}")
+    content = image_hashes.sha256_many(images.values(), threads=threads)  # path -> sha256
+    embeddings: Dict[str, dict] = index["embeddings"]  # image sha256 -> npy file entry
+
+    def npy(sha: str) -> Path:
+        return folder / "emb" / f"{sha}.npy"
+
+    npy_hashes = FileHashes({str(npy(sha)): e for sha, e in embeddings.items()})
+    todo_shas, damaged = [], 0
+    for sha in sorted(set(content.values())):
+        entry = embeddings.get(sha)
+        ok = entry is not None and npy(sha).is_file() and npy_hashes.sha256(npy(sha)) == entry["sha256"]
+        if not ok:
+            damaged += entry is not None
+            embeddings.pop(sha, None)
+            todo_shas.append(sha)
+    # one file per distinct content: the first key (sorted) holding it is the one loaded
+    path_of = {}
+    for k in sorted(images):
+        path_of.setdefault(content[images[k]], images[k])
+    logger.info(
+        "image cache %s: %d images, %d to embed%s",
+        folder,
+        len(images),
+        len(todo_shas),
+        f" ({damaged} damaged cached embedding(s) recomputed)" if damaged else "",
+    )
+    if todo_shas:
         encoder = CLIPImageEncoder.from_config(clip_conf).to(device)
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), desc="embedding images", unit="img")
-        for i in range(0, len(todo), batch_size):
-            keys = todo[i : i + batch_size]
-            emb = encoder.embed_images([load_image(images[k]) for k in keys], device=torch.device(device))
-            for k, e in zip(keys, emb.float().cpu().numpy()):
-                tmp = folder / f"{k}.tmp.npy"
-                np.save(tmp, e)
-                os.replace(tmp, folder / f"{k}.npy")  # atomic: an interrupted run never leaves half a file
-            if bar is not None:
-                bar.update(len(keys))
+            bar = tqdm(total=len(todo_shas), desc="embedding images", unit="img")
+        with open(folder / "journal.tsv", "a", encoding="utf-8") as journal:
+            for i in range(0, len(todo_shas), batch_size):
+                shas = todo_shas[i : i + batch_size]
+                emb = encoder.embed_images(
+                    [load_image(path_of[sha]) for sha in shas], device=torch.device(device)
+                )
+                lines = []
+                for sha, e in zip(shas, emb.float().cpu().numpy()):
+                    tmp = folder / "emb" / f".{sha}.partial.npy"
+                    np.save(tmp, e)
+                    os.replace(tmp, npy(sha))  # atomic: an interrupted run never leaves half a file
+                    embeddings[sha] = file_entry(npy(sha))
+                    lines.append(f"{sha}\t{json.dumps(embeddings[sha])}\n")
+                # A batch enters the journal whole, in one write: a run killed mid-batch redoes that
+                # batch, so batches keep their composition and a resumed cache is byte-identical to an
+                # uninterrupted one (CPU kernels may round differently for other batch sizes).
+                journal.write("".join(lines))
+                journal.flush()
+                if bar is not None:
+                    bar.update(len(shas))
         if bar is not None:
             bar.close()
+    # keep the entries refreshed by this run (a racy entry becomes a settled one)
+    for sha in embeddings:
+        key = str(npy(sha))
+        if key in npy_hashes.entries:
+            embeddings[sha] = npy_hashes.entries[key]
+    _write_index(folder, {**index["images"], **image_hashes.entries}, embeddings)
+
     entries: Dict[str, str] = {}
     scp = folder / "img_emb.scp"
     if scp.is_file():
         entries.update(read_kv(scp))
-    entries.update({k: str((folder / f"{k}.npy").resolve()) for k in images})
-    with open(scp, "w", encoding="utf-8") as f:
-        for k in sorted(entries):
-            f.write(f"{k} {entries[k]}\n")
+    entries.update({k: str(npy(content[p]).resolve()) for k, p in images.items()})
+    write_text_atomic(scp, "".join(f"{k} {entries[k]}\n" for k in sorted(entries)))
     return folder
 
 
@@ -103,9 +188,4 @@ def write_utt_emb_scp(utt2img: str | Path, img_emb_scp: str | Path, out: str | P
             f"{img_emb_scp} lacks embeddings for {len(missing)} image(s) named in {utt2img}, "
             f"e.g. {missing[:3]}"
         )
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as f:
-        for utt in sorted(u2i):
-            f.write(f"{utt} {emb[u2i[utt]]}\n")
-    return out
+    return write_text_atomic(out, "".join(f"{utt} {emb[u2i[utt]]}\n" for utt in sorted(u2i)))

@@ -11,6 +11,12 @@ any open_clip model::
 Half of every batch is freshly rendered random scenes: with the 2000 fixed training images alone the
 model overfits (the prototype's R@5 fell from 89.8 to 83.7 by 800 steps).
 
+The weights carry a record (``.synth-clip.pt.made_from.json``, :mod:`espnet_speechclip.provenance`) of the
+training data's content (captions and image files) and the options that change them (steps, batch size,
+learning rate, warm-up, weight decay, seed, model config): a rerun with the same ones reuses the weights,
+any other retrains. The evaluation report names the weights and test data it was computed on and is
+recomputed when they change.
+
 Usage::
 
     python -m espnet_speechclip.training.synth_clip --train_dir data/synth_train --eval_dir data/synth_test \\
@@ -36,13 +42,27 @@ from espnet_speechclip.data.datadir import read_datadir
 from espnet_speechclip.data.media import load_image
 from espnet_speechclip.data.synth.captions import captions
 from espnet_speechclip.data.synth.scenes import render, sample_scene
+from espnet_speechclip.errors import run_cli
 from espnet_speechclip.evaluation.retrieval import retrieval_recall
+from espnet_speechclip.files import sha256_file, write_text_atomic
+from espnet_speechclip.models.clip import random_init_intended
+from espnet_speechclip.provenance import (
+    FileHashes,
+    check_record,
+    clear_record,
+    content_digest,
+    read_record,
+    record_path,
+    write_record,
+)
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "synth-clip"
 CONFIG_PATH = Path(__file__).resolve().parent.parent / "clip_configs" / f"{MODEL_NAME}.json"
 RECALL_KS = (1, 5, 10)
+RECORD_KIND = "synth-clip"
+TRAINER_VERSION = 1  # bumped when training changes, so older weights are retrained rather than reused
 
 
 def register_synth_clip() -> str:
@@ -97,6 +117,19 @@ def _load_pairs(data_dir: str | Path) -> Tuple[List[str], List[str], List[Tuple[
     keys = sorted(paths)
     index = {k: i for i, k in enumerate(keys)}
     return keys, [paths[k] for k in keys], [(u.text, index[u.image_key]) for u in utts]
+
+
+def data_identity(data_dir: str | Path, hashes: Optional[FileHashes] = None) -> Dict[str, str]:
+    """What training or evaluation reads from a data dir, by content: captions, the utterance -> image
+    map, and every image file."""
+    hashes = hashes or FileHashes()
+    keys, paths, _ = _load_pairs(data_dir)
+    images = hashes.sha256_many(paths)
+    return {
+        "text": sha256_file(Path(data_dir) / "text"),
+        "utt2img": sha256_file(Path(data_dir) / "utt2img"),
+        "images": content_digest((k, images[p]) for k, p in zip(keys, paths)),
+    }
 
 
 def _images(paths: Sequence[str], preprocess: Callable) -> torch.Tensor:
@@ -165,9 +198,10 @@ def train_synth_clip(
     rendered random scenes with a caption each. Images go through the model's own open_clip
     preprocessing (the val transform), so later stages using that transform see the same pixels.
     AdamW (betas 0.9/0.98), ``warmup_steps`` of linear warm-up then cosine decay to 0, logit scale
-    clamped at 100. If ``out_file`` exists, training is skipped. With ``eval_data_dir``, recall is
-    written to :func:`eval_json_path` (unless that file already holds recall on ``eval_data_dir`` for
-    these weights). Returns ``out_file``.
+    clamped at 100. If ``out_file`` was trained on the same data with the same options (its record says
+    so, and the file is intact), training is skipped. With ``eval_data_dir``, recall is written to
+    :func:`eval_json_path` (unless that file already holds recall on that data's content for these
+    weights). Returns ``out_file``.
     """
     import open_clip
 
@@ -176,17 +210,32 @@ def train_synth_clip(
     register_synth_clip()
     tokenize_fn = open_clip.get_tokenizer(MODEL_NAME)
     tokenize = _Tokenize(tokenize_fn, tokenize_fn.context_length)
-    train_seconds: Optional[float] = None
 
-    if out_file.exists():
-        logger.info("%s exists; skipping synth-clip training", out_file)
+    if steps < 1 or batch_size < 2:
+        raise ValueError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
+    record_file = record_path(out_file)
+    made_from = dict(
+        version=TRAINER_VERSION,
+        model_config=sha256_file(CONFIG_PATH),
+        train_data=data_identity(train_data_dir),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        seed=seed,
+    )
+    stale = check_record(record_file, RECORD_KIND, made_from) if out_file.exists() else "does not exist"
+    if stale is None:
+        logger.info("%s is up to date (same data and options): skipping synth-clip training", out_file)
         model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME, pretrained=str(out_file))
     else:
-        if steps < 1 or batch_size < 2:
-            raise ValueError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
+        logger.info("%s %s: training synth-clip", out_file, stale)
+        clear_record(record_file)
         torch.manual_seed(seed)
         rng = random.Random(seed)
-        model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
+        with random_init_intended():  # trained from scratch below
+            model, _, preprocess = open_clip.create_model_and_transforms(MODEL_NAME)
         image_size = (
             model.visual.image_size[0]
             if isinstance(model.visual.image_size, tuple)
@@ -259,18 +308,30 @@ def train_synth_clip(
         tmp = out_file.with_name(out_file.name + ".tmp")
         torch.save(model.state_dict(), tmp)
         tmp.replace(out_file)  # atomic: an interrupted run leaves no file that looks finished
+        # the record last: weights without one are retrained
+        write_record(
+            record_file,
+            RECORD_KIND,
+            made_from,
+            outputs={out_file.name: out_file},
+            extra={"steps": steps, "train_seconds": round(train_seconds, 1), "threads": threads},
+        )
         logger.info("saved %s after %.0f s", out_file, train_seconds)
 
     report = eval_json_path(out_file)
-    old = json.loads(report.read_text()) if report.exists() else {}
-    if eval_data_dir is not None and (train_seconds is not None or old.get("data_dir") != str(eval_data_dir)):
-        scores = evaluate_clip(model, preprocess, tokenize, eval_data_dir)
-        if train_seconds is None:  # training skipped: keep what the run that trained recorded
-            scores.update({k: old[k] for k in ("steps", "train_seconds", "threads") if k in old})
-        else:
-            scores.update({"steps": steps, "train_seconds": round(train_seconds, 1), "threads": threads})
-        scores["weights"] = str(out_file)
-        report.write_text(json.dumps(scores, indent=1) + "\n")
+    try:
+        old = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = {}
+    if eval_data_dir is not None:
+        evaluated = {"weights": sha256_file(out_file), "eval_data": data_identity(eval_data_dir)}
+        scores = old
+        if old.get("made_from") != evaluated:
+            scores = evaluate_clip(model, preprocess, tokenize, eval_data_dir)
+            scores.update((read_record(record_file) or {}).get("extra", {}))  # steps, time, threads
+            scores["weights"] = str(out_file)
+            scores["made_from"] = evaluated
+            write_text_atomic(report, json.dumps(scores, indent=1) + "\n")
         logger.info(
             "%s on %s: text->image R@1/5/10 %s, image->text R@1/5/10 %s (written to %s)",
             MODEL_NAME,
@@ -309,4 +370,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

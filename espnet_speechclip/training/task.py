@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
@@ -36,15 +37,16 @@ from espnet_speechclip.models.builder import (
 )
 from espnet_speechclip.models.clip import image_transform, preprocess_cfg_from_config, text_context_length
 from espnet_speechclip.models.speech_encoder import check_min_samples
-from espnet_speechclip.models.speechclip import SpeechCLIP
+from espnet_speechclip.models.speechclip import SpeechCLIP, branch_conf_defaults
+from espnet_speechclip.training.data_check import SPEECH_SHAPE_FILES
+from espnet_speechclip.training.experiment import guard_experiment, process_rank
 from espnet_speechclip.training.preprocessor import SpeechCLIPPreprocessor
 from espnet_speechclip.training.readers import register_data_types
 from espnet_speechclip.training.sampler import EpochShuffleSampler
+from espnet_speechclip.training.scheduler import register_scheduler
 from espnet_speechclip.training.trainer import RetrievalTrainer
 
 logger = logging.getLogger(__name__)
-
-SPEECH_SHAPE_FILES = ("utt2num_samples", "speech_shape")
 
 
 class SpeechCLIPTask(AbsTask):
@@ -80,30 +82,61 @@ class SpeechCLIPTask(AbsTask):
             "--length_group_batches",
             type=int,
             default=TASK_DEFAULTS["length_group_batches"],
-            help="Training batches: draw this many batches' worth of random utterances at a time, sort them "
-            "by length and cut them into batches, so batches are new every epoch but hold little padding "
-            "(random batches of utterances of 2-6.4 s are about 1/3 padding, groups of 50 about 1%%); "
-            "1 = plain random batches",
+            help="Training batches: 1 = plain random batches (the paper's). N > 1 is a speed option: draw N "
+            "batches' worth of random utterances at a time, sort them by length and cut them into batches, "
+            "so batches are new every epoch but hold little padding (random batches of utterances of "
+            "2-6.4 s are about 1/3 padding, groups of 50 about 1%%); each batch then holds utterances of "
+            "nearly one length, which changes the contrastive negatives and the batch statistics of the "
+            "cascaded keyword BatchNorm",
         )
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
     @classmethod
     def get_parser(cls) -> argparse.ArgumentParser:
-        # ESPnet's dataset resolves data types from its DATA_TYPES table: ours must be in it before
-        # any dataset is built, and every run of the task starts by building its parser.
+        # ESPnet's dataset resolves data types from its DATA_TYPES table, and the parser takes its
+        # scheduler choices from abs_task's table: ours must be in them before any dataset or parser is
+        # built, and every run of the task starts by building its parser.
         register_data_types()
+        register_scheduler()
         parser = super().get_parser()
-        # Defaults a SpeechCLIP user wants: no hard dependency on tensorboard/matplotlib, and random
+        # Defaults a SpeechCLIP user wants: TensorBoard logs in <output_dir>/tensorboard/ (ESPnet's
+        # default, tensorboard is a dependency), no attention plots (matplotlib is not), and random
         # batches (see EpochShuffleSampler), selected by dev retrieval.
         parser.set_defaults(
-            use_tensorboard=False,
+            use_tensorboard=True,
             use_matplotlib=False,
             batch_type="unsorted",
             best_model_criterion=[["valid", "mean_r10", "max"]],
             keep_nbest_models=1,
         )
         return parser
+
+    @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        # Spawned workers (ESPnet's multi-GPU mode) start from a fresh interpreter: register again.
+        register_data_types()
+        # ESPnet configures logging inside main_worker; the checks below log, so configure it the same
+        # way first (ESPnet's own basicConfig call is then a no-op).
+        rank0 = process_rank(args) == 0
+        host = os.uname()[1].split(".")[0]
+        logging.basicConfig(
+            level=args.log_level if rank0 else "ERROR",
+            format=f"[{host}] %(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
+        )
+        # Before ESPnet rewrites config.yaml: refuse unusable data and a changed experiment.
+        guard_experiment(args)
+        super().main_worker(args)
+
+    @classmethod
+    def get_default_config(cls) -> Dict[str, Any]:
+        """What ``--print_config`` prints: ESPnet's defaults, plus the options of the model's branches
+        (ESPnet reads ``model_conf`` off the model class, where a branch conf defaults to None)."""
+        config = super().get_default_config()
+        model_conf = config["model_conf"]
+        for key, defaults in branch_conf_defaults(model_choices.get_class(config["model"])).items():
+            model_conf[key] = {**defaults, **(model_conf.get(key) or {})}
+        return config
 
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:

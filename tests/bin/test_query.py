@@ -39,12 +39,19 @@ def test_query_cli_prints_ranked_images_and_keywords(sc, capsys, tmp_path):
     hits = pipe.retrieve_images(wav, sorted(str(p) for p in images_dir.iterdir()), topk=3)
     assert [r[3] for r in rows] == [h.item for h in hits]
     assert [float(r[2]) for r in rows] == pytest.approx([h.score for h in hits], abs=1e-4)
-    # each keyword with its cosine score and the seconds of the utterance it came from
-    assert (
-        out[5].startswith("keywords: ")
-        and len(re.findall(r"\(\d\.\d{3}\) \d+\.\d\d-\d+\.\d\ds", out[5])) == 4
-    )
-    assert out[6] == "texts (top 3 of 3):" and len(out) == 10
+    # keywords: subword, score and where in the utterance it was heard, as the API says
+    assert out[5] == "keywords (4; score, heard from-to seconds):"
+    rows = [
+        re.match(r"^\s+(\d)\s+(\S+)\s+(\d\.\d{3})\s+(\d+\.\d{2})-(\d+\.\d{2})$", line) for line in out[6:10]
+    ]
+    assert all(rows), out[6:10]
+    keywords = pipe.keywords(wav, timing=True)
+    assert [r[2] for r in rows] == [k.token for k in keywords]
+    assert [float(r[3]) for r in rows] == pytest.approx([k.score for k in keywords], abs=1e-3)
+    assert [(float(r[4]), float(r[5])) for r in rows] == [
+        (round(k.start, 2), round(k.end, 2)) for k in keywords
+    ]
+    assert out[10] == "texts (top 3 of 3):" and len(out) == 14
     assert isinstance(hits[0], Hit)
 
     # a bad input ends with a message naming it, not a traceback
@@ -61,3 +68,47 @@ def test_query_cli_prints_ranked_images_and_keywords(sc, capsys, tmp_path):
         )
     assert exit_info.value.code == 1
     assert f"audio file {tmp_path / 'nope.wav'} does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["speech", "image", "model"])
+def test_query_checks_its_inputs_before_loading_the_model(tmp_path, capsys, monkeypatch, bad):
+    from helpers import make_garbage, make_jpg, make_wav
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(Speech2Image, "from_pretrained", no_loading)
+    make_wav(tmp_path / "q.wav")
+    make_jpg(tmp_path / "photos" / "a.jpg")
+    make_garbage(tmp_path / "photos" / "b.jpg")
+    model = tmp_path / "exp"
+    model.mkdir()
+    args = {
+        "speech": [
+            "--model",
+            str(model),
+            "--speech",
+            str(tmp_path / "nope.wav"),
+            "--images",
+            str(tmp_path / "photos" / "a.jpg"),
+        ],
+        "image": [
+            "--model",
+            str(model),
+            "--speech",
+            str(tmp_path / "q.wav"),
+            "--images",
+            str(tmp_path / "photos"),
+        ],
+        "model": ["--model", str(tmp_path / "nope"), "--speech", str(tmp_path / "q.wav")],
+    }[bad]
+    with pytest.raises(SystemExit) as exit_info:
+        query.main(args)
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    expected = {
+        "speech": "nope.wav does not exist",
+        "image": "b.jpg cannot be decoded",
+        "model": "nope does not exist",
+    }
+    assert expected[bad] in err

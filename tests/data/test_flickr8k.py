@@ -98,13 +98,13 @@ def test_flickr8k_splits_and_drops(tmp_path: Path, image_dir: str, text_dir: str
     assert sorted(utts["test"]) == ["2-3000_fff_0"]
 
     u = utts["train"]["2-1001_bbb_4"]
-    assert u.text == caption("1001_bbb.jpg", 4)
+    assert u.text == caption("1001_bbb.jpg", 4)[: -len(" .")]
     assert u.speaker == "2"
     assert u.image_key == "1001_bbb"
     assert Path(u.image_path) == (root / image_dir / "1001_bbb.jpg").absolute()
     assert Path(u.wav_path) == (root / "flickr_audio" / "wavs" / "1001_bbb_4.wav").absolute()
     assert u.num_samples == OK_LEN
-    assert utts["dev"]["10-2000_eee_0"].text == caption("2000_eee.jpg", 0)
+    assert utts["dev"]["10-2000_eee_0"].text == "A 2000_eee picture number 0"
     # The 8 kHz wav is kept, its length counted in 16 kHz samples.
     assert utts["train"]["10-1000_aaa_1"].num_samples == OK_LEN
     for p in out.values():
@@ -172,9 +172,34 @@ def test_flickr8k_parsers() -> None:
     }
     with pytest.raises(ValueError, match=r"w2c:2"):
         flickr8k.parse_wav2capt(["a_0.wav a.jpg #0", "a_1.wav a.jpg 1"], "w2c")
-    assert flickr8k.parse_token_file(["a.jpg#0\tA dog  runs .", "a.jpg#1\t"]) == {
-        "a.jpg#0": "A dog  runs .",
+    # the final full stop goes (as the authors strip it): "." would be a keyword hit in every caption
+    assert flickr8k.parse_token_file(
+        ["a.jpg#0\tA dog  runs .", "a.jpg#1\t", "a.jpg#2\tA dog runs.", "a.jpg#3\t.", "a.jpg#4\tMr. T !"]
+    ) == {
+        "a.jpg#0": "A dog  runs",
         "a.jpg#1": "",
+        "a.jpg#2": "A dog runs",
+        "a.jpg#3": "",
+        "a.jpg#4": "Mr. T !",
     }
     with pytest.raises(ValueError, match="both the train and the dev"):
         flickr8k.assign_splits({"train": ["a.jpg"], "dev": ["a.jpg"]})
+
+
+def test_flickr8k_transcripts_have_no_final_full_stop(tmp_path: Path) -> None:
+    """The official token file ends captions with " ."; kept, "." would enter the training codebook and
+    score a keyword hit in nearly every caption."""
+    from helpers import make_flickr8k_tree
+
+    from espnet_speechclip.models.clip import text_token_ids
+    from espnet_speechclip.models.codebook import codebook_from_texts
+
+    root = make_flickr8k_tree(tmp_path / "Flickr8k")
+    assert (root / "Flickr8k_text" / "Flickr8k.token.txt").read_text().splitlines()[0].endswith(" square .")
+    out = flickr8k.prepare_flickr8k(root, tmp_path / "data")
+    for split, data_dir in out.items():
+        texts = read_kv(data_dir / "text")
+        assert texts and all(t.endswith(" square") for t in texts.values()), split
+    full_stop = text_token_ids(".")
+    assert len(full_stop) == 1
+    assert full_stop[0] not in codebook_from_texts(read_kv(out["train"] / "text").values())

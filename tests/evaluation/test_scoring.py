@@ -1,5 +1,6 @@
-"""Scoring a decode folder: variable-length keywords (pooled hit rate) and keyword timing against a
-word alignment, on hand-made folders whose numbers are worked out here."""
+"""Scoring a decode folder, and its results page: both keyword hit rates, named apart; variable-length
+keywords (pooled hit rate) and keyword timing against a word alignment, on hand-made folders whose numbers
+are worked out here."""
 
 import json
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from espnet_speechclip.data.datadir import write_ctm
-from espnet_speechclip.evaluation.results import keyword_tables, keyword_timing_table
+from espnet_speechclip.evaluation.results import keyword_tables, keyword_timing_table, write_results
 from espnet_speechclip.evaluation.scoring import score_decode_dir
 from espnet_speechclip.inference.decode_dir import DecodeDir, merge_utterance_parts
 from espnet_speechclip.models.clip import text_token_ids
@@ -83,8 +84,8 @@ def test_variable_length_keywords_and_their_timing(cif_folder):
     assert t["span_overlaps_word"] == 100.0
     assert t["mean_span"] == pytest.approx((0.1 + 0.34 + 0.36 + 0.5 + 0.5) / 5)
     # the results page shows the pooled rate, the spans of the example keywords and the timing table
-    page = "\n".join(keyword_tables(cif_folder, res["keyword_hit_rate"]) + keyword_timing_table(t))
-    assert "| 100.0 | 100.0 | 2.50 |" in page
+    page = "\n".join(keyword_tables(cif_folder, res) + keyword_timing_table(t))
+    assert "| top-1 (the keyword itself) | 100.0 | 100.0 | 2.50 |" in page
     assert "star (0.50, 0.44-0.80)" in page and "circle (0.50, 0.50-1.00)" in page
     assert "| 66.7 | 50.0 | 57.1 |" in page
     json.dumps(res)  # scores.json
@@ -125,3 +126,88 @@ def test_parts_of_different_keyword_widths_merge_padded(tmp_path):
     (merged / "utt2img").write_text("u1 i1\nu2 i2\n")
     ids, spans = DecodeDir.read(merged).keyword_lists()
     assert [list(i) for i in ids] == [[5, 6, 7], [8]] and spans[1].shape == (1, 2)
+
+
+def test_variable_length_keywords_top5_neighbour_rate(cif_folder):
+    """CIF keywords get the authors' neighbour rate too, pooled: a keyword hits when it or one of its
+    nearest codebook subwords is in the caption; the padding (-1) never hits."""
+    others = [tok(w) for w in ("cat", "tree", "sky")]
+    # u1 "a red star": keyword "dog" misses, but its neighbour "star" is in the caption; "man" misses
+    # u2 "a blue circle": "green" misses, "circle" hits
+    ids = np.array([[tok("dog"), tok("man"), -1], [tok("green"), tok("circle"), -1]])
+    near = np.array(
+        [
+            [[tok("dog"), *others, tok("star")], [tok("man"), *others, tok("dog")], [-1] * 5],
+            [[tok("green"), *others, tok("man")], [tok("circle"), *others, tok("man")], [-1] * 5],
+        ]
+    )
+    np.save(cif_folder / "keyword_ids.npy", ids)
+    np.save(cif_folder / "keyword_lengths.npy", np.array([2, 2]))
+    np.save(cif_folder / "keyword_neighbour_ids.npy", near)
+    (cif_folder / "keywords").write_text("u1 dog man\nu2 green circle\n")
+    res = score_decode_dir(cif_folder)["cascaded"]
+    assert res["keyword_hit_rate"] == {"pooled": 25.0, "utterance_avg": 25.0, "keywords_per_utterance": 2.0}
+    assert res["keyword_hit_rate_top5_neighbours"] == {
+        "pooled": 50.0,
+        "utterance_avg": 50.0,
+        "keywords_per_utterance": 2.0,
+    }
+    page = "\n".join(keyword_tables(cif_folder, res))
+    assert "| top-5 neighbours (the authors' metric) | 50.0 | 50.0 | 2.00 |" in page
+
+
+@pytest.fixture
+def decode_dir(tmp_path):
+    """A cascaded decode folder written by hand: 2 utterances, 2 keyword slots, 5 neighbours each."""
+    d = tmp_path / "exp" / "decode_test"
+    d.mkdir(parents=True)
+    utts, texts = ["u1", "u2"], {"u1": "a red square", "u2": "a blue circle"}
+    (d / "utt_list").write_text("u1\nu2\n")
+    (d / "image_list").write_text("i1\ni2\n")
+    (d / "utt2img").write_text("u1 i1\nu2 i2\n")
+    (d / "text").write_text("".join(f"{u} {texts[u]}\n" for u in utts))
+    rng = np.random.RandomState(0)
+    emb = rng.randn(2, 4).astype(np.float32)
+    np.save(d / "speech_cascaded.npy", emb / np.linalg.norm(emb, axis=1, keepdims=True))
+    np.save(d / "image.npy", emb / np.linalg.norm(emb, axis=1, keepdims=True))
+    # u1: slot 1 "red" (hit), slot 2 "dog" (miss, but its neighbour "square" is in the caption)
+    # u2: slot 1 "green" (miss, no neighbour in the caption), slot 2 "circle" (hit)
+    ids = np.array([[tok("red"), tok("dog")], [tok("green"), tok("circle")]])
+    others = [tok(w) for w in ("cat", "tree", "sky")]
+    near = np.array(
+        [
+            [[tok("red"), *others, tok("man")], [tok("dog"), *others, tok("square")]],
+            [[tok("green"), *others, tok("man")], [tok("circle"), *others, tok("man")]],
+        ]
+    )
+    np.save(d / "keyword_ids.npy", ids)
+    np.save(d / "keyword_scores.npy", np.ones(ids.shape, np.float32))
+    np.save(d / "keyword_neighbour_ids.npy", near)
+    (d / "keywords").write_text("u1 red dog\nu2 green circle\n")
+    (d.parent / "config.yaml").write_text("model: cascaded\nmodel_conf: {}\n")
+    return d
+
+
+def test_both_keyword_hit_rates_named_apart(decode_dir):
+    scores = score_decode_dir(decode_dir)["cascaded"]
+    assert scores["keyword_hit_rate"] == {"kw1": 50.0, "kw2": 50.0, "avg": 50.0}
+    assert scores["keyword_hit_rate_top5_neighbours"] == {"kw1": 50.0, "kw2": 100.0, "avg": 75.0}
+
+
+def test_results_page_shows_both_rates(decode_dir):
+    exp = decode_dir.parent
+    (decode_dir / "scores.json").write_text(json.dumps(score_decode_dir(decode_dir)))
+    results = write_results(exp, ["test"])
+    cascaded = json.loads((exp / "results.json").read_text())["test"]["cascaded"]
+    assert cascaded == results["test"]["cascaded"]
+    assert cascaded["keyword_hit_rate"]["avg"] == 50.0
+    assert cascaded["keyword_hit_rate_top5_neighbours"]["avg"] == 75.0
+    md = (exp / "RESULTS.md").read_text()
+    assert "| top-1 (the keyword itself) | 50.0 | 50.0 | 50.0 |" in md
+    assert "| top-5 neighbours (the authors' metric) | 50.0 | 100.0 | 75.0 |" in md
+
+
+def test_decode_folder_without_neighbours_scores_top1_only(decode_dir):
+    (decode_dir / "keyword_neighbour_ids.npy").unlink()
+    scores = score_decode_dir(decode_dir)["cascaded"]
+    assert "keyword_hit_rate" in scores and "keyword_hit_rate_top5_neighbours" not in scores

@@ -35,6 +35,8 @@ def run_asr_train(sc, out: Path, *extra: str) -> dict:
             str(out),
             "--ngpu",
             "0",
+            "--token_type",
+            "char",  # the fixture's targets: colour words as characters
             "--token_list",
             str(root / "tokens.txt"),
             "--max_epoch",
@@ -76,7 +78,7 @@ def frontend_keys(asr_state: dict, sc_state: dict, branch: str = "parallel") -> 
 # ------------------------------------------------------------------------------ ESPnet frontend
 
 
-def test_frontend_equals_the_speechclip_speech_branch(sc):
+def test_frontend_equals_the_speechclip_speech_branch(sc, caplog):
     from espnet_speechclip.data.media import load_audio
     from espnet_speechclip.frontend.espnet_frontend import SpeechCLIPFrontend
     from espnet_speechclip.inference.speech2image import pad_batch
@@ -109,6 +111,8 @@ def test_frontend_equals_the_speechclip_speech_branch(sc):
         assert torch.equal(out_len, flen)
         torch.testing.assert_close(out, captured["x"][:, 1:], rtol=0, atol=1e-6)
     plain = SpeechCLIPFrontend(config_file=str(sc["exp"] / "config.yaml"), model_file=str(sc["weights"]))
+    # the frontend builds CLIP without weights on purpose (it never uses it): no warning says otherwise
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
     with torch.no_grad():
         torch.testing.assert_close(plain(speech, lengths)[0], feats, rtol=0, atol=1e-6)
 

@@ -14,21 +14,27 @@ must reproduce it.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import hashlib
 import json
 import math
 import os
-import sys
-import types
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import pytest
 import torch
+from authors_layout import (
+    EOT,
+    FF,
+    SOT,
+    K,
+    authors_config,
+    authors_state_dict,
+    reduced_vocabulary,
+    save_authors_checkpoint,
+)
 
 from espnet_speechclip.inference.authors_checkpoint import (
     AuthorsCheckpointError,
@@ -37,332 +43,6 @@ from espnet_speechclip.inference.authors_checkpoint import (
     load_authors_checkpoint,
     to_plain,
 )
-
-SOT, EOT = 49406, 49407
-K = 8  # keywords, as released
-FF = 128  # parallel feed-forward width (tiny; released: 3072 / 4096)
-
-
-# ================================================================ classes pickled under the authors' names
-
-
-class OrderedNamespace:
-    """Pickles like avssl.base.ordered_namespace.OrderedNamespace: NEWOBJ, then an OrderedDict state."""
-
-    def __init__(self, data: dict):
-        object.__setattr__(
-            self,
-            "_odict",
-            OrderedDict((k, OrderedNamespace(v) if isinstance(v, dict) else v) for k, v in data.items()),
-        )
-
-    def __getstate__(self):
-        return self._odict
-
-    def __setstate__(self, state):
-        object.__setattr__(self, "_odict", OrderedDict(state))
-
-
-class WandbLogger:
-    """Pickles like Lightning 1.5's WandbLogger (its __getstate__ drops the live run)."""
-
-    def __init__(self, project: str, name: str, save_dir: str):
-        self._wandb_init = dict(name=name, project=project, dir=save_dir, resume="allow")
-        self._save_dir, self._experiment, self._checkpoint_callback = save_dir, None, None
-        self._agg_default_func = np.mean  # LightningLoggerBase's default aggregation: a numpy function
-        self._metrics_to_agg: List = []
-
-    def __getstate__(self):
-        return dict(self.__dict__, _experiment=None)
-
-
-OrderedNamespace.__module__, OrderedNamespace.__qualname__ = (
-    "avssl.base.ordered_namespace",
-    "OrderedNamespace",
-)
-WandbLogger.__module__, WandbLogger.__qualname__ = "pytorch_lightning.loggers.wandb", "WandbLogger"
-_FAKE_MODULES = {
-    "avssl": {},
-    "avssl.base": {},
-    "avssl.base.ordered_namespace": {"OrderedNamespace": OrderedNamespace},
-    "pytorch_lightning": {},
-    "pytorch_lightning.loggers": {},
-    "pytorch_lightning.loggers.wandb": {"WandbLogger": WandbLogger},
-}
-
-
-@contextlib.contextmanager
-def authors_modules() -> Iterator[None]:
-    """Modules named like the authors' (and Lightning's) in sys.modules, for pickle to save the classes above;
-    whatever was there before (a real pytorch_lightning, say) is put back on exit."""
-    saved = {name: sys.modules.get(name) for name in _FAKE_MODULES}
-    try:
-        for name, attrs in _FAKE_MODULES.items():
-            module = types.ModuleType(name)
-            module.__dict__.update(attrs)
-            sys.modules[name] = module
-        yield
-    finally:
-        for name, module in saved.items():
-            if module is None:
-                sys.modules.pop(name, None)
-            else:
-                sys.modules[name] = module
-
-
-# ======================================================================== the authors' checkpoint layout
-
-
-def authors_config(kind: str, large: bool, d_model: int) -> dict:
-    """The authors' released yaml (config/speechCLIP/model_{base,large}/...), tiny widths; plus the argparse
-    arguments their task merges into it and the WandbLogger it stores under trainer.logger."""
-    transformer = dict(
-        n_layers=1,
-        d_model=d_model,
-        nhead=8,
-        dim_feedforward=FF,
-        dropout=0.1,
-        activation="gelu",
-        layer_norm_eps=1.0e-5,
-        batch_first=True,
-        norm_first=False,
-    )
-    return {
-        "config": "config/speechCLIP/model_large/flickr/spchclp_p.yaml",
-        "save_path": "",
-        "train": True,
-        "eval": False,
-        "test": False,
-        "ckpt": "",
-        "resume": "",
-        "njobs": 8,
-        "gpus": 4,
-        "seed": 7122,
-        "log_level": "info",
-        "data": {
-            "dataset": {"name": "flickr", "dataset_root": "data/flickr", "load_audio": True},
-            "batch_size": 256,
-            "dev_batch_size": 8,
-            "split_ratio": np.float64(0.9),
-        },
-        "model_settings": {
-            "cascaded_objective_weight": 1.0 if kind != "parallel" else 0.0,
-            "parallel_objective_weight": 1.0 if kind != "cascaded" else 0.0,
-            "parallel_branch": {
-                "transformer_type": "TransformerEncoder",
-                "transformer_args": dict(transformer),
-                "need_projection": True,
-            },
-            "cascaded_branch": {
-                "type": "KW_CascadedBranch",
-                "transformer_type": "MultiheadAttentionAndNorm",
-                "transformer_args": dict(transformer, nhead=1),
-                "keyword": {
-                    "number": K,
-                    "detokenized_K_neighbors": 5,
-                    "retrieve_method": "cosine",
-                    "batchnorms": {"type": "eachKw", "std_scale": 1.0, "learnable": True, "parallel": True},
-                },
-                "vq": {
-                    "bn_before_vq": True,
-                    "activation": "gelu",
-                    "type": "SimpleVectorQuantizer",
-                    "args": {"temp": "fixed=0.1", "time_first": True, "use_gumbel": False, "hard": True},
-                },
-            },
-        },
-        "cl_loss": {
-            "type": "MaskedContrastiveLoss",
-            "args": {
-                "temperature": 0.07,
-                "temperature_trainable": large,
-                "margin": 0.0,
-                "dcl": False,
-                "a2b": True,
-                "b2a": True,
-            },
-        },
-        "retrieval": {
-            "audio_feat_src": "cascaded" if kind == "cascaded" else "parallel",
-            "recall_at": [1, 5, 10],
-        },
-        "clip": {
-            "name": "ViT-L/14" if large else "ViT-B/32",
-            "image_encoder_trainable": False,
-            "text_encoder_trainable": False,
-            "reduce_subword_embbedding": "./avssl/data/flickr_stat/text_clip_vocab_usage_byfreq.npy",
-        },
-        "audio_encoder": {
-            "type": "FairseqHubert",
-            "name": "hubert_large_ll60k" if large else "hubert",
-            "pretrained": True,
-            "trainable": False,
-            "feat_select_idx": "weighted_sum",
-            "layer_drop": 0.0,
-            "max_audio_len": 102400,
-            "normalize_hiddenstates": large,
-            "optim": {"name": "Adam", "args": {"lr": 1.0e-4, "weight_decay": 1.0e-6}},
-        },
-        "trainer": {
-            "max_steps": 50000,
-            "gradient_clip_val": 4,
-            "precision": 16,
-            "strategy": "dp",
-            "default_root_dir": "exp/sphclip",
-            "logger": WandbLogger("sphclip", "sphclip", "exp/sphclip"),
-        },
-        "logger": {"project": "sphclip"},
-        "parsed_args": argparse.Namespace(config="spchclp.yaml", gpus=4),
-    }
-
-
-def reduced_vocabulary(seed: int = 0, size: int = 300) -> np.ndarray:
-    """(V, 2) int64 rows (id, count) laid out like text_clip_vocab_usage_byfreq.npy: pad, 'a</w>', SOT, EOT
-    first (the rows the authors' VQ masks are 0, 2, 3), then other subwords by falling count."""
-    rng = np.random.RandomState(seed)
-    others = rng.choice(np.setdiff1d(np.arange(1, 49406), [320]), size - 4, replace=False)
-    ids = np.concatenate([[0, 320, SOT, EOT], others])
-    counts = np.concatenate([[2581899, 62996, 40460, 40460], np.sort(rng.randint(1, 20000, size - 4))[::-1]])
-    return np.stack([ids, counts], axis=1).astype(np.int64)
-
-
-def authors_state_dict(
-    kind: str,
-    large: bool,
-    hubert_weights: Dict[str, torch.Tensor],
-    clip_weights: Dict[str, torch.Tensor],
-    vocab: np.ndarray,
-    eye: int,
-    seed: int = 0,
-) -> OrderedDict[str, torch.Tensor]:
-    """The authors' KWClip_GeneralTransformer state dict: exact key names, tiny shapes, random trainables."""
-    g = torch.Generator().manual_seed(seed)
-
-    def rand(*shape: int, scale: float = 0.2) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * scale
-
-    d_a = hubert_weights["encoder.layers.0.fc2.weight"].shape[0]
-    n_hidden = 1 + len({k.split(".")[2] for k in hubert_weights if k.startswith("encoder.layers.")})
-    full = clip_weights["token_embedding.weight"]
-    d_t = full.shape[1]
-    sd: OrderedDict[str, torch.Tensor] = OrderedDict()
-    for k, v in hubert_weights.items():
-        sd[f"audio_encoder.encoder.{k}"] = v.clone()
-    sd["audio_encoder.weightedsum_layer.weights"] = rand(n_hidden, scale=1.0)
-    clip = OrderedDict((f"clip.model.{k}", v.clone()) for k, v in clip_weights.items())
-    clip["clip.model.token_embedding.weight"] = full[
-        torch.from_numpy(vocab[:, 0])
-    ].clone()  # the reduced table
-    clip["clip.original_text_emb_weight"] = full.clone()
-    sd.update(clip)
-    if kind != "parallel":
-        att = "cascaded_branch.self_att."
-        sd["cascaded_branch.cls"] = rand(1, K, d_a, scale=1.0)
-        sd[att + "multihead_attn_layer.in_proj_weight"] = rand(3 * d_a, d_a)
-        sd[att + "multihead_attn_layer.in_proj_bias"] = rand(3 * d_a)
-        sd[att + "multihead_attn_layer.out_proj.weight"] = rand(d_a, d_a)
-        sd[att + "multihead_attn_layer.out_proj.bias"] = rand(d_a)
-        sd[att + "attentionBlock_Norm.weight"] = 1 + rand(d_a)
-        sd[att + "attentionBlock_Norm.bias"] = rand(d_a)
-        sd["cascaded_branch.linear_proj.weight"] = rand(d_t, d_a)
-        sd["cascaded_branch.linear_proj.bias"] = rand(d_t)
-        sd["cascaded_branch.vector_quantizer.curr_temp"] = torch.tensor([0.1])
-        bn = "cascaded_branch.bn_layer.bn_layer."
-        sd[bn + "weight"] = 1 + rand(K * d_t)
-        sd[bn + "bias"] = rand(K * d_t)
-        sd[bn + "running_mean"] = rand(K * d_t)
-        sd[bn + "running_var"] = 0.5 + torch.rand(K * d_t, generator=g)
-        sd[bn + "num_batches_tracked"] = torch.tensor(6902)
-        for k, v in clip.items():  # the cascaded branch holds the model's CLIP: same tensors, saved again
-            sd["cascaded_branch." + k] = v
-    if kind != "cascaded":
-        p = "parallel_branch."
-        layer = p + "self_att.model.layers.0."
-        sd[p + "cls"] = rand(1, 1, d_a, scale=1.0)
-        sd[layer + "self_attn.in_proj_weight"] = rand(3 * d_a, d_a)
-        sd[layer + "self_attn.in_proj_bias"] = rand(3 * d_a)
-        sd[layer + "self_attn.out_proj.weight"] = rand(d_a, d_a)
-        sd[layer + "self_attn.out_proj.bias"] = rand(d_a)
-        sd[layer + "linear1.weight"] = rand(FF, d_a)
-        sd[layer + "linear1.bias"] = rand(FF)
-        sd[layer + "linear2.weight"] = rand(d_a, FF)
-        sd[layer + "linear2.bias"] = rand(d_a)
-        for norm in ("norm1", "norm2"):
-            sd[layer + norm + ".weight"] = 1 + rand(d_a)
-            sd[layer + norm + ".bias"] = rand(d_a)
-        sd[p + "self_att.model.norm.weight"] = 1 + rand(d_a)
-        sd[p + "self_att.model.norm.bias"] = rand(d_a)
-        sd[p + "linear_proj.weight"] = rand(d_t, d_a)
-        sd[p + "linear_proj.bias"] = rand(d_t)
-    if large:  # MaskedContrastiveLoss(temperature_trainable=True): log(1 / temperature), trained
-        sd["criterion.temperature"] = torch.tensor(math.log(1 / 0.07) + 0.3)
-    eye_mat = torch.eye(eye, dtype=torch.bool)
-    sd["criterion.eye_mat"], sd["criterion.neg_eye_mat"], sd["criterion.eye_mat_fl"] = (
-        eye_mat,
-        ~eye_mat,
-        eye_mat.float(),
-    )
-    return sd
-
-
-def save_authors_checkpoint(path: Path, state: Dict[str, torch.Tensor], config: dict, **save_kwargs) -> Path:
-    """Lightning 1.5's top level around ``state``; the config pickled through the authors' module names."""
-    ckpt = {
-        "epoch": 56,
-        "global_step": 6668,
-        "pytorch-lightning_version": "1.5.10",
-        "state_dict": state,
-        "callbacks": {
-            "ModelCheckpoint{'monitor': 'val_recall_mean_10', 'mode': 'max'}": {
-                "monitor": "val_recall_mean_10",
-                "best_model_score": torch.tensor(89.0),
-                "best_model_path": "x.ckpt",
-                "current_score": torch.tensor(89.0),
-                "dirpath": "exp/sphclip",
-                "best_k_models": {"x.ckpt": torch.tensor(89.0)},
-                "kth_best_model_path": "x.ckpt",
-                "kth_value": torch.tensor(89.0),
-                "last_model_path": "",
-            }
-        },
-        "optimizer_states": [
-            {
-                "state": {0: {"step": 6668, "exp_avg": torch.zeros(3), "exp_avg_sq": torch.zeros(3)}},
-                "param_groups": [
-                    {
-                        "lr": 1e-4,
-                        "betas": (0.9, 0.999),
-                        "eps": 1e-8,
-                        "weight_decay": 1e-6,
-                        "amsgrad": False,
-                        "params": [0],
-                    }
-                ],
-            }
-        ],
-        "lr_schedulers": [
-            {
-                "base_lrs": [1e-4],
-                "last_epoch": 6668,
-                "_step_count": 6669,
-                "_last_lr": [5e-5],
-                "lr_lambdas": [None],
-            }
-        ],
-        "native_amp_scaling_state": {
-            "scale": 65536.0,
-            "growth_factor": 2.0,
-            "backoff_factor": 0.5,
-            "growth_interval": 2000,
-            "_growth_tracker": 12,
-        },
-        "hparams_name": "kwargs",
-    }
-    with authors_modules():
-        ckpt["hyper_parameters"] = {"config": OrderedNamespace(config)}
-        torch.save(ckpt, path, **save_kwargs)
-    assert "avssl" not in sys.modules  # loading must work without the authors' package
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -626,6 +306,9 @@ def test_written_experiment(imported):
     assert conf["model_conf"]["parallel_conf"] == dict(num_layers=1, nhead=8, dim_feedforward=FF, dropout=0.1)
     assert conf["model_conf"]["learnable_temperature"] is False
     assert float(base["model"].loss.scale()) == pytest.approx(1 / 0.07)
+    # the authors' precision (trainer.precision 16) and their raw last HuBERT layer
+    assert conf["use_amp"] is True and conf["amp_dtype"] == "float16"
+    assert conf["speech_encoder_conf"]["raw_last_layer"] is True
     conf = yaml.safe_load((large["exp"] / "config.yaml").read_text())
     assert conf["model"] == "cascaded" and conf["speech_encoder_conf"]["layer_norm"] is True
     assert conf["model_conf"]["cascaded_conf"]["vq_temperature"] == 0.1
@@ -681,89 +364,67 @@ def test_vocabulary_recovered_in_the_authors_order(imported, towers, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-# ================================================================================= known mismatches
+# ============================================================ framing and the last layer, as the authors'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="our speech encoder attends ceil(n/320) frames (last frame repeated); the "
-    "authors attend min(round(n/320), HuBERT's frames): see authors_checkpoint.KNOWN_MISMATCHES",
-)
+def authors_frames(n: int, batch_frames: int) -> int:
+    """The authors' frame count of an n-sample utterance in a padded batch of ``batch_frames`` frames."""
+    return min(round(n / 320), batch_frames)
+
+
 @torch.no_grad()
-def test_known_mismatch_frame_lengths(imported):
+def test_frame_lengths_equal_the_authors_per_utterance(imported):
+    """Each utterance alone, and the longest of a batch, attend exactly the authors' frames."""
     case = imported["base_parallel"]
     model, sd = case["model"], case["state"]
     speech, lengths = waveforms(0)
-    ours = model.encode_speech(speech, lengths)["parallel"]
+    batched = model.encode_speech(speech, lengths)["parallel"]
     expert = model.speech_encoder.upstream.expert
-    hidden = expert([w[: int(n)] for w, n in zip(speech, lengths, strict=True)])[
-        "hidden_states"
-    ]  # no extension
-    frames = torch.tensor([round(int(n) / 320) for n in lengths]).clamp(max=hidden[0].shape[1])
-    theirs = authors_parallel(sd, authors_features(sd, list(hidden), normalize=False), frames)
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    for i, n in enumerate(lengths.tolist()):
+        hidden = list(expert([speech[i, :n]])["hidden_states"])  # HuBERT's own frames, no extension
+        frames = torch.tensor([authors_frames(n, hidden[0].shape[1])])
+        theirs = authors_parallel(sd, authors_features(sd, hidden, normalize=False), frames)
+        alone = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1])["parallel"]
+        torch.testing.assert_close(alone, theirs, atol=1e-5, rtol=0)
+        if n == int(lengths.max()):  # the longest needs no padding: the same in the batch
+            torch.testing.assert_close(batched[i : i + 1], theirs, atol=1e-5, rtol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="HuBERT Large: s3prl's last hidden state is final-LayerNorm(layer 24), the "
-    "authors weight the raw layer 24: see authors_checkpoint.KNOWN_MISMATCHES",
-)
 @torch.no_grad()
-def test_known_mismatch_large_last_layer(towers, tmp_path):
-    """A tiny HuBERT with HuBERT Large's pre-norm layout (layer_norm_first, a trained final LayerNorm)."""
-    from helpers import TINY_HUBERT_MODEL_CFG
+def test_large_weights_the_raw_last_layer(towers, tmp_path):
+    """A tiny HuBERT with HuBERT Large's pre-norm layout (layer_norm_first, a trained final LayerNorm): the
+    imported model weights the raw output of the last layer, as the authors' hooked forward does."""
+    from helpers import make_pre_norm_hubert
 
-    from espnet_speechclip.compat import patch_s3prl
     from espnet_speechclip.inference import Speech2Image
 
-    patch_s3prl()
-    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
-    from s3prl.upstream.utils import merge_with_parent
-
-    cfg, task = (
-        dict(TINY_HUBERT_MODEL_CFG, layer_norm_first=True),
-        dict(sample_rate=16000, normalize=True, label_rate=50),
-    )
-    torch.manual_seed(3)
-    hubert = HubertModel(
-        merge_with_parent(HubertConfig, cfg), merge_with_parent(HubertPretrainingConfig, task), [["a", "b"]]
-    )
-    with torch.no_grad():
-        hubert.encoder.layer_norm.weight.uniform_(0.5, 1.5)
-        hubert.encoder.layer_norm.bias.normal_(0, 0.3)
-    path = tmp_path / "tiny_hubert_large.pt"
-    torch.save(
-        dict(
-            task_cfg=task, model_cfg=cfg, model_weight=hubert.state_dict(), dictionaries_symbols=[["a", "b"]]
-        ),
-        path,
-    )
-    large = dict(towers, hubert=hubert.state_dict(), hubert_path=path)
+    path = make_pre_norm_hubert(tmp_path / "tiny_hubert_large.pt")
+    hubert = torch.load(path, map_location="cpu", weights_only=True)["model_weight"]
+    large = dict(towers, hubert=hubert, hubert_path=path)
     ckpt, sd, _ = make_checkpoint(large, tmp_path / "authors.ckpt", "parallel", True)
     exp = run_import(large, ckpt, tmp_path / "exp")
-    model = Speech2Image(exp / "config.yaml", exp / "valid.mean_r10.best.pth").model
+    s2i = Speech2Image(exp / "config.yaml", exp / "valid.mean_r10.best.pth")
+    assert s2i.config["speech_encoder_conf"]["raw_last_layer"] is True
+    model = s2i.model
     speech, lengths = waveforms(2)
-    ours = model.encode_speech(speech, lengths)["parallel"]
+    expert = model.speech_encoder.upstream.expert
+    layers = expert.model.encoder.layers
     # The authors' hidden states: s3prl's (inputs of every layer) but the raw output of the last layer.
-    layers = model.speech_encoder.upstream.expert.model.encoder.layers
     raw: Dict[str, torch.Tensor] = {}
 
     def keep_raw_output(module, inputs, output) -> None:  # returns None: the output is left as it is
         raw["x"] = output[0].transpose(0, 1)
 
-    handle = layers[-1].register_forward_hook(keep_raw_output)
-    hidden, frames = model.speech_encoder.upstream(speech, lengths)
-    handle.remove()
-    # Frame for frame as our encoder lays out its last state (HuBERT's frames, the last one repeated after),
-    # so that the last layer's LayerNorm is the only difference.
-    n_true = model.speech_encoder.upstream.expert(
-        [w[: int(n)] for w, n in zip(speech, lengths, strict=True)]
-    )["hidden_states"]
-    last = raw["x"][:, : n_true[-1].shape[1]]
-    last = torch.cat([last, last[:, -1:].expand(-1, hidden[-1].shape[1] - last.shape[1], -1)], 1)
-    theirs = authors_parallel(sd, authors_features(sd, hidden[:-1] + [last], normalize=True), frames)
-    torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    for i, n in enumerate(lengths.tolist()):
+        handle = layers[-1].register_forward_hook(keep_raw_output)
+        hidden = list(expert([speech[i, :n]])["hidden_states"])
+        handle.remove()
+        last = raw["x"][:, : hidden[-1].shape[1]]
+        assert not torch.allclose(last, hidden[-1], atol=1e-3)  # s3prl's last state is LayerNorm'd
+        frames = torch.tensor([authors_frames(n, hidden[0].shape[1])])
+        theirs = authors_parallel(sd, authors_features(sd, hidden[:-1] + [last], normalize=True), frames)
+        ours = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1])["parallel"]
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 
 # =========================================================================================== errors

@@ -77,10 +77,118 @@ def test_keyword_attention_is_a_distribution_over_the_frames(text_encoder):
     branch = make_branch(text_encoder).eval()
     torch.manual_seed(1)
     feats, lengths = torch.randn(3, 10, 16), torch.tensor([10, 6, 2])
-    att = branch.keyword_attention(feats, lengths)
+    with torch.no_grad():
+        att = branch(feats, lengths, return_attention=True)["attention"]
     assert att.shape == (3, 4, 10)
     torch.testing.assert_close(att.sum(-1), torch.ones(3, 4))
     for b, n in enumerate(lengths.tolist()):
         assert (att[b, :, n:] == 0).all() and (att[b, :, :n] > 0).all()
     # an utterance's attention does not depend on its batch-mates
-    torch.testing.assert_close(branch.keyword_attention(feats[1:2, :6], lengths[1:2])[0], att[1, :, :6])
+    with torch.no_grad():
+        alone = branch(feats[1:2, :6], lengths[1:2], return_attention=True)["attention"]
+    torch.testing.assert_close(alone[0], att[1, :, :6])
+
+
+def _expected_last_layer_attention(branch, feats, lengths):
+    """Each keyword's attention in the last layer, computed by hand from the layer's projections:
+    softmax(q k^T / sqrt(d_h)) per head over the unpadded keys, mean over heads, CLS keys dropped,
+    renormalised over the frames."""
+    from espnet_speechclip.models.parallel import padding_mask
+
+    k = branch.num_keywords
+    captured = {}
+    last = branch.layers[-1]
+    handle = last.register_forward_pre_hook(lambda mod, args: captured.update(x=args[0]))
+    branch(feats, lengths)
+    handle.remove()
+    x = captured["x"]  # (B, K + T, D): the last layer's input
+    mha = last.attn
+    w_q, w_k, _ = mha.in_proj_weight.chunk(3)
+    b_q, b_k, _ = mha.in_proj_bias.chunk(3)
+    heads, d = mha.num_heads, x.size(-1) // mha.num_heads
+    q = (x[:, :k] @ w_q.t() + b_q).view(x.size(0), k, heads, d).transpose(1, 2)
+    key = (x @ w_k.t() + b_k).view(x.size(0), -1, heads, d).transpose(1, 2)
+    logits = q @ key.transpose(-1, -2) / d**0.5  # (B, H, K, K + T)
+    logits = logits.masked_fill(padding_mask(lengths, feats.size(1), prefix=k)[:, None, None], float("-inf"))
+    frames = logits.softmax(-1).mean(1)[:, :, k:]
+    return frames / frames.sum(-1, keepdim=True)
+
+
+def test_keyword_attention_is_the_last_layers_head_mean_over_the_frames(text_encoder):
+    torch.manual_seed(0)
+    ids = torch.tensor(codebook_from_texts(["a red circle above a blue square"]))
+    branch = CascadedBranch(16, text_encoder, ids, num_keywords=3, num_layers=2, nhead=2).eval()
+    feats, lengths = torch.randn(3, 10, 16), torch.tensor([10, 7, 4])
+    with torch.no_grad():
+        plain = branch(feats, lengths)
+        timed = branch(feats, lengths, return_attention=True)
+        expected = _expected_last_layer_attention(branch, feats, lengths)
+    att = timed["attention"]
+    assert att.shape == (3, 3, 10) and "attention" not in plain
+    torch.testing.assert_close(att, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(att.sum(-1), torch.ones(3, 3))
+    assert att[1, :, 7:].abs().max() == 0 and att[2, :, 4:].abs().max() == 0  # padding gets none
+    # asking for the attention changes nothing else, bit for bit
+    for name in ("embedding", "keyword_ids", "keyword_scores"):
+        assert torch.equal(plain[name], timed[name]), name
+
+
+def test_training_never_computes_keyword_attention(text_encoder, monkeypatch):
+    from espnet_speechclip.models.cascaded import AttentionBlock
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("attention weights computed in a training step")
+
+    monkeypatch.setattr(AttentionBlock, "query_attention", refuse)
+    branch = make_branch(text_encoder).train()
+    out = branch(torch.randn(2, 6, 16), torch.tensor([6, 4]))
+    out["embedding"].sum().backward()
+    assert "attention" not in out
+
+
+def test_attention_block_is_layernorm_of_attention_plus_input_in_training():
+    """The authors' block is LayerNorm(MHA(x) + x): in training only the attention weights drop out
+    (inside the MHA), never the attention output before the residual."""
+    from espnet_speechclip.models.cascaded import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(16, nhead=1, dim_feedforward=0, dropout=0.5).train()
+    x = torch.randn(3, 7, 16)
+    mask = torch.tensor([[False] * 7, [False] * 5 + [True] * 2, [False] * 2 + [True] * 5])
+    torch.manual_seed(1)
+    ours = block(x, mask)
+    torch.manual_seed(1)  # the same attention-weight dropout draw
+    attn, _ = block.attn(x, x, x, key_padding_mask=mask, need_weights=False)
+    torch.testing.assert_close(ours, block.norm(attn + x), atol=1e-6, rtol=0)
+
+
+def test_keyword_neighbours_are_the_nearest_codebook_subwords(text_encoder):
+    """The authors' keyword hit rate counts a hit when any of the 5 nearest codebook subwords (cosine) of
+    a quantised keyword is in the caption; the branch reports them: (B, K, 5) CLIP ids, nearest first."""
+    from espnet_speechclip.models.cascaded import KEYWORD_NEIGHBOURS
+
+    assert KEYWORD_NEIGHBOURS == 5
+    branch = make_branch(text_encoder).eval()
+    out = branch(torch.randn(3, 9, 16), torch.full((3,), 9))
+    near = branch.neighbour_ids(out["keyword_ids"])
+    assert near.shape == (3, 4, 5)
+    assert torch.equal(near[..., 0], out["keyword_ids"])  # a keyword is its own nearest subword
+    rows = torch.nn.functional.normalize(branch.codebook().float(), dim=-1)
+    ids = branch.codebook_ids.tolist()
+    for b in range(3):
+        for k in range(4):
+            cos = rows @ rows[ids.index(int(out["keyword_ids"][b, k]))]
+            assert near[b, k].tolist() == [ids[i] for i in cos.topk(5).indices.tolist()]
+
+
+def test_quantizer_cosine_is_float32_under_autocast():
+    """Under mixed precision the keyword-to-codebook cosine stays fp32 (as the authors'
+    F.cosine_similarity, which autocast runs in fp32): a half-precision matmul could pick another row."""
+    torch.manual_seed(0)
+    codebook = torch.randn(500, 16)
+    z = torch.randn(4, 8, 16)
+    reference = CosineVectorQuantizer(0.1).eval()(z, codebook)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = CosineVectorQuantizer(0.1).eval()(z, codebook)
+    assert out["similarity"].dtype == torch.float32
+    assert torch.equal(out["index"], reference["index"])

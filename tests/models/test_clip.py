@@ -1,5 +1,6 @@
 import pytest
 import torch
+from helpers import ROOT
 
 from espnet_speechclip.models.clip import (
     EOT_ID,
@@ -72,3 +73,31 @@ def test_real_default_tags_are_known_to_open_clip():
 
     assert "openai" in open_clip.list_pretrained_tags_by_model("ViT-B-32-quickgelu")
     assert "openai" in open_clip.list_pretrained_tags_by_model("ViT-L-14-quickgelu")
+
+
+def test_random_clip_on_purpose_logs_no_random_init_warning(tiny_clip, caplog, capsys):
+    """Built without weights on purpose (counts, frontends, training from scratch), CLIP does not warn
+    that it is random; open_clip's warning still shows where weights were not asked for by us, and any
+    other warning passes."""
+    import logging
+
+    import open_clip
+
+    from espnet_speechclip.bin import count_params
+    from espnet_speechclip.models.clip import RANDOM_INIT_WARNING, random_init_intended
+
+    with caplog.at_level(logging.WARNING):
+        load_clip(tiny_clip["model_name"], None, tiny_clip["config_file"])
+        count_params.main([str(ROOT / "conf" / "tiny" / "parallel.yaml")])
+        with random_init_intended():
+            logging.getLogger().warning("a real problem")
+            logging.getLogger("espnet_speechclip").warning("another one")
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if RANDOM_INIT_WARNING in m]
+    assert "a real problem" in messages and "another one" in messages
+    assert "| tiny-clip |" in capsys.readouterr().out
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        open_clip.create_model(tiny_clip["model_name"])  # the filter is gone after the block
+    assert [r for r in caplog.records if RANDOM_INIT_WARNING in r.getMessage()]

@@ -49,6 +49,30 @@ def test_learnable_temperature_is_clamped_and_trains():
     assert InfoNCELoss(0.07).state_dict() == {}
 
 
+@pytest.mark.parametrize("start,used", [(200.0, 100.0), (0.5, 1.0), (30.0, 30.0)])
+def test_learnable_scale_is_clamped_on_the_parameter_and_keeps_its_gradient(start, used):
+    """CLIP clamps the parameter (logit_scale to [0, log 100]), not its exp: a clamp of exp(log_scale)
+    would zero the gradient above the cap, and the parameter would drift there unseen."""
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(6, 5), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(6, 5), dim=-1)
+    ids = torch.tensor([0, 1, 1, 2, 3, 4])
+    loss_fn = InfoNCELoss(0.07, learnable=True, max_scale=100.0)
+    with torch.no_grad():
+        loss_fn.log_scale.fill_(math.log(start))
+    # two uses in one graph, as the hybrid model's two branch losses
+    loss = loss_fn(a, b, ids) + loss_fn(b, a, ids)
+    assert loss_fn.log_scale.item() == pytest.approx(math.log(used))  # the parameter itself is capped
+    s = torch.tensor(used, requires_grad=True)
+    ref = masked_infonce(a, b, ids, s) + masked_infonce(b, a, ids, s)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-6)
+    loss.backward()
+    ref.backward()
+    # d loss / d log_scale = scale * d loss / d scale, at the cap too
+    assert loss_fn.log_scale.grad.item() == pytest.approx(used * s.grad.item(), rel=1e-5)
+    assert loss_fn.log_scale.grad.item() != 0
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs_are_stable(dtype):
     torch.manual_seed(0)

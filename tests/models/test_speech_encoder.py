@@ -49,7 +49,8 @@ def test_exact_output_lengths_and_batch_invariance(encoder):
         assert int(n) == int(out_len[i])
         if encoder.upstream.name == "fbank":  # the padding never leaks into valid frames
             torch.testing.assert_close(single[0], feats[i, : int(n)], atol=1e-5, rtol=1e-4)
-    assert int(out_len[0]) >= 9000 // rate
+    # at least the frames whose receptive field fits in the waveform (HuBERT: exactly those)
+    assert int(out_len[0]) >= (9000 - encoder.min_samples) // rate + 1
 
 
 def test_random_crop_only_in_training(encoder):
@@ -112,9 +113,20 @@ def test_plugin_import_makes_s3prl_hub_importable():
 def test_frame_times(encoder):
     """Frame t covers [offset + t * shift, offset + (t + 1) * shift): 20 ms frames for HuBERT and for
     10 ms filterbanks subsampled by 2, centred half a 25 ms window after their start."""
-    shift, offset = encoder.frame_times()
+    shift, offset = 1 / encoder.frame_rate, encoder.frame_offset
     assert shift == pytest.approx(0.02)
     assert offset + shift / 2 == pytest.approx(0.0125)
     # the frames of a waveform cover it
     feats, lengths = encoder.eval()(torch.randn(1, 16000), torch.tensor([16000]))
     assert offset + int(lengths[0]) * shift == pytest.approx(1.0, abs=shift)
+
+
+def test_frame_rate_is_the_total_downsampling_at_16k(encoder):
+    """Frames per second = 16000 / (upstream hop x projection subsampling): HuBERT 320 samples (50 Hz),
+    fbank 160 samples x 2 (50 Hz); one second of speech gives that many frames."""
+    shift = {"hubert_local": 320, "fbank": 160 * 2}[encoder.upstream.name]
+    assert encoder.frame_shift == shift and encoder.frame_rate == 16000 / shift
+    encoder.eval()
+    with torch.no_grad():
+        _, lengths = encoder(torch.randn(1, 32000), torch.tensor([32000]))
+    assert int(lengths[0]) == pytest.approx(2 * encoder.frame_rate, abs=1)

@@ -39,3 +39,51 @@ def test_synth_clip_smoke(synth_corpus, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         train_synth_clip(synth_corpus / "data" / "synth_train", out, steps=2, batch_size=8, threads=1)
     assert "skipping" in caplog.text
+
+
+def test_synth_clip_is_retrained_when_its_data_or_options_change(synth_corpus, tmp_path, caplog):
+    """A reseeded corpus (same image names, new pictures) or new options must not reuse old weights."""
+    import dataclasses
+    import shutil
+
+    from PIL import Image
+
+    from espnet_speechclip.data.datadir import read_datadir, write_datadir
+    from espnet_speechclip.training.synth_clip import eval_json_path, train_synth_clip
+
+    # a private copy of the training data whose images this test may change
+    utts = read_datadir(synth_corpus / "data" / "synth_train")
+    (tmp_path / "img").mkdir()
+    copied = []
+    for u in utts:
+        dst = tmp_path / "img" / f"{u.image_key}.png"
+        if not dst.exists():
+            shutil.copy(u.image_path, dst)
+        copied.append(dataclasses.replace(u, image_path=str(dst)))
+    train = write_datadir(tmp_path / "train", copied)
+    out, test = tmp_path / "clip" / "synth-clip.pt", synth_corpus / "data" / "synth_test"
+
+    def run(steps=2, eval_dir=test):
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            train_synth_clip(train, out, steps=steps, batch_size=8, eval_data_dir=eval_dir, threads=1)
+        return "training synth-clip" in caplog.text, json.loads(eval_json_path(out).read_text())
+
+    trained, report = run()
+    assert trained and report["steps"] == 2
+    weights = out.read_bytes()
+    assert run() == (False, report)  # nothing changed: reused, report kept
+
+    trained, report = run(steps=3)
+    assert trained and report["steps"] == 3 and out.read_bytes() != weights
+
+    Image.new("RGB", (64, 64), (255, 0, 255)).save(copied[0].image_path)  # reseeded corpus, same names
+    trained, reseeded = run(steps=3)
+    assert trained and reseeded["made_from"]["weights"] != report["made_from"]["weights"]
+
+    # the report follows its test data's content too
+    _, on_train = run(steps=3, eval_dir=train)
+    assert (
+        on_train["n_images"] == SIZES["n_train"]
+        and on_train["made_from"]["eval_data"] != reseeded["made_from"]["eval_data"]
+    )

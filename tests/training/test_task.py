@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -174,15 +175,24 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
             "utterance_avg",
             "keywords_per_utterance",
         }
+        assert set(scores["cascaded"]["keyword_hit_rate_top5_neighbours"]) == {
+            "pooled",
+            "utterance_avg",
+            "keywords_per_utterance",
+        }
+        near = np.load(dec / "keyword_neighbour_ids.npy")
+        assert near.shape == ids.shape + (5,) and (near[~mask] == -1).all() and (near[mask] >= 0).all()
         # CIF units tile the utterance: each starts where the one before it ended
         for row, k in zip(spans, n):
             np.testing.assert_allclose(row[1:k, 0], row[: k - 1, 1])
     else:
+        assert "keyword_hit_rate_top5_neighbours" in scores["cascaded"]
+        assert np.load(dec / "keyword_neighbour_ids.npy").shape == (12, 4, 5)
         assert len(lines) == 12 and all(len(line.split()) == 1 + 4 for line in lines)
         assert set(scores["cascaded"]["keyword_hit_rate"]) == {"kw1", "kw2", "kw3", "kw4", "avg"}
     valid = ~np.isnan(spans[..., 0])
     assert (spans[valid][:, 0] <= spans[valid][:, 1]).all() and (spans[valid] >= 0).all()
-    assert spans[valid].max() <= max(durations) + 1e-9
+    assert spans[valid].max() <= max(durations) + 1e-6  # float32 seconds
     assert "keyword_timing" not in scores["cascaded"]  # the tiny corpus has no word alignment
 
 
@@ -294,3 +304,207 @@ def test_codebook_not_matching_clip_vocabulary(corpus, tiny_clip, tmp_path):
     bad.write_text("736 blue\n")
     with pytest.raises(ValueError, match="another vocabulary"):
         train(corpus, tiny_clip, "cascaded", tmp_path / "x", "--model_conf", f"cascaded_conf.codebook={bad}")
+
+
+# ------------------------------------------------------------------------- the paper's training setup
+PAPER_CONFIGS = sorted((ROOT / "conf" / "paper").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def paper_args():
+    """The paper configs as the task's parser reads them (config values over the task defaults)."""
+    from espnet_speechclip.training.task import SpeechCLIPTask
+
+    parser = SpeechCLIPTask.get_parser()
+    return {p.name: parser.parse_args(["--config", str(p)]) for p in PAPER_CONFIGS}
+
+
+def test_paper_configs_train_on_plain_random_batches(paper_args):
+    """The authors draw plain random batches; length-grouped batches (a speed option) change the
+    negatives and the cascaded BatchNorm statistics, so they are opt-in."""
+    from espnet_speechclip.config import TASK_DEFAULTS
+
+    assert TASK_DEFAULTS["length_group_batches"] == 1
+    assert len(paper_args) == 5
+    for name, args in paper_args.items():
+        assert args.length_group_batches == 1, name
+
+
+def test_paper_configs_use_fp16_everywhere(paper_args):
+    """The paper trained with fp16 AMP; ESPnet would pick bf16 on GPUs that have it."""
+    for name, args in paper_args.items():
+        assert args.use_amp is True and args.amp_dtype == "float16", name
+
+
+def test_paper_configs_hold_the_final_learning_rate(paper_args):
+    """The authors' schedule: linear warm-up to 1e-4 at 5k steps, linear decay to 1e-8 at 50k steps, and
+    1e-8 after (ESPnet's piecewiselinearwarmuplr returns to ~base_lr * sqrt(50k/step) past its last
+    point: more epochs, or a resume with a larger max_epoch, would restart near the peak)."""
+    from espnet2.tasks.abs_task import scheduler_classes
+
+    for name, args in paper_args.items():
+        optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=args.optim_conf["lr"])
+        scheduler = scheduler_classes[args.scheduler](optimizer, **args.scheduler_conf)
+        for step, lr in (
+            (5000, 1e-4),
+            (27500, 0.5 * (1e-4 + 1e-8)),
+            (50000, 1e-8),
+            (50001, 1e-8),
+            (10**6, 1e-8),
+        ):
+            scheduler.last_epoch = (
+                step - 1
+            )  # ESPnet steps the scheduler once per batch; step n = last_epoch + 1
+            assert scheduler.get_lr()[0] == pytest.approx(lr, rel=1e-9), (name, step)
+
+
+def test_resume_with_more_epochs_holds_the_final_rate(corpus, tiny_clip, tmp_path):
+    """A finished schedule stays finished: resuming with a larger max_epoch trains at the final rate."""
+    out = tmp_path / "exp"
+    schedule = [
+        "--scheduler",
+        "piecewiselinearholdlr",
+        "--scheduler_conf",
+        "warmup_steps_list=[0,2,8]",
+        "--scheduler_conf",
+        "warmup_lr_list=[0.0,0.003,0.00001]",
+    ]
+    train(corpus, tiny_clip, "parallel", out, "--max_epoch", "2", *schedule)  # 2 x 4 steps: the schedule
+    train(corpus, tiny_clip, "parallel", out, "--max_epoch", "4", "--resume", "true", *schedule)
+    stats = reporter_stats(out)
+    assert sorted(stats) == [1, 2, 3, 4]
+    assert stats[1]["train"]["optim0_lr0"] > 1e-3
+    for epoch in (3, 4):
+        assert stats[epoch]["train"]["optim0_lr0"] == pytest.approx(1e-5, rel=1e-9)
+
+
+def _train_cmd(corpus, tiny_clip, out, *extra):
+    return [
+        "--config",
+        str(CONF / "parallel.yaml"),
+        "--output_dir",
+        str(out),
+        "--ngpu",
+        "0",
+        "--clip_conf",
+        f"pretrained={tiny_clip['pretrained']}",
+        "--clip_conf",
+        f"config_file={tiny_clip['config_file']}",
+        *data_args(corpus),
+        *extra,
+    ]
+
+
+def _same_weights(a, b):
+    wa = torch.load(a, map_location="cpu", weights_only=True)
+    wb = torch.load(b, map_location="cpu", weights_only=True)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert wa[k].numpy().tobytes() == wb[k].numpy().tobytes(), k
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(corpus, tiny_clip, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    epochs = ["--max_epoch", "3", "--resume", "true"]
+    whole = tmp_path / "whole"
+    speechclip_train.main(_train_cmd(corpus, tiny_clip, whole, *epochs))
+
+    # 1. killed at a random point after the first epoch's files appear
+    killed = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "espnet_speechclip.bin.speechclip_train"]
+    cmd += _train_cmd(corpus, tiny_clip, killed, *epochs)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (killed / "1epoch.pth").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (killed / "3epoch.pth").exists()
+    speechclip_train.main(_train_cmd(corpus, tiny_clip, killed, *epochs))
+
+    # 2. killed in the worst window: checkpoint.pth of epoch 3 saved, its weights file and links not yet
+    late = tmp_path / "late"
+    shutil.copytree(whole, late, symlinks=True)
+    for name in ("3epoch.pth", "latest.pth", "valid.mean_r10.best.pth"):
+        (late / name).unlink(missing_ok=True)
+    speechclip_train.main(_train_cmd(corpus, tiny_clip, late, *epochs))
+
+    def learned(out):  # every statistic but the timings
+        return {
+            e: {m: {k: v for k, v in d.items() if "time" not in k} for m, d in phases.items()}
+            for e, phases in reporter_stats(out).items()
+        }
+
+    for run in (killed, late):
+        assert learned(run) == learned(whole)
+        _same_weights(run / "3epoch.pth", whole / "3epoch.pth")
+        assert os.readlink(run / "valid.mean_r10.best.pth") == os.readlink(whole / "valid.mean_r10.best.pth")
+        assert os.readlink(run / "latest.pth") == "3epoch.pth"
+
+
+def test_a_damaged_checkpoint_is_named(corpus, tiny_clip, tmp_path):
+    from espnet_speechclip.provenance import ProvenanceError
+
+    out = tmp_path / "exp"
+    speechclip_train.main(_train_cmd(corpus, tiny_clip, out, "--max_epoch", "1"))
+    data = (out / "checkpoint.pth").read_bytes()
+    (out / "checkpoint.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ProvenanceError, match=r"checkpoint\.pth cannot be read"):
+        speechclip_train.main(_train_cmd(corpus, tiny_clip, out, "--max_epoch", "2", "--resume", "true"))
+
+
+@pytest.mark.parametrize(
+    "argv, branches",
+    [
+        (["--model", "parallel"], ["parallel_conf"]),
+        (["--model", "cascaded"], ["cascaded_conf"]),
+        (["--model", "hybrid"], ["parallel_conf", "cascaded_conf"]),
+        (
+            ["--config", str(CONF / "cascaded.yaml"), "--model_conf", "cascaded_conf.nhead=2"],
+            ["cascaded_conf"],
+        ),
+    ],
+)
+def test_print_config_shows_the_branch_options_of_each_model(argv, branches, monkeypatch):
+    """ESPnet reads model_conf's defaults off the model class, where a branch conf is None: the task
+    shows the branch's options with their defaults instead, under what the config sets."""
+    import io
+    import sys
+
+    import yaml
+
+    from espnet_speechclip.models.parallel import ParallelBranch
+    from espnet_speechclip.training.task import SpeechCLIPTask
+
+    monkeypatch.setattr(sys, "argv", ["speechclip_train.py", "--print_config", *argv])
+    out = io.StringIO()
+    SpeechCLIPTask.print_config(file=out)
+    model_conf = yaml.safe_load(out.getvalue())["model_conf"]
+    assert [k for k in model_conf if k.endswith("_conf")] == branches
+    if "parallel_conf" in branches:
+        assert model_conf["parallel_conf"] == dict(num_layers=1, nhead=8, dim_feedforward=3072, dropout=0.1)
+        assert ParallelBranch(16, 8, **model_conf["parallel_conf"]).layers[0].self_attn.num_heads == 8
+    if "cascaded_conf" in branches:
+        conf = model_conf["cascaded_conf"]
+        assert set(conf) == {
+            "num_keywords",
+            "num_layers",
+            "nhead",
+            "dim_feedforward",
+            "dropout",
+            "vq_temperature",
+            "codebook",
+        }
+        assert conf["vq_temperature"] == 0.1 and conf["codebook"] == "full"
+        if "--config" in argv:  # the file's keys and the command line's win; the rest are defaults
+            assert conf["num_keywords"] == 4 and conf["nhead"] == 2
+        else:
+            assert conf["num_keywords"] == 8 and conf["nhead"] == 1
+        assert "codebook_ids" not in conf and "text_encoder" not in conf

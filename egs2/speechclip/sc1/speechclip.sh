@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SpeechCLIP recipe stages. Every stage is a Python entry point of espnet_speechclip; this script only
 # sequences them. Each stage is idempotent, can be rerun alone, and logs to exp/logs/ (training and
-# inference log under their experiment folder).
+# inference log under their experiment folder); logs are appended to, so earlier attempts stay.
+# Every output records what it was made from and is rebuilt (data, caches) or refused (an experiment
+# trained otherwise, a decode of another model or data) when that changes.
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
@@ -9,34 +11,66 @@ log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
   --stage N / --stop_stage M   stages to run (1 data, 2 audio format, 3 image cache, 4 codebook,
-                               5 training, 6 inference, 7 scoring/RESULTS.md, 8 packing)
+                               5 training, 6 inference, 7 scoring/RESULTS.md, 8 packing, 9 Hub upload;
+                               10 serves the web page on the packed model until Ctrl-C, only when asked for)
+  --skip_data_prep BOOL        skip stages 1-4 (data, audio format, image cache, codebook)
+  --skip_train BOOL            skip stage 5 (training); evaluate existing experiments
+  --skip_eval BOOL             skip stages 6-7 (inference, scoring)
+  --skip_packing BOOL          skip stage 8 (packing into exp/<tag>/packed/model.zip)
+  --skip_upload_hf BOOL        skip stage 9 (it runs only with --hf_repo anyway)
   --corpus NAME                synth (default, generated here), flickr8k or spokencoco (paths in db.sh)
   --train_config "A [B ...]"   training config(s); one experiment each
   --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
   --nj N                       parallel jobs of the data stages, and CPU threads of training (--ngpu 0)
   --inference_nj N             parallel inference jobs (each embeds 1/N of the utterances)
+  --inference_model FILE       checkpoint of the experiment folder that stages 6-8 use
+                               (default valid.mean_r10.best.pth: the best by dev mean R@10; e.g. latest.pth,
+                               3epoch.pth)
   --tag NAME                   experiment tag (default <corpus>_<config name>)
   --train_args "..."           extra options for espnet_speechclip.bin.speechclip_train
   --inference_args "..."       extra options for espnet_speechclip.bin.speechclip_inference
-  --dumpdir DIR --expdir DIR   (dump, exp)
+  --dumpdir DIR --expdir DIR   where features and experiments go (dump, exp)
+  --download_model REPO        evaluate a trained model instead of training one: a Hugging Face Hub repo
+                               id <namespace>/<name>[@revision] (or a packed .zip), fetched into
+                               <expdir>/<REPO>/ (HF_HUB_OFFLINE=1 uses the Hub cache only), e.g.
+                               ./run.sh --download_model <namespace>/<name> --skip_train true
+  --pretrained_model CKPT      the authors' Lightning checkpoint (atosystem/SpeechCLIP), imported into
+                               <expdir>/<tag or corpus_ckpt name>/ in place of training, then evaluated
+                               and packed
+  --import_args "..."          extra options for espnet_speechclip.bin.import_authors_ckpt (e.g. local
+                               HuBERT / CLIP files: --upstream_path F --clip_pretrained F)
+  --hf_repo NAMESPACE/NAME     stage 9: upload the packed model with its model card to this Hub repo
+                               (log in first: hf auth login, or set HF_TOKEN); with several configs each
+                               goes to <NAMESPACE/NAME>_<config name>
   synth corpus: --synth_n_train --synth_n_dev --synth_n_test --synth_captions --synth_seed
                                --clip_steps (training steps of the stand-in CLIP, default 500)
+Training logs TensorBoard curves to <expdir>/<tag>/tensorboard/ (tensorboard --logdir exp).
 HELP
 )
 
 stage=1
-stop_stage=8
+stop_stage=9  # stage 10 (the web page) blocks, so it runs only when asked for
+skip_data_prep=false
+skip_train=false
+skip_eval=false
+skip_packing=false
+skip_upload_hf=false
 corpus=synth
 train_config=""
 ngpu=0
 num_nodes=1
 nj=2
 inference_nj=2
+inference_model=valid.mean_r10.best.pth
 tag=""
 train_args=""
 inference_args=""
 dumpdir=dump
 expdir=exp
+download_model=""
+pretrained_model=""
+import_args=""
+hf_repo=""
 synth_n_train=2000
 synth_n_dev=200
 synth_n_test=200
@@ -52,15 +86,48 @@ case "${corpus}" in
     synth|flickr8k|spokencoco) ;;
     *) log "unknown --corpus ${corpus} (synth, flickr8k or spokencoco)"; exit 1 ;;
 esac
+for flag in skip_data_prep skip_train skip_eval skip_packing skip_upload_hf; do
+    case "${!flag}" in
+        true|false) ;;
+        *) log "--${flag} must be true or false, got '${!flag}'"; exit 1 ;;
+    esac
+done
+runs() {  # runs <stage> [skip flag]: whether this invocation runs stage <stage>
+    [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] && { [ $# -lt 2 ] || ! "$2"; }
+}
+if [ -n "${download_model}" ] && [ -n "${pretrained_model}" ]; then
+    log "--download_model and --pretrained_model both replace training: give one"; exit 1
+fi
+if [ -n "${hf_repo}" ] && ! [[ "${hf_repo}" =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]]; then
+    log "--hf_repo ${hf_repo} is not a Hub repo id (<namespace>/<name>)"; exit 1
+fi
+if [ -n "${pretrained_model}" ] && [ ! -f "${pretrained_model}" ]; then
+    log "--pretrained_model ${pretrained_model} does not exist"; exit 1
+fi
+# A model given instead of trained: its one experiment folder stands in for the training configs.
+fixed_exp=""
+if [ -n "${download_model}" ] && [ -e "${download_model}" ]; then  # a local packed model
+    fixed_exp=${expdir}/${tag:-$(basename "${download_model}" .zip)}
+elif [ -n "${download_model}" ]; then  # a Hub repo id, as ESPnet lays them out: exp/<namespace>/<name>
+    fixed_exp=${expdir}/${tag:-${download_model}}
+elif [ -n "${pretrained_model}" ]; then
+    fixed_exp=${expdir}/${tag:-${corpus}_$(basename "${pretrained_model}" .ckpt)}
+fi
+if [ -n "${fixed_exp}" ]; then
+    [ -n "${train_config}" ] && log "--train_config is not used: the model comes from ${download_model}${pretrained_model}"
+    train_config=${fixed_exp}/config.yaml
+fi
 if [ -z "${train_config}" ]; then
     case "${corpus}" in
         synth) train_config="conf/synth/parallel.yaml conf/synth/cascaded.yaml" ;;
         *) train_config="conf/paper/parallel_base.yaml conf/paper/cascaded_base.yaml" ;;
     esac
 fi
-for c in ${train_config}; do
-    [ -f "${c}" ] || { log "train config ${c} does not exist"; exit 1; }
-done
+if [ -z "${fixed_exp}" ]; then
+    for c in ${train_config}; do
+        [ -f "${c}" ] || { log "train config ${c} does not exist"; exit 1; }
+    done
+fi
 
 info() { python3 -m espnet_speechclip.bin.recipe_info "$@"; }
 train_set=$(info set-name "${corpus}" train)
@@ -78,22 +145,53 @@ conf_get() {  # conf_get <yaml> <key.path> : print a config value or its default
 }
 n_configs=$(echo ${train_config} | wc -w)
 exp_of() {  # experiment folder of a config
+    if [ -n "${fixed_exp}" ]; then echo "${fixed_exp}"; return; fi
     echo "${expdir}/$(info exp-name "${corpus}" "$1" --tag "${tag}" --n_configs "${n_configs}")"
 }
-run_logged() {  # run_logged <log> <command...>: show progress and keep a log
+model_of() {  # the checkpoint of an experiment that stages 6-8 use (--inference_model), checked
+    local m="$1/${inference_model}"
+    if [ ! -f "${m}" ]; then
+        log "${m} does not exist (--inference_model ${inference_model}); $1 holds:" \
+            "$(cd "$1" 2>/dev/null && ls -- *.pth 2>/dev/null | tr '\n' ' ')" >&2
+        return 1
+    fi
+    echo "${m}"
+}
+run_logged() {  # run_logged <log> <command...>: show progress and keep a log (appended: reruns stay)
     local out=$1; shift
     mkdir -p "$(dirname "${out}")"
     log "$* (log: ${out})"
-    "$@" 2>&1 | tee "${out}"
+    echo "# $* (started $(date))" >> "${out}"
+    "$@" 2>&1 | tee -a "${out}"
+}
+failed() {  # failed <log>: show the end of a failed job's log, then stop
+    log "failed; the end of $1:"
+    tail -n 5 "$1" >&2
+    exit 1
 }
 
-if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+# --download_model / --pretrained_model take the place of training (stage 5). They run first, because
+# stage 3 caches the test images with the model's own CLIP; rerunning with --skip_train true reuses the
+# experiment folder.
+if [ -n "${fixed_exp}" ] && { runs 5 "${skip_train}" || [ ! -f "${fixed_exp}/config.yaml" ]; }; then
+    if [ -n "${download_model}" ]; then
+        log "Stage 5 replaced: fetching ${download_model} into ${fixed_exp}"
+        run_logged "${logdir}/download_model.log" python3 -m espnet_speechclip.bin.hub_download \
+            --model "${download_model}" --exp_dir "${fixed_exp}" --model_name "${inference_model}"
+    else
+        log "Stage 5 replaced: importing the authors' checkpoint ${pretrained_model} into ${fixed_exp}"
+        run_logged "${logdir}/import_authors_ckpt.log" python3 -m espnet_speechclip.bin.import_authors_ckpt \
+            --ckpt "${pretrained_model}" --out_dir "${fixed_exp}" ${import_args}
+    fi
+fi
+
+if runs 1 "${skip_data_prep}"; then
     log "Stage 1: data preparation (${corpus})"
     run_logged "${logdir}/stage1_data.log" local/data.sh "${corpus}" "${nj}" "${dumpdir}" "${synth_seed}" \
         "${synth_n_train}" "${synth_n_dev}" "${synth_n_test}" "${synth_captions}"
 fi
 
-if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+if runs 2 "${skip_data_prep}"; then
     log "Stage 2: audio format (16 kHz mono)"
     for s in ${sets}; do
         run_logged "${logdir}/stage2_format_${s}.log" python3 -m espnet_speechclip.bin.format_audio \
@@ -101,24 +199,26 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     done
 fi
 
-if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+if runs 3 "${skip_data_prep}"; then
     log "Stage 3: CLIP image-embedding cache"
     for c in ${train_config}; do
         clip_file=$(conf_get "${c}" clip_conf.pretrained)
-        if [ "${corpus}" = synth ] && [ "$(conf_get "${c}" clip_conf.model_name)" = synth-clip ]; then
+        if [ -z "${fixed_exp}" ] && [ "${corpus}" = synth ] && \
+            [ "$(conf_get "${c}" clip_conf.model_name)" = synth-clip ]; then
             # no pretrained CLIP exists for the built-in corpus: train the stand-in once
             run_logged "${logdir}/stage3_synth_clip.log" python3 -m espnet_speechclip.training.synth_clip \
                 --train_dir "${dumpdir}/raw/${train_set}" --eval_dir "${dumpdir}/raw/${test_set}" \
                 --out "${clip_file}" --steps "${clip_steps}" --nj "${nj}"
         fi
+        data_dirs=()
+        for s in ${sets}; do data_dirs+=(--data_dir "${dumpdir}/raw/${s}"); done
         run_logged "${logdir}/stage3_image_cache_$(basename "${c}" .yaml).log" \
             python3 -m espnet_speechclip.bin.cache_images --config "${c}" --cache_root "${dumpdir}/image_emb" \
-            --device "${device}" --num_threads "${nj}" \
-            $(for s in ${sets}; do echo "--data_dir ${dumpdir}/raw/${s}"; done)
+            --device "${device}" --num_threads "${nj}" "${data_dirs[@]}"
     done
 fi
 
-if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+if runs 4 "${skip_data_prep}"; then
     log "Stage 4: cascaded codebook from the training transcripts"
     run_logged "${logdir}/stage4_codebook.log" python3 -m espnet_speechclip.bin.make_codebook \
         --text "${dumpdir}/raw/${train_set}/text" --out "${codebook}"
@@ -127,13 +227,15 @@ fi
 emb_of() {  # image-embedding cache folder of a config's CLIP
     python3 -m espnet_speechclip.bin.cache_images --config "$1" --cache_root "${dumpdir}/image_emb" --print_dir
 }
-model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
+model_args=()
+set_model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
+    model_args=()
     case "$(conf_get "$1" model)" in
-        cascaded|hybrid|cascaded_plus|hybrid_plus) echo "--model_conf cascaded_conf.codebook=${codebook}" ;;
+        cascaded|hybrid|cascaded_plus|hybrid_plus) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
     esac
 }
 
-if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
     log "Stage 5: training"
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
@@ -141,73 +243,120 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         mkdir -p "${exp}"
         # SpeechCLIP+ models counting keywords towards caption lengths read the transcripts
         unit_target=$(conf_get "${c}" model_conf.cascaded_conf.unit_target)
-        data=""
+        data=()
         for mode_set in "train:${train_set}" "valid:${dev_set}"; do
             mode=${mode_set%%:*}; s=${mode_set#*:}
-            data+=" --${mode}_data_path_and_name_and_type ${dumpdir}/raw/${s}/wav.scp,speech,sound_16k"
-            data+=" --${mode}_data_path_and_name_and_type ${dumpdir}/raw/${s}/utt2img,image_id,text"
-            data+=" --${mode}_data_path_and_name_and_type ${emb}/${s}.scp,image_emb,npy"
-            data+=" --${mode}_shape_file ${dumpdir}/raw/${s}/utt2num_samples"
+            data+=(--"${mode}"_data_path_and_name_and_type "${dumpdir}/raw/${s}/wav.scp,speech,sound_16k")
+            data+=(--"${mode}"_data_path_and_name_and_type "${dumpdir}/raw/${s}/utt2img,image_id,text")
+            data+=(--"${mode}"_data_path_and_name_and_type "${emb}/${s}.scp,image_emb,npy")
+            data+=(--"${mode}"_shape_file "${dumpdir}/raw/${s}/utt2num_samples")
             if [ "${unit_target}" = caption ]; then
-                data+=" --${mode}_data_path_and_name_and_type ${dumpdir}/raw/${s}/text,text,text"
+                data+=(--"${mode}"_data_path_and_name_and_type "${dumpdir}/raw/${s}/text,text,text")
             fi
         done
-        dist=""
+        dist=()
         threads=${OMP_NUM_THREADS}
-        [ "${ngpu}" -gt 0 ] && dist="--use_amp true"  # bf16 on GPUs that support it, else fp16
-        [ "${ngpu}" -gt 1 ] && dist="${dist} --multiprocessing_distributed true"
+        [ "${ngpu}" -gt 0 ] && dist=(--use_amp true)  # bf16 on GPUs that support it, else fp16
+        [ "${ngpu}" -gt 1 ] && dist+=(--multiprocessing_distributed true)
         # on CPU the training process gets --nj threads (path.sh sets 1 for everything else)
-        [ "${ngpu}" -eq 0 ] && dist="--use_amp false" && threads=${nj}
-        train_cmdline="python3 -m espnet_speechclip.bin.speechclip_train --config ${c} --output_dir ${exp} \
-            --ngpu ${ngpu} --resume true ${dist} $(model_args "${c}") ${data} ${train_args}"
+        [ "${ngpu}" -eq 0 ] && dist=(--use_amp false) && threads=${nj}
+        set_model_args "${c}"
+        # shellcheck disable=SC2206  # --train_args is a string of options, split into words on purpose
+        train_cmdline=(python3 -m espnet_speechclip.bin.speechclip_train --config "${c}" --output_dir "${exp}"
+            --ngpu "${ngpu}" --resume true "${dist[@]}" "${model_args[@]}" "${data[@]}" ${train_args})
         log "training ${exp} (log: ${exp}/train.log)"
         if [ "${num_nodes}" -gt 1 ]; then
             python3 -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${exp}" --log "${exp}/train.log" \
                 --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
-                --multiprocessing_distributed true -- ${train_cmdline}
+                --multiprocessing_distributed true -- "${train_cmdline[@]}" || failed "${exp}/train.log"
         else
-            OMP_NUM_THREADS=${threads} ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" ${train_cmdline}
+            OMP_NUM_THREADS=${threads} ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "${train_cmdline[@]}" \
+                || failed "${exp}/train.log"
         fi
         grep "epoch results" "${exp}/train.log" | tail -n 1 | cut -c1-300 || true
     done
 fi
 
-if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+if runs 6 "${skip_eval}"; then
     log "Stage 6: inference on ${dev_set} ${test_set}"
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
+        model=$(model_of "${exp}")
         emb=$(emb_of "${c}")
         for s in ${dev_set} ${test_set}; do
-            infer="python3 -m espnet_speechclip.bin.speechclip_inference --config ${exp}/config.yaml \
-                --model_file ${exp}/valid.mean_r10.best.pth --data_dir ${dumpdir}/raw/${s} \
-                --image_emb_scp ${emb}/img_emb.scp --output_dir ${exp}/decode_${s} --device ${device} \
-                --num_splits ${inference_nj} ${inference_args}"
+            # shellcheck disable=SC2206  # --inference_args is a string of options, split on purpose
+            infer=(python3 -m espnet_speechclip.bin.speechclip_inference --config "${exp}/config.yaml"
+                --model_file "${model}" --data_dir "${dumpdir}/raw/${s}"
+                --image_emb_scp "${emb}/img_emb.scp" --output_dir "${exp}/decode_${s}" --device "${device}"
+                --num_splits "${inference_nj}" ${inference_args})
             # inference_nj jobs, each embedding one part of the utterances, then one merge that scores
             ${decode_cmd} --gpu "${ngpu}" JOB=1:"${inference_nj}" "${exp}/decode_${s}/logdir/inference.JOB.log" \
-                ${infer} --split JOB
-            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" ${infer} --merge
+                "${infer[@]}" --split JOB
+            ${decode_cmd} "${exp}/decode_${s}/logdir/merge.log" "${infer[@]}" --merge \
+                || failed "${exp}/decode_${s}/logdir/merge.log"
             log "wrote ${exp}/decode_${s}"
         done
     done
 fi
 
-if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+if runs 7 "${skip_eval}"; then
     log "Stage 7: scoring"
     for c in ${train_config}; do
         exp=$(exp_of "${c}")
+        model=$(model_of "${exp}")
         run_logged "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results --exp_dir "${exp}" \
-            --test_set "${test_set}" --model_file "${exp}/valid.mean_r10.best.pth" --data_root "${dumpdir}/raw"
+            --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw"
         cat "${exp}/RESULTS.md"
     done
 fi
 
-if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
-    log "Stage 8: packing"
-    for c in ${train_config}; do
-        exp=$(exp_of "${c}")
-        run_logged "${exp}/pack.log" python3 -m espnet_speechclip.bin.pack --config "${exp}/config.yaml" \
-            --model_file "${exp}/valid.mean_r10.best.pth" --out "${exp}/packed/model.zip" \
-            --results_json "${exp}/results.json"
-    done
+if runs 8 "${skip_packing}"; then
+    if [ -n "${download_model}" ]; then
+        log "Stage 8: skipped (${download_model} is packed already)"
+    else
+        log "Stage 8: packing"
+        for c in ${train_config}; do
+            exp=$(exp_of "${c}")
+            model=$(model_of "${exp}")
+            results=()
+            [ -f "${exp}/results.json" ] && results=(--results_json "${exp}/results.json")
+            run_logged "${exp}/pack.log" python3 -m espnet_speechclip.bin.pack --config "${exp}/config.yaml" \
+                --model_file "${model}" --out "${exp}/packed/model.zip" --dataset "${corpus}" "${results[@]}"
+        done
+    fi
 fi
-log "Successfully finished. Results: $(for c in ${train_config}; do echo -n "$(exp_of "${c}")/RESULTS.md "; done)"
+
+if runs 9 "${skip_upload_hf}"; then
+    if [ -z "${hf_repo}" ]; then
+        log "Stage 9: skipped (no --hf_repo)"
+    else
+        log "Stage 9: upload to the Hugging Face Hub"
+        for c in ${train_config}; do
+            exp=$(exp_of "${c}")
+            # several models: one repo each, named like their experiments (<repo>_<config name>)
+            repo=$(info exp-name "${corpus}" "${c}" --tag "${hf_repo}" --n_configs "${n_configs}")
+            [ -f "${exp}/packed/model.zip" ] || { log "${exp}/packed/model.zip is missing: run stage 8"; exit 1; }
+            run_logged "${exp}/upload_hf.log" python3 -m espnet_speechclip.bin.hub_upload \
+                --model "${exp}/packed/model.zip" --hf_repo "${repo}"
+            log "uploaded: https://huggingface.co/${repo} (./run.sh --download_model ${repo} --skip_train true)"
+        done
+    fi
+fi
+
+# the one command that serves the web page on the packed model with keywords and the test set
+demo_cmd=$(info demo-command "${corpus}" "${train_config}" --tag "${tag}" --expdir "${expdir}" --dumpdir "${dumpdir}")
+if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
+    log "Stage 10: web page (Ctrl-C stops it): ${demo_cmd}"
+    (eval "${demo_cmd}")
+    exit 0
+fi
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    log "Successfully finished stages ${stage}-${stop_stage}. Results: $(for c in ${train_config}; do
+        echo -n "$(exp_of "${c}")/RESULTS.md "; done)"
+else
+    log "Successfully finished stages ${stage}-${stop_stage}."
+fi
+if [ "${stop_stage}" -ge 8 ]; then
+    log "Try the models in a web page (or ./run.sh --stage 10 --stop_stage 10):"
+    echo "${demo_cmd}"
+fi

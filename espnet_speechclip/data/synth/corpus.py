@@ -36,6 +36,7 @@ from espnet_speechclip.data.synth.speech import (
     _synth_shard,
     make_speakers,
 )
+from espnet_speechclip.errors import run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -307,4 +308,4 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -5,8 +5,10 @@
 
 Runs the command (one process per JOB index, JOB replaced in the log path and the command) with
 stdout/stderr appended to the log, a header with the command and a footer with the exit status and
-time, and exits non-zero if any job failed (naming its log). --gpu/--mem are accepted for
-compatibility; local jobs share the machine's devices.
+time, and exits non-zero if any job failed (naming its log). An existing log is appended to, never
+truncated: a rerun keeps the record of earlier attempts (each starts with a "# Started at" line).
+The command is one shell string, or several words that are quoted as given (so paths with spaces
+survive). --gpu/--mem are accepted for compatibility; local jobs share the machine's devices.
 """
 import os
 import re
@@ -37,7 +39,7 @@ def main(argv):
     if len(argv) < 2:
         sys.exit("usage: run.pl [options] [JOB=1:N] <log> <command ...>")
     log, command = argv[0], argv[1:]
-    cmd_line = " ".join(command) if len(command) > 1 else command[0]
+    cmd_line = shlex.join(command) if len(command) > 1 else command[0]
     running, failed = [], []
     for job in jobs:
         this_log, this_cmd = log, cmd_line
@@ -46,7 +48,7 @@ def main(argv):
             this_log = re.sub(rf"\b{var}\b", str(i), log)
             this_cmd = re.sub(rf"\b{var}\b", str(i), cmd_line)
         os.makedirs(os.path.dirname(this_log) or ".", exist_ok=True)
-        f = open(this_log, "w")
+        f = open(this_log, "a")
         f.write(f"# {this_cmd}\n# Started at {time.ctime()}\n")
         f.flush()
         p = subprocess.Popen(["bash", "-c", this_cmd], stdout=f, stderr=subprocess.STDOUT)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Slurm backend with run.pl's interface: slurm.pl [--gpu N] [--mem X] [--num_threads N] [JOB=1:N] <log> <command>
-# Each job is one blocking `srun` (so the recipe waits for it), its output appended to the log.
+# Each job is one blocking `srun` (so the recipe waits for it), its output appended to the log (a rerun
+# keeps earlier attempts). Several command words are quoted as given, one word is a shell string.
 # Extra sbatch/srun options (partition, account, time) come from $SLURM_EXTRA_OPTS.
 set -euo pipefail
 gpu=0; mem=""; threads=1
@@ -19,14 +20,15 @@ if [[ "$1" =~ ^([A-Za-z_]+)=([0-9]+):([0-9]+)$ ]]; then
     var=${BASH_REMATCH[1]}; lo=${BASH_REMATCH[2]}; hi=${BASH_REMATCH[3]}; range=1; shift
 fi
 log=$1; shift
-cmd="$*"
+if [ $# -gt 1 ]; then cmd=$(printf '%q ' "$@"); else cmd=$1; fi
 opts=(--cpus-per-task "$threads" ${SLURM_EXTRA_OPTS:-})
 [ "$gpu" -gt 0 ] && opts+=(--gres "gpu:$gpu")
 [ -n "$mem" ] && opts+=(--mem "$mem")
 run_one() {
     local this_log=$1 this_cmd=$2
     mkdir -p "$(dirname "$this_log")"
-    echo "# $this_cmd" > "$this_log"
+    echo "# $this_cmd" >> "$this_log"
+    echo "# Started at $(date)" >> "$this_log"
     srun "${opts[@]}" bash -c "$this_cmd" >> "$this_log" 2>&1
 }
 if [ -z "$range" ]; then

@@ -1,0 +1,108 @@
+"""Quiet entry points: no NLTK download tries from ESPnet's g2p_en import, help first, real output kept."""
+
+import subprocess
+import sys
+
+import pytest
+from helpers import ROOT
+
+# Runs in a fresh interpreter: records every nltk.download call, then imports g2p_en as ESPnet does.
+G2P_PROBE = """
+import sys
+import nltk
+calls = []
+nltk.download = lambda *args, **kwargs: calls.append(args[0]) or False
+if sys.argv[1] == "with_package":
+    import espnet_speechclip
+import g2p_en
+at_import = list(calls)
+try:
+    g2p_en.G2p()
+except LookupError:
+    pass
+at_first_use = calls[len(at_import):]
+from espnet_speechclip.compat import G2P_NLTK_RESOURCES  # (imports the package: only now)
+missing = []
+for resource, package in G2P_NLTK_RESOURCES:
+    try:
+        nltk.data.find(resource)
+    except LookupError:
+        missing.append(package)
+print(missing, at_import, at_first_use)
+"""
+
+
+def _probe(mode):
+    proc = subprocess.run(
+        [sys.executable, "-c", G2P_PROBE, mode], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return [eval(x) for x in proc.stdout.strip().replace("] [", "]\n[").splitlines()]
+
+
+def test_g2p_import_tries_no_download_after_import_of_the_package():
+    missing, at_import, at_first_use = _probe("with_package")
+    assert at_import == []
+    # the downloads g2p_en needs happen where it is used: building a G2p
+    assert at_first_use == missing
+    missing, at_import, _ = _probe("without_package")
+    assert at_import == missing  # what g2p_en does on its own (nothing when the resources exist)
+
+
+def test_espnet_entry_point_help_starts_with_the_usage():
+    proc = subprocess.run(
+        [sys.executable, "-m", "espnet_speechclip.bin.speechclip_train", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    assert proc.stdout.startswith("usage: speechclip_train.py")
+    assert "--model_conf" in proc.stdout
+    assert proc.stderr == ""  # no nltk, Flash Attention or command-line lines
+
+
+def test_answer_help_first_only_on_help(capsys):
+    import argparse
+
+    from espnet_speechclip.compat import answer_help_first
+
+    def parser():
+        p = argparse.ArgumentParser(prog="x", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.add_argument("--n", default=1)
+        return p
+
+    answer_help_first(parser, ["--n", "2"])  # not a help request: returns
+    with pytest.raises(SystemExit) as e:
+        answer_help_first(parser, ["--n", "2", "-h"], epilog="line one\n  line two")
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: x") and out.endswith("line one\n  line two\n")
+
+
+def test_flash_attention_notice_is_dropped_and_other_output_kept(tmp_path, monkeypatch, capsys):
+    """On a stand-in for ESPnet's attention module (the real one prints once per process)."""
+    from espnet_speechclip.compat import FLASH_ATTENTION_NOTICE, import_without_notice
+
+    (tmp_path / "noisy_attention.py").write_text(
+        "print('Failed to import Flash Attention, using ESPnet default: No module named flash_attn')\n"
+        "print('something else ESPnet says')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        import_without_notice("noisy_attention", FLASH_ATTENTION_NOTICE)
+    finally:
+        sys.modules.pop("noisy_attention", None)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "something else ESPnet says\n"
+
+
+def test_help_of_model_loading_entry_points_says_where_archives_unpack(capsys):
+    from espnet_speechclip.bin import asr_train, query, speechclip_inference
+
+    for module in (query, speechclip_inference):
+        with pytest.raises(SystemExit):
+            module.main(["--help"])
+        out = capsys.readouterr().out
+        assert "ESPNET_SPEECHCLIP_CACHE" in out and "~/.cache/espnet_speechclip" in out
+    assert "ESPNET_SPEECHCLIP_CACHE" in asr_train.FRONTEND_HELP

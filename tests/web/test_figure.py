@@ -1,0 +1,51 @@
+"""The keyword figure: waveform and each keyword's attention over time, as SVG."""
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from espnet_speechclip.inference.speech2image import Keyword, KeywordTiming
+from espnet_speechclip.web.figure import LABEL_W, PLOT_W, keyword_figure, tick_step
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _timing():
+    """A 1.0 s utterance at 25 frames/s: keyword 0 heard at 0.20-0.40 s, keyword 1 (a token to escape)
+    spread over everything."""
+    att = np.zeros((2, 25), dtype=np.float32)
+    att[0, 5:10] = 0.2
+    att[1] = 1 / 25
+    kws = [Keyword("red", 1000, 0.81, 0.2, 0.4), Keyword("<b>&", 1001, 0.5, 0.0, 1.0)]
+    return KeywordTiming(kws, att, 25.0, 1.0)
+
+
+def test_one_row_per_keyword_with_its_span_on_a_shared_time_axis():
+    svg = keyword_figure(np.sin(np.arange(16000) / 10.0), _timing())
+    root = ET.fromstring(svg)  # well-formed: the token is escaped
+    rows = root.findall(f"{SVG}g[@class='keyword']")
+    assert [r.get("data-token") for r in rows] == ["red", "<b>&"]
+    assert [(r.get("data-start"), r.get("data-end")) for r in rows] == [("0.20", "0.40"), ("0.00", "1.00")]
+    assert rows[0].find(f"{SVG}title").text == "red: heard 0.20\u20130.40 s (score 0.810)"
+    span = rows[0].findall(f"{SVG}rect")[1]  # the row's background, then its span
+    assert float(span.get("x")) == pytest.approx(LABEL_W + 0.2 * PLOT_W, abs=0.1)
+    assert float(span.get("width")) == pytest.approx(0.2 * PLOT_W, abs=0.2)
+    ticks = [t.text for t in root.findall(f"{SVG}text") if t.get("text-anchor") == "middle"]
+    assert ticks == ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(ValueError, match="non-empty"):
+        keyword_figure(np.zeros(0), _timing())
+    t = _timing()
+    t.attention = t.attention[:1]
+    with pytest.raises(ValueError, match="2 keywords but 1 attention rows"):
+        keyword_figure(np.zeros(160), t)
+
+
+@pytest.mark.parametrize(
+    "duration, step", [(0.3, 0.1), (1.0, 0.1), (2.4, 0.25), (4.9, 0.5), (9.0, 1.0), (45.0, 5.0)]
+)
+def test_tick_step(duration, step):
+    assert tick_step(duration) == pytest.approx(step)
