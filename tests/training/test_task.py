@@ -325,7 +325,9 @@ def test_paper_configs_train_on_plain_random_batches(paper_args):
     from espnet_speechclip.config import TASK_DEFAULTS
 
     assert TASK_DEFAULTS["length_group_batches"] == 1
-    assert len(paper_args) == 5
+    # SpeechCLIP's 5 and SpeechCLIP+'s 6 (Base Flickr8k, Large Flickr8k and SpokenCOCO, cascaded+ / hybrid+)
+    assert len(paper_args) == 11
+    assert sum("_plus_" in name for name in paper_args) == 6
     for name, args in paper_args.items():
         assert args.length_group_batches == 1, name
 
