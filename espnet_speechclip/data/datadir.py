@@ -216,7 +216,8 @@ def datadir_identity(path: str | Path, hashes=None) -> Dict[str, str]:
     seeded = FileHashes(vouched)
     identity = {
         name: hashes.sha256(path / name)
-        for name in ("wav.scp", "utt2img", "img.scp", "text")
+        # the word alignment too: keyword timing is scored against it
+        for name in ("wav.scp", "utt2img", "img.scp", "text", WORD_ALIGNMENT)
         if (path / name).is_file()
     }
     wavs = read_kv(path / "wav.scp")
