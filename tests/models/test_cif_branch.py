@@ -45,6 +45,56 @@ def test_cascaded_plus_shapes_and_padding(text_encoder):
     assert "parallel_embedding" not in out and branch.cls is None
 
 
+def test_keyword_attention_is_each_units_share_of_the_frames(text_encoder):
+    """Where a CIF keyword comes from: its unit's integration weights over the frames, as a distribution;
+    asking for it changes nothing else."""
+    branch = make_branch(text_encoder).eval()
+    x, lengths = feats()
+    with torch.no_grad():
+        plain = branch(x, lengths)
+        timed = branch(x, lengths, return_attention=True)
+        c = branch.cif(branch.layers[0](x, padding_mask_of(lengths, x.size(1))), lengths)
+    att, n = timed["attention"], timed["keyword_lengths"]
+    assert "attention" not in plain and att.shape == (5, int(n.max()), x.size(1))
+    for name in ("embedding", "keyword_ids", "keyword_scores", "unit_spans"):
+        assert torch.equal(plain[name], timed[name]), name
+    w = c["weights"].float()
+    for b, (k, t) in enumerate(zip(n.tolist(), lengths.tolist())):
+        torch.testing.assert_close(att[b, :k].sum(-1), torch.ones(k))
+        torch.testing.assert_close(att[b, :k], w[b, :k] / w[b, :k].sum(-1, keepdim=True))
+        assert (att[b, k:] == 0).all() and (att[b, :, t:] == 0).all()
+        # a unit's weight lies between its firing boundaries
+        for j in range(k):
+            start, end = timed["unit_spans"][b, j].tolist()
+            frames = att[b, j].nonzero().view(-1)
+            assert frames.min() >= int(start) and frames.max() < end + 1
+
+
+def test_keyword_neighbours_of_variable_length_keywords(text_encoder):
+    """The authors' top-5 hit rate needs each keyword's nearest codebook subwords; the padding gets -1."""
+    branch = make_branch(text_encoder).eval()
+    x, lengths = feats()
+    with torch.no_grad():
+        out = branch(x, lengths)
+    ids, n = out["keyword_ids"], out["keyword_lengths"]
+    near = branch.neighbour_ids(ids)
+    assert near.shape == (*ids.shape, 5)
+    valid = torch.arange(ids.size(1))[None, :] < n[:, None]
+    assert (near[~valid] == -1).all() and torch.equal(near[valid][:, 0], ids[valid])
+    rows = torch.nn.functional.normalize(branch.codebook().float(), dim=-1)
+    codes = branch.codebook_ids.tolist()
+    for i in ids[valid].unique().tolist():
+        cos = rows @ rows[codes.index(i)]
+        expected = [codes[j] for j in cos.topk(5).indices.tolist()]
+        assert near[ids == i][0].tolist() == expected
+
+
+def padding_mask_of(lengths, t):
+    from espnet_speechclip.models.parallel import padding_mask
+
+    return padding_mask(lengths, t)
+
+
 def test_gradients_reach_every_trainable_part_through_the_frozen_text_encoder(text_encoder):
     branch = make_branch(text_encoder, projection_hidden=24).train()
     x, lengths = feats()
