@@ -16,6 +16,7 @@ from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
 from espnet_speechclip.models.cascaded import CascadedBranch
+from espnet_speechclip.models.cif import CIFDownsampler
 from espnet_speechclip.models.cif_branch import CIFCascadedBranch
 from espnet_speechclip.models.clip import CLIPImageEncoder, CLIPTextEncoder
 from espnet_speechclip.models.codebook import full_codebook, read_codebook
@@ -413,4 +414,9 @@ def branch_conf_defaults(model_class: type) -> Dict[str, dict]:
         }
         if key == "cascaded_conf":
             out[key]["codebook"] = FULL_CODEBOOK
+            if cif:  # the CIF downsampler's options (its input width comes from the model)
+                params = inspect.signature(CIFDownsampler.__init__).parameters.values()
+                out[key]["cif_conf"] = {
+                    p.name: p.default for p in params if p.default is not inspect.Parameter.empty
+                }
     return out

@@ -135,7 +135,11 @@ class SpeechCLIPTask(AbsTask):
         config = super().get_default_config()
         model_conf = config["model_conf"]
         for key, defaults in branch_conf_defaults(model_choices.get_class(config["model"])).items():
-            model_conf[key] = {**defaults, **(model_conf.get(key) or {})}
+            given = model_conf.get(key) or {}
+            model_conf[key] = {**defaults, **given}
+            for sub, sub_defaults in defaults.items():  # nested options (cif_conf): given over defaults
+                if isinstance(sub_defaults, dict) and isinstance(given.get(sub), dict):
+                    model_conf[key][sub] = {**sub_defaults, **given[sub]}
         return config
 
     @classmethod

@@ -510,3 +510,44 @@ def test_print_config_shows_the_branch_options_of_each_model(argv, branches, mon
         else:
             assert conf["num_keywords"] == 8 and conf["nhead"] == 1
         assert "codebook_ids" not in conf and "text_encoder" not in conf
+
+
+@pytest.mark.parametrize(
+    "model, branches", [("cascaded_plus", ["cascaded_conf"]), ("hybrid_plus", ["cascaded_conf"])]
+)
+def test_print_config_shows_the_cif_branch_options(model, branches, monkeypatch):
+    """SpeechCLIP+ models: the CIF branch's options and, nested, its downsampler's; a config's partial
+    cif_conf keeps the defaults of the keys it does not set."""
+    import io
+    import sys
+
+    import yaml
+
+    from espnet_speechclip.models.cif import CIFDownsampler
+    from espnet_speechclip.training.task import SpeechCLIPTask
+
+    def shown(*argv):
+        monkeypatch.setattr(sys, "argv", ["speechclip_train.py", "--print_config", *argv])
+        out = io.StringIO()
+        SpeechCLIPTask.print_config(file=out)
+        return yaml.safe_load(out.getvalue())["model_conf"]
+
+    model_conf = shown("--model", model)
+    assert [k for k in model_conf if k.endswith("_conf")] == branches
+    conf = model_conf["cascaded_conf"]
+    assert conf["unit_target"] == "frames" and conf["codebook"] == "full" and "parallel_dim" not in conf
+    assert conf["cif_conf"] == dict(
+        kernel_size=3,
+        num_layers=1,
+        dropout=0.5,
+        threshold=1.0,
+        tail_threshold=0.5,
+        frames_per_unit=20.0,
+        scaling_steps=5000,
+        max_units=75,
+        at_least_one=True,
+    )
+    CIFDownsampler(16, **conf["cif_conf"])  # every option shown is one the downsampler takes
+    partial = shown("--model", model, "--model_conf", "cascaded_conf.cif_conf.scaling_steps=10")
+    assert partial["cascaded_conf"]["cif_conf"] == dict(conf["cif_conf"], scaling_steps=10)
+    assert model_conf["quantity_weight"] == 0.25
