@@ -211,7 +211,12 @@ def card_metadata(config: dict, card: Mapping[str, Any]) -> ModelCardData:
 
 def _results_section(results: Any) -> List[str]:
     """results.json -> the tables of RESULTS.md (one per test set); any other JSON -> a metric table."""
-    from espnet_speechclip.evaluation.results import hit_rate_table, is_results, retrieval_table
+    from espnet_speechclip.evaluation.results import (
+        hit_rate_table,
+        is_results,
+        keyword_timing_table,
+        retrieval_table,
+    )
 
     lines = ["## Results", ""]
     if not is_results(results):
@@ -226,6 +231,13 @@ def _results_section(results: Any) -> List[str]:
         lines += [f"### {test_set}", "", *retrieval_table(scores), ""]
         if "keyword_hit_rate" in scores.get("cascaded", {}):
             lines += ["Keyword hit rate (cascaded):", "", *hit_rate_table(scores["cascaded"]), ""]
+        if "keyword_timing" in scores.get("cascaded", {}):
+            lines += [
+                "Keyword timing (cascaded):",
+                "",
+                *keyword_timing_table(scores["cascaded"]["keyword_timing"]),
+                "",
+            ]
     return lines
 
 
