@@ -37,7 +37,7 @@ def assert_environment_header(md: str) -> None:
         "# RESULTS",
         "## Environments",
     ]
-    header = "\n".join(lines[3:12])
+    header = "\n".join(lines[3:13])  # date .. CPU, Git hash and its commit date
     for pattern in (
         r"- date: `\w{3} \w{3} +\d+ \d\d:\d\d:\d\d .+ \d{4}`",
         r"- python version: `3\.\d+\.\d+",
