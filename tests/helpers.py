@@ -421,7 +421,7 @@ def run_recipe(recipe: Path, *args: str, env=None) -> str:
     env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
     env["OMP_NUM_THREADS"] = "1"
     proc = subprocess.run(
-        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=900
+        ["./run.sh", *args], cwd=recipe, env=env, capture_output=True, text=True, timeout=1800
     )
     if proc.returncode != 0:
         raise AssertionError(f"run.sh {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -5,9 +5,10 @@
 
 ``--model`` is a packed archive, an experiment folder (config.yaml + valid.mean_r10.best.pth, else
 latest.pth) or a Hub repo id <namespace>/<name>. ``--images`` takes a folder (every image file in it) or
-files. ``--texts`` is a file with one text per line. Cascaded and hybrid models also print their keywords,
-each with its score and the span of the utterance it was heard in (seconds: the frames holding the
-central 90% of the keyword's attention). Results go to stdout, logs to stderr.
+files. ``--texts`` is a file with one text per line. Cascaded and hybrid models (SpeechCLIP+'s cascaded+
+and hybrid+ too) also print their keywords, each with its score and the span of the utterance it was
+heard in (seconds: the frames holding the central 90% of the keyword's attention; for SpeechCLIP+, the
+stretch its CIF unit integrated). Results go to stdout, logs to stderr.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _print_hits(title: str, hits: List[Hit], total: int) -> None:
 
 def _print_keywords(keywords: List[Keyword]) -> None:
     print(f"keywords ({len(keywords)}; score, heard from-to seconds):")
-    width = max(len(k.token) for k in keywords)
+    width = max((len(k.token) for k in keywords), default=0)
     for rank, k in enumerate(keywords, 1):
         print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {k.start:6.2f}-{k.end:.2f}")
 

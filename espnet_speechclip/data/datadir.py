@@ -9,6 +9,11 @@ A data dir ``data/<set>/`` holds, one ``<key> <value>`` line each, sorted by key
 - ``img.scp``          image key -> image file
 - ``utt2num_samples``  utterance -> number of audio samples (ESPnet's speech shape file)
 
+Optional, where a corpus knows where its words are spoken (the built-in synthetic corpus):
+
+- ``words.ctm``        word alignments, Kaldi/NIST CTM lines ``<utt> 1 <start> <duration> <word>``
+                       (seconds), in utterance and time order (:func:`write_ctm`, :func:`read_ctm`)
+
 Every corpus preparation (synth, Flickr8k, SpokenCOCO) builds a list of :class:`Utterance` and hands it
 to :func:`write_datadir`, so every later stage is corpus-agnostic.
 """
@@ -20,7 +25,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +103,53 @@ def read_kv(path: str | Path) -> Dict[str, str]:
     return out
 
 
+WORD_ALIGNMENT = "words.ctm"
+
+# (word, start, end) in seconds
+WordSpan = Tuple[str, float, float]
+
+
+def write_ctm(path: str | Path, alignments: Mapping[str, Sequence[WordSpan]]) -> Path:
+    """Write word alignments ``{utt: [(word, start, end), ...]}`` (seconds) as a CTM file, channel 1,
+    times to the millisecond, sorted by utterance then start time."""
+    path = Path(path)
+    with open(path, "w", encoding="utf-8") as f:
+        for utt in sorted(alignments):
+            for word, start, end in sorted(alignments[utt], key=lambda w: (w[1], w[2])):
+                _check_token("word", word)
+                if not 0 <= start <= end:
+                    raise ValueError(f"utterance {utt}: word {word!r} has a bad span ({start}, {end})")
+                # start and end to the millisecond, so that adjacent words still touch when read back
+                start_ms, end_ms = round(start * 1000), round(end * 1000)
+                f.write(f"{utt} 1 {start_ms / 1000:.3f} {(end_ms - start_ms) / 1000:.3f} {word}\n")
+    return path
+
+
+def read_ctm(path: str | Path) -> Dict[str, List[WordSpan]]:
+    """A CTM file (``<utt> <channel> <start> <duration> <word> [<confidence>]``) as ``{utt: [(word, start,
+    end), ...]}`` in time order. Raises ValueError naming the line on a malformed one."""
+    out: Dict[str, List[WordSpan]] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields or fields[0].startswith(";;"):  # blank lines and NIST comments
+                continue
+            try:
+                if len(fields) not in (5, 6):
+                    raise ValueError(f"{len(fields)} fields")
+                start, duration = float(fields[2]), float(fields[3])
+                if start < 0 or duration < 0:
+                    raise ValueError("negative time")
+            except ValueError as e:
+                raise ValueError(
+                    f"{path}:{lineno}: not a CTM line '<utt> <channel> <start> <duration> <word>' ({e})"
+                ) from None
+            out.setdefault(fields[0], []).append((fields[4], start, start + duration))
+    for words in out.values():
+        words.sort(key=lambda w: (w[1], w[2]))
+    return out
+
+
 def read_datadir(path: str | Path) -> List[Utterance]:
     """Read a data dir back into utterances, checking the lists agree with each other."""
     path = Path(path)
@@ -164,7 +216,8 @@ def datadir_identity(path: str | Path, hashes=None) -> Dict[str, str]:
     seeded = FileHashes(vouched)
     identity = {
         name: hashes.sha256(path / name)
-        for name in ("wav.scp", "utt2img", "img.scp", "text")
+        # the word alignment too: keyword timing is scored against it
+        for name in ("wav.scp", "utt2img", "img.scp", "text", WORD_ALIGNMENT)
         if (path / name).is_file()
     }
     wavs = read_kv(path / "wav.scp")

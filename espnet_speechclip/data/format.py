@@ -3,7 +3,8 @@
 A file that is already 16 kHz mono PCM wav/flac is referenced where it lies (no copy); any other file
 is mixed to mono, resampled (:func:`espnet_speechclip.data.media.resample`) and written as 16-bit wav
 under ``audio_dir``. The output data dir holds the same six lists as the input, with ``wav.scp``
-pointing at the final files and ``utt2num_samples`` exact at 16 kHz.
+pointing at the final files and ``utt2num_samples`` exact at 16 kHz, and a copy of the word alignment
+``words.ctm`` when the input has one (resampling moves no word in time).
 
 Idempotent: ``out_dir/.made_from.json`` (:mod:`espnet_speechclip.provenance`) records the content hashes
 of the input lists and of every input audio file, and every output (the lists and each final audio file,
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_speechclip.data.datadir import Utterance, read_datadir, write_datadir
+from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, read_datadir, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
 from espnet_speechclip.files import sha256_file
 from espnet_speechclip.provenance import (
@@ -38,6 +40,7 @@ from espnet_speechclip.provenance import (
 logger = logging.getLogger(__name__)
 
 LISTS = ("wav.scp", "text", "utt2spk", "utt2img", "img.scp", "utt2num_samples")
+OPTIONAL_LISTS = (WORD_ALIGNMENT,)  # copied as they are when the input has them
 RECORD_KIND = "audio-format"
 # Bumped when the conversion itself changes, so old outputs are redone rather than trusted.
 FORMAT_VERSION = 2
@@ -97,13 +100,18 @@ def _format_one(job: Tuple[str, str, str]) -> Tuple[str, Optional[str], int, Opt
         return utt, None, 0, f"audio file {src}: {type(e).__name__}: {e}", None
 
 
+def _present(data_dir: Path) -> List[str]:
+    """The lists of ``data_dir`` that formatting reads: the six, and the optional ones it has."""
+    return list(LISTS) + [name for name in OPTIONAL_LISTS if (data_dir / name).is_file()]
+
+
 def _made_from(data_dir: Path, utts: List[Utterance], audio_dir: Path, hashes: FileHashes, nj: int) -> Dict:
-    """What the output depends on: the input lists, every input audio file's content (a file replaced
-    under the same name must be redone), and the target audio dir."""
+    """What the output depends on: the input lists (the optional ones it has too), every input audio
+    file's content (a file replaced under the same name must be redone), and the target audio dir."""
     audio = hashes.sha256_many([u.wav_path for u in utts], threads=nj)
     return dict(
         version=FORMAT_VERSION,
-        lists={name: sha256_file(data_dir / name) for name in LISTS},
+        lists={name: sha256_file(data_dir / name) for name in _present(data_dir)},
         audio=content_digest((u.utt_id, audio[u.wav_path]) for u in utts),
         audio_dir=str(audio_dir.resolve()),
     )
@@ -191,10 +199,14 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
     out_utts = [replace(u, wav_path=final[u.utt_id][0], num_samples=final[u.utt_id][1]) for u in utts]
     converted = [final[u.utt_id][0] for u in utts if final[u.utt_id][0] != u.wav_path]
     write_datadir(out_dir, out_utts)
+    for name in OPTIONAL_LISTS:
+        (out_dir / name).unlink(missing_ok=True)
+        if (data_dir / name).is_file():
+            shutil.copyfile(data_dir / name, out_dir / name)
     counts = dict(total=len(utts), kept=len(utts) - len(converted), converted=len(converted))
     # Every final audio file is an output, by absolute path: the kept ones with the hash of the input
     # they are, the converted ones with the entry their worker took after writing them.
-    outputs = {name: out_dir / name for name in LISTS}
+    outputs = {name: out_dir / name for name in _present(out_dir)}
     audio_entries = {}
     for _, path, _, _, entry in results:
         audio_entries[os.path.abspath(path)] = entry or hashes.entries[path]

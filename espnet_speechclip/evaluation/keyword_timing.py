@@ -1,8 +1,8 @@
 """Where in time the keywords of a cascaded model come from, scored against word alignments.
 
 Pure functions: numbers, lists and tensors in, numbers out. Nothing here imports a model, ESPnet or a
-tokenizer; the one function that needs CLIP's BPE takes the tokenizer as a callable
-(``espnet_speechclip.encoders.clip.text_token_ids`` is the one to pass).
+tokenizer; the functions that need CLIP's BPE take the tokenizer as a callable
+(``espnet_speechclip.models.clip.text_token_ids`` is the one to pass).
 
 Time convention: seconds. A frame-level quantity at frame rate ``frame_rate`` (50 Hz for HuBERT) maps
 frame t to the interval [offset + t / frame_rate, offset + (t + 1) / frame_rate); ``offset`` lets the
@@ -13,6 +13,7 @@ caller account for the upstream's receptive field (HuBERT's first frame is centr
 - :func:`spans_to_boundaries`: the boundary set of a sequence of (start, end) spans.
 - :func:`span_contains_word`: how often a keyword's time span matches a word that contains its subword.
 - :func:`attention_spans`: the time span holding the central X% of a keyword's attention (K-token models).
+- :func:`keyword_timing_scores`: all of the above for a decoded corpus, as scoring reports them.
 """
 
 from __future__ import annotations
@@ -22,9 +23,17 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["attention_spans", "boundary_prf", "span_contains_word", "spans_to_boundaries"]
+__all__ = [
+    "attention_spans",
+    "boundary_prf",
+    "equal_spans",
+    "interior_boundaries",
+    "keyword_timing_scores",
+    "span_contains_word",
+    "spans_to_boundaries",
+]
 
-# pad 0, <start_of_text>, <end_of_text> of CLIP's BPE vocabulary (as espnet_speechclip.metrics)
+# pad 0, <start_of_text>, <end_of_text> of CLIP's BPE vocabulary (as espnet_speechclip.models.clip)
 CLIP_SPECIAL_IDS: tuple[int, ...] = (0, 49406, 49407)
 
 # Times are floats: 0.32 - 0.30 = 0.020000000000000018 > 0.02. Comparisons with a tolerance forgive this
@@ -233,3 +242,68 @@ def attention_spans(
         end = max(int(torch.nonzero(row >= hi - 1e-9)[0]), start)
         spans.append((offset + start / frame_rate, offset + (end + 1) / frame_rate))
     return spans
+
+
+def interior_boundaries(spans: Sequence[tuple[float, float]]) -> list[float]:
+    """:func:`spans_to_boundaries` without the first and the last: where an utterance's speech starts
+    and ends is no segmentation decision (CIF's first unit starts at the first frame whatever the model
+    learned), so both sides of a boundary evaluation leave the utterance edges out."""
+    return spans_to_boundaries(spans)[1:-1]
+
+
+def equal_spans(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """As many equal, contiguous spans as ``spans`` has, from its earliest start to its latest end: a
+    segmentation that knows only how many units there are and where the speech is (the chance level
+    of a boundary score)."""
+    if not spans:
+        return []
+    lo, hi = min(float(s) for s, _ in spans), max(float(e) for _, e in spans)
+    step = (hi - lo) / len(spans)
+    return [(lo + k * step, lo + (k + 1) * step) for k in range(len(spans))]
+
+
+def keyword_timing_scores(
+    keyword_spans: Sequence[Sequence[tuple[float, float]]],
+    keyword_ids: Sequence[Sequence[int]],
+    word_alignments: Sequence[Sequence[tuple[str, float, float]]],
+    word_token_ids: Callable[[str], Sequence[int]],
+    tolerance: float = 0.02,
+) -> dict[str, float]:
+    """How well keyword time spans match a word alignment, over a corpus (percentages in percent).
+
+    Args:
+        keyword_spans, keyword_ids, word_alignments, word_token_ids: one entry per utterance, as in
+            :func:`span_contains_word`.
+        tolerance: seconds; boundaries match within it (20 ms, the word-discovery convention), and a span
+            may miss a word's edges by it and still contain the word.
+
+    Returns:
+        dict(``boundary_precision``, ``boundary_recall``, ``boundary_f1``, ``boundary_r_value``: the
+        interior boundaries of the keyword spans (:func:`interior_boundaries`) against those of the
+        words, :func:`boundary_prf`; ``boundary_f1_equal``: the F1 of :func:`equal_spans` of the same
+        keywords, what the number of keywords alone would score; ``over_segmentation``: predicted /
+        reference boundaries - 1;
+        ``span_contains_word``: share of keywords whose span covers a word containing the keyword's
+        subword, edges within ``tolerance``; ``span_overlaps_word``: ... whose span overlaps such a
+        word; ``mean_span``: mean keyword span in seconds (wide spans contain words easily);
+        ``keywords``: keywords scored; ``tolerance``).
+    """
+    pred = [interior_boundaries(spans) for spans in keyword_spans]
+    ref = [interior_boundaries([(s, e) for _, s, e in words]) for words in word_alignments]
+    prf = boundary_prf(pred, ref, tolerance)
+    equal = boundary_prf([interior_boundaries(equal_spans(spans)) for spans in keyword_spans], ref, tolerance)
+    args = (keyword_spans, keyword_ids, word_alignments, word_token_ids)
+    durations = [float(e) - float(s) for spans in keyword_spans for s, e in spans]
+    return {
+        "boundary_precision": 100.0 * prf["precision"],
+        "boundary_recall": 100.0 * prf["recall"],
+        "boundary_f1": 100.0 * prf["f1"],
+        "boundary_r_value": 100.0 * prf["r_value"],
+        "boundary_f1_equal": 100.0 * equal["f1"],
+        "over_segmentation": prf["os"],
+        "span_contains_word": 100.0 * span_contains_word(*args, mode="contains", tolerance=tolerance),
+        "span_overlaps_word": 100.0 * span_contains_word(*args, mode="overlap"),
+        "mean_span": sum(durations) / len(durations) if durations else 0.0,
+        "keywords": len(durations),
+        "tolerance": tolerance,
+    }

@@ -1,9 +1,11 @@
 """Keyword hit rates of the cascaded SpeechCLIP, as pure tensor functions.
 
 For slot k, the share of utterances whose slot-k keyword (a CLIP BPE id) occurs among the CLIP BPE ids
-of the utterance's transcription. Special ids (pad 0, SOT 49406, EOT 49407 by default) never count as
-hits, neither as a keyword nor as a caption token. ``content_word_hit_rate`` additionally drops stop
-tokens and reports the chance baselines next to the rates.
+of the utterance's transcription. Models with a variable number of keywords per utterance (SpeechCLIP+'s
+CIF) have no slots: ``pooled_keyword_hit_rate`` counts hits over all keywords emitted. Special ids (pad
+0, SOT 49406, EOT 49407 by default) never count as hits, neither as a keyword nor as a caption token.
+``content_word_hit_rate`` additionally drops stop tokens and reports the chance baselines next to the
+rates.
 
 All percentages are Python floats computed as ``100.0 * hits / count`` from exact integer counts.
 """
@@ -16,7 +18,13 @@ import torch
 
 from espnet_speechclip.models.clip import SPECIAL_IDS as CLIP_SPECIAL_IDS
 
-__all__ = ["CLIP_SPECIAL_IDS", "keyword_hit_rate", "content_word_hit_rate", "token_baselines"]
+__all__ = [
+    "CLIP_SPECIAL_IDS",
+    "keyword_hit_rate",
+    "pooled_keyword_hit_rate",
+    "content_word_hit_rate",
+    "token_baselines",
+]
 
 CaptionIds = Union[torch.Tensor, Sequence[Union[Sequence[int], torch.Tensor]]]
 
@@ -154,6 +162,67 @@ def keyword_hit_rate(
     """
     rates, _ = _hit_rates(keyword_ids, caption_ids, _as_id_tensor(special_ids, "special_ids"), topk_ids)
     return rates
+
+
+def pooled_keyword_hit_rate(
+    keyword_ids: torch.Tensor,
+    caption_ids: CaptionIds,
+    special_ids: Sequence[int] | torch.Tensor = CLIP_SPECIAL_IDS,
+    topk_ids: torch.Tensor | None = None,
+) -> dict[str, float]:
+    """Keyword hit rate over ALL keywords emitted, for models whose utterances have different numbers of
+    keywords (CIF), in percent.
+
+    Args:
+        keyword_ids: (N, K) CLIP BPE ids, each row padded with -1 after the utterance's own keywords.
+        caption_ids, special_ids: as in ``keyword_hit_rate``.
+        topk_ids: optional (N, K, M) candidate ids per keyword (its nearest codebook subwords, any value
+            in the padding); a keyword hits if it OR any of its M candidates occurs in the caption.
+
+    Returns:
+        ``pooled``: hits / keywords over the corpus (a keyword hits if its id occurs in the utterance's
+        caption; special ids never hit but count as emitted); ``utterance_avg``: the mean over utterances
+        of each one's own rate (utterances without keywords left out); ``keywords_per_utterance``: the
+        mean number of keywords. For a fixed K, ``pooled`` equals ``keyword_hit_rate``'s ``avg``.
+    """
+    if not isinstance(keyword_ids, torch.Tensor):
+        keyword_ids = torch.as_tensor(keyword_ids)
+    if keyword_ids.dim() != 2:
+        raise ValueError(f"keyword_ids must be 2-D (N, K), got shape {tuple(keyword_ids.shape)}")
+    if keyword_ids.is_floating_point() or keyword_ids.is_complex() or keyword_ids.dtype == torch.bool:
+        raise TypeError(f"keyword_ids must hold integer ids, got dtype {keyword_ids.dtype}")
+    ids = keyword_ids.long().cpu()
+    n = ids.shape[0]
+    emitted = ids >= 0  # (N, K)
+    if n == 0 or not bool(emitted.any()):
+        raise ValueError("no keywords to score")
+    ignore = _as_id_tensor(special_ids, "special_ids")
+    caps = _sorted_content(caption_ids, n, ignore)
+    cand = ids[:, :, None]  # (N, K, 1)
+    if topk_ids is not None:
+        topk_ids = torch.as_tensor(topk_ids)
+        if topk_ids.dim() != 3 or tuple(topk_ids.shape[:2]) != tuple(ids.shape) or topk_ids.shape[2] == 0:
+            raise ValueError(
+                f"topk_ids must have shape ({n}, {ids.shape[1]}, M) with M >= 1, got {tuple(topk_ids.shape)}"
+            )
+        if topk_ids.is_floating_point() or topk_ids.is_complex() or topk_ids.dtype == torch.bool:
+            raise TypeError(f"topk_ids must hold integer ids, got dtype {topk_ids.dtype}")
+        # the keyword itself is always a candidate, as in keyword_hit_rate
+        cand = torch.cat([cand, topk_ids.long().cpu()], dim=2)  # (N, K, 1 + M)
+    cand = torch.where(emitted[:, :, None], cand, -1)  # the padding never hits
+    if int(cand[emitted].min()) < 0:
+        raise ValueError("keyword_ids / topk_ids must be non-negative token ids")
+    m = cand.shape[2]
+    hit = _contains(caps, cand.clamp_min(0).reshape(n, -1)).reshape(n, -1, m)
+    hit &= (cand >= 0) & ~torch.isin(cand, ignore)
+    found = hit.any(dim=2) & emitted  # (N, K)
+    per_utt = emitted.sum(1)
+    has = per_utt > 0
+    return {
+        "pooled": 100.0 * int(found.sum()) / int(emitted.sum()),
+        "utterance_avg": 100.0 * float((found.sum(1)[has].double() / per_utt[has]).mean()),
+        "keywords_per_utterance": int(emitted.sum()) / n,
+    }
 
 
 def token_baselines(

@@ -3,7 +3,8 @@
 results.json maps each test set to its branches:
 ``{"<test set>": {"parallel": {"speech_to_image": {"R@1": ..}, "image_to_speech": .., "speech_to_text": ..,
 "text_to_speech": ..}, "cascaded": {..., "keyword_hit_rate": {"kw1": .., "avg": ..},
-"keyword_hit_rate_top5_neighbours": {..}}}}`` (percent; see :mod:`espnet_speechclip.evaluation.scoring`).
+"keyword_hit_rate_top5_neighbours": {..}, "keyword_timing": {..}}}}`` (percent; see
+:mod:`espnet_speechclip.evaluation.scoring`).
 
 The pages carry a record (``.results.json.made_from.json``, :mod:`espnet_speechclip.provenance`) of the
 model and decode folders they were computed from, written after them; packing refuses results whose
@@ -154,7 +155,8 @@ def is_results(results: Any) -> bool:
 
 
 def keyword_rate_rows(scores: Dict[str, Dict]) -> List[Tuple[str, Dict[str, float]]]:
-    """(row name, kw1..kwK + avg) of every keyword hit rate in a cascaded branch's scores."""
+    """(row name, its rates) of every keyword hit rate in a cascaded branch's scores: kw1..kwK + avg
+    for K keyword slots; pooled, utterance_avg, keywords_per_utterance for CIF keywords."""
     rows = [("top-1 (the keyword itself)", scores["keyword_hit_rate"])]
     for key, rates in scores.items():
         m = re.fullmatch(r"keyword_hit_rate_top(\d+)_neighbours", key)
@@ -166,6 +168,22 @@ def keyword_rate_rows(scores: Dict[str, Dict]) -> List[Tuple[str, Dict[str, floa
 def hit_rate_table(scores: Dict[str, Dict]) -> List[str]:
     """Every keyword hit rate of a cascaded branch's ``scores`` as a markdown table, with what it counts."""
     rows = keyword_rate_rows(scores)
+    if "pooled" in rows[0][1]:  # variable-length keywords (CIF): no slots
+        lines = [
+            "A keyword hits when it (top-1), or any of its nearest codebook subwords by cosine, the keyword "
+            "first (top-5, as the authors counted), occurs among the CLIP subwords of the transcript; "
+            "special tokens never count. CIF keywords have no slots: pooled over all keywords emitted, "
+            "and the mean of the utterances' own rates. The two rows do not compare with each other.",
+            "",
+            "| keyword hit rate | pooled | utterance avg | keywords per utterance |",
+            "|---|---:|---:|---:|",
+        ]
+        for name, rates in rows:
+            lines.append(
+                f"| {name} | {_fmt(rates['pooled'])} | {_fmt(rates['utterance_avg'])} | "
+                f"{rates['keywords_per_utterance']:.2f} |"
+            )
+        return lines
     slots = [k for k in rows[0][1] if k != "avg"]
     lines = [
         "A slot hits when its keyword (top-1), or any of its nearest codebook subwords by cosine, the "
@@ -188,18 +206,50 @@ def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 
     lines = hit_rate_table(scores) + [""]
     d = DecodeDir.read(decode_dir)
     keywords, text, utts = d.keywords or {}, d.transcripts or {}, d.utts
-    scores = d.array("keyword_scores")
+    kw_scores = d.array("keyword_scores")
+    _, spans = d.keyword_lists()
     lines += [
-        "Example keywords (cosine score to the codebook subword):",
+        "Example keywords (cosine score to the codebook subword"
+        + (", and the seconds of speech each came from" if spans is not None else "")
+        + "):",
         "",
         "| utterance | transcript | keywords |",
         "|---|---|---|",
     ]
     for i in np.linspace(0, len(utts) - 1, min(n_examples, len(utts))).astype(int):
         kws = keywords[utts[i]].split()
-        shown = " ".join(f"{w} ({s:.2f})" for w, s in zip(kws, scores[i]))
+        shown = " ".join(
+            f"{w} ({s:.2f}"
+            + (f", {spans[i][k][0]:.2f}-{spans[i][k][1]:.2f}" if spans is not None else "")
+            + ")"
+            for k, (w, s) in enumerate(zip(kws, kw_scores[i]))
+        )
         lines.append(f"| {utts[i]} | {text.get(utts[i], '')} | {shown} |")
     return lines
+
+
+def keyword_timing_table(timing: Dict[str, float]) -> List[str]:
+    """The keyword-timing scores of :mod:`espnet_speechclip.evaluation.scoring` as a table."""
+    source = {
+        "cif": "the units CIF integrated",
+        "attention": "the frames holding the central 90 % of each keyword's attention",
+    }.get(timing.get("spans_from", ""), timing.get("spans_from", "?"))
+    ms = round(1000 * timing["tolerance"])
+    return [
+        f"Keyword time spans ({source}) against the word alignment: boundary precision / recall / F1 / "
+        f"R-value within {ms} ms (utterance edges left out on both sides), the F1 of as many equal spans "
+        f"over the same stretch (the chance level), how often a keyword's span contains (edges within "
+        f"{ms} ms) or overlaps a word holding its subword, and the mean span.",
+        "",
+        "| boundary P | R | F1 | R-value | F1 of equal spans | over-segmentation | span contains word "
+        "| span overlaps word | mean span (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {_fmt(timing['boundary_precision'])} | {_fmt(timing['boundary_recall'])} | "
+        f"{_fmt(timing['boundary_f1'])} | {_fmt(timing['boundary_r_value'])} | "
+        f"{_fmt(timing['boundary_f1_equal'])} | {timing['over_segmentation']:+.2f} | "
+        f"{_fmt(timing['span_contains_word'])} | {_fmt(timing['span_overlaps_word'])} | "
+        f"{timing['mean_span']:.2f} |",
+    ]
 
 
 def clear_results_record(exp_dir: str | Path) -> None:
@@ -260,9 +310,13 @@ def write_results(
             "",
         ]
         md += retrieval_table(scores) + [""]
-        if "keyword_hit_rate" in scores.get("cascaded", {}):
+        cascaded = scores.get("cascaded", {})
+        if "keyword_hit_rate" in cascaded:
             md += ["### Keyword hit rate (cascaded)", ""]
-            md += keyword_tables(exp_dir / f"decode_{s}", scores["cascaded"]) + [""]
+            md += keyword_tables(exp_dir / f"decode_{s}", cascaded) + [""]
+        if "keyword_timing" in cascaded:
+            md += ["### Keyword timing (cascaded)", ""]
+            md += keyword_timing_table(cascaded["keyword_timing"]) + [""]
     md += extra_sections or []
     (exp_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     if model is not None:

@@ -2,11 +2,19 @@
 
 Result layout, per branch: ``speech_to_image``/``image_to_speech`` R@1/5/10, zero-shot
 ``speech_to_text``/``text_to_speech`` R@1/5/10 (when transcripts were embedded; correctness by image),
-and for the cascaded branch ``keyword_hit_rate`` kw1..kwK + avg: the share of utterances whose slot-k
-keyword occurs in the transcript (special tokens never count), and, when the decode folder holds each
-keyword's nearest codebook subwords, ``keyword_hit_rate_top5_neighbours``: a hit when any of the 5 nearest
-(the keyword itself first) occurs, the variant the authors published (22.7 / 32.7 / 38.2). The two are
-not comparable with each other.
+and for the cascaded branch:
+
+- ``keyword_hit_rate``: kw1..kwK + avg for K keyword slots, the share of utterances whose slot-k keyword
+  occurs in the transcript; for variable-length keywords (CIF) no slots exist, and it holds the
+  ``pooled`` rate over all keywords, ``utterance_avg`` and ``keywords_per_utterance`` (special tokens
+  never count);
+- ``keyword_hit_rate_top5_neighbours``, when the decode folder holds each keyword's nearest codebook
+  subwords: the same with a hit when any of the 5 nearest (the keyword itself first) occurs, the variant
+  the authors published (22.7 / 32.7 / 38.2). The two are not comparable with each other;
+- ``keyword_timing``, when the data has a word alignment (``words.ctm``): boundary precision / recall /
+  F1 / R-value of the keyword spans at 20 ms and how often a keyword's span contains (overlaps) a word
+  holding its subword (:func:`espnet_speechclip.evaluation.keyword_timing.keyword_timing_scores`), plus
+  ``spans_from``: ``cif`` (integrated units) or ``attention`` (K-token models' attention mass).
 """
 
 from __future__ import annotations
@@ -16,7 +24,8 @@ from typing import Dict, Union
 
 import torch
 
-from espnet_speechclip.evaluation.keywords import keyword_hit_rate
+from espnet_speechclip.evaluation.keyword_timing import keyword_timing_scores
+from espnet_speechclip.evaluation.keywords import keyword_hit_rate, pooled_keyword_hit_rate
 from espnet_speechclip.evaluation.retrieval import grouped_recall, retrieval_recall
 from espnet_speechclip.inference.decode_dir import DecodeDir
 
@@ -28,8 +37,6 @@ def neighbours_key(n: int) -> str:
 
 def score_decode_dir(decode_dir: Union[str, Path, DecodeDir]) -> Dict[str, Dict]:
     """-> ``{"parallel": {...}, "cascaded": {...}}`` for the branches present in ``decode_dir``."""
-    from espnet_speechclip.models.clip import text_token_ids
-
     d = decode_dir if isinstance(decode_dir, DecodeDir) else DecodeDir.read(decode_dir)
     if not d.branches:
         raise FileNotFoundError(f"{d.path} holds no speech_<branch>.npy: run inference first")
@@ -45,12 +52,40 @@ def score_decode_dir(decode_dir: Union[str, Path, DecodeDir]) -> Dict[str, Dict]
             sim = speech @ text.t()
             res["speech_to_text"] = grouped_recall(sim, utt_img, utt_img)
             res["text_to_speech"] = grouped_recall(sim.t(), utt_img, utt_img)
-        if branch == "cascaded" and d.has("keyword_ids.npy") and d.transcripts is not None:
-            caps = [text_token_ids(d.transcripts[u]) for u in d.utts]
-            ids = torch.from_numpy(d.array("keyword_ids"))
-            res["keyword_hit_rate"] = keyword_hit_rate(ids, caps)
-            if d.has("keyword_neighbour_ids.npy"):
-                near = torch.from_numpy(d.array("keyword_neighbour_ids"))
-                res[neighbours_key(near.shape[-1])] = keyword_hit_rate(ids, caps, topk_ids=near)
+        if branch == "cascaded" and d.has("keyword_ids.npy"):
+            res.update(_keyword_scores(d))
         results[branch] = res
     return results
+
+
+def _keyword_scores(d: DecodeDir) -> Dict[str, Dict]:
+    """Hit rates (with transcripts) and timing (with a word alignment) of the cascaded keywords."""
+    from espnet_speechclip.models.clip import text_token_ids
+
+    res: Dict[str, Dict] = {}
+    ids = torch.from_numpy(d.array("keyword_ids"))
+    if d.transcripts is not None:
+        caps = [text_token_ids(d.transcripts[u]) for u in d.utts]
+        rate = pooled_keyword_hit_rate if d.variable_keywords else keyword_hit_rate
+        res["keyword_hit_rate"] = rate(ids, caps)
+        if d.has("keyword_neighbour_ids.npy"):
+            near = torch.from_numpy(d.array("keyword_neighbour_ids"))
+            res[neighbours_key(near.shape[-1])] = rate(ids, caps, topk_ids=near)
+    words = d.word_alignment()
+    if words is not None and d.has("keyword_spans.npy"):
+        missing = [u for u in d.utts if u not in words]
+        if missing:
+            raise ValueError(
+                f"{d.path}/words.ctm has no words for {len(missing)} utterance(s), e.g. {missing[:3]}"
+            )
+        id_lists, span_lists = d.keyword_lists()
+        res["keyword_timing"] = dict(
+            keyword_timing_scores(
+                [[tuple(s) for s in spans] for spans in span_lists],
+                [list(i) for i in id_lists],
+                [words[u] for u in d.utts],
+                text_token_ids,
+            ),
+            spans_from="cif" if d.variable_keywords else "attention",
+        )
+    return res

@@ -38,13 +38,15 @@ class BranchLayers(nn.Module):
     states are returned without the CLS positions: (B, T, D) -> (B, T, D).
 
     Args:
-        branch: a trained :class:`ParallelBranch` or :class:`CascadedBranch`; its ``cls`` and
-            ``layers`` are shared, not copied.
+        branch: a trained :class:`ParallelBranch`, :class:`CascadedBranch` or :class:`CIFCascadedBranch`;
+            its ``cls`` (None for cascaded+, whose attention sees the frames only) and ``layers`` are
+            shared, not copied.
     """
 
     def __init__(self, branch: nn.Module):
         super().__init__()
-        self.cls = branch.cls  # (1, K, D): K = 1 (parallel) or the number of keywords (cascaded)
+        # (1, K, D): K = 1 (parallel, hybrid+) or the number of keywords (cascaded); None (cascaded+)
+        self.cls = branch.cls
         self.layers = branch.layers
         # nn.TransformerEncoderLayer takes the mask by keyword, the cascaded AttentionBlock positionally
         self.parallel = isinstance(branch, ParallelBranch)
@@ -55,8 +57,11 @@ class BranchLayers(nn.Module):
 
     def layer_outputs(self, feats: torch.Tensor, lengths: torch.Tensor) -> List[torch.Tensor]:
         """feats (B, T, D), lengths (B,) -> the frame states after each layer, N x (B, T, D)."""
-        k = self.cls.size(1)
-        x = torch.cat([self.cls.expand(feats.size(0), -1, -1).to(feats.dtype), feats], dim=1)
+        if self.cls is None:
+            k, x = 0, feats
+        else:
+            k = self.cls.size(1)
+            x = torch.cat([self.cls.expand(feats.size(0), -1, -1).to(feats.dtype), feats], dim=1)
         mask = padding_mask(lengths, feats.size(1), prefix=k)
         out = []
         for layer in self.layers:

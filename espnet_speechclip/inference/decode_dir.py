@@ -11,9 +11,13 @@ parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datad
   (``utt kw_1 ... kw_K`` subword strings), ``keyword_neighbour_ids.npy`` (N, K, 5) CLIP ids of each
   keyword's 5 nearest codebook subwords (cosine, nearest first: the authors' keyword hit rate),
   ``keyword_spans.npy`` (N, K, 2) float32: where in the utterance each keyword was heard, start and end
-  in seconds (the central 90% of its attention, see
-  :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself is not kept:
-  K x T floats per utterance would outweigh everything else in the folder).
+  in seconds (a CIF keyword's unit between its firing boundaries, a K-token keyword's central 90% of its
+  attention; see :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself
+  is not kept: K x T floats per utterance would outweigh everything else in the folder);
+- variable-length keywords (cascaded+ / hybrid+): also ``keyword_lengths.npy`` (N,) keywords per
+  utterance; K is the largest, and the slots beyond an utterance's own keywords hold id -1, score 0,
+  neighbour ids -1 and span NaN (``keywords`` lists only the utterance's own);
+- ``words.ctm``: the data dir's word alignment, when it has one (keyword timing is scored against it).
 
 - ``scores.json`` (written by the inference entry point) and ``.made_from.json``, the record
   (:mod:`espnet_speechclip.provenance`) of the model (weights and options), the data dir (lists, audio and
@@ -36,7 +40,8 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from espnet_speechclip.data.datadir import datadir_identity, read_kv
+from espnet_speechclip.data.datadir import WORD_ALIGNMENT, WordSpan, datadir_identity, read_ctm, read_kv
+from espnet_speechclip.inference.speech2image import KEYWORD_PADDING, concat_padded
 from espnet_speechclip.provenance import (
     RECORD_NAME,
     FileHashes,
@@ -55,6 +60,7 @@ PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
     "keyword_ids.npy",
     "keyword_scores.npy",
     "keyword_spans.npy",
+    "keyword_lengths.npy",
     "keyword_neighbour_ids.npy",
     "text.npy",
 )
@@ -66,6 +72,7 @@ OUTPUT_FILES = PER_UTTERANCE_ARRAYS + (
     "image_list",
     "utt2img",
     "text",
+    WORD_ALIGNMENT,
     "scores.json",
 )
 RECORD_KIND = "decode"
@@ -208,8 +215,28 @@ class DecodeDir:
 
     def keyword_spans(self) -> Optional[np.ndarray]:
         """(N, K, 2) start and end (seconds) of each keyword, or None (no cascaded branch, or a folder
-        written before keyword timing existed)."""
+        written before keyword timing existed); NaN beyond an utterance's own keywords (CIF)."""
         return self.array("keyword_spans") if self.has("keyword_spans.npy") else None
+
+    @property
+    def variable_keywords(self) -> bool:
+        """The keywords come from a CIF model: each utterance has its own number of them."""
+        return self.has("keyword_lengths.npy")
+
+    def keyword_lists(self) -> Tuple[List[np.ndarray], Optional[List[np.ndarray]]]:
+        """Per utterance, its keyword ids (n,) and, when the folder has them, its keyword spans (n, 2)
+        in seconds: the padding of variable-length keywords removed."""
+        ids = self.array("keyword_ids")
+        n = self.array("keyword_lengths") if self.variable_keywords else np.full(len(ids), ids.shape[1])
+        spans = self.keyword_spans()
+        return (
+            [row[:k] for row, k in zip(ids, n)],
+            None if spans is None else [row[:k] for row, k in zip(spans, n)],
+        )
+
+    def word_alignment(self) -> Optional[Dict[str, List[WordSpan]]]:
+        """``{utt: [(word, start, end), ...]}`` from ``words.ctm``, or None when the data had none."""
+        return read_ctm(self.path / WORD_ALIGNMENT) if self.has(WORD_ALIGNMENT) else None
 
     def image_index(self) -> torch.Tensor:
         """(N,) long: index into :attr:`images` of each utterance's image."""
@@ -261,7 +288,8 @@ def embed_utterances(
     for branch in model.branches:
         np.save(output_dir / f"speech_{branch}.npy", out.get(branch, np.zeros((0, 0), np.float32)))
     if model.cascaded is not None:
-        ids = out.get("keyword_ids", np.zeros((0, model.cascaded.num_keywords), np.int64))
+        width = 0 if model.variable_keywords else model.cascaded.num_keywords
+        ids = out.get("keyword_ids", np.zeros((0, width), np.int64))
         np.save(output_dir / "keyword_ids.npy", ids)
         np.save(output_dir / "keyword_scores.npy", out.get("keyword_scores", np.zeros(ids.shape, np.float32)))
         np.save(
@@ -271,9 +299,11 @@ def embed_utterances(
             output_dir / "keyword_neighbour_ids.npy",
             out.get("keyword_neighbour_ids", np.zeros((*ids.shape, KEYWORD_NEIGHBOURS), np.int64)),
         )
+        if model.variable_keywords:
+            np.save(output_dir / "keyword_lengths.npy", out.get("keyword_lengths", np.zeros(0, np.int64)))
         with open(output_dir / "keywords", "w", encoding="utf-8") as f:
             for u, row in zip(utts, ids):
-                f.write(u + " " + " ".join(decode_token(int(i)) for i in row) + "\n")
+                f.write(" ".join([u] + [decode_token(int(i)) for i in row if i >= 0]) + "\n")
     if (data_dir / "text").is_file():
         text = read_kv(data_dir / "text")
         np.save(
@@ -306,7 +336,8 @@ def merge_utterance_parts(parts: List[Path], output_dir: PathLike, made_from: Op
         if not all(found):
             raise FileNotFoundError(f"only some inference parts have {name}: rerun the jobs")
         arrays = [np.load(part / name) for part in parts]
-        np.save(output_dir / name, np.concatenate([a for a in arrays if a.size] or arrays[:1])[order])
+        fill = KEYWORD_PADDING.get(name[: -len(".npy")])  # parts of a CIF model differ in keyword width
+        np.save(output_dir / name, concat_padded([a for a in arrays if a.size] or arrays[:1], fill)[order])
     if all((part / "keywords").is_file() for part in parts):
         lines = [
             line for part in parts for line in (part / "keywords").read_text(encoding="utf-8").splitlines()
@@ -361,8 +392,9 @@ def embed_images_of_datadir(
     np.save(output_dir / "image.npy", emb)
     (output_dir / "image_list").write_text("".join(f"{k}\n" for k in image_keys), encoding="utf-8")
     shutil.copyfile(data_dir / "utt2img", output_dir / "utt2img")
-    if (data_dir / "text").is_file():
-        shutil.copyfile(data_dir / "text", output_dir / "text")
+    for name in ("text", WORD_ALIGNMENT):
+        if (data_dir / name).is_file():
+            shutil.copyfile(data_dir / name, output_dir / name)
     return output_dir
 
 

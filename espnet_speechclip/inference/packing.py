@@ -202,7 +202,12 @@ def card_metadata(config: dict, card: Mapping[str, Any]) -> ModelCardData:
 
 def _results_section(results: Any) -> List[str]:
     """results.json -> the tables of RESULTS.md (one per test set); any other JSON -> a metric table."""
-    from espnet_speechclip.evaluation.results import hit_rate_table, is_results, retrieval_table
+    from espnet_speechclip.evaluation.results import (
+        hit_rate_table,
+        is_results,
+        keyword_timing_table,
+        retrieval_table,
+    )
 
     lines = ["## Results", ""]
     if not is_results(results):
@@ -217,6 +222,13 @@ def _results_section(results: Any) -> List[str]:
         lines += [f"### {test_set}", "", *retrieval_table(scores), ""]
         if "keyword_hit_rate" in scores.get("cascaded", {}):
             lines += ["Keyword hit rate (cascaded):", "", *hit_rate_table(scores["cascaded"]), ""]
+        if "keyword_timing" in scores.get("cascaded", {}):
+            lines += [
+                "Keyword timing (cascaded):",
+                "",
+                *keyword_timing_table(scores["cascaded"]["keyword_timing"]),
+                "",
+            ]
     return lines
 
 
@@ -237,7 +249,11 @@ def model_card(
     """
     card = meta.get("card", {})
     model = config_value(config, "model")
-    branches = ["parallel", "cascaded"] if model == "hybrid" else [model]
+    branches = {
+        "hybrid": ["parallel", "cascaded"],
+        "hybrid_plus": ["parallel", "cascaded (CIF keywords)"],
+        "cascaded_plus": ["cascaded (CIF keywords)"],
+    }.get(model, [model])
     packed_keys = set(meta.get("paths", {}))
     upstream = config_value(config, "speech_encoder_conf.upstream")
     upstream_path = config_value(config, "speech_encoder_conf.path_or_url")

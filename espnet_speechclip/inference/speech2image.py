@@ -6,9 +6,9 @@
     s2i("a.wav")                                   # {"parallel": (1, D_c)}; + keyword_ids/scores (cascaded)
     s2i(["a.wav", (wave_8k, 8000)])                # a batch: files, 16 kHz arrays or (array, rate)
     s2i.retrieve_images("a.wav", ["x.jpg", "y.jpg"], topk=1)
-    s2i.keywords("a.wav")                          # cascaded / hybrid models
+    s2i.keywords("a.wav")                          # cascaded / hybrid models (and their + versions)
     s2i.keywords("a.wav", timing=True)             # ... with where each was heard (start, end seconds)
-    s2i.keyword_timing("a.wav").attention          # (K, T) each keyword's attention over the frames
+    s2i.keyword_timing("a.wav").attention          # (K, T) each keyword's weight over the frames
 
 ``Speech2Image(train_config, model_file)`` rebuilds the model from its training config (the frozen
 towers from their own names or files) and loads the trainable weights strictly;
@@ -64,21 +64,52 @@ class KeywordTiming:
     """Where in one utterance each keyword was heard.
 
     Attributes:
-        keywords: the K keywords, with their spans: the frames holding the central 90% of the
-            keyword's attention (:func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`),
-            cut at the end of the utterance.
+        keywords: the K keywords, with their spans, cut to the utterance: for K-token cascaded models
+            the frames holding the central ``attention_mass`` (90%) of the keyword's attention
+            (:func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`); for CIF models
+            (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated, from the
+            firing boundary before it to its own (fractional frames, see
+            :func:`espnet_speechclip.models.cif.cif`).
         attention: (K, T) float32, each keyword's weight on each of the utterance's T frames, rows
             summing to 1; for K-token cascaded models, the attention of the keyword's CLS query in the
             branch's last layer (mean over heads; see
-            :meth:`espnet_speechclip.models.cascaded.CascadedBranch.keywords`).
-        frame_rate: frames per second; frame t covers [t, t + 1) / frame_rate seconds.
+            :meth:`espnet_speechclip.models.cascaded.CascadedBranch.keywords`); for CIF models, the
+            share of each frame's weight its unit integrated (see
+            :meth:`espnet_speechclip.models.cif_branch.CIFCascadedBranch.forward`).
+        frame_rate: frames per second; frame t covers [t, t + 1) / frame_rate + frame_offset seconds.
         duration: the utterance's length in seconds (at 16 kHz).
+        frame_offset: seconds by which the frames are shifted (see
+            :attr:`espnet_speechclip.models.speech_encoder.S3PRLSpeechEncoder.frame_offset`).
     """
 
     keywords: List[Keyword]
     attention: np.ndarray
     frame_rate: float
     duration: float
+    frame_offset: float = 0.0
+
+
+# Outputs of Speech2Image.__call__ whose keyword axis (axis 1) varies with the utterances of CIF models,
+# and the value that pads it: -1 is no CLIP id; a padded slot has no time span.
+KEYWORD_PADDING = {
+    "keyword_ids": -1,
+    "keyword_scores": 0.0,
+    "keyword_spans": np.nan,
+    "keyword_neighbour_ids": -1,
+}
+
+
+def concat_padded(arrays: Sequence[np.ndarray], fill: Any = None) -> np.ndarray:
+    """Concatenate (B_i, K_i, ...) arrays along axis 0, padding axis 1 to the largest K_i with ``fill``
+    (``None``: no padding, the arrays must agree)."""
+    arrays = list(arrays)
+    if fill is not None and arrays and arrays[0].ndim > 1:
+        width = max(a.shape[1] for a in arrays)
+        arrays = [
+            np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
+            for a in arrays
+        ]
+    return np.concatenate(arrays)
 
 
 def list_images(folder: PathLike) -> List[Path]:
@@ -141,6 +172,9 @@ class Speech2Image:
         batch_size: utterances / images per forward pass.
         clip_weights: load CLIP's pretrained weights; ``False`` for users of the speech side only
             (no CLIP download; image and text embeddings are then meaningless).
+        attention_mass: the time span of a K-token model's keyword holds this central share of the
+            keyword's attention over the frames (see
+            :func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`).
 
     Raises:
         FileNotFoundError: a missing config or weights file.
@@ -154,6 +188,7 @@ class Speech2Image:
         device: str = "cpu",
         batch_size: int = 16,
         clip_weights: bool = True,
+        attention_mass: float = 0.9,
     ):
         from espnet_speechclip.config import config_value, read_config
         from espnet_speechclip.models.builder import build_model
@@ -174,6 +209,7 @@ class Speech2Image:
         self.device = str(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
+        self.attention_mass = attention_mass
         self._image_encoder = model.image_encoder
         self._use_amp = bool(config_value(self.config, "use_amp", False))
         self._amp_dtype = config_value(self.config, "amp_dtype")
@@ -302,13 +338,17 @@ class Speech2Image:
     @torch.no_grad()
     def _encode(
         self, wavs: List[np.ndarray], attention: bool = False, progress: bool = False
-    ) -> Tuple[Dict[str, np.ndarray], Optional[List[np.ndarray]]]:
-        """Waveforms -> the model's per-utterance outputs (N, ...) and, with ``attention`` (cascaded
-        models), each utterance's keyword attention (K, T_i) over its own T_i frames."""
+    ) -> Tuple[Dict[str, np.ndarray], Optional[List[Tuple[np.ndarray, np.ndarray]]]]:
+        """Waveforms -> the model's per-utterance outputs (N, ...; the keyword axis of CIF models padded
+        as :data:`KEYWORD_PADDING` says) and, with ``attention`` (cascaded models), per utterance its
+        keywords' weights over its own frames (K_i, T_i) and their spans (K_i, 2) in seconds, cut to
+        the utterance."""
         from tqdm import tqdm
 
+        from espnet_speechclip.data.media import SAMPLE_RATE
+
         chunks: Dict[str, List[np.ndarray]] = {}
-        rows: List[np.ndarray] = []
+        rows: List[Tuple[np.ndarray, np.ndarray]] = []
         want = attention and self.model.cascaded is not None
         starts = range(0, len(wavs), self.batch_size)
         with tqdm(total=len(wavs), desc="embedding utterances", unit="utt", disable=not progress) as bar:
@@ -318,15 +358,45 @@ class Speech2Image:
                     out = self.model.encode_speech(
                         padded.to(self.device), lengths.to(self.device), keyword_attention=want
                     )
+                unit_frames = out.pop("keyword_frames", None)  # CIF: (B, K, 2) fractional frames
+                for training_only in ("quantity_loss", "unit_targets"):  # CIF's unit-count loss
+                    out.pop(training_only, None)
                 if want:
                     att, frames = out.pop("keyword_attention"), out.pop("frame_lengths")
-                    rows += [a[:, : int(n)].float().cpu().numpy() for a, n in zip(att, frames)]
+                    n = out.get("keyword_lengths", torch.full_like(frames, att.size(1)))
+                    for b in range(len(lengths)):
+                        k, t = int(n[b]), int(frames[b])
+                        rows.append(
+                            self._spans(
+                                att[b, :k, :t].float().cpu().numpy(),
+                                None if unit_frames is None else unit_frames[b, :k].double().cpu().numpy(),
+                                float(lengths[b]) / SAMPLE_RATE,
+                            )
+                        )
                 for k, v in out.items():
                     chunks.setdefault(k, []).append(
                         v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
                     )
                 bar.update(len(lengths))
-        return {k: np.concatenate(v) for k, v in chunks.items()}, (rows if want else None)
+        merged = {k: concat_padded(v, KEYWORD_PADDING.get(k)) for k, v in chunks.items()}
+        return merged, (rows if want else None)
+
+    def _spans(
+        self, attention: np.ndarray, unit_frames: Optional[np.ndarray], duration: float
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """One utterance's keyword weights (K, T) and, CIF, its units' (start, end) frames (K, 2) ->
+        (attention (K, T) float32, spans (K, 2) float64 seconds within [0, duration])."""
+        from espnet_speechclip.evaluation.keyword_timing import attention_spans
+
+        encoder = self.model.speech_encoder
+        rate, offset = encoder.frame_rate, encoder.frame_offset
+        if unit_frames is not None:  # CIF: the unit between its firing boundaries
+            spans = unit_frames / rate + offset
+        else:
+            spans = np.array(attention_spans(attention, rate, self.attention_mass, offset), np.float64)
+        # a span never leaves its utterance (the first and last frames' nominal spans can)
+        spans = np.clip(spans.reshape(-1, 2), 0.0, duration)
+        return attention.astype(np.float32), spans
 
     def __call__(
         self,
@@ -335,21 +405,27 @@ class Speech2Image:
         timing: bool = False,
         progress: bool = False,
     ) -> Dict[str, np.ndarray]:
-        """Utterances -> ``{branch: (N, D_c)}`` normalised embeddings, plus ``keyword_ids`` (N, K) and
-        ``keyword_scores`` (N, K) for a cascaded branch. One utterance gives N = 1.
+        """Utterances -> ``{branch: (N, D_c)}`` normalised embeddings, plus for a cascaded branch
+        ``keyword_ids`` (N, K) CLIP ids, ``keyword_scores`` (N, K) cosine scores and
+        ``keyword_neighbour_ids`` (N, K, 5) each keyword's nearest codebook subwords. A CIF model
+        (cascaded+ / hybrid+) gives each utterance its own number of keywords, ``keyword_lengths`` (N,):
+        K is the largest, and the slots beyond an utterance's own keywords hold id -1 and score 0. One
+        utterance gives N = 1.
 
         Inputs are file paths (any rate, resampled), 16 kHz waveforms (T,), or (waveform, rate);
         ``names`` (one per input, e.g. utterance ids) label them in error messages. With ``timing``
-        (cascaded branch) also ``keyword_spans`` (N, K, 2): where each keyword was heard, start and end
-        in seconds (see :class:`KeywordTiming`). ``progress`` shows a progress bar on stderr.
+        (cascaded branch) also ``keyword_spans`` (N, K, 2) float32: where each keyword was heard, start
+        and end in seconds (see :class:`KeywordTiming`; NaN beyond an utterance's own keywords).
+        ``progress`` shows a progress bar on stderr.
         """
         wavs = self._load_all(speech, names)
-        out, attention = self._encode(wavs, attention=timing, progress=progress)
-        if attention is not None:
-            out["keyword_spans"] = np.array(
-                [[(k.start, k.end) for k in t.keywords] for t in self._timings(out, attention, wavs)],
-                dtype=np.float32,
-            ).reshape(len(wavs), -1, 2)
+        out, rows = self._encode(wavs, attention=timing, progress=progress)
+        if rows is not None:
+            width = out["keyword_ids"].shape[1]
+            spans = np.full((len(wavs), width, 2), np.nan, np.float32)
+            for i, (_, row) in enumerate(rows):
+                spans[i, : len(row)] = row
+            out["keyword_spans"] = spans
         return out
 
     embed_speech = __call__
@@ -454,8 +530,9 @@ class Speech2Image:
     def keywords(
         self, speech: Union[SpeechInput, Sequence[SpeechInput]], timing: bool = False
     ) -> Union[List[Keyword], List[List[Keyword]]]:
-        """The cascaded branch's K keywords of one utterance (a list of :class:`Keyword`), or of each
-        utterance of a list (a list of such lists); with ``timing`` each keyword carries its span
+        """The cascaded branch's keywords of one utterance (a list of :class:`Keyword`, in order; K of
+        them, or for a CIF model as many as it heard units), or of each utterance of a list (a list of
+        such lists); with ``timing`` each keyword carries its span
         (``start``, ``end`` in seconds, see :class:`KeywordTiming`)."""
         self._check_keywords()
         if timing:
@@ -471,27 +548,23 @@ class Speech2Image:
         their attention over the frames), or of each utterance of a list (a list of them)."""
         self._check_keywords()
         wavs = self._load_all(speech, names)
-        out, attention = self._encode(wavs, attention=True)
-        timings = self._timings(out, attention, wavs)
+        out, rows = self._encode(wavs, attention=True)
+        timings = self._timings(out, rows, wavs)
         return timings[0] if _is_one_speech(speech) else timings
 
     def _timings(
-        self, out: Dict[str, np.ndarray], attention: List[np.ndarray], wavs: List[np.ndarray]
+        self, out: Dict[str, np.ndarray], rows: List[Tuple[np.ndarray, np.ndarray]], wavs: List[np.ndarray]
     ) -> List[KeywordTiming]:
         """_encode's outputs -> one KeywordTiming per utterance."""
         from espnet_speechclip.data.media import SAMPLE_RATE
-        from espnet_speechclip.evaluation.keyword_timing import attention_spans
 
-        rate = self.model.speech_encoder.frame_rate
+        encoder = self.model.speech_encoder
         timings = []
-        for keywords, att, wav in zip(keywords_of(out), attention, wavs):
-            duration = len(wav) / SAMPLE_RATE
-            spans = attention_spans(att, rate)
-            timed = [
-                k._replace(start=min(start, duration), end=min(end, duration))
-                for k, (start, end) in zip(keywords, spans)
-            ]
-            timings.append(KeywordTiming(timed, att.astype(np.float32), rate, duration))
+        for keywords, (att, spans), wav in zip(keywords_of(out), rows, wavs):
+            timed = [k._replace(start=float(a), end=float(b)) for k, (a, b) in zip(keywords, spans)]
+            timings.append(
+                KeywordTiming(timed, att, encoder.frame_rate, len(wav) / SAMPLE_RATE, encoder.frame_offset)
+            )
         return timings
 
     # ---------------------------------------------------------------------------------- query
@@ -511,11 +584,11 @@ class Speech2Image:
         the utterance in error messages."""
         branch = self._check_branch(branch)
         wavs = self._load_all(self._one_speech(speech, "query"), None if name is None else [name])
-        out, attention = self._encode(wavs, attention=timing)
+        out, rows = self._encode(wavs, attention=timing)
         query = out[branch][0]
         images = _as_list(images, _is_one_image(images))
         texts = [texts] if isinstance(texts, str) else list(texts)
-        keyword_timing = self._timings(out, attention, wavs)[0] if attention is not None else None
+        keyword_timing = self._timings(out, rows, wavs)[0] if rows is not None else None
         keywords = None
         if keyword_timing is not None:
             keywords = keyword_timing.keywords
@@ -546,11 +619,11 @@ class QueryResult:
 
 def keywords_of(out: Dict[str, np.ndarray]) -> List[List[Keyword]]:
     """:meth:`Speech2Image.__call__`'s output (``keyword_ids``, ``keyword_scores``) -> per utterance,
-    its keywords (no spans), as the inference entry writes them."""
+    its keywords (no spans; a CIF model's padding left out), as the inference entry writes them."""
     from espnet_speechclip.models.clip import decode_token
 
     return [
-        [Keyword(decode_token(int(i)), int(i), float(s)) for i, s in zip(ids, scores)]
+        [Keyword(decode_token(int(i)), int(i), float(s)) for i, s in zip(ids, scores) if i >= 0]
         for ids, scores in zip(out["keyword_ids"], out["keyword_scores"])
     ]
 

@@ -16,7 +16,9 @@ from espnet2.train.class_choices import ClassChoices
 from espnet_speechclip.models.clip import CLIPImageEncoder, CLIPTextEncoder, load_clip
 from espnet_speechclip.models.speech_encoder import S3PRLSpeechEncoder
 from espnet_speechclip.models.speechclip import (
+    CascadedPlusSpeechCLIP,
     CascadedSpeechCLIP,
+    HybridPlusSpeechCLIP,
     HybridSpeechCLIP,
     ParallelSpeechCLIP,
     SpeechCLIP,
@@ -30,7 +32,14 @@ speech_encoder_choices = ClassChoices(
 )
 model_choices = ClassChoices(
     "model",
-    classes=dict(parallel=ParallelSpeechCLIP, cascaded=CascadedSpeechCLIP, hybrid=HybridSpeechCLIP),
+    classes=dict(
+        parallel=ParallelSpeechCLIP,
+        cascaded=CascadedSpeechCLIP,
+        hybrid=HybridSpeechCLIP,
+        # SpeechCLIP+ (Wang et al., 2024): variable-length keywords by continuous integrate-and-fire
+        cascaded_plus=CascadedPlusSpeechCLIP,
+        hybrid_plus=HybridPlusSpeechCLIP,
+    ),
     type_check=AbsESPnetModel,
     default="parallel",
 )

@@ -102,6 +102,38 @@ class CosineVectorQuantizer(nn.Module):
         return {"quantized": quantized, "index": index, "score": score, "similarity": sim}
 
 
+@torch.no_grad()
+def init_keyword_norm(norm: nn.BatchNorm1d, codebook_rows: torch.Tensor) -> None:
+    """Initialise a keyword BatchNorm so keywords start in the codebook's distribution: feature
+    ``k * D_t + d`` (any number k of D_t-wide slots) gets the per-dimension std (gamma) and mean (beta)
+    of dim d of the codebook rows (V, D_t)."""
+    rows = codebook_rows.float()
+    slots = norm.num_features // rows.size(1)
+    norm.weight.copy_(rows.std(dim=0).repeat(slots))
+    norm.bias.copy_(rows.mean(dim=0).repeat(slots))
+
+
+@torch.no_grad()
+def codebook_neighbours(
+    codebook: torch.Tensor, codebook_ids: torch.Tensor, keyword_ids: torch.Tensor, k: int = KEYWORD_NEIGHBOURS
+) -> torch.Tensor:
+    """codebook (V, D_t) rows, codebook_ids (V,) their CLIP ids, keyword_ids (B, K) CLIP ids of codebook
+    subwords, -1 in unused slots (CIF models' shorter keyword sequences) -> (B, K, k) CLIP ids of the
+    ``k`` codebook subwords nearest to each keyword by cosine, nearest first (a keyword is its own
+    nearest); -1 in unused slots."""
+    rows = F.normalize(codebook.float(), dim=-1)  # (V, D_t)
+    used = keyword_ids >= 0
+    # each distinct keyword once: a batch uses few of the V subwords
+    unique, inverse = torch.unique(torch.where(used, keyword_ids, codebook_ids[0]), return_inverse=True)
+    match = unique.unsqueeze(1) == codebook_ids.unsqueeze(0)  # (U, V)
+    if not bool(match.any(dim=1).all()):
+        raise ValueError("neighbour_ids: a keyword id is not in the codebook")
+    with torch.autocast(rows.device.type, enabled=False):  # fp32, as the quantiser's cosine
+        cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (U, V)
+    nearest = codebook_ids[cos.topk(min(k, rows.size(0)), dim=-1).indices]  # (U, k)
+    return torch.where(used.unsqueeze(-1), nearest[inverse], -1)  # (B, K, k)
+
+
 class CascadedBranch(nn.Module):
     """Keyword head + vector quantiser + CLIP text encoder over the K+2 keyword positions.
 
@@ -156,28 +188,14 @@ class CascadedBranch(nn.Module):
         """(V, D_t) rows of CLIP's token-embedding table for the codebook ids."""
         return self.text_encoder.token_embedding.weight[self.codebook_ids]
 
-    @torch.no_grad()
     def reset_norm(self) -> None:
-        """Initialise the keyword BatchNorm so keywords start in the codebook's distribution: feature
-        ``k * D_t + d`` gets the codebook's per-dimension std (gamma) and mean (beta) of dim d."""
-        rows = self.codebook().float()
-        self.norm.weight.copy_(rows.std(dim=0).repeat(self.num_keywords))
-        self.norm.bias.copy_(rows.mean(dim=0).repeat(self.num_keywords))
+        """Keywords start in the codebook's distribution (see :func:`init_keyword_norm`)."""
+        init_keyword_norm(self.norm, self.codebook())
 
-    @torch.no_grad()
     def neighbour_ids(self, keyword_ids: torch.Tensor, k: int = KEYWORD_NEIGHBOURS) -> torch.Tensor:
         """keyword_ids (B, K) CLIP ids of codebook subwords -> (B, K, k) CLIP ids of the ``k`` codebook
-        subwords nearest to each by cosine, nearest first (a keyword is its own nearest)."""
-        rows = F.normalize(self.codebook().float(), dim=-1)  # (V, D_t)
-        # each distinct keyword once: a batch uses few of the V subwords
-        unique, inverse = torch.unique(keyword_ids, return_inverse=True)  # (U,), (B, K)
-        match = unique.unsqueeze(1) == self.codebook_ids.unsqueeze(0)  # (U, V)
-        if not bool(match.any(dim=1).all()):
-            raise ValueError("neighbour_ids: a keyword id is not in the codebook")
-        with torch.autocast(rows.device.type, enabled=False):  # fp32, as the quantiser's cosine
-            cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (U, V)
-        nearest = self.codebook_ids[cos.topk(min(k, rows.size(0)), dim=-1).indices]  # (U, k)
-        return nearest[inverse]  # (B, K, k)
+        subwords nearest to each by cosine (see :func:`codebook_neighbours`)."""
+        return codebook_neighbours(self.codebook(), self.codebook_ids, keyword_ids, k)
 
     def keywords(
         self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False

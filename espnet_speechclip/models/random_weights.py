@@ -8,6 +8,7 @@ same ``hubert_local`` path a real local checkpoint takes.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Dict, Tuple
@@ -74,6 +75,8 @@ def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
         merge_with_parent(HubertPretrainingConfig, task_cfg),
         symbols,
     )
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial")  # renamed into place: never half a checkpoint
     torch.save(
         dict(
             task_cfg=task_cfg,
@@ -81,9 +84,10 @@ def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
             model_weight=model.state_dict(),
             dictionaries_symbols=symbols,
         ),
-        path,
+        tmp,
     )
-    return Path(path)
+    os.replace(tmp, path)
+    return path
 
 
 def build_random(config: dict, workdir: str | Path | None = None, image_tower: bool = False):
@@ -103,8 +107,12 @@ def build_random(config: dict, workdir: str | Path | None = None, image_tower: b
     upstream = config_value(config, "speech_encoder_conf.upstream")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="speechclip_random_"))
     if upstream in HUBERT_ARCHITECTURES:
+        # one random checkpoint per architecture and workdir: several configs share it (1.2 GB for Large)
+        path = workdir / f"{upstream}.pt"
+        if not path.is_file():
+            write_random_hubert(upstream, path)
         speech_conf["upstream"] = "hubert_local"
-        speech_conf["path_or_url"] = str(write_random_hubert(upstream, workdir / f"{upstream}.pt"))
+        speech_conf["path_or_url"] = str(path)
     cascaded = config.get("model_conf", {}).get("cascaded_conf")
     if (
         cascaded is not None

@@ -148,8 +148,17 @@ class S3PRLSpeechEncoder(nn.Module):
 
     @property
     def frame_rate(self) -> float:
-        """Output frames per second; frame t covers about [t, t + 1) / frame_rate seconds."""
+        """Output frames per second; frame t covers [t, t + 1) / frame_rate + :attr:`frame_offset` seconds."""
         return SAMPLE_RATE / self.frame_shift
+
+    @property
+    def frame_offset(self) -> float:
+        """Seconds by which output frame t's interval [t, t + 1) / frame_rate is shifted: frame t is
+        centred where the upstream's t-th window is, half a receptive field after its start (12.5 ms for
+        HuBERT's 400 samples and for a 25 ms filterbank window), so its interval starts half a shift
+        before that (2.5 ms for HuBERT). The stride-2 subsampling convolutions are centred on every other
+        frame, so the centre stays put. Keyword time spans use this."""
+        return self.min_samples / 2 / SAMPLE_RATE - self.frame_shift / SAMPLE_RATE / 2
 
     def output_size(self) -> int:
         return self.projection.out_features if self.projection is not None else self.upstream.hidden_size

@@ -4,7 +4,10 @@ Data names:
 - ``speech`` (``sound`` / ``sound_16k``): 16 kHz waveforms;
 - ``image_id`` (``text``): the utterance's image key (captions of one image share it);
 - ``image_emb`` (``npy`` / ``kaldi_ark``): cached CLIP image embeddings, or ``image`` (``image``): files;
-- ``text`` (``text``, optional): transcripts, used only to score zero-shot speech->text on the dev set.
+- ``text`` (``text``, optional): transcripts; on the dev set they score zero-shot speech->text, and a CIF
+  model (cascaded+ / hybrid+) with ``cascaded_conf.unit_target: caption`` trains its number of keywords
+  towards their CLIP token counts (it needs them in the training data, and in the dev data for its
+  quantity loss there).
 """
 
 from __future__ import annotations
@@ -132,7 +135,11 @@ class SpeechCLIPTask(AbsTask):
         config = super().get_default_config()
         model_conf = config["model_conf"]
         for key, defaults in branch_conf_defaults(model_choices.get_class(config["model"])).items():
-            model_conf[key] = {**defaults, **(model_conf.get(key) or {})}
+            given = model_conf.get(key) or {}
+            model_conf[key] = {**defaults, **given}
+            for sub, sub_defaults in defaults.items():  # nested options (cif_conf): given over defaults
+                if isinstance(sub_defaults, dict) and isinstance(given.get(sub), dict):
+                    model_conf[key][sub] = {**sub_defaults, **given[sub]}
         return config
 
     @classmethod
@@ -201,10 +208,28 @@ class SpeechCLIPTask(AbsTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> SpeechCLIP:
+        check_unit_target_data(args)
         model = build_model(vars(args))
         for shape_file in _speech_shape_files(args):
             check_min_length(shape_file, model.speech_encoder.min_samples)
         return model
+
+
+def check_unit_target_data(args: argparse.Namespace) -> None:
+    """A CIF model trained towards caption lengths needs the transcripts among its training data: say so
+    before any model is built rather than at the first step."""
+    cascaded = (getattr(args, "model_conf", None) or {}).get("cascaded_conf") or {}
+    if cascaded.get("unit_target") != "caption":
+        return
+    train_data = getattr(args, "train_data_path_and_name_and_type", None)
+    if not train_data:  # not training (a model rebuilt from its config)
+        return
+    if "text" not in [entry[1] for entry in train_data]:
+        raise ValueError(
+            "cascaded_conf.unit_target is caption: the number of keywords is trained towards each "
+            "caption's CLIP token count, so the training data must list the transcripts, e.g. "
+            "--train_data_path_and_name_and_type dump/raw/<train set>/text,text,text"
+        )
 
 
 def _speech_shape_files(args: argparse.Namespace) -> List[str]:

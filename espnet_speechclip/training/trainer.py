@@ -3,7 +3,9 @@
 In-batch accuracy depends on the batch size and composition; the paper selects checkpoints by dev
 recall over all dev utterances and images. Each rank embeds its shard, the shards are gathered, and
 R@1/5/10 in both directions (and their mean R@10, usable as ``--best_model_criterion valid mean_r10 max``)
-are registered once per epoch.
+are registered once per epoch. CIF models (cascaded+ / hybrid+) also report their unit counts on the dev
+set: ``loss_quantity``, ``units`` and ``unit_error`` (mean |units - target|, without the training-time
+scaling of the alphas).
 
 Training steps and validation run in one precision, the config's ``amp_dtype`` (see
 :mod:`espnet_speechclip.precision`): ESPnet's Trainer takes its training autocast dtype from
@@ -32,6 +34,7 @@ from espnet2.utils.build_dataclass import build_dataclass
 from espnet_speechclip.config import TASK_DEFAULTS
 from espnet_speechclip.evaluation.retrieval import grouped_recall, mean_r10, retrieval_recall
 from espnet_speechclip.models.loss import masked_infonce
+from espnet_speechclip.models.speechclip import unit_stats
 from espnet_speechclip.precision import AMP_DTYPES, amp_dtype, autocast, check_amp_dtype
 from espnet_speechclip.training.experiment import atomic_torch_save, repair_interrupted_epoch
 
@@ -178,7 +181,7 @@ class RetrievalTrainer(Trainer):
             batch = to_device(batch, device)
             # the precision of the training steps (and of inference): the config's amp_dtype
             with autocast(device, options.use_amp, options.amp_dtype):
-                out = core.encode_speech(batch["speech"], batch["speech_lengths"])
+                out = core.encode_speech(batch["speech"], batch["speech_lengths"], batch.get("text_lengths"))
                 img = core.encode_image(batch.get("image"), batch.get("image_emb"))
                 text = core.text_encoder(batch["text"]) if "text" in batch else None
             image_id = batch["image_id"].view(-1)
@@ -187,6 +190,8 @@ class RetrievalTrainer(Trainer):
                 # per-batch loss without the cross-rank gather: dev shards may differ in size
                 stats[f"loss_{b}"] = masked_infonce(out[b], img, image_id, scale).item()
                 collected[b].append(out[b].float().cpu())
+            if "quantity_loss" in out:
+                stats.update({k: v.item() for k, v in unit_stats(out).items()})
             reporter.register(stats, weight=image_id.numel())
             reporter.next()
             images.append(img.float().cpu())

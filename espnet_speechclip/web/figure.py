@@ -70,14 +70,20 @@ def _wave_path(wav: np.ndarray, x0: float, y_mid: float, half: float) -> str:
     return f"M{top} L{bottom} Z"
 
 
-def _attention_path(att: np.ndarray, frame_rate: float, x_of, y_base: float, height: float) -> str:
-    """A step outline of one keyword's attention (T,), scaled so its peak fills ``height``."""
+def _attention_path(
+    att: np.ndarray, frame_rate: float, x_of, y_base: float, height: float, offset: float = 0.0
+) -> str:
+    """A step outline of one keyword's attention (T,), scaled so its peak fills ``height``; frame t
+    covers [t, t + 1) / frame_rate + offset seconds."""
     peak = float(att.max()) or 1.0
-    points: List[str] = [f"{x_of(0.0):.1f},{y_base:.1f}"]
+    points: List[str] = [f"{x_of(offset):.1f},{y_base:.1f}"]
     for t, a in enumerate(att):
         y = y_base - height * float(a) / peak
-        points += [f"{x_of(t / frame_rate):.1f},{y:.1f}", f"{x_of((t + 1) / frame_rate):.1f},{y:.1f}"]
-    points.append(f"{x_of(len(att) / frame_rate):.1f},{y_base:.1f}")
+        points += [
+            f"{x_of(offset + t / frame_rate):.1f},{y:.1f}",
+            f"{x_of(offset + (t + 1) / frame_rate):.1f},{y:.1f}",
+        ]
+    points.append(f"{x_of(offset + len(att) / frame_rate):.1f},{y_base:.1f}")
     return "M" + " L".join(points) + " Z"
 
 
@@ -120,7 +126,7 @@ def keyword_figure(wav: Sequence[float], timing: KeywordTiming) -> str:
         span = f"{start:.2f}\u2013{end:.2f} s"
         att = np.asarray(att, dtype=np.float64)
         base, scale = top + ROW_H - 3, ROW_H - 8
-        curve = _attention_path(att, timing.frame_rate, x_of, base, scale)
+        curve = _attention_path(att, timing.frame_rate, x_of, base, scale, timing.frame_offset)
         # attention spread evenly over the frames, on the same scale: a flat keyword sits on this line
         even = base - scale * (1.0 / len(att)) / (float(att.max()) or 1.0)
         parts += [

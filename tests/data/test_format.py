@@ -110,3 +110,40 @@ def test_format_names_missing_and_corrupt_files(mixed_datadir, tmp_path):
 
 
 # -------------------------------------------------------------------------------------------- pack
+
+
+def test_word_alignment_travels_with_the_data_dir(mixed_datadir, tmp_path):
+    from espnet_speechclip.data.datadir import read_ctm, write_ctm
+
+    words = {"a": [("caption", 0.0, 0.2), ("a", 0.2, 0.5)], "c": [("caption", 0.012, 0.25)]}
+    write_ctm(mixed_datadir / "words.ctm", words)
+    out = tmp_path / "dump" / "set"
+    fmt.format_datadir(mixed_datadir, out, tmp_path / "audio")
+    assert read_ctm(out / "words.ctm") == words  # times do not move with the sample rate
+    assert fmt.format_datadir(mixed_datadir, out, tmp_path / "audio")["up_to_date"]
+    # a new alignment is a new input; a data dir without one leaves none behind
+    write_ctm(mixed_datadir / "words.ctm", {"a": [("caption", 0.0, 0.3)]})
+    assert not fmt.format_datadir(mixed_datadir, out, tmp_path / "audio")["up_to_date"]
+    assert read_ctm(out / "words.ctm") == {"a": [("caption", 0.0, 0.3)]}
+    (mixed_datadir / "words.ctm").unlink()
+    fmt.format_datadir(mixed_datadir, out, tmp_path / "audio")
+    assert not (out / "words.ctm").exists()
+
+
+def test_ctm_files(tmp_path):
+    from espnet_speechclip.data.datadir import read_ctm, write_ctm
+
+    f = tmp_path / "x.ctm"
+    f.write_text(";; a NIST comment\nu2 1 0.50 0.25 b 0.9\nu1 A 0.0 0.1 a\n\nu2 1 0.0 0.5 a\n")
+    assert read_ctm(f) == {"u1": [("a", 0.0, 0.1)], "u2": [("a", 0.0, 0.5), ("b", 0.5, 0.75)]}
+    # written to the millisecond; adjacent words still touch when read back
+    write_ctm(f, {"u": [("x", 0.10049, 0.30051), ("y", 0.30051, 0.7)]})
+    assert f.read_text() == "u 1 0.100 0.201 x\nu 1 0.301 0.399 y\n"
+    got = read_ctm(f)["u"]
+    assert got[0][2] == pytest.approx(got[1][1], abs=1e-12)
+    for bad in ("u 1 0.1 b\n", "u 1 x 0.1 b\n", "u 1 0.5 -0.1 b\n"):
+        f.write_text(bad)
+        with pytest.raises(ValueError, match=r"x.ctm:1: not a CTM line"):
+            read_ctm(f)
+    with pytest.raises(ValueError, match="bad span"):
+        write_ctm(f, {"u": [("x", 0.5, 0.4)]})

@@ -12,6 +12,9 @@ import torch
 from espnet_speechclip.evaluation.keyword_timing import (
     attention_spans,
     boundary_prf,
+    equal_spans,
+    interior_boundaries,
+    keyword_timing_scores,
     span_contains_word,
     spans_to_boundaries,
 )
@@ -140,3 +143,37 @@ def test_attention_spans_rejects_bad_input():
         attention_spans([[1.0]], 50, mass=0.0)
     with pytest.raises(ValueError, match=r"\(K, T\)"):
         attention_spans([1.0, 2.0], 50)
+
+
+# ------------------------------------------------------------------------------------ corpus scores
+def test_interior_boundaries_leave_the_utterance_edges_out():
+    assert interior_boundaries([(0.0, 0.3), (0.3, 0.5), (0.6, 0.9)]) == [0.3, 0.5, 0.6]
+    assert interior_boundaries([(0.0, 0.3)]) == []
+
+
+def test_equal_spans():
+    assert equal_spans([]) == []
+    got = equal_spans([(0.5, 0.9), (0.1, 0.3), (0.2, 0.4)])  # any order, overlapping (attention spans)
+    assert [a for span in got for a in span] == pytest.approx(
+        [0.1, 0.1 + 0.8 / 3, 0.1 + 0.8 / 3, 0.1 + 1.6 / 3, 0.1 + 1.6 / 3, 0.9]
+    )
+
+
+def test_keyword_timing_scores_hand_example():
+    words = [[("a", 0.00, 0.10), ("red", 0.10, 0.40), ("star", 0.40, 0.80)]]
+    ids = {"a": [320], "red": [736], "star": [2634]}
+    # units: "a" 0.00-0.11, "red" 0.11-0.45 (its end 50 ms late), "star" 0.45-0.80
+    spans = [[(0.00, 0.11), (0.11, 0.45), (0.45, 0.80)]]
+    out = keyword_timing_scores(spans, [[320, 736, 2634]], words, ids.__getitem__, tolerance=0.02)
+    # interior boundaries: predicted 0.11, 0.45 against 0.10, 0.40: one hit
+    assert (out["boundary_precision"], out["boundary_recall"], out["boundary_f1"]) == (50.0, 50.0, 50.0)
+    assert out["over_segmentation"] == 0.0
+    # three equal spans over 0.0-0.8 put boundaries at 0.267 and 0.533: no hit
+    assert out["boundary_f1_equal"] == 0.0
+    # "a" and "red" (0.11-0.45: starts 10 ms late, within the tolerance) contain their words; "star"
+    # (0.45-0.80) starts 50 ms into its word: it only overlaps it
+    assert out["span_contains_word"] == pytest.approx(200 / 3) and out["span_overlaps_word"] == 100.0
+    assert out["mean_span"] == pytest.approx(0.8 / 3) and out["keywords"] == 3
+    # a keyword whose span lies over another word does not count
+    out = keyword_timing_scores([[(0.45, 0.80)]], [[736]], words, ids.__getitem__)
+    assert out["span_contains_word"] == 0.0 and out["span_overlaps_word"] == 0.0

@@ -11,6 +11,7 @@ from espnet_speechclip.evaluation.keywords import (
     CLIP_SPECIAL_IDS,
     content_word_hit_rate,
     keyword_hit_rate,
+    pooled_keyword_hit_rate,
     token_baselines,
 )
 
@@ -176,3 +177,51 @@ def test_baselines_without_content():
         token_baselines([])
     with pytest.raises(ValueError, match="candidate_ids"):
         token_baselines([[1]], candidate_ids=[])
+
+
+# --------------------------------------------------------------------------------------------------
+# Pooled keyword hit rate (variable-length keywords)
+# --------------------------------------------------------------------------------------------------
+def ref_pooled(keyword_rows, caption_ids, ignore) -> dict:
+    """keyword_rows: per utterance, its own keywords (any number)."""
+    hits = emitted = 0
+    own = []
+    for kws, cap in zip(keyword_rows, caption_ids):
+        content = set(cap) - set(ignore)
+        h = sum(k not in ignore and k in content for k in kws)
+        hits, emitted = hits + h, emitted + len(kws)
+        if kws:
+            own.append(h / len(kws))
+    return {
+        "pooled": 100.0 * hits / emitted,
+        "utterance_avg": 100.0 * sum(own) / len(own),
+        "keywords_per_utterance": emitted / len(keyword_rows),
+    }
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pooled_hit_rate_matches_reference(seed):
+    rng = random.Random(seed)
+    vocab = [0, SOT, EOT] + list(range(1, 40))
+    rows = [[rng.choice(vocab) for _ in range(rng.randint(0 if i else 1, 7))] for i in range(30)]
+    captions = [[SOT] + [rng.choice(vocab) for _ in range(rng.randint(0, 9))] + [EOT] for _ in rows]
+    width = max(map(len, rows))
+    padded = torch.tensor([r + [-1] * (width - len(r)) for r in rows])
+    got = pooled_keyword_hit_rate(padded, captions)
+    ref = ref_pooled(rows, captions, CLIP_SPECIAL_IDS)
+    assert got["pooled"] == ref["pooled"] and got["keywords_per_utterance"] == ref["keywords_per_utterance"]
+    assert got["utterance_avg"] == pytest.approx(ref["utterance_avg"], abs=1e-9)
+
+
+def test_pooled_hit_rate_equals_slot_average_for_a_fixed_k():
+    rng = random.Random(7)
+    kw = torch.tensor([[rng.randrange(1, 30) for _ in range(4)] for _ in range(12)])
+    captions = [[SOT] + [rng.randrange(1, 30) for _ in range(6)] + [EOT] for _ in range(12)]
+    assert pooled_keyword_hit_rate(kw, captions)["pooled"] == keyword_hit_rate(kw, captions)["avg"]
+
+
+def test_pooled_hit_rate_refuses_no_keywords():
+    with pytest.raises(ValueError, match="no keywords"):
+        pooled_keyword_hit_rate(torch.full((2, 3), -1), [[5], [6]])
+    with pytest.raises(ValueError, match="2-D"):
+        pooled_keyword_hit_rate(torch.tensor([5, 6]), [[5], [6]])

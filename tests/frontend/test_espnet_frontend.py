@@ -136,6 +136,33 @@ def test_frontend_equals_the_speechclip_speech_branch(sc, caplog):
         SpeechCLIPFrontend(config_file=str(sc["root"] / "nope.yaml"))
 
 
+@pytest.mark.parametrize("model", ["cascaded_plus", "hybrid_plus"])
+def test_frontend_branch_layers_of_speechclip_plus(model, tiny_clip, tmp_path):
+    """SpeechCLIP+'s attention layer as frame encoder: over the frames alone (cascaded+), or with the
+    CLS in front whose position is dropped (hybrid+), exactly as inside the model."""
+    import yaml
+
+    from espnet_speechclip.frontend.espnet_frontend import SpeechCLIPFrontend
+
+    config = yaml.safe_load((ROOT / "conf" / "tiny" / f"{model}.yaml").read_text())
+    config["clip_conf"] = dict(tiny_clip)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    torch.manual_seed(0)
+    trained = Speech2Image(tmp_path / "config.yaml").model
+    torch.save(trained.state_dict(), tmp_path / "model.pth")
+    fe = SpeechCLIPFrontend(
+        config_file=str(tmp_path / "config.yaml"), model_file=str(tmp_path / "model.pth"), branch_layers=True
+    )
+    captured = {}
+    trained.cascaded.layers[-1].register_forward_hook(lambda m, i, o: captured.update(x=o))
+    speech, lengths = torch.randn(2, 12000), torch.tensor([12000, 7000])
+    with torch.no_grad():
+        trained.eval().encode_speech(speech, lengths)
+        out, _ = fe(speech, lengths)
+    prefix = 1 if model == "hybrid_plus" else 0
+    torch.testing.assert_close(out, captured["x"][:, prefix:], rtol=0, atol=1e-6)
+
+
 def test_asr_frozen_and_finetuned_frontend(sc, tmp_path):
     conf = [
         "--frontend_conf",

@@ -52,6 +52,25 @@ def test_a_finished_decode_is_current_until_model_or_data_change(data, tmp_path)
         require_current(dec, MODEL, data)
 
 
+def test_a_new_word_alignment_makes_the_decode_stale(data, tmp_path):
+    """Keyword timing is scored against the data dir's words.ctm: adding or changing it is new data."""
+    from espnet_speechclip.data.datadir import write_ctm
+
+    utt = (data / "wav.scp").read_text().split()[0]
+    dec = tmp_path / "decode"
+    fake_decode(dec, [utt])
+    write_decode_record(dec, decode_made_from(MODEL, data))
+    require_current(dec, MODEL, data)
+    write_ctm(data / "words.ctm", {utt: [("red", 0.1, 0.4)]})
+    with pytest.raises(ProvenanceError, match=r"data\.words\.ctm"):
+        require_current(dec, MODEL, data)
+    write_decode_record(dec, decode_made_from(MODEL, data))
+    require_current(dec, MODEL, data)
+    write_ctm(data / "words.ctm", {utt: [("red", 0.1, 0.5)]})
+    with pytest.raises(ProvenanceError, match=r"data\.words\.ctm"):
+        require_current(dec, MODEL, data)
+
+
 def test_an_interrupted_or_damaged_decode_is_refused(data, tmp_path):
     dec = tmp_path / "decode"
     made_from = decode_made_from(MODEL, data)

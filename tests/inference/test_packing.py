@@ -222,6 +222,19 @@ def test_model_card_is_what_the_hub_reads(sc, tmp_path):
             "cascaded": {
                 "speech_to_image": {"R@1": 10.0, "R@5": 40.0, "R@10": 70.0},
                 "keyword_hit_rate": {"kw1": 12.0, "kw2": 8.0, "avg": 10.0},
+                "keyword_timing": {
+                    "spans_from": "attention",
+                    "tolerance": 0.02,
+                    "boundary_precision": 40.0,
+                    "boundary_recall": 20.0,
+                    "boundary_f1": 26.7,
+                    "boundary_r_value": 35.0,
+                    "boundary_f1_equal": 18.0,
+                    "over_segmentation": -0.5,
+                    "span_contains_word": 30.0,
+                    "span_overlaps_word": 60.0,
+                    "mean_span": 0.25,
+                },
             },
         }
     }
@@ -259,6 +272,8 @@ def test_model_card_is_what_the_hub_reads(sc, tmp_path):
         "| cascaded | S→I | 10.0 | 40.0 | 70.0 |",
         "| kw1 | kw2 | avg |",
         "| 12.0 | 8.0 | 10.0 |",
+        "Keyword timing (cascaded):",
+        "| 40.0 | 20.0 | 26.7 | 35.0 | 18.0 | -0.50 | 30.0 | 60.0 | 0.25 |",
         'Speech2Image.from_pretrained("model.zip")',
         "--model model.zip",
         "```yaml\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True),

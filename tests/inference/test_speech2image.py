@@ -5,6 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from helpers import ROOT
 
 from espnet_speechclip.bin import speechclip_inference
 from espnet_speechclip.data.datadir import read_kv
@@ -12,6 +13,8 @@ from espnet_speechclip.data.media import MediaError, write_wav
 from espnet_speechclip.evaluation.keyword_timing import attention_spans
 from espnet_speechclip.inference import decode_dir
 from espnet_speechclip.inference.speech2image import KeywordTiming, Speech2Image
+
+TINY = ROOT / "conf" / "tiny"
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +40,13 @@ def test_api_equals_inference_entry(sc, decoded, source):
     assert pipe.branches == ["parallel", "cascaded"]
     utts = (dec / "utt_list").read_text().split()
     wav_scp, img_scp, text = (read_kv(sc["data"] / n) for n in ("wav.scp", "img.scp", "text"))
-    out = pipe.embed_speech([wav_scp[u] for u in utts])
+    out = pipe.embed_speech([wav_scp[u] for u in utts], timing=True)
     for name in ("speech_parallel", "speech_cascaded", "keyword_scores"):
         np.testing.assert_allclose(
             out[name.replace("speech_", "")], np.load(dec / f"{name}.npy"), atol=1e-5, rtol=0, err_msg=name
         )
     np.testing.assert_array_equal(out["keyword_ids"], np.load(dec / "keyword_ids.npy"))
+    np.testing.assert_allclose(out["keyword_spans"], np.load(dec / "keyword_spans.npy"), atol=1e-9)
     images = (dec / "image_list").read_text().split()
     np.testing.assert_allclose(
         pipe.embed_images([img_scp[k] for k in images]), np.load(dec / "image.npy"), atol=1e-5, rtol=0
@@ -71,6 +75,9 @@ def test_api_equals_inference_entry(sc, decoded, source):
         pipe.embed_speech([wav_scp[u] for u in utts], timing=True)["keyword_spans"], spans, atol=1e-6
     )
     assert decode_dir.DecodeDir.read(dec).keyword_spans().shape == (len(utts), 4, 2)
+    # K-token keywords come with the span holding 90 % of their attention, inside the utterance
+    seconds = sf.info(wav_scp[utts[0]]).duration
+    assert all(0 <= k.start < k.end <= seconds for k in timed[0])
 
     # any sample rate: a file or an array at 8 kHz is resampled the same way
     wav, _ = sf.read(wav_scp[utts[0]], dtype="float32")
@@ -158,6 +165,57 @@ def test_api_wrong_inputs_raise_clear_errors(sc, parallel_exp, tmp_path):
 # ------------------------------------------------------------------------------------- query CLI
 
 
+@pytest.fixture(scope="module")
+def cif_pipe(tiny_clip):
+    """An untrained cascaded+ model (CIF keywords) behind the API."""
+    config = yaml.safe_load((TINY / "cascaded_plus.yaml").read_text())
+    config["clip_conf"] = dict(tiny_clip)
+    torch.manual_seed(0)
+    return Speech2Image(config, batch_size=2)
+
+
+def test_variable_length_keywords_through_the_api(cif_pipe):
+    rng = np.random.RandomState(0)
+    wavs = [0.1 * rng.randn(n).astype(np.float32) for n in (16000, 4000, 9000, 24000, 6000)]
+    out = cif_pipe(wavs, timing=True)
+    n = out["keyword_lengths"]
+    ids, scores, spans = out["keyword_ids"], out["keyword_scores"], out["keyword_spans"]
+    # batches of 2 have different widths: the concatenation pads them to the largest count
+    assert ids.shape == (5, n.max()) and spans.shape == (5, n.max(), 2) and len(set(n)) > 1
+    mask = np.arange(ids.shape[1])[None, :] < n[:, None]
+    assert (ids[~mask] == -1).all() and (scores[~mask] == 0).all() and np.isnan(spans[~mask]).all()
+    # the spans are the integrated units' frames in seconds (20 ms frames here, offset to their
+    # centres), tiling each utterance within its duration
+    model = cif_pipe.model
+    shift, offset = 1 / model.speech_encoder.frame_rate, model.speech_encoder.frame_offset
+    for i, wav in enumerate(wavs):
+        own = spans[i, : n[i]]
+        assert own[0, 0] == pytest.approx(max(offset, 0)) and own[-1, 1] <= len(wav) / 16000 + 1e-6
+        np.testing.assert_allclose(own[1:, 0], own[:-1, 1])
+        with torch.no_grad():
+            alone = model.encode_speech(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
+        frames = alone["keyword_frames"][0].numpy()
+        np.testing.assert_allclose(own[1:, 0], frames[1:, 0] * shift + offset, rtol=1e-6)
+        assert alone["keyword_ids"][0].tolist() == ids[i, : n[i]].tolist()
+    # keywords() drops the padding: each utterance its own number of Keyword(token, id, score, start, end)
+    keywords = cif_pipe.keywords(wavs, timing=True)
+    assert [len(k) for k in keywords] == n.tolist()
+    assert [k.id for k in keywords[1]] == ids[1, : n[1]].tolist()
+    assert keywords[3][-1].end == pytest.approx(spans[3, n[3] - 1, 1], abs=1e-6)
+    assert [k.id for k in cif_pipe.keywords(wavs[1])] == ids[1, : n[1]].tolist()  # no timing asked
+    # the timing of a CIF keyword: its unit's share of each frame's weight, rows summing to 1
+    timing = cif_pipe.keyword_timing(wavs[3])
+    assert isinstance(timing, KeywordTiming) and timing.attention.shape[0] == n[3]
+    np.testing.assert_allclose(timing.attention.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose([(k.start, k.end) for k in timing.keywords], spans[3, : n[3]], atol=1e-6)
+    # the batch size changes nothing
+    cif_pipe.batch_size = 5
+    try:
+        np.testing.assert_array_equal(cif_pipe(wavs)["keyword_ids"], ids)
+    finally:
+        cif_pipe.batch_size = 2
+
+
 def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
     """Where a keyword was heard: its attention over the utterance's own frames, and the span of the
     central 90% of it in seconds, at the speech encoder's frame rate (tiny HuBERT: 320 samples, 50 Hz)."""
@@ -166,18 +224,23 @@ def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
     utts = sorted(wav_scp)[:3]
     timings = pipe.keyword_timing([wav_scp[u] for u in utts])
     assert pipe.model.speech_encoder.frame_rate == 50.0
+    # frame t is centred on HuBERT's t-th 400-sample window: [t, t + 1) / 50 s + 2.5 ms
+    offset = pipe.model.speech_encoder.frame_offset
+    assert offset == pytest.approx(0.0025)
     for u, t in zip(utts, timings):
-        assert isinstance(t, KeywordTiming) and t.frame_rate == 50.0
+        assert isinstance(t, KeywordTiming) and t.frame_rate == 50.0 and t.frame_offset == offset
         n = sf.info(wav_scp[u]).frames
         assert t.duration == pytest.approx(n / 16000)
         # the utterance's own frames (the extractor's output length), not the batch's
         assert t.attention.shape == (4, (n - 400) // 320 + 1)
         np.testing.assert_allclose(t.attention.sum(axis=1), 1.0, atol=1e-5)
-        for k, (start, end) in zip(t.keywords, attention_spans(t.attention, 50.0)):
+        for k, (start, end) in zip(t.keywords, attention_spans(t.attention, 50.0, offset=offset)):
             assert (k.start, k.end) == pytest.approx((start, min(end, t.duration)))
             assert 0 <= k.start < k.end <= t.duration
-    # (ids only: scores move slightly with a batch's padding, which HuBERT's GroupNorm sees)
-    assert [k[:2] for k in timings[0].keywords] == [k[:2] for k in pipe.keywords(wav_scp[utts[0]])]
+    # the keywords are those of keywords() on the same input (one utterance: a batch's padding moves
+    # scores slightly through HuBERT's GroupNorm, which can swap near-tied keywords)
+    alone = pipe.keyword_timing(wav_scp[utts[0]])
+    assert [k[:2] for k in alone.keywords] == [k[:2] for k in pipe.keywords(wav_scp[utts[0]])]
 
     # attention planted on frame 2 for keyword 0 and evenly on frames 5-9 for the others
     layer = pipe.model.cascaded.layers[-1]
@@ -191,8 +254,8 @@ def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
 
     monkeypatch.setattr(layer, "query_attention", planted)
     t = pipe.keyword_timing(wav_scp[utts[0]])
-    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.04, 0.06))
-    assert (t.keywords[1].start, t.keywords[1].end) == pytest.approx((0.10, 0.20))
+    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.04 + offset, 0.06 + offset))
+    assert (t.keywords[1].start, t.keywords[1].end) == pytest.approx((0.10 + offset, 0.20 + offset))
     result = pipe.query(wav_scp[utts[0]], timing=True)
     assert result.timing is not None and result.keywords == t.keywords
     assert result.embedding.shape == (pipe.embed_speech(wav_scp[utts[0]])["parallel"].shape[1],)

@@ -73,6 +73,22 @@ def test_keywords_come_from_the_codebook_and_never_special(text_encoder):
     assert len(full) == text_encoder.vocab_size - 3 and SOT_ID not in full and EOT_ID not in full
 
 
+def test_keyword_attention_is_a_distribution_over_the_frames(text_encoder):
+    branch = make_branch(text_encoder).eval()
+    torch.manual_seed(1)
+    feats, lengths = torch.randn(3, 10, 16), torch.tensor([10, 6, 2])
+    with torch.no_grad():
+        att = branch(feats, lengths, return_attention=True)["attention"]
+    assert att.shape == (3, 4, 10)
+    torch.testing.assert_close(att.sum(-1), torch.ones(3, 4))
+    for b, n in enumerate(lengths.tolist()):
+        assert (att[b, :, n:] == 0).all() and (att[b, :, :n] > 0).all()
+    # an utterance's attention does not depend on its batch-mates
+    with torch.no_grad():
+        alone = branch(feats[1:2, :6], lengths[1:2], return_attention=True)["attention"]
+    torch.testing.assert_close(alone[0], att[1, :, :6])
+
+
 def _expected_last_layer_attention(branch, feats, lengths):
     """Each keyword's attention in the last layer, computed by hand from the layer's projections:
     softmax(q k^T / sqrt(d_h)) per head over the unpadded keys, mean over heads, CLS keys dropped,

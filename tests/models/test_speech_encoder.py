@@ -121,6 +121,17 @@ def test_plugin_import_makes_s3prl_hub_importable():
     assert proc.stdout.strip().endswith("True")
 
 
+def test_frame_times(encoder):
+    """Frame t covers [offset + t * shift, offset + (t + 1) * shift): 20 ms frames for HuBERT and for
+    10 ms filterbanks subsampled by 2, centred half a 25 ms window after their start."""
+    shift, offset = 1 / encoder.frame_rate, encoder.frame_offset
+    assert shift == pytest.approx(0.02)
+    assert offset + shift / 2 == pytest.approx(0.0125)
+    # the frames of a waveform cover it
+    feats, lengths = encoder.eval()(torch.randn(1, 16000), torch.tensor([16000]))
+    assert offset + int(lengths[0]) * shift == pytest.approx(1.0, abs=shift)
+
+
 def test_frame_rate_is_the_total_downsampling_at_16k(encoder):
     """Frames per second = 16000 / (upstream hop x projection subsampling): HuBERT 320 samples (50 Hz),
     fbank 160 samples x 2 (50 Hz); one second of speech gives that many frames."""

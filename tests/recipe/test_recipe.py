@@ -1,4 +1,5 @@
-"""The recipe egs2/speechclip/sc1 end to end (stages 1-9) on a miniature Flickr8k with the tiny configs: the
+"""The recipe egs2/speechclip/sc1 end to end (stages 1-9) on a miniature Flickr8k with the tiny configs
+(parallel, cascaded, and hybrid+, whose keyword counts train towards the captions' token counts): the
 ESPnet-style flags, and the Hub round trip (upload to a Hub stand-in on 127.0.0.1, then
 ``--download_model`` from the Hub cache with HF_HUB_OFFLINE=1)."""
 
@@ -10,7 +11,7 @@ import pytest
 from helpers import ROOT, copy_recipe
 from helpers import run_recipe as run
 
-TINY = "conf/tiny/parallel.yaml conf/tiny/cascaded.yaml"
+TINY = "conf/tiny/parallel.yaml conf/tiny/cascaded.yaml conf/tiny/hybrid_plus.yaml"
 
 
 FLAGS = (
@@ -36,7 +37,7 @@ def assert_environment_header(md: str) -> None:
         "# RESULTS",
         "## Environments",
     ]
-    header = "\n".join(lines[3:12])
+    header = "\n".join(lines[3:13])  # date .. CPU, Git hash and its commit date
     for pattern in (
         r"- date: `\w{3} \w{3} +\d+ \d\d:\d\d:\d\d .+ \d{4}`",
         r"- python version: `3\.\d+\.\d+",
@@ -120,6 +121,13 @@ def test_stages_1_to_8_produce_results(recipe):
                 "merge.log",
             ]
     assert "Stage 9: skipped (no --hf_repo)" in out
+    # hybrid+: the recipe gave the training the transcripts its unit targets need
+    exp = rec / "exp" / "flickr8k_hybrid_plus"
+    assert "text,text,text" in (exp / "train.log").read_text()
+    res = json.loads((exp / "results.json").read_text())["flickr8k_test"]
+    assert list(res) == ["parallel", "cascaded"]
+    assert set(res["cascaded"]["keyword_hit_rate"]) == {"pooled", "utterance_avg", "keywords_per_utterance"}
+    assert "pooled" in (exp / "RESULTS.md").read_text() and (exp / "packed" / "model.zip").is_file()
     # data dirs in the documented layout, 12/4/4 images x 2 captions
     for split, n in (("train", 24), ("dev", 8), ("test", 8)):
         d = rec / "data" / f"flickr8k_{split}"

@@ -35,6 +35,13 @@ def test_miniature_synth_run_goes_through_all_stages(synth_run, capsys):
     # --nj 2 on CPU: the two configs trained side by side (each started before the other ended)
     spans = {b: _run_span(rec / "exp" / f"synth_{b}" / "train.log") for b in ("parallel", "cascaded")}
     assert spans["parallel"][0] <= spans["cascaded"][1] and spans["cascaded"][0] <= spans["parallel"][1]
+    # the corpus knows where its words are: the cascaded keywords' time spans are scored against them
+    assert (rec / "dump" / "raw" / "synth_test" / "words.ctm").is_file()
+    assert (
+        0 <= res["keyword_timing"]["boundary_f1"] <= 100
+        and res["keyword_timing"]["spans_from"] == "attention"
+    )
+    assert "### Keyword timing (cascaded)" in (rec / "exp" / "synth_cascaded" / "RESULTS.md").read_text()
     assert (rec / "exp" / "clip" / "synth-clip.pt").is_file()
     assert len((rec / "data" / "synth_train" / "wav.scp").read_text().splitlines()) == 72
     assert "Successfully finished" in out

@@ -10,6 +10,7 @@ import torch
 from helpers import ROOT
 
 from espnet_speechclip.bin import speechclip_inference, speechclip_train
+from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.training.image_cache import cache_image_embeddings, write_utt_emb_scp
 
 CONF = ROOT / "conf" / "tiny"
@@ -34,10 +35,13 @@ def corpus(tmp_path_factory, tiny_clip):
 def data_args(corpus):
     from helpers import training_data_args
 
-    # transcripts on the dev set: validation also scores zero-shot speech->text
+    # transcripts: validation also scores zero-shot speech->text; CIF models with caption-length unit
+    # targets train on them (the other models leave them unused)
     return training_data_args(corpus["train"], corpus["dev"]) + [
         "--valid_data_path_and_name_and_type",
         f"{corpus['dev']}/text,text,text",
+        "--train_data_path_and_name_and_type",
+        f"{corpus['train']}/text,text,text",
     ]
 
 
@@ -64,16 +68,31 @@ def reporter_stats(out):
     return states["reporter"]["stats"]
 
 
-@pytest.mark.parametrize("model", ["parallel", "cascaded", "hybrid"])
+BRANCHES = {
+    "hybrid": ["parallel", "cascaded"],
+    "hybrid_plus": ["parallel", "cascaded"],
+    "cascaded_plus": ["cascaded"],
+}
+
+
+@pytest.mark.parametrize("model", ["parallel", "cascaded", "hybrid", "cascaded_plus", "hybrid_plus"])
 def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
     out = tmp_path / "exp"
     train(corpus, tiny_clip, model, out, "--max_epoch", "4")
     stats = reporter_stats(out)
     assert sorted(stats) == [1, 2, 3, 4]
     assert stats[4]["train"]["loss"] < stats[1]["train"]["loss"]
-    for b in ["parallel", "cascaded"] if model == "hybrid" else [model]:
+    for b in BRANCHES.get(model, [model]):
         for key in ("s2i_r1", "s2i_r10", "i2s_r1", "mean_r10"):
             assert f"{b}_{key}" in stats[4]["valid"]
+    if model.endswith("_plus"):
+        # the CIF quantity loss and unit counts, in training and on the dev set (caption-length targets
+        # for hybrid_plus, read from the transcripts; frame-count targets for cascaded_plus)
+        for mode in ("train", "valid"):
+            for key in ("loss_quantity", "units", "unit_error"):
+                assert key in stats[4][mode], (mode, key)
+        # the first epoch's 4 forwards scale the alphas to the targets (scaling_steps: 4), later ones not
+        assert stats[1]["train"]["unit_error"] == 0.0
 
     # checkpoints hold the trainable weights only; strict loading still checks all of them
     weights = torch.load(out / "4epoch.pth", map_location="cpu", weights_only=True)
@@ -138,12 +157,43 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
         if (dec / f).is_file():
             assert (split / f).read_text() == (dec / f).read_text()
 
-    if model != "parallel":
-        assert "keyword_hit_rate" in scores["cascaded"]
+    if model == "parallel":
+        return
+    lines = (dec / "keywords").read_text().splitlines()
+    ids, spans = np.load(dec / "keyword_ids.npy"), np.load(dec / "keyword_spans.npy")
+    assert spans.shape == ids.shape + (2,)
+    durations = [int(v) / 16000 for v in read_kv(corpus["dev"] / "utt2num_samples").values()]
+    if model.endswith("_plus"):
+        # a variable number of keywords: -1 / NaN after each utterance's own, a pooled hit rate
+        n = np.load(dec / "keyword_lengths.npy")
+        assert n.shape == (12,) and n.min() >= 1 and ids.shape[1] == n.max()
+        assert [len(line.split()) - 1 for line in lines] == n.tolist()
+        mask = np.arange(ids.shape[1])[None, :] < n[:, None]
+        assert (ids[~mask] == -1).all() and (ids[mask] >= 0).all() and np.isnan(spans[~mask]).all()
+        assert set(scores["cascaded"]["keyword_hit_rate"]) == {
+            "pooled",
+            "utterance_avg",
+            "keywords_per_utterance",
+        }
+        assert set(scores["cascaded"]["keyword_hit_rate_top5_neighbours"]) == {
+            "pooled",
+            "utterance_avg",
+            "keywords_per_utterance",
+        }
+        near = np.load(dec / "keyword_neighbour_ids.npy")
+        assert near.shape == ids.shape + (5,) and (near[~mask] == -1).all() and (near[mask] >= 0).all()
+        # CIF units tile the utterance: each starts where the one before it ended
+        for row, k in zip(spans, n):
+            np.testing.assert_allclose(row[1:k, 0], row[: k - 1, 1])
+    else:
         assert "keyword_hit_rate_top5_neighbours" in scores["cascaded"]
         assert np.load(dec / "keyword_neighbour_ids.npy").shape == (12, 4, 5)
-        lines = (dec / "keywords").read_text().splitlines()
         assert len(lines) == 12 and all(len(line.split()) == 1 + 4 for line in lines)
+        assert set(scores["cascaded"]["keyword_hit_rate"]) == {"kw1", "kw2", "kw3", "kw4", "avg"}
+    valid = ~np.isnan(spans[..., 0])
+    assert (spans[valid][:, 0] <= spans[valid][:, 1]).all() and (spans[valid] >= 0).all()
+    assert spans[valid].max() <= max(durations) + 1e-6  # float32 seconds
+    assert "keyword_timing" not in scores["cascaded"]  # the tiny corpus has no word alignment
 
 
 def test_missing_image_ids_fail_before_training(corpus, tiny_clip, tmp_path):
@@ -275,7 +325,9 @@ def test_paper_configs_train_on_plain_random_batches(paper_args):
     from espnet_speechclip.config import TASK_DEFAULTS
 
     assert TASK_DEFAULTS["length_group_batches"] == 1
-    assert len(paper_args) == 5
+    # SpeechCLIP's 5 and SpeechCLIP+'s 6 (Base Flickr8k, Large Flickr8k and SpokenCOCO, cascaded+ / hybrid+)
+    assert len(paper_args) == 11
+    assert sum("_plus_" in name for name in paper_args) == 6
     for name, args in paper_args.items():
         assert args.length_group_batches == 1, name
 
@@ -458,3 +510,44 @@ def test_print_config_shows_the_branch_options_of_each_model(argv, branches, mon
         else:
             assert conf["num_keywords"] == 8 and conf["nhead"] == 1
         assert "codebook_ids" not in conf and "text_encoder" not in conf
+
+
+@pytest.mark.parametrize(
+    "model, branches", [("cascaded_plus", ["cascaded_conf"]), ("hybrid_plus", ["cascaded_conf"])]
+)
+def test_print_config_shows_the_cif_branch_options(model, branches, monkeypatch):
+    """SpeechCLIP+ models: the CIF branch's options and, nested, its downsampler's; a config's partial
+    cif_conf keeps the defaults of the keys it does not set."""
+    import io
+    import sys
+
+    import yaml
+
+    from espnet_speechclip.models.cif import CIFDownsampler
+    from espnet_speechclip.training.task import SpeechCLIPTask
+
+    def shown(*argv):
+        monkeypatch.setattr(sys, "argv", ["speechclip_train.py", "--print_config", *argv])
+        out = io.StringIO()
+        SpeechCLIPTask.print_config(file=out)
+        return yaml.safe_load(out.getvalue())["model_conf"]
+
+    model_conf = shown("--model", model)
+    assert [k for k in model_conf if k.endswith("_conf")] == branches
+    conf = model_conf["cascaded_conf"]
+    assert conf["unit_target"] == "frames" and conf["codebook"] == "full" and "parallel_dim" not in conf
+    assert conf["cif_conf"] == dict(
+        kernel_size=3,
+        num_layers=1,
+        dropout=0.5,
+        threshold=1.0,
+        tail_threshold=0.5,
+        frames_per_unit=20.0,
+        scaling_steps=5000,
+        max_units=75,
+        at_least_one=True,
+    )
+    CIFDownsampler(16, **conf["cif_conf"])  # every option shown is one the downsampler takes
+    partial = shown("--model", model, "--model_conf", "cascaded_conf.cif_conf.scaling_steps=10")
+    assert partial["cascaded_conf"]["cif_conf"] == dict(conf["cif_conf"], scaling_steps=10)
+    assert model_conf["quantity_weight"] == 0.25

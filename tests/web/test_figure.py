@@ -35,6 +35,23 @@ def test_one_row_per_keyword_with_its_span_on_a_shared_time_axis():
     assert ticks == ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1"]
 
 
+def test_attention_curve_starts_at_the_frames_offset():
+    """Frames are shifted by the encoder's frame offset (HuBERT: 2.5 ms): the curve is drawn there."""
+    plain, shifted = _timing(), _timing()
+    shifted.frame_offset = 0.1
+
+    def first_step_x(timing):
+        rows = ET.fromstring(keyword_figure(np.zeros(16000), timing)).findall(f"{SVG}g[@class='keyword']")
+        path = rows[0].findall(f"{SVG}path")[0].get("d")
+        # the keyword's weight starts at frame 5: its rise is the first point above the baseline
+        points = [tuple(map(float, p.split(","))) for p in path[1:-2].split(" L")]
+        base = points[0][1]
+        return next(x for x, y in points if y < base)
+
+    assert first_step_x(plain) == pytest.approx(LABEL_W + 0.2 * PLOT_W, abs=0.1)
+    assert first_step_x(shifted) == pytest.approx(LABEL_W + 0.3 * PLOT_W, abs=0.1)
+
+
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="non-empty"):
         keyword_figure(np.zeros(0), _timing())

@@ -252,7 +252,7 @@ model_args=()
 set_model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
     model_args=()
     case "$(conf_get "$1" model)" in
-        cascaded|hybrid) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
+        cascaded|hybrid|cascaded_plus|hybrid_plus) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
     esac
 }
 
@@ -269,6 +269,8 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         exp=$(exp_of "${c}")
         emb=$(emb_of "${c}")
         mkdir -p "${exp}"
+        # SpeechCLIP+ models counting keywords towards caption lengths read the transcripts
+        unit_target=$(conf_get "${c}" model_conf.cascaded_conf.unit_target)
         data=()
         for mode_set in "train:${train_set}" "valid:${dev_set}"; do
             mode=${mode_set%%:*}; s=${mode_set#*:}
@@ -276,6 +278,9 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
             data+=(--"${mode}"_data_path_and_name_and_type "${dumpdir}/raw/${s}/utt2img,image_id,text")
             data+=(--"${mode}"_data_path_and_name_and_type "${emb}/${s}.scp,image_emb,npy")
             data+=(--"${mode}"_shape_file "${dumpdir}/raw/${s}/utt2num_samples")
+            if [ "${unit_target}" = caption ]; then
+                data+=(--"${mode}"_data_path_and_name_and_type "${dumpdir}/raw/${s}/text,text,text")
+            fi
         done
         dist=()
         threads=${OMP_NUM_THREADS}

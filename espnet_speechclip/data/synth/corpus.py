@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_speechclip.config import SPLITS, set_name
-from espnet_speechclip.data.datadir import Utterance, write_datadir
+from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, write_ctm, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE
 from espnet_speechclip.data.synth.captions import captions
 from espnet_speechclip.data.synth.scenes import Scene, render, sample_scene
@@ -116,7 +116,16 @@ def _is_done(out_dir: Path, data_dir: Path, options: dict) -> bool:
         old = json.loads(marker.read_text())
     except json.JSONDecodeError:
         return False
-    names = ("wav.scp", "text", "utt2spk", "utt2img", "img.scp", "utt2num_samples", "scenes.json")
+    names = (
+        "wav.scp",
+        "text",
+        "utt2spk",
+        "utt2img",
+        "img.scp",
+        "utt2num_samples",
+        "scenes.json",
+        WORD_ALIGNMENT,
+    )
     return old == options and all(
         (data_dir / set_name(CORPUS, s) / n).is_file() for s in SPLITS for n in names
     )
@@ -135,7 +144,8 @@ def generate(
     """Generate the corpus: png images and 16 kHz wavs under ``out_dir``, data dirs
     ``data_dir/synth_{split}``.
 
-    Each data dir also gets ``scenes.json`` (image key -> :meth:`Scene.to_dict`). The output is the same,
+    Each data dir also gets ``scenes.json`` (image key -> :meth:`Scene.to_dict`) and the word alignment
+    ``words.ctm`` (where espeak-ng spoke each word, see :func:`.speech.word_times`). The output is the same,
     byte for byte, for the same options whatever ``workers`` is. If a previous call with the same options
     finished, nothing is done. ``out_dir`` belongs to the generator: its ``images/`` and ``wav/`` are
     replaced when the options change. Paths in the lists are written as ``out_dir`` is given (a relative
@@ -216,7 +226,7 @@ def generate(
             "espnet_speechclip.data.synth.speech",
         ]
     )
-    num_samples: List[int] = []
+    synthesised: List[tuple] = []  # (num_samples, word times) per job
     with ctx.Pool(workers, maxtasksperchild=1) as pool:
         results = pool.imap(_synth_shard, shards, chunksize=1)
         # Render the images here while the workers speak.
@@ -225,24 +235,27 @@ def generate(
                 render(p.scene).save(p.utt.image_path, format="PNG")
         next_log = 0.1
         for res in results:
-            num_samples.extend(res)
-            if len(num_samples) / len(jobs) >= next_log:  # a log line per 10 %
+            synthesised.extend(res)
+            if len(synthesised) / len(jobs) >= next_log:  # a log line per 10 %
                 logger.info(
                     "synthesised %d / %d utterances (%.0f s)",
-                    len(num_samples),
+                    len(synthesised),
                     len(jobs),
                     time.time() - start,
                 )
-                while len(num_samples) / len(jobs) >= next_log:
+                while len(synthesised) / len(jobs) >= next_log:
                     next_log += 0.1
 
     k = 0
     for s in SPLITS:
-        utts = []
+        utts, alignments = [], {}
         for p in plans[s]:
-            utts.append(dataclasses.replace(p.utt, num_samples=num_samples[k]))
+            num_samples, words = synthesised[k]
+            utts.append(dataclasses.replace(p.utt, num_samples=num_samples))
+            alignments[p.utt.utt_id] = words
             k += 1
         write_datadir(dirs[s], utts)
+        write_ctm(dirs[s] / WORD_ALIGNMENT, alignments)
         scenes = {p.utt.image_key: p.scene.to_dict() for p in plans[s]}
         with open(dirs[s] / "scenes.json", "w", encoding="utf-8") as f:
             json.dump(scenes, f, indent=1, sort_keys=True)

@@ -17,7 +17,7 @@ from helpers import SYNTH_SIZES as SIZES
 from helpers import assert_describes, generate_synth_corpus
 
 from espnet_speechclip.config import SPLITS
-from espnet_speechclip.data.datadir import read_datadir, read_kv
+from espnet_speechclip.data.datadir import read_ctm, read_datadir, read_kv
 from espnet_speechclip.data.synth import corpus as corpus_writer
 from espnet_speechclip.data.synth import speech
 
@@ -42,6 +42,10 @@ def test_deterministic_for_a_seed(synth_corpus, corpus_again):
             for r in (synth_corpus, corpus_again)
         ]
         assert scenes[0] == scenes[1]
+        alignments = [
+            (r / "data" / f"synth_{split}" / "words.ctm").read_text() for r in (synth_corpus, corpus_again)
+        ]
+        assert alignments[0] == alignments[1]
         for u in read_datadir(synth_corpus / "data" / f"synth_{split}"):
             for path in (Path(u.wav_path), Path(u.image_path)):
                 assert path.read_bytes() == (corpus_again / path.relative_to(synth_corpus)).read_bytes(), path
@@ -80,6 +84,35 @@ def test_captions_match_scenes_json(synth_corpus):
         assert set(scenes) == set(lists["utt2img"].values())
         for utt, text in lists["text"].items():
             assert_describes(text, scenes[lists["utt2img"][utt]])
+
+
+def test_word_alignments_are_the_spoken_captions(synth_corpus):
+    """words.ctm: every caption word in order, inside its audio, where the audio has speech."""
+    letters, seconds = [], []
+    for split in SPLITS:
+        d = synth_corpus / "data" / f"synth_{split}"
+        ctm = read_ctm(d / "words.ctm")
+        utts = read_datadir(d)
+        assert set(ctm) == {u.utt_id for u in utts}
+        for u in utts:
+            words = ctm[u.utt_id]
+            assert [w for w, _, _ in words] == u.text.split(), u.utt_id
+            duration = u.num_samples / 16000
+            assert all(0 <= s < e <= duration for _, s, e in words), (u.utt_id, words)
+            # in time order, without overlaps (the CTM keeps milliseconds)
+            assert all(b[1] >= a[2] - 1e-6 for a, b in zip(words, words[1:])), (u.utt_id, words)
+            # speech from (nearly) the start of the trimmed audio to (nearly) its end
+            assert words[0][1] < 0.1 and words[-1][2] > duration - 0.15, (u.utt_id, words, duration)
+            wav, _ = sf.read(u.wav_path)
+            spoken = np.concatenate([wav[int(s * 16000) : int(e * 16000)] for _, s, e in words])
+            for a, b in zip(words, words[1:]):
+                if b[1] - a[2] > 0.05:  # a pause between two words is silent
+                    gap = wav[int(a[2] * 16000) : int(b[1] * 16000)]
+                    assert np.sqrt(np.mean(gap**2)) < 0.1 * np.sqrt(np.mean(spoken**2)), (u.utt_id, a, b)
+            letters += [len(w) for w, _, _ in words]
+            seconds += [e - s for _, s, e in words]
+    # longer words take longer to say
+    assert np.corrcoef(letters, seconds)[0, 1] > 0.6
 
 
 def test_dev_and_test_have_unseen_speakers(synth_corpus):
