@@ -317,4 +317,4 @@ def test_reuse_commands_run_after_a_flickr8k_run(recipe):
     out = run_reuse_example(rec, "exp/flickr8k_cascaded")
     check_reuse_example_output(out, rec, "exp/flickr8k_cascaded", "flickr8k", n_test_images=4)
     assert "Keyword(token=" in out  # a cascaded model: keywords from the API and the query
-    assert re.search(r"^keywords: ", out, re.M)
+    assert re.search(r"^keywords \(\d+; score, heard from-to seconds\):$", out, re.M)
