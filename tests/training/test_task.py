@@ -45,8 +45,9 @@ def data_args(corpus):
     ]
 
 
-def train(corpus, tiny_clip, model, out, *extra):
-    cmd = [
+def train_cmd(corpus, tiny_clip, model, out, *extra):
+    """speechclip_train's options for ``conf/tiny/<model>.yaml`` on the tiny corpus and CLIP."""
+    return [
         "--config",
         str(CONF / f"{model}.yaml"),
         "--output_dir",
@@ -60,7 +61,10 @@ def train(corpus, tiny_clip, model, out, *extra):
         *data_args(corpus),
         *extra,
     ]
-    speechclip_train.main(cmd)
+
+
+def train(corpus, tiny_clip, model, out, *extra):
+    speechclip_train.main(train_cmd(corpus, tiny_clip, model, out, *extra))
 
 
 def reporter_stats(out):
@@ -380,23 +384,6 @@ def test_resume_with_more_epochs_holds_the_final_rate(corpus, tiny_clip, tmp_pat
         assert stats[epoch]["train"]["optim0_lr0"] == pytest.approx(1e-5, rel=1e-9)
 
 
-def _train_cmd(corpus, tiny_clip, out, *extra):
-    return [
-        "--config",
-        str(CONF / "parallel.yaml"),
-        "--output_dir",
-        str(out),
-        "--ngpu",
-        "0",
-        "--clip_conf",
-        f"pretrained={tiny_clip['pretrained']}",
-        "--clip_conf",
-        f"config_file={tiny_clip['config_file']}",
-        *data_args(corpus),
-        *extra,
-    ]
-
-
 def _same_weights(a, b):
     wa = torch.load(a, map_location="cpu", weights_only=True)
     wb = torch.load(b, map_location="cpu", weights_only=True)
@@ -414,12 +401,12 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(corpus, tiny_clip, tmp_p
 
     epochs = ["--max_epoch", "3", "--resume", "true"]
     whole = tmp_path / "whole"
-    speechclip_train.main(_train_cmd(corpus, tiny_clip, whole, *epochs))
+    speechclip_train.main(train_cmd(corpus, tiny_clip, "parallel", whole, *epochs))
 
     # 1. killed at a random point after the first epoch's files appear
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "espnet_speechclip.bin.speechclip_train"]
-    cmd += _train_cmd(corpus, tiny_clip, killed, *epochs)
+    cmd += train_cmd(corpus, tiny_clip, "parallel", killed, *epochs)
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -429,14 +416,14 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(corpus, tiny_clip, tmp_p
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
     assert not (killed / "3epoch.pth").exists()
-    speechclip_train.main(_train_cmd(corpus, tiny_clip, killed, *epochs))
+    speechclip_train.main(train_cmd(corpus, tiny_clip, "parallel", killed, *epochs))
 
     # 2. killed in the worst window: checkpoint.pth of epoch 3 saved, its weights file and links not yet
     late = tmp_path / "late"
     shutil.copytree(whole, late, symlinks=True)
     for name in ("3epoch.pth", "latest.pth", "valid.mean_r10.best.pth"):
         (late / name).unlink(missing_ok=True)
-    speechclip_train.main(_train_cmd(corpus, tiny_clip, late, *epochs))
+    speechclip_train.main(train_cmd(corpus, tiny_clip, "parallel", late, *epochs))
 
     def learned(out):  # every statistic but the timings
         return {
@@ -455,11 +442,13 @@ def test_a_damaged_checkpoint_is_named(corpus, tiny_clip, tmp_path):
     from espnet_speechclip.provenance import ProvenanceError
 
     out = tmp_path / "exp"
-    speechclip_train.main(_train_cmd(corpus, tiny_clip, out, "--max_epoch", "1"))
+    speechclip_train.main(train_cmd(corpus, tiny_clip, "parallel", out, "--max_epoch", "1"))
     data = (out / "checkpoint.pth").read_bytes()
     (out / "checkpoint.pth").write_bytes(data[: len(data) // 2])
     with pytest.raises(ProvenanceError, match=r"checkpoint\.pth cannot be read"):
-        speechclip_train.main(_train_cmd(corpus, tiny_clip, out, "--max_epoch", "2", "--resume", "true"))
+        speechclip_train.main(
+            train_cmd(corpus, tiny_clip, "parallel", out, "--max_epoch", "2", "--resume", "true")
+        )
 
 
 @pytest.mark.parametrize(

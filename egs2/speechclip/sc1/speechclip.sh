@@ -261,6 +261,10 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
     # On CPU the configs train side by side, nj / n_configs threads each, when there are cores for all:
     # a training step is mostly small operations (the per-utterance filterbank, the tiny branches), so
     # one process per core gets far more done than two threads sharing one process.
+    train_one() {  # train_one <exp> <command...>: one config's training, its log named on failure
+        local exp=$1; shift
+        ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "$@" || failed "${exp}/train.log"
+    }
     side_by_side=1
     if [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ] && [ "${nj}" -ge "${n_configs}" ]; then
         side_by_side=${n_configs}
@@ -298,10 +302,6 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
                 --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
                 --multiprocessing_distributed true -- "${train_cmdline[@]}" || failed "${exp}/train.log"
         else
-            train_one() {  # train_one <exp> <command...>
-                local exp=$1; shift
-                ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "$@" || failed "${exp}/train.log"
-            }
             OMP_NUM_THREADS=${threads} bg_run "${side_by_side}" train_one "${exp}" "${train_cmdline[@]}"
         fi
     done
