@@ -1,8 +1,9 @@
 """The SpeechCLIP speech encoder: a frozen S3PRL upstream and a learnable weighted sum of its layers.
 
 The encoder also owns the rule every entry point applies to speech length: a waveform shorter than
-the upstream's receptive field (:attr:`S3PRLSpeechEncoder.min_samples`) yields no frame and is refused
-with :func:`check_min_samples`'s message, naming the utterance.
+the upstream's minimum (:attr:`S3PRLSpeechEncoder.min_samples`: its receptive field, two frames for a
+filterbank with per-utterance CMVN) is refused with :func:`check_min_samples`'s message, naming the
+utterance.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ def check_min_samples(num_samples: int, min_samples: int, what: str) -> None:
     """
     if num_samples < min_samples:
         raise MediaError(
-            f"{what}: {num_samples} samples at 16 kHz, shorter than the speech encoder's "
-            f"{min_samples}-sample receptive field"
+            f"{what}: {num_samples} samples at 16 kHz, shorter than the speech encoder's minimum of "
+            f"{min_samples} samples (its receptive field; two frames for per-utterance CMVN)"
         )
 
 
@@ -137,7 +138,8 @@ class S3PRLSpeechEncoder(nn.Module):
 
     @property
     def min_samples(self) -> int:
-        """Shortest waveform (samples at 16 kHz) that yields one frame of the upstream."""
+        """Shortest waveform (samples at 16 kHz) the upstream makes valid features of: one frame's
+        receptive field, two frames for filterbanks normalised per utterance (CMVN)."""
         return self.upstream.min_samples
 
     @property
@@ -158,7 +160,7 @@ class S3PRLSpeechEncoder(nn.Module):
         HuBERT's 400 samples and for a 25 ms filterbank window), so its interval starts half a shift
         before that (2.5 ms for HuBERT). The stride-2 subsampling convolutions are centred on every other
         frame, so the centre stays put. Keyword time spans use this."""
-        return self.min_samples / 2 / SAMPLE_RATE - self.frame_shift / SAMPLE_RATE / 2
+        return self.upstream.receptive_field / 2 / SAMPLE_RATE - self.frame_shift / SAMPLE_RATE / 2
 
     def output_size(self) -> int:
         return self.projection.out_features if self.projection is not None else self.upstream.hidden_size

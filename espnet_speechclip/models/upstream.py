@@ -12,7 +12,8 @@ marks the later frames of a padded batch, and they are never attended. So an utt
 lengths do not depend on its batch-mates, and a batch of one equals the authors' SpeechCLIP framing
 (their ``min(round(n / 320), frames of the batch)`` attends one frame computed over padding for most
 shorter utterances of a batch). The filterbank baselines compute each waveform alone and keep s3prl's
-``(n - 1) // rate + 1`` frames (each padded with its own last frame).
+``(n - 1) // rate + 1`` frames (each padded with its own last frame); s3prl's Kaldi ``fbank`` is
+computed for the whole batch at once with the same numbers (:mod:`.batched_fbank`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from torch import nn
 
 from espnet_speechclip.compat import patch_s3prl
 from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.models.batched_fbank import BatchedKaldiFbank
 from espnet_speechclip.models.frozen import FrozenModule
 
 
@@ -99,8 +101,16 @@ class Upstream(FrozenModule):
                 f"s3prl upstream {name}: hidden states differ in width or rate, cannot be summed"
             )
         convs = _extractor_convs(self.expert)
-        self.min_samples = _receptive_field(convs)
+        self.receptive_field = _receptive_field(convs)  # samples of one frame
+        self.min_samples = self.receptive_field  # samples an utterance needs
         self.per_utterance = type(self.expert).__module__.startswith("s3prl.upstream.baseline")
+        config = getattr(self.expert, "config", None)
+        if self.per_utterance and isinstance(config, dict) and (config.get("cmvn") or {}).get("use_cmvn"):
+            # per-utterance CMVN divides by the standard deviation over the frames: one frame has none
+            # (NaN features), so two frames are the least an utterance needs
+            self.min_samples += self.downsample_rate
+        # s3prl's Kaldi fbank computed for the whole batch (same numbers, checked against the expert)
+        self.batched = BatchedKaldiFbank.from_expert(self.expert) if self.per_utterance else None
         # (kernel, stride, padding, dilation) of the feature extractor, when its strides make the
         # upstream's frame rate (every wav2vec2-style model); else s3prl's length convention applies
         self._convs = None
@@ -147,6 +157,9 @@ class Upstream(FrozenModule):
         wav_list = [w[: int(n)] for w, n in zip(wavs, lengths)]
         out_lengths = self.frame_lengths(lengths)
         t_max = int(out_lengths.max())
+        if self.batched is not None and int(lengths.min()) >= self.batched.window_size:
+            feats, frames = self.batched(wavs, lengths)
+            return [_fit_frames(feats, frames, out_lengths, t_max)], out_lengths
         if self.per_utterance:
             # Filterbank experts compute each waveform alone anyway and emit fewer frames than the
             # s3prl length convention ((n-1)//rate + 1); padding each one with its own last frame keeps
@@ -169,6 +182,16 @@ def _fit(h: torch.Tensor, length: int) -> torch.Tensor:
     if h.size(1) < length:
         h = torch.cat([h, h[:, -1:].expand(-1, length - h.size(1), -1)], dim=1)
     return h[:, :length]
+
+
+def _fit_frames(h: torch.Tensor, frames: torch.Tensor, lengths: torch.Tensor, t_max: int) -> torch.Tensor:
+    """(B, F, D) with ``frames`` (B,) valid -> (B, t_max, D): utterance b's frames extended to
+    ``lengths[b]`` by repeating its own last frame, zeros after (what :func:`_stack_fit` makes of the
+    utterances one by one)."""
+    t = torch.arange(t_max, device=h.device)
+    index = torch.minimum(t, (frames - 1).unsqueeze(1))  # (B, t_max)
+    out = torch.gather(h, 1, index.unsqueeze(-1).expand(-1, -1, h.size(-1)))
+    return out.masked_fill((t >= lengths.unsqueeze(1)).unsqueeze(-1), 0.0)
 
 
 def _stack_fit(hs: List[torch.Tensor], lengths: torch.Tensor, t_max: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ class SpeechCLIPPreprocessor:
     - ``text`` (transcript) -> CLIP token ids [SOT, ..., EOT] (L,) int64, for zero-shot validation.
 
     Args:
-        min_samples: the speech encoder's receptive field in samples.
+        min_samples: the fewest samples the speech encoder takes (its ``min_samples``).
         image_transform: PIL -> (3, S, S) tensor, the CLIP model's eval transform (pixels input only).
         text_context: the CLIP text context length (transcripts are truncated to it, EOT kept).
     """
