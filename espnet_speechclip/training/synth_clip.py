@@ -96,7 +96,8 @@ class _Tokenize:
         if missing:
             for t, ids in zip(missing, self.tokenizer(missing)):
                 # open_clip silently truncates; a truncated caption would lose the words that matter.
-                if len(self.tokenizer.encode(t)) + 2 > self.context_length:
+                # Only a caption that fills the context can have been cut: encode those again to know.
+                if int(ids[-1]) != 0 and len(self.tokenizer.encode(t)) + 2 > self.context_length:
                     raise ValueError(
                         f"caption {t!r} does not fit synth-clip's context of {self.context_length} "
                         f"tokens (with start and end tokens)"
@@ -130,6 +131,30 @@ def data_identity(data_dir: str | Path, hashes: Optional[FileHashes] = None) -> 
         "utt2img": sha256_file(Path(data_dir) / "utt2img"),
         "images": content_digest((k, images[p]) for k, p in zip(keys, paths)),
     }
+
+
+def _pixels_at_size(preprocess: Callable, size: int) -> Optional[Callable]:
+    """A batched equivalent of open_clip's val transform for RGB images already ``size`` pixels square
+    (where its resize and centre crop change nothing): one uint8 array, ``/ 255``, then the transform's
+    own normalisation, the operations of torchvision's ``to_tensor`` and ``normalize`` on the whole
+    batch. None if the transform is not that shape. Maps a list of PIL images to (N, 3, H, W)."""
+    import numpy as np
+    from torchvision import transforms as T
+
+    steps = getattr(preprocess, "transforms", [])
+    norm = [t for t in steps if isinstance(t, T.Normalize)]
+    if len(norm) != 1 or not any(isinstance(t, T.ToTensor) for t in steps):
+        return None
+    mean = torch.as_tensor(norm[0].mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.as_tensor(norm[0].std, dtype=torch.float32).view(-1, 1, 1)
+
+    def pixels(images: Sequence) -> torch.Tensor:
+        if any(im.size != (size, size) or im.mode != "RGB" for im in images):
+            return torch.stack([preprocess(im) for im in images])
+        x = torch.from_numpy(np.stack([np.asarray(im, dtype=np.uint8) for im in images]))  # (N, H, W, 3)
+        return x.permute(0, 3, 1, 2).float().div(255).sub_(mean).div_(std)
+
+    return pixels
 
 
 def _images(paths: Sequence[str], preprocess: Callable) -> torch.Tensor:
@@ -256,6 +281,13 @@ def train_synth_clip(
             batch_size,
         )
         images = _images(paths, preprocess)  # (N, 3, H, W): the val transform is deterministic, so once
+        # the fresh scenes of every step through one batched transform, checked once to give the same
+        # pixels as the per-image transform
+        pixels = _pixels_at_size(preprocess, image_size)
+        probe_rng = random.Random(-1)  # not the training's generator: the scenes it draws stay the same
+        probe = [render(sample_scene(probe_rng), image_size) for _ in range(2)]
+        if pixels is None or not torch.equal(pixels(probe), torch.stack([preprocess(im) for im in probe])):
+            pixels = lambda ims: torch.stack([preprocess(im) for im in ims])  # noqa: E731
         n_fixed = min(batch_size // 2, len(keys))
         n_fresh = batch_size - n_fixed
 
@@ -284,7 +316,7 @@ def train_synth_clip(
             texts = [rng.choice(by_image[i]) for i in idx]
             fresh = [sample_scene(rng) for _ in range(n_fresh)]
             texts += [captions(s, rng, 1)[0] for s in fresh]
-            x = torch.cat([images[idx], torch.stack([preprocess(render(s, image_size)) for s in fresh])])
+            x = torch.cat([images[idx], pixels([render(s, image_size) for s in fresh])])
 
             img = model.encode_image(x, normalize=True)  # (B, D)
             txt = model.encode_text(tokenize(texts), normalize=True)  # (B, D)

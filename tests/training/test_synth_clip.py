@@ -87,3 +87,39 @@ def test_synth_clip_is_retrained_when_its_data_or_options_change(synth_corpus, t
         on_train["n_images"] == SIZES["n_train"]
         and on_train["made_from"]["eval_data"] != reseeded["made_from"]["eval_data"]
     )
+
+
+def test_fresh_scenes_get_the_pixels_of_the_per_image_transform():
+    """The batched transform of the freshly rendered scenes gives open_clip's val transform exactly,
+    and falls back to it for images of another size."""
+    import random
+
+    import open_clip
+    import torch
+
+    from espnet_speechclip.data.synth.scenes import render, sample_scene
+    from espnet_speechclip.training.synth_clip import MODEL_NAME, _pixels_at_size, register_synth_clip
+
+    register_synth_clip()
+    preprocess = open_clip.create_model_and_transforms(MODEL_NAME)[2]
+    pixels = _pixels_at_size(preprocess, 64)
+    rng = random.Random(3)
+    for size in (64, 80):
+        images = [render(sample_scene(rng), size) for _ in range(5)]
+        assert torch.equal(pixels(images), torch.stack([preprocess(im) for im in images])), size
+    assert _pixels_at_size(lambda im: im, 64) is None
+
+
+def test_a_caption_longer_than_the_context_is_refused():
+    import open_clip
+    import pytest
+
+    from espnet_speechclip.training.synth_clip import MODEL_NAME, _Tokenize, register_synth_clip
+
+    register_synth_clip()
+    tok = open_clip.get_tokenizer(MODEL_NAME)
+    tokenize = _Tokenize(tok, tok.context_length)
+    fits = " ".join(["red"] * (tok.context_length - 2))
+    assert tokenize([fits, "a red circle"]).shape == (2, tok.context_length)
+    with pytest.raises(ValueError, match="does not fit synth-clip's context of 16 tokens"):
+        tokenize([fits + " red"])
