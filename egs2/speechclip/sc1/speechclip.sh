@@ -222,7 +222,12 @@ fi
 
 if runs 3 "${skip_data_prep}"; then
     log "Stage 3: CLIP image-embedding cache"
+    declare -A cached_clips=()
     for c in ${train_config}; do
+        # configs with the same clip_conf share one CLIP and its cache: made once
+        clip_conf=$(conf_get "${c}" clip_conf)
+        [ -n "${cached_clips[${clip_conf}]:-}" ] && continue
+        cached_clips[${clip_conf}]=1
         clip_file=$(conf_get "${c}" clip_conf.pretrained)
         if [ -z "${fixed_exp}" ] && [ "${corpus}" = synth ] && \
             [ "$(conf_get "${c}" clip_conf.model_name)" = synth-clip ]; then
