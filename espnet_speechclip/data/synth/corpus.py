@@ -135,7 +135,7 @@ def generate(
     out_dir: str | Path,
     data_dir: str | Path,
     seed: int = 0,
-    n_train: int = 2000,
+    n_train: int = 1600,
     n_dev: int = 200,
     n_test: int = 200,
     captions_per_image: int = 3,
@@ -288,7 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     parser.add_argument("--data_dir", required=True, help="parent of the synth_{train,dev,test} data dirs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n_train", type=int, default=2000, help="training images")
+    parser.add_argument("--n_train", type=int, default=1600, help="training images")
     parser.add_argument("--n_dev", type=int, default=200, help="dev images")
     parser.add_argument("--n_test", type=int, default=200, help="test images")
     parser.add_argument("--captions_per_image", type=int, default=3, help="spoken captions per image")
