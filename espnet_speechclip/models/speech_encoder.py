@@ -28,7 +28,7 @@ def check_min_samples(num_samples: int, min_samples: int, what: str) -> None:
     if num_samples < min_samples:
         raise MediaError(
             f"{what}: {num_samples} samples at 16 kHz, shorter than the speech encoder's minimum of "
-            f"{min_samples} samples (its receptive field; two frames for per-utterance CMVN)"
+            f"{min_samples} samples"
         )
 
 

@@ -76,9 +76,9 @@ def test_random_crop_only_in_training(encoder):
     assert same is x and n is lengths
 
 
-def test_too_short_audio_is_an_error_naming_the_field(encoder):
+def test_too_short_audio_is_an_error_naming_the_minimum(encoder):
     encoder.eval()
-    with pytest.raises(ValueError, match="receptive field"):
+    with pytest.raises(ValueError, match=f"minimum of {encoder.min_samples} samples"):
         encoder(torch.randn(2, 8000), torch.tensor([8000, encoder.min_samples - 1]))
 
 
