@@ -8,7 +8,7 @@ any open_clip model::
     register_synth_clip()
     model = open_clip.create_model("synth-clip", pretrained="dump/clip/synth-clip.pt")
 
-Half of every batch is freshly rendered random scenes: with the 2000 fixed training images alone the
+Half of every batch is freshly rendered random scenes: with the fixed training images alone the
 model overfits (the prototype's R@5 fell from 89.8 to 83.7 by 800 steps).
 
 The weights carry a record (``.synth-clip.pt.made_from.json``, :mod:`espnet_speechclip.provenance`) of the

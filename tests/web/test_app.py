@@ -66,7 +66,7 @@ def test_bad_uploads_get_a_message_naming_the_file_and_the_page_goes_on(page, sc
     cases = {
         "notes.txt": r"audio file notes.txt cannot be decoded: .* \(the page reads WAV, FLAC, OGG and MP3",
         "empty.wav": "audio file empty.wav is empty",
-        "click.wav": "click.wav: 100 samples at 16 kHz, shorter than the speech encoder's minimum of 400 samples",
+        "click.wav": "click.wav: 100 samples at 16 kHz, shorter than the speech encoder's minimum of 400",
     }
     for name, message in cases.items():
         answer = page.search_speech(str(upload / name))
