@@ -115,10 +115,12 @@ class BatchedKaldiFbank(nn.Module):
         banks, _ = get_mel_banks(
             num_mel_bins, self.padded_size, float(SAMPLE_RATE), low_freq, high_freq, 100.0, -500.0, 1.0
         )
-        # (bins, padded/2 + 1): the Nyquist bin has weight 0, as in torchaudio
+        # (bins, K = padded/2 + 1): the Nyquist bin has weight 0, as in torchaudio. For power spectra each
+        # weight is repeated for the bin's (re, im) pair, (bins, 2K): see forward().
         banks = nn.functional.pad(banks.float(), (0, 1))
+        if use_power:
+            banks = banks.repeat_interleave(2, dim=1)
         self.register_buffer("mel_banks", banks, persistent=False)
-        self.register_buffer("mel_pairs", banks.repeat_interleave(2, dim=1), persistent=False)  # (bins, 2K)
 
     @classmethod
     def from_expert(cls, expert: nn.Module) -> Optional[BatchedKaldiFbank]:
@@ -203,7 +205,7 @@ class BatchedKaldiFbank(nn.Module):
         if self.use_power:
             # |X|^2 = re^2 + im^2: the (re, im) pairs squared, each weighted by its bin's mel weight
             pairs = torch.view_as_real(spectrum).square_().flatten(2)  # (B, F, 2K)
-            feats = torch.matmul(pairs, self.mel_pairs.T)  # (B, F, bins)
+            feats = torch.matmul(pairs, self.mel_banks.T)  # (B, F, bins)
         else:
             feats = torch.matmul(spectrum.abs(), self.mel_banks.T)
         if self.use_log:

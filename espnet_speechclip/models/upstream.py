@@ -154,12 +154,12 @@ class Upstream(FrozenModule):
         The expert applies the upstream's own waveform normalisation (HuBERT Large's task config has
         ``normalize: True``) to each unpadded waveform.
         """
-        wav_list = [w[: int(n)] for w, n in zip(wavs, lengths)]
         out_lengths = self.frame_lengths(lengths)
         t_max = int(out_lengths.max())
         if self.batched is not None and int(lengths.min()) >= self.batched.window_size:
             feats, frames = self.batched(wavs, lengths)
             return [_fit_frames(feats, frames, out_lengths, t_max)], out_lengths
+        wav_list = [w[: int(n)] for w, n in zip(wavs, lengths)]
         if self.per_utterance:
             # Filterbank experts compute each waveform alone anyway and emit fewer frames than the
             # s3prl length convention ((n-1)//rate + 1); padding each one with its own last frame keeps

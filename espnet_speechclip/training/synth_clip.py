@@ -32,6 +32,7 @@ import math
 import random
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -133,33 +134,41 @@ def data_identity(data_dir: str | Path, hashes: Optional[FileHashes] = None) -> 
     }
 
 
-def _pixels_at_size(preprocess: Callable, size: int) -> Optional[Callable]:
-    """A batched equivalent of open_clip's val transform for RGB images already ``size`` pixels square
-    (where its resize and centre crop change nothing): one uint8 array, ``/ 255``, then the transform's
-    own normalisation, the operations of torchvision's ``to_tensor`` and ``normalize`` on the whole
-    batch. None if the transform is not that shape. Maps a list of PIL images to (N, 3, H, W)."""
+def _transform(preprocess: Callable, images: Sequence) -> torch.Tensor:
+    """PIL images through ``preprocess`` one by one: (N, 3, H, W)."""
+    return torch.stack([preprocess(im) for im in images])
+
+
+def _pixels_at_size(preprocess: Callable, size: int, probe: Sequence) -> Callable:
+    """:func:`_transform` of ``preprocess`` (open_clip's val transform), batched for RGB images already
+    ``size`` pixels square (where its resize and centre crop change nothing): one uint8 array, ``/ 255``,
+    then the transform's own normalisation, the operations of torchvision's ``to_tensor`` and
+    ``normalize`` on the whole batch. It is used only if it gives exactly the pixels of the per-image
+    transform on the ``probe`` images; otherwise, and for images of another size, the per-image
+    transform runs. Maps a list of PIL images to (N, 3, H, W)."""
     import numpy as np
     from torchvision import transforms as T
 
+    per_image = partial(_transform, preprocess)
     steps = getattr(preprocess, "transforms", [])
     norm = [t for t in steps if isinstance(t, T.Normalize)]
     if len(norm) != 1 or not any(isinstance(t, T.ToTensor) for t in steps):
-        return None
+        return per_image
     mean = torch.as_tensor(norm[0].mean, dtype=torch.float32).view(-1, 1, 1)
     std = torch.as_tensor(norm[0].std, dtype=torch.float32).view(-1, 1, 1)
 
     def pixels(images: Sequence) -> torch.Tensor:
         if any(im.size != (size, size) or im.mode != "RGB" for im in images):
-            return torch.stack([preprocess(im) for im in images])
+            return per_image(images)
         x = torch.from_numpy(np.stack([np.asarray(im, dtype=np.uint8) for im in images]))  # (N, H, W, 3)
         return x.permute(0, 3, 1, 2).float().div(255).sub_(mean).div_(std)
 
-    return pixels
+    return pixels if torch.equal(pixels(probe), per_image(probe)) else per_image
 
 
 def _images(paths: Sequence[str], preprocess: Callable) -> torch.Tensor:
     """Load and preprocess images: (N, 3, H, W)."""
-    return torch.stack([preprocess(load_image(p)) for p in paths])
+    return _transform(preprocess, [load_image(p) for p in paths])
 
 
 @torch.no_grad()
@@ -281,13 +290,11 @@ def train_synth_clip(
             batch_size,
         )
         images = _images(paths, preprocess)  # (N, 3, H, W): the val transform is deterministic, so once
-        # the fresh scenes of every step through one batched transform, checked once to give the same
-        # pixels as the per-image transform
-        pixels = _pixels_at_size(preprocess, image_size)
-        probe_rng = random.Random(-1)  # not the training's generator: the scenes it draws stay the same
+        # the fresh scenes of every step through one batched transform, checked on two scenes drawn by
+        # their own generator (the training's draws stay the same)
+        probe_rng = random.Random(-1)
         probe = [render(sample_scene(probe_rng), image_size) for _ in range(2)]
-        if pixels is None or not torch.equal(pixels(probe), torch.stack([preprocess(im) for im in probe])):
-            pixels = lambda ims: torch.stack([preprocess(im) for im in ims])  # noqa: E731
+        pixels = _pixels_at_size(preprocess, image_size, probe)
         n_fixed = min(batch_size // 2, len(keys))
         n_fresh = batch_size - n_fixed
 

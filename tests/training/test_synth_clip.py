@@ -102,12 +102,14 @@ def test_fresh_scenes_get_the_pixels_of_the_per_image_transform():
 
     register_synth_clip()
     preprocess = open_clip.create_model_and_transforms(MODEL_NAME)[2]
-    pixels = _pixels_at_size(preprocess, 64)
     rng = random.Random(3)
+    pixels = _pixels_at_size(preprocess, 64, [render(sample_scene(rng), 64) for _ in range(2)])
+    assert pixels.__name__ == "pixels"  # the batched one
     for size in (64, 80):
         images = [render(sample_scene(rng), size) for _ in range(5)]
         assert torch.equal(pixels(images), torch.stack([preprocess(im) for im in images])), size
-    assert _pixels_at_size(lambda im: im, 64) is None
+    # a transform of another shape keeps the per-image path
+    assert _pixels_at_size(lambda im: im, 64, []).func.__name__ == "_transform"
 
 
 def test_a_caption_longer_than_the_context_is_refused():
