@@ -197,6 +197,7 @@ class Speech2Image:
         self.config = read_config(train_config)
         source = "config" if isinstance(train_config, Mapping) else str(train_config)
         self.source = source if model_file is None else str(model_file)
+        self.model_file = None if model_file is None else Path(model_file)  # identifies the model (index)
         model = build_model(self.config, clip_weights=clip_weights)
         if model_file is not None:
             if not Path(model_file).is_file():
@@ -518,6 +519,30 @@ class Speech2Image:
         query = self.embed_speech(self._one_speech(speech, "retrieve_texts"))[branch][0]
         items = [texts] if isinstance(texts, str) else list(texts)
         return rank(query, self.embed_texts(items), items, topk)
+
+    def search(
+        self,
+        index: Any,
+        speech: Optional[SpeechInput] = None,
+        text: Optional[str] = None,
+        image: Optional[ImageInput] = None,
+        topk: int = 5,
+        branch: Optional[str] = None,
+    ) -> List[Hit]:
+        """One query (exactly one of ``speech``, ``text``, ``image``) through a prebuilt index of a
+        collection (:class:`espnet_speechclip.index.search.EmbeddingIndex`): its ``topk`` hits, best
+        first, carrying the files' paths. The index refuses a model it was not built with."""
+        given = [x is not None for x in (speech, text, image)]
+        if sum(given) != 1:
+            raise ValueError("search takes exactly one of speech, text, image")
+        index.check(self)
+        if speech is not None:
+            query = self.embed_speech(self._one_speech(speech, "search"))[self._check_branch(branch)]
+        elif text is not None:
+            query = self.embed_texts([text])
+        else:
+            query = self.embed_images([image])
+        return index.search(query, topk)[0]
 
     # ------------------------------------------------------------------------------- keywords
     def _check_keywords(self) -> None:
