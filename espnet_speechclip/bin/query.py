@@ -9,6 +9,13 @@ files. ``--texts`` is a file with one text per line. Cascaded and hybrid models 
 and hybrid+ too) also print their keywords, each with its score and the span of the utterance it was
 heard in (seconds: the frames holding the central 90% of the keyword's attention; for SpeechCLIP+, the
 stretch its CIF unit integrated). Results go to stdout, logs to stderr.
+
+``--index IDX`` searches a collection indexed by ``python -m espnet_speechclip.bin.index build`` (nothing
+is embedded but the query: ``--speech``, ``--text`` or ``--image``); the index refuses a model it was not
+built with::
+
+    python -m espnet_speechclip.bin.query --model exp/x --index photos.idx --speech a.wav --topk 10
+    python -m espnet_speechclip.bin.query --model exp/x --index talks.idx --text "a red circle"
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="weights in the experiment folder (default: valid.mean_r10.best.pth, else latest.pth)",
     )
-    p.add_argument("--speech", required=True, help="the query utterance (audio file, any sample rate)")
+    p.add_argument("--speech", default=None, help="the query utterance (audio file, any sample rate)")
     p.add_argument("--images", nargs="+", default=[], help="image folder(s) or file(s) to rank")
     p.add_argument("--texts", default=None, help="text file, one candidate text per line, to rank")
     p.add_argument("--topk", type=int, default=5, help="how many images / texts to print")
@@ -51,7 +58,33 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--index", default=None, help="search this index folder (bin.index build) instead")
+    p.add_argument("--text", default=None, help="with --index: a query text")
+    p.add_argument("--image", default=None, help="with --index: a query image file")
+    p.add_argument("--mmap", action="store_true", help="with --index: memory-map the index (else by size)")
     return p
+
+
+def _query_index(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--index``: one query (speech, text or image) through a prebuilt index of a collection."""
+    from espnet_speechclip.index.search import EmbeddingIndex
+
+    given = [(k, v) for k, v in (("speech", args.speech), ("text", args.text), ("image", args.image)) if v]
+    if len(given) != 1 or args.images or args.texts:
+        parser.error("with --index give exactly one of --speech, --text, --image (and no --images / --texts)")
+    what, value = given[0]
+    try:
+        if what != "text":
+            (probe_audio if what == "speech" else probe_image)(value)
+    except MediaError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    index = EmbeddingIndex(args.index, mmap=True if args.mmap else None)
+    s2i = Speech2Image.from_pretrained(
+        args.model, args.model_file, device=args.device, batch_size=args.batch_size
+    )
+    hits = s2i.search(index, **{what: value}, topk=args.topk, branch=args.branch)
+    print(f"query: {value}  (model {args.model}; {index.describe()})")
+    _print_hits(f"{index.modality} files", hits, len(index))
 
 
 def _print_hits(title: str, hits: List[Hit], total: int) -> None:
@@ -73,6 +106,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
     if args.topk < 1:
         parser.error("--topk must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    if args.index is not None:
+        return _query_index(parser, args)
+    if args.speech is None:
+        parser.error("--speech is required (or --index with --speech, --text or --image)")
     # Every input is checked before the model loads (which can take many seconds): a wrong path or an
     # undecodable file fails at once, named.
     if not Path(args.model).exists() and parse_repo_id(args.model) is None:
