@@ -205,7 +205,8 @@ def _finish(root, base, index, shard_rows, factory, memory_bytes) -> Dict[str, A
     shards, rows = [j for j, _ in shard_rows], [n for _, n in shard_rows]
     queries = kind.recall_queries(_sample(root, modality, shards, rows, kind.RECALL_QUERIES, seed=1))
     truth = kind.exact_topk(queries, _shard_arrays(root, modality, shards), min(kind.RECALL_K, sum(rows)))
-    nprobe, recall = kind.tune_nprobe(index, queries, truth)
+    vectors = layout.ShardVectors(root, modality, shard_rows)
+    nprobe, recall = kind.tune_nprobe(index, queries, truth, vectors.__getitem__)
     f = layout.faiss_file(root, modality)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f".{f.name}.{os.getpid()}")
@@ -222,6 +223,7 @@ def _finish(root, base, index, shard_rows, factory, memory_bytes) -> Dict[str, A
         "memory_budget": memory_bytes,
         "recall_at_10": recall,
         "recall_queries": len(queries),
+        "rerank": None if nprobe is None else kind.RERANK,
         "index_bytes": f.stat().st_size,
     }
 

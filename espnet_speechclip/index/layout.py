@@ -121,3 +121,39 @@ def read_manifest(root: PathLike) -> Optional[Dict[str, Any]]:
 
 def write_manifest(root: PathLike, manifest: Dict[str, Any]) -> Path:
     return write_text_atomic(Path(root) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+class ShardVectors:
+    """The stored embeddings by FAISS id, read through memory maps of the shards (opened when first
+    needed): what re-scores an approximate index's candidates exactly.
+
+    Args:
+        root, modality: the index folder.
+        shard_rows: ``[(shard number, rows)]`` in FAISS id order.
+    """
+
+    def __init__(self, root: PathLike, modality: str, shard_rows: Sequence[Sequence[int]]):
+        self.root, self.modality = Path(root), modality
+        self._shards = [int(j) for j, _ in shard_rows]
+        self._offsets = np.cumsum([0] + [int(n) for _, n in shard_rows])
+        self._maps: Dict[int, np.ndarray] = {}
+
+    def locate(self, i: int) -> tuple:
+        """FAISS id -> (position of its shard in the list, row in the shard)."""
+        position = int(np.searchsorted(self._offsets, i, side="right")) - 1
+        return position, i - int(self._offsets[position])
+
+    def shard_number(self, position: int) -> int:
+        return self._shards[position]
+
+    def __getitem__(self, ids: np.ndarray) -> np.ndarray:
+        """(n,) FAISS ids -> (n, D) float32 embeddings."""
+        out = []
+        for i in np.asarray(ids).ravel():
+            position, row = self.locate(int(i))
+            if position not in self._maps:
+                self._maps[position] = read_embeddings(
+                    self.root, self.modality, self._shards[position], mmap=True
+                )
+            out.append(self._maps[position][row])
+        return np.asarray(out, dtype=np.float32)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
-from espnet_speechclip.index import layout
+from espnet_speechclip.index import kind, layout
 from espnet_speechclip.index.identity import made_from_of
 from espnet_speechclip.inference.speech2image import Hit
 
@@ -86,8 +86,7 @@ class EmbeddingIndex:
             )
         if manifest.get("nprobe"):
             faiss.extract_index_ivf(self.faiss).nprobe = int(manifest["nprobe"])
-        self._shards = [int(j) for j, _ in manifest["shards"]]
-        self._offsets = np.cumsum([0] + [int(n) for _, n in manifest["shards"]])
+        self.vectors = layout.ShardVectors(self.root, self.modality, manifest["shards"])
         self._metadata: Dict[int, List[str]] = {}
         self._checked: weakref.WeakSet[Any] = weakref.WeakSet()
 
@@ -138,28 +137,26 @@ class EmbeddingIndex:
         self._checked.add(s2i)
 
     # ------------------------------------------------------------------------------------ search
-    def _paths(self, position: int) -> List[str]:
-        if position not in self._metadata:
-            self._metadata[position] = layout.read_metadata(self.root, self.modality, self._shards[position])[
-                "path"
-            ]
-        return self._metadata[position]
-
     def item(self, i: int) -> str:
-        """The path of the file with FAISS id ``i``."""
-        position = int(np.searchsorted(self._offsets, i, side="right")) - 1
-        return self._paths(position)[i - int(self._offsets[position])]
+        """The path of the file with FAISS id ``i`` (its shard's metadata is read once, when first needed)."""
+        position, row = self.vectors.locate(i)
+        if position not in self._metadata:
+            shard = self.vectors.shard_number(position)
+            self._metadata[position] = layout.read_metadata(self.root, self.modality, shard)["path"]
+        return self._metadata[position][row]
 
     def search(self, embeddings: np.ndarray, k: int = 10) -> List[List[Hit]]:
         """(Q, D) or (D,) query embeddings -> per query its ``k`` best hits (id, file path, cosine), best
-        first. An exact index gives the same items and scores as a full ranking of the embeddings."""
+        first. An exact index gives the same items and scores as a full ranking of the embeddings; an
+        approximate one the stored embeddings' exact scores of the candidates it finds."""
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         q = np.asarray(embeddings, dtype=np.float32)
         q = q[None] if q.ndim == 1 else q
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ValueError(f"{self.root} holds {self.dim}-d embeddings, the query is {tuple(q.shape)}")
-        scores, ids = self.faiss.search(np.ascontiguousarray(q), min(k, len(self)))
+        # an approximate index's candidates are re-scored with the stored embeddings (see kind.search)
+        scores, ids = kind.search(self.faiss, q, min(k, len(self)), self.vectors.__getitem__)
         return [
             [Hit(int(i), self.item(int(i)), float(s)) for s, i in zip(row_s, row_i) if i >= 0]
             for row_s, row_i in zip(scores, ids)
