@@ -8,7 +8,8 @@
 
 ``--images`` / ``--speech`` take a folder (every image / audio file under it), an ``img.scp`` /
 ``wav.scp`` (``key path`` lines) or a list file (one path per line). The embeddings are written in
-clip-retrieval's layout (``img_emb/img_emb_<i>.npy`` float16 + ``metadata/metadata_<i>.parquet``),
+clip-retrieval's layout (``img_emb/img_emb_<i>.npy`` + ``metadata/metadata_<i>.parquet``; float16, or
+float32 for collections small enough for an exact index),
 ``--shard_size`` items a shard; then a FAISS index is built over them (exact up to 50 000 items, else
 an IVF index sized by ``--memory``, with its measured recall@10 in ``index.json``). Files that cannot
 be read are counted and listed in ``IDX/unreadable.tsv``. A build killed at any point continues from
@@ -35,6 +36,18 @@ def parse_bytes(text: str) -> int:
     return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
 
 
+def _dtype(args: argparse.Namespace, n_items: int) -> str:
+    """--dtype auto: the existing index's (add), else float32 for collections an exact index serves."""
+    from espnet_speechclip.index import kind, layout
+
+    if args.dtype != "auto":
+        return args.dtype
+    manifest = layout.read_manifest(args.out) if args.command == "add" else None
+    if manifest is not None:
+        return manifest["made_from"]["dtype"]
+    return "float32" if n_items <= kind.EXACT_MAX else "float16"
+
+
 def get_parser() -> argparse.ArgumentParser:
     from espnet_speechclip.index.build import DEFAULT_SHARD_SIZE
 
@@ -50,7 +63,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default=None, help="i/N: embed only part i of N (no index is built)")
     p.add_argument("--shard_size", type=int, default=DEFAULT_SHARD_SIZE, help="items per shard")
     p.add_argument("--memory", type=parse_bytes, default="4G", help="memory budget of the FAISS index")
-    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="embedding files")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float16", "float32"],
+        help="embedding files; auto: float32 while the index is exact (its scores then equal a full "
+        "ranking's), else float16 as clip-retrieval writes",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--no_progress", action="store_true")
@@ -75,7 +94,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     # every input is checked, and the model identified, before any model is loaded
     items = read_collection(args.images or args.speech, modality)
     config, weights = resolve_model(args.model, args.model_file)
-    base = made_from(config, weights, modality, args.branch, args.dtype)
+    base = made_from(config, weights, modality, args.branch, _dtype(args, len(items)))
     loaded = []
 
     def embed(chunk, bar):

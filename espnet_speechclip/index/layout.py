@@ -3,7 +3,7 @@
 ::
 
     IDX/
-      img_emb/img_emb_00000.npy          (n_0, D) float16, L2-normalised (speech: speech_emb/...)
+      img_emb/img_emb_00000.npy          (n_0, D) float16 (float32: small), normalised (speech_emb/...)
       metadata/metadata_00000.parquet    n_0 rows: key, image_path (speech: audio_path), row for row
       index/image.index                  the FAISS index over every shard, in shard order
       index.json                         the manifest: model, CLIP, shards, the index kind and its recall
