@@ -42,6 +42,7 @@ import torch
 
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, WordSpan, datadir_identity, read_ctm, read_kv
 from espnet_speechclip.inference.speech2image import KEYWORD_PADDING, concat_padded
+from espnet_speechclip.models.outputs import BRANCHES
 from espnet_speechclip.provenance import (
     RECORD_NAME,
     FileHashes,
@@ -55,7 +56,6 @@ from espnet_speechclip.provenance import (
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
-BRANCHES = ("parallel", "cascaded")
 PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
     "keyword_ids.npy",
     "keyword_scores.npy",

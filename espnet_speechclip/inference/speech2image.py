@@ -358,12 +358,14 @@ class Speech2Image:
                     out = self.model.encode_speech(
                         padded.to(self.device), lengths.to(self.device), keyword_attention=want
                     )
-                unit_frames = out.pop("keyword_frames", None)  # CIF: (B, K, 2) fractional frames
-                for training_only in ("quantity_loss", "unit_targets"):  # CIF's unit-count loss
-                    out.pop(training_only, None)
                 if want:
-                    att, frames = out.pop("keyword_attention"), out.pop("frame_lengths")
-                    n = out.get("keyword_lengths", torch.full_like(frames, att.size(1)))
+                    att, frames = out.keyword_attention, out.frame_lengths
+                    n = (
+                        out.keyword_lengths
+                        if out.keyword_lengths is not None
+                        else torch.full_like(frames, att.size(1))
+                    )
+                    unit_frames = out.keyword_frames  # CIF: (B, K, 2) fractional frames
                     for b in range(len(lengths)):
                         k, t = int(n[b]), int(frames[b])
                         rows.append(
@@ -373,7 +375,7 @@ class Speech2Image:
                                 float(lengths[b]) / SAMPLE_RATE,
                             )
                         )
-                for k, v in out.items():
+                for k, v in out.per_utterance().items():
                     chunks.setdefault(k, []).append(
                         v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
                     )

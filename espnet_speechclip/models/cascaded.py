@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from espnet_speechclip.models.clip import EOT_ID, SOT_ID, CLIPTextEncoder
+from espnet_speechclip.models.outputs import KeywordOutput
 from espnet_speechclip.models.parallel import padding_mask
 
 # The authors' keyword hit rate counts a slot as a hit when any of the 5 nearest codebook subwords (cosine)
@@ -223,10 +224,10 @@ class CascadedBranch(nn.Module):
 
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
-    ) -> Dict[str, torch.Tensor]:
-        """-> dict(embedding (B, D_c) normalised, keyword_ids (B, K) CLIP vocab ids,
-        keyword_scores (B, K), similarity (B, K, V)), plus ``attention`` (B, K, T) with
-        ``return_attention`` (see :meth:`keywords`; training never asks, so it never pays for it)."""
+    ) -> KeywordOutput:
+        """feats (B, T, D_a), lengths (B,) -> embedding, keyword ids, scores and similarity, plus the
+        keywords' attention with ``return_attention`` (see :meth:`keywords`; training never asks, so it
+        never pays for it)."""
         z, attention = self.keywords(feats, lengths, return_attention)
         codebook = self.codebook()
         vq = self.quantizer(z, codebook)
@@ -236,12 +237,10 @@ class CascadedBranch(nn.Module):
         seq = torch.cat(
             [ends[0].expand(b, 1, -1), vq["quantized"].to(ends.dtype), ends[1].expand(b, 1, -1)], dim=1
         )
-        out = {
-            "embedding": text.encode_embeddings(seq),
-            "keyword_ids": self.codebook_ids[vq["index"]],
-            "keyword_scores": vq["score"],
-            "similarity": vq["similarity"],
-        }
-        if attention is not None:
-            out["attention"] = attention
-        return out
+        return KeywordOutput(
+            embedding=text.encode_embeddings(seq),
+            keyword_ids=self.codebook_ids[vq["index"]],
+            keyword_scores=vq["score"],
+            similarity=vq["similarity"],
+            attention=attention,
+        )

@@ -15,7 +15,7 @@ utterance embedding.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from espnet_speechclip.models.cascaded import (
 )
 from espnet_speechclip.models.cif import CIFDownsampler, encode_variable_keywords
 from espnet_speechclip.models.clip import CLIPTextEncoder
+from espnet_speechclip.models.outputs import KeywordOutput, UnitCount
 from espnet_speechclip.models.parallel import padding_mask
 
 UNIT_TARGETS = ("frames", "caption")
@@ -185,18 +186,13 @@ class CIFCascadedBranch(nn.Module):
         lengths: torch.Tensor,
         text_lengths: Optional[torch.Tensor] = None,
         return_attention: bool = False,
-    ) -> Dict[str, Optional[torch.Tensor]]:
+    ) -> KeywordOutput:
         """feats (B, T, D_a), lengths (B,), text_lengths (B,) optional lengths of the [SOT, ..., EOT]
-        caption ids (``unit_target: caption``) ->
-
-        dict(embedding (B, D_c) normalised; parallel_embedding (B, D_c) normalised (hybrid+ only);
-        keyword_ids (B, N) CLIP ids, -1 beyond an utterance's units; keyword_scores (B, N) cosine, 0
-        beyond; keyword_lengths (B,) n, the units of each utterance; unit_spans (B, N, 2) fractional
-        (start, end) frames of each unit, 0 beyond; quantity_loss (scalar, mean |sum(alpha) - target|,
-        or None without a target); unit_targets (B,) or None; alpha_sum (B,) the predicted quantity), plus
-        with ``return_attention`` ``attention`` (B, N, T): where each keyword comes from, its unit's
-        integration weights over the frames renormalised to sum to 1 (0 beyond the units and at padding),
-        the CIF counterpart of a K-token keyword's attention.
+        caption ids (``unit_target: caption``) -> the keywords of each utterance's units (ids -1 and
+        scores 0 beyond them), their spans, the predicted quantity, the unit-count loss (None without a
+        target), hybrid+'s parallel embedding, and with ``return_attention`` where each keyword comes
+        from: its unit's integration weights over the frames renormalised to sum to 1 (0 beyond the
+        units and at padding), the CIF counterpart of a K-token keyword's attention.
         """
         b, t = feats.shape[:2]
         prefix = 0 if self.cls is None else 1
@@ -204,26 +200,30 @@ class CIFCascadedBranch(nn.Module):
         mask = padding_mask(lengths, t, prefix=prefix)
         for layer in self.layers:
             x = layer(x, mask)
-        out: Dict[str, Optional[torch.Tensor]] = {}
+        parallel = None
         if self.parallel_projection is not None:
-            out["parallel_embedding"] = F.normalize(self.parallel_projection(x[:, 0]), dim=-1)
+            parallel = F.normalize(self.parallel_projection(x[:, 0]), dim=-1)
 
         c = self.cif(x[:, prefix:], lengths, self.unit_targets(text_lengths))
         n = c["unit_lengths"]
         z = self._normalize(self.projection(c["units"].to(x.dtype)), n)  # (B, N, D_t)
         vq = self.quantizer(z, self.codebook())
         valid = torch.arange(z.size(1), device=z.device).unsqueeze(0) < n.unsqueeze(1)
-        out.update(
+        attention = None
+        if return_attention:
+            w = c["weights"].float()
+            attention = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        count = None
+        if c["quantity_loss"] is not None:
+            count = UnitCount(loss=c["quantity_loss"], targets=c["target_lengths"], units=n)
+        return KeywordOutput(
             embedding=encode_variable_keywords(self.text_encoder, vq["quantized"], n),
             keyword_ids=torch.where(valid, self.codebook_ids[vq["index"]], -1),
             keyword_scores=torch.where(valid, vq["score"], 0.0),
+            attention=attention,
+            parallel_embedding=parallel,
             keyword_lengths=n,
             unit_spans=c["spans"],
-            quantity_loss=c["quantity_loss"],
-            unit_targets=c["target_lengths"],
             alpha_sum=c["alpha_sum"],
+            unit_count=count,
         )
-        if return_attention:
-            w = c["weights"].float()
-            out["attention"] = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-        return out
