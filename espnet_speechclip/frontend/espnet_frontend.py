@@ -28,7 +28,8 @@ from torch import nn
 
 from espnet_speechclip.inference.speech2image import Speech2Image
 from espnet_speechclip.models.frozen import keep_frozen_out_of_state_dict
-from espnet_speechclip.models.parallel import ParallelBranch, padding_mask
+from espnet_speechclip.models.masks import padding_mask
+from espnet_speechclip.models.parallel import ParallelBranch
 
 
 class BranchLayers(nn.Module):

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.models.masks import valid_mask
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +235,7 @@ class BatchedKaldiFbank(nn.Module):
     def _cmvn(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Per utterance and feature: (x - mean) / (eps + std), std unbiased, over its own frames (the
         frames after them come out as 0)."""
-        valid = (torch.arange(x.size(1), device=x.device) < frames.unsqueeze(1)).unsqueeze(-1)  # (B, F, 1)
+        valid = valid_mask(frames, x.size(1)).unsqueeze(-1)  # (B, F, 1)
         valid = valid.to(x.dtype)
         n = frames.to(x.dtype).view(-1, 1, 1)
         mean = (x * valid).sum(dim=1, keepdim=True) / n

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from espnet_speechclip.models.clip import EOT_ID, SOT_ID, CLIPTextEncoder
+from espnet_speechclip.models.masks import padding_mask
 from espnet_speechclip.models.outputs import KeywordOutput
-from espnet_speechclip.models.parallel import padding_mask
 
 # The authors' keyword hit rate counts a slot as a hit when any of the 5 nearest codebook subwords (cosine)
 # of its quantised keyword occurs in the caption (their detokenized_K_neighbors: 5).

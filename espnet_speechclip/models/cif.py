@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from espnet_speechclip.models.clip import EOT_ID, PAD_ID, SOT_ID, CLIPTextEncoder
+from espnet_speechclip.models.masks import valid_mask
 
 __all__ = ["CIFDownsampler", "cif", "encode_variable_keywords"]
 
@@ -109,7 +110,7 @@ def cif(
     work = torch.float64 if feats.dtype == torch.float64 else torch.float32
     lengths = lengths.to(device=device, dtype=torch.long)
     with _no_autocast(device):
-        valid = torch.arange(t_max, device=device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        valid = valid_mask(lengths, t_max)  # (B, T)
         # Decisions (counts, boundaries) come from fp64 cumulative sums of the alphas as given, so
         # they do not depend on the working precision of the weights.
         a64 = torch.where(valid, alphas.detach().double(), 0.0)
@@ -266,7 +267,7 @@ class CIFDownsampler(nn.Module):
 
     def compute_alphas(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """feats (B, T, D), lengths (B,) -> alphas (B, T) in fp32, in (0, 1) on valid frames, 0 on padding."""
-        valid = torch.arange(feats.size(1), device=feats.device).unsqueeze(0) < lengths.unsqueeze(1)
+        valid = valid_mask(lengths, feats.size(1))
         frame_mask = valid.unsqueeze(1)  # (B, 1, T), channels-first
         x = feats.transpose(1, 2)  # (B, D, T)
         for conv in self.convs:

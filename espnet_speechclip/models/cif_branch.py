@@ -30,8 +30,8 @@ from espnet_speechclip.models.cascaded import (
 )
 from espnet_speechclip.models.cif import CIFDownsampler, encode_variable_keywords
 from espnet_speechclip.models.clip import CLIPTextEncoder
+from espnet_speechclip.models.masks import padding_mask, valid_mask
 from espnet_speechclip.models.outputs import KeywordOutput, UnitCount
-from espnet_speechclip.models.parallel import padding_mask
 
 UNIT_TARGETS = ("frames", "caption")
 
@@ -158,7 +158,7 @@ class CIFCascadedBranch(nn.Module):
     def _normalize(self, z: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """z (B, N, D_t), n (B,) units per utterance -> BatchNorm of every unit with one set of statistics."""
         b, n_max, d = z.shape
-        valid = torch.arange(n_max, device=z.device).unsqueeze(0) < n.unsqueeze(1)  # (B, N)
+        valid = valid_mask(n, n_max)  # (B, N)
         # statistics in fp32 whatever the autocast dtype of the projection
         rows = (z.reshape(-1, d) if self.norm_padding else z[valid]).float()
         if self.training and rows.size(0) < 2:
@@ -208,7 +208,7 @@ class CIFCascadedBranch(nn.Module):
         n = c["unit_lengths"]
         z = self._normalize(self.projection(c["units"].to(x.dtype)), n)  # (B, N, D_t)
         vq = self.quantizer(z, self.codebook())
-        valid = torch.arange(z.size(1), device=z.device).unsqueeze(0) < n.unsqueeze(1)
+        valid = valid_mask(n, z.size(1))
         attention = None
         if return_attention:
             w = c["weights"].float()

@@ -6,12 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def padding_mask(lengths: torch.Tensor, max_len: int, prefix: int = 0) -> torch.Tensor:
-    """(B, prefix + max_len) bool, True at padded frames; the first ``prefix`` slots (CLS tokens) are
-    always valid."""
-    frames = torch.arange(max_len, device=lengths.device).unsqueeze(0) >= lengths.unsqueeze(1)
-    return F.pad(frames, (prefix, 0), value=False)
+from espnet_speechclip.models.masks import padding_mask
 
 
 class ParallelBranch(nn.Module):

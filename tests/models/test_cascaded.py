@@ -93,7 +93,7 @@ def _expected_last_layer_attention(branch, feats, lengths):
     """Each keyword's attention in the last layer, computed by hand from the layer's projections:
     softmax(q k^T / sqrt(d_h)) per head over the unpadded keys, mean over heads, CLS keys dropped,
     renormalised over the frames."""
-    from espnet_speechclip.models.parallel import padding_mask
+    from espnet_speechclip.models.masks import padding_mask
 
     k = branch.num_keywords
     captured = {}

@@ -90,7 +90,7 @@ def test_keyword_neighbours_of_variable_length_keywords(text_encoder):
 
 
 def padding_mask_of(lengths, t):
-    from espnet_speechclip.models.parallel import padding_mask
+    from espnet_speechclip.models.masks import padding_mask
 
     return padding_mask(lengths, t)
 
