@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, read_datadir, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
-from espnet_speechclip.files import sha256_file
+from espnet_speechclip.files import atomic_path, sha256_file
 from espnet_speechclip.provenance import (
     RECORD_NAME,
     FileHashes,
@@ -88,11 +88,9 @@ def _format_one(job: Tuple[str, str, str]) -> Tuple[str, Optional[str], int, Opt
             return utt, src, frames, None, None
         data, rate = sf.read(src, dtype="float32", always_2d=True)  # (T, C)
         wav = resample(data.mean(axis=1), rate, SAMPLE_RATE)  # (T',) mono at 16 kHz
-        # Write beside the target and rename, so an interrupted run never leaves a truncated file
-        # under the final name.
-        tmp = Path(dst).with_name(f".{Path(dst).stem}.partial.wav")
-        write_wav(tmp, np.asarray(wav), SAMPLE_RATE)
-        os.replace(tmp, dst)
+        # an interrupted run never leaves a truncated file under the final name
+        with atomic_path(dst, keep_suffix=True) as tmp:
+            write_wav(tmp, np.asarray(wav), SAMPLE_RATE)
         return utt, dst, len(wav), None, file_entry(dst)
     except MediaError as e:
         return utt, None, 0, str(e), None

@@ -29,7 +29,7 @@ import numpy as np
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import load_image
-from espnet_speechclip.files import sha256_file, write_text_atomic
+from espnet_speechclip.files import atomic_path, sha256_file, write_text_atomic
 from espnet_speechclip.provenance import FileHashes, file_entry
 
 logger = logging.getLogger(__name__)
@@ -148,9 +148,8 @@ def cache_image_embeddings(
                 )
                 lines = []
                 for sha, e in zip(shas, emb.float().cpu().numpy()):
-                    tmp = folder / "emb" / f".{sha}.partial.npy"
-                    np.save(tmp, e)
-                    os.replace(tmp, npy(sha))  # atomic: an interrupted run never leaves half a file
+                    with atomic_path(npy(sha), keep_suffix=True) as tmp:  # never half a file
+                        np.save(tmp, e)
                     embeddings[sha] = file_entry(npy(sha))
                     lines.append(f"{sha}\t{json.dumps(embeddings[sha])}\n")
                 # A batch enters the journal whole, in one write: a run killed mid-batch redoes that
