@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from espnet_speechclip.config import config_value, dotted_get
-from espnet_speechclip.files import sha256_file
+from espnet_speechclip.files import atomic_path, sha256_file
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCardData
@@ -492,15 +492,13 @@ def pack_model(
     meta.update(sha256=sha, source=dict(config=str(config_file), model_file=str(model_file)))
 
     out_zip.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_zip.with_name(f".{out_zip.name}.partial")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, text in texts.items():
             zf.writestr(name, text)
         for src, member in [(model_file, "model.pth")] + [(s, m) for _, s, m in packed]:
             stored = src.suffix in _STORED_SUFFIXES
             zf.write(src, member, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         zf.writestr("meta.json", json.dumps(meta, indent=2))
-    os.replace(tmp, out_zip)
     logger.info("packed %s (+ %d local files) into %s", model_file, len(packed), out_zip)
     return out_zip
 
@@ -712,7 +710,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
     key = hashlib.sha256(raw + b"\0" + str(folder).encode("utf-8")).hexdigest()
     target = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / key
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / f".{RESOLVED_CONFIG}.{os.getpid()}"
-    tmp.write_text(resolved, encoding="utf-8")
-    os.replace(tmp, target / RESOLVED_CONFIG)  # atomic: a concurrent reader never sees half a config
+    # atomic: a concurrent reader never sees half a config
+    with atomic_path(target / RESOLVED_CONFIG, unique=True) as tmp:
+        tmp.write_text(resolved, encoding="utf-8")
     return target / RESOLVED_CONFIG, folder / "model.pth"
