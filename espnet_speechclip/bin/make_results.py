@@ -93,7 +93,7 @@ def main(cmd=None) -> None:
     extra = imported_sections(exp_dir, args.test_set, args.dev_set) if imported else []
     pictures = []
     if args.data_root:
-        from espnet_speechclip.evaluation.figure import draw_retrieval_examples
+        from espnet_speechclip.evaluation.retrieval_examples import draw_retrieval_examples
 
         for test_set in args.test_set:
             png = draw_retrieval_examples(
