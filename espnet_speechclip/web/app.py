@@ -34,8 +34,8 @@ import numpy as np
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, load_audio
 from espnet_speechclip.inference.speech2image import QueryResult, Speech2Image
 from espnet_speechclip.web import render
-from espnet_speechclip.web.keyword_figure import keyword_figure
 from espnet_speechclip.web.index import SearchIndex
+from espnet_speechclip.web.keyword_figure import keyword_figure
 
 logger = logging.getLogger(__name__)
 
