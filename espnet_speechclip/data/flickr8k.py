@@ -33,6 +33,7 @@ from espnet_speechclip.data.prepare import (
     read_lines,
     require_file,
 )
+from espnet_speechclip.errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,10 @@ def parse_wav2capt(lines: Iterable[str], source: str = "wav2capt.txt") -> Dict[s
         if not fields:
             continue
         if len(fields) != 3 or not fields[2].startswith("#") or not fields[2][1:].isdigit():
-            raise ValueError(f"{source}:{lineno}: expected '<wav name> <image>.jpg #<k>', got {line!r}")
+            raise InputError(f"{source}:{lineno}: expected '<wav name> <image>.jpg #<k>', got {line!r}")
         wav, image, k = fields[0], fields[1], int(fields[2][1:])
         if wav in out:
-            raise ValueError(f"{source}:{lineno}: wav {wav} is listed twice")
+            raise InputError(f"{source}:{lineno}: wav {wav} is listed twice")
         out[wav] = (image, k)
     return out
 
@@ -76,9 +77,9 @@ def parse_wav2spk(lines: Iterable[str], source: str = "wav2spk.txt") -> Dict[str
         if not fields:
             continue
         if len(fields) != 2:
-            raise ValueError(f"{source}:{lineno}: expected '<wav name> <speaker>', got {line!r}")
+            raise InputError(f"{source}:{lineno}: expected '<wav name> <speaker>', got {line!r}")
         if fields[0] in out and out[fields[0]] != fields[1]:
-            raise ValueError(
+            raise InputError(
                 f"{source}:{lineno}: wav {fields[0]} has two speakers, {out[fields[0]]} and {fields[1]}"
             )
         out[fields[0]] = fields[1]
@@ -114,7 +115,7 @@ def parse_token_file(lines: Iterable[str], source: str = TOKEN_FILE) -> Dict[str
             key, _, caption = line.strip().partition(" ")
         key = key.strip()
         if "#" not in key:
-            raise ValueError(f"{source}:{lineno}: expected '<image>.jpg#<k><TAB><caption>', got {line!r}")
+            raise InputError(f"{source}:{lineno}: expected '<image>.jpg#<k><TAB><caption>', got {line!r}")
         if key in out:
             logger.warning("%s:%d: caption %s listed twice; keeping the first", source, lineno, key)
             continue
@@ -134,7 +135,7 @@ def assign_splits(split_lists: Mapping[str, Sequence[str]]) -> Dict[str, str]:
         for image in images:
             other = out.setdefault(image, split)
             if other != split:
-                raise ValueError(
+                raise InputError(
                     f"image {image} is in both the {other} and the {split} split lists "
                     f"({SPLIT_FILES.get(other, other)}, {SPLIT_FILES.get(split, split)})"
                 )
@@ -187,7 +188,7 @@ def _find_image_dir(root: Path) -> Path:
     for name in IMAGE_DIRS:
         if (root / name).is_dir():
             return root / name
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no Flickr8k image folder under {root} (looked for {' or '.join(IMAGE_DIRS)}); "
         f"is ${ENV} set to the right directory?"
     )
@@ -197,7 +198,7 @@ def _find_text_file(root: Path, name: str) -> Path:
     for d in TEXT_DIRS:
         if (root / d / name).is_file():
             return root / d / name
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"Flickr8k text file {name} not found in {root / TEXT_DIRS[0]} or {root}; "
         f"is ${ENV} set to the right directory?"
     )
@@ -213,13 +214,13 @@ def prepare_flickr8k(
     """
     root = Path(root).absolute()
     if not root.is_dir():
-        raise FileNotFoundError(f"Flickr8k root {root} is not a directory; set ${ENV} to the corpus folder")
+        raise MissingFileError(f"Flickr8k root {root} is not a directory; set ${ENV} to the corpus folder")
     audio_dir = root / "flickr_audio"
     wav2capt_file = require_file(audio_dir / "wav2capt.txt", ENV, "Flickr8k audio caption list")
     wav2spk_file = require_file(audio_dir / "wav2spk.txt", ENV, "Flickr8k audio speaker list")
     wav_dir = audio_dir / "wavs"
     if not wav_dir.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Flickr8k audio folder {wav_dir} not found; is ${ENV} set to the right directory?"
         )
     token_file = _find_text_file(root, TOKEN_FILE)

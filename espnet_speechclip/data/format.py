@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, read_datadir, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.files import atomic_path, sha256_file
 from espnet_speechclip.provenance import (
     RECORD_NAME,
@@ -149,7 +150,7 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
     """
     data_dir, out_dir, audio_dir = Path(data_dir), Path(out_dir), Path(audio_dir)
     if data_dir.resolve() == out_dir.resolve():
-        raise ValueError(
+        raise InputError(
             f"out_dir {out_dir} is the input data dir; formatting in place would overwrite its lists"
         )
     utts = read_datadir(data_dir)

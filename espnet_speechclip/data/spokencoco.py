@@ -33,6 +33,7 @@ from espnet_speechclip.data.prepare import (
     prepare_corpus,
     require_file,
 )
+from espnet_speechclip.errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -53,37 +54,37 @@ def _norm(rel: str) -> str:
 def parse_karpathy(obj: Any, source: str = "dataset_coco.json") -> Dict[str, str]:
     """Karpathy split JSON -> {"<filepath>/<filename>": train|dev|test}."""
     if not isinstance(obj, dict) or not isinstance(obj.get("images"), list):
-        raise ValueError(f'{source}: expected a Karpathy split file {{"images": [...]}}')
+        raise InputError(f'{source}: expected a Karpathy split file {{"images": [...]}}')
     out: Dict[str, str] = {}
     for i, im in enumerate(obj["images"]):
         try:
             key = _norm(f"{im['filepath']}/{im['filename']}")
             raw = im["split"]
         except (KeyError, TypeError) as e:
-            raise ValueError(f"{source}: images[{i}] lacks filepath, filename or split") from e
+            raise InputError(f"{source}: images[{i}] lacks filepath, filename or split") from e
         if raw not in KARPATHY_SPLITS:
-            raise ValueError(
+            raise InputError(
                 f"{source}: images[{i}] ({key}) has unknown split {raw!r}; "
                 f"expected one of {sorted(KARPATHY_SPLITS)}"
             )
         split = KARPATHY_SPLITS[raw]
         if out.setdefault(key, split) != split:
-            raise ValueError(f"{source}: image {key} is listed in two splits")
+            raise InputError(f"{source}: image {key} is listed in two splits")
     return out
 
 
 def parse_spokencoco(obj: Any, source: str = "SpokenCOCO.json") -> List[Tuple[str, Dict[str, Any]]]:
     """SpokenCOCO JSON -> [(image path relative to MSCOCO root, caption dict)], one per spoken caption."""
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
-        raise ValueError(f'{source}: expected {{"data": [...]}}')
+        raise InputError(f'{source}: expected {{"data": [...]}}')
     out: List[Tuple[str, Dict[str, Any]]] = []
     for i, entry in enumerate(obj["data"]):
         if not isinstance(entry, dict) or "image" not in entry or not isinstance(entry.get("captions"), list):
-            raise ValueError(f"{source}: data[{i}] lacks 'image' or a 'captions' list")
+            raise InputError(f"{source}: data[{i}] lacks 'image' or a 'captions' list")
         image = _norm(entry["image"])
         for j, cap in enumerate(entry["captions"]):
             if not isinstance(cap, dict) or not cap.get("wav"):
-                raise ValueError(f"{source}: data[{i}].captions[{j}] has no 'wav'")
+                raise InputError(f"{source}: data[{i}].captions[{j}] has no 'wav'")
             out.append((image, cap))
     return out
 
@@ -139,7 +140,7 @@ def _load_json(path: Path) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+        raise InputError(f"{path} is not valid JSON: {e}") from e
 
 
 def prepare_spokencoco(
@@ -162,7 +163,7 @@ def prepare_spokencoco(
         require_file(sc_root / name, "SPOKENCOCO", "SpokenCOCO caption file") for name in JSON_FILES
     ]
     if not coco_root.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"MSCOCO image root {coco_root} is not a directory; set $MSCOCO to the folder "
             "holding train2014/ and val2014/"
         )
@@ -176,7 +177,7 @@ def prepare_spokencoco(
         {Path(c.image_path).relative_to(coco_root).parts[0] for cs in splits.values() for c in cs}
     ):
         if not (coco_root / top).is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"MSCOCO image folder {coco_root / top} not found; $MSCOCO must be the "
                 "folder holding train2014/ and val2014/"
             )

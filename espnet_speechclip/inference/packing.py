@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from espnet_speechclip.config import config_value, dotted_get
+from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.files import atomic_path, sha256_file
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ TRAINING_ONLY: Dict[str, Any] = {
 _STORED_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npy")
 
 
-class PackError(ValueError):
+class PackError(InputError):
     """A model archive that cannot be written or used (missing file, tampered member, bad format)."""
 
 
@@ -428,7 +429,7 @@ def pack_model(
     config_file, model_file, out_zip = Path(config_file), Path(model_file), Path(out_zip)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if not model_file.is_file():
-        raise FileNotFoundError(f"model file {model_file} does not exist")
+        raise MissingFileError(f"model file {model_file} does not exist")
     config = read_config(config_file)
     results = None
     if results_json is not None:
@@ -604,7 +605,7 @@ def extract_archive(archive: str | Path, dest: str | Path) -> dict:
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
-        raise FileNotFoundError(f"model archive {archive} does not exist")
+        raise MissingFileError(f"model archive {archive} does not exist")
     if not zipfile.is_zipfile(archive):
         raise PackError(f"{archive} is not a zip archive")
     if dest.exists() and any(dest.iterdir()):
@@ -631,7 +632,7 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
     """
     archive = Path(archive)
     if not archive.is_file():
-        raise FileNotFoundError(f"model archive {archive} does not exist")
+        raise MissingFileError(f"model archive {archive} does not exist")
     if not zipfile.is_zipfile(archive):
         raise PackError(f"{archive} is not a zip archive")
     key = sha256_file(archive)
@@ -689,7 +690,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
     """
     folder = Path(os.path.abspath(folder))
     if not folder.is_dir():
-        raise FileNotFoundError(f"packed model folder {folder} does not exist")
+        raise MissingFileError(f"packed model folder {folder} does not exist")
     if not is_packed_folder(folder):
         raise PackError(f"{folder} has no meta.json: not a packed SpeechCLIP model")
     raw = (folder / "meta.json").read_bytes()
@@ -699,7 +700,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
             continue
         path = folder / member
         if not path.is_file():
-            raise FileNotFoundError(f"{folder} lacks {member}, listed in its meta.json")
+            raise MissingFileError(f"{folder} lacks {member}, listed in its meta.json")
         actual = sha256_file(path)
         if actual != digest:
             raise PackError(

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.clip import EOT_ID, SOT_ID, CLIPTextEncoder
 from espnet_speechclip.models.masks import padding_mask
 from espnet_speechclip.models.outputs import KeywordOutput
@@ -83,7 +84,7 @@ class CosineVectorQuantizer(nn.Module):
     def __init__(self, tau: float = 0.1):
         super().__init__()
         if tau <= 0:
-            raise ValueError(f"vq temperature must be positive, got {tau}")
+            raise InputError(f"vq temperature must be positive, got {tau}")
         self.tau = tau
 
     def forward(self, z: torch.Tensor, codebook: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -128,7 +129,7 @@ def codebook_neighbours(
     unique, inverse = torch.unique(torch.where(used, keyword_ids, codebook_ids[0]), return_inverse=True)
     match = unique.unsqueeze(1) == codebook_ids.unsqueeze(0)  # (U, V)
     if not bool(match.any(dim=1).all()):
-        raise ValueError("neighbour_ids: a keyword id is not in the codebook")
+        raise InputError("neighbour_ids: a keyword id is not in the codebook")
     with torch.autocast(rows.device.type, enabled=False):  # fp32, as the quantiser's cosine
         cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (U, V)
     nearest = codebook_ids[cos.topk(min(k, rows.size(0)), dim=-1).indices]  # (U, k)
@@ -162,9 +163,9 @@ class CascadedBranch(nn.Module):
     ):
         super().__init__()
         if input_size % nhead:
-            raise ValueError(f"cascaded branch: width {input_size} is not divisible by nhead {nhead}")
+            raise InputError(f"cascaded branch: width {input_size} is not divisible by nhead {nhead}")
         if num_keywords + 2 > text_encoder.context_length:
-            raise ValueError(
+            raise InputError(
                 f"{num_keywords} keywords + SOT/EOT exceed CLIP's context {text_encoder.context_length}"
             )
         self.num_keywords = num_keywords

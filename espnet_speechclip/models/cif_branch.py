@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.cascaded import (
     KEYWORD_NEIGHBOURS,
     AttentionBlock,
@@ -82,13 +83,13 @@ class CIFCascadedBranch(nn.Module):
     ):
         super().__init__()
         if input_size % nhead:
-            raise ValueError(f"cascaded+ branch: width {input_size} is not divisible by nhead {nhead}")
+            raise InputError(f"cascaded+ branch: width {input_size} is not divisible by nhead {nhead}")
         if unit_target not in UNIT_TARGETS:
-            raise ValueError(f"cascaded_conf.unit_target must be one of {UNIT_TARGETS}, got {unit_target!r}")
+            raise InputError(f"cascaded_conf.unit_target must be one of {UNIT_TARGETS}, got {unit_target!r}")
         cif_conf = dict(cif_conf or {})
         max_units = cif_conf.setdefault("max_units", text_encoder.context_length - 2)
         if max_units is None or max_units + 2 > text_encoder.context_length:
-            raise ValueError(
+            raise InputError(
                 f"cif_conf.max_units {max_units}: the keywords + SOT/EOT must fit CLIP's context "
                 f"{text_encoder.context_length} (at most {text_encoder.context_length - 2})"
             )
@@ -148,7 +149,7 @@ class CIFCascadedBranch(nn.Module):
             return None
         if text_lengths is None:
             if self.training:
-                raise ValueError(
+                raise InputError(
                     "cascaded_conf.unit_target is caption, but the batch has no transcripts: list the text "
                     "file in the training data (--train_data_path_and_name_and_type <dir>/text,text,text)"
                 )

@@ -11,6 +11,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from espnet_speechclip.errors import MissingKeyError
+
 # The utterance embeddings a model can give, in this order (a model has one or both).
 BRANCHES: Tuple[str, ...] = ("parallel", "cascaded")
 
@@ -57,7 +59,7 @@ class SpeechEmbeddings:
         """The (B, D) embedding of branch ``name`` (one of :data:`BRANCHES`); KeyError if the model has
         no such branch."""
         if name not in BRANCHES or getattr(self, name) is None:
-            raise KeyError(f"no {name} embedding: the model gives {self.branches()}")
+            raise MissingKeyError(f"no {name} embedding: the model gives {self.branches()}")
         return getattr(self, name)
 
     def branches(self) -> Dict[str, torch.Tensor]:

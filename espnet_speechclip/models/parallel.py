@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.masks import padding_mask
 
 
@@ -30,7 +31,7 @@ class ParallelBranch(nn.Module):
     ):
         super().__init__()
         if input_size % nhead:
-            raise ValueError(f"parallel branch: width {input_size} is not divisible by nhead {nhead}")
+            raise InputError(f"parallel branch: width {input_size} is not divisible by nhead {nhead}")
         self.cls = nn.Parameter(torch.randn(1, 1, input_size))
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(

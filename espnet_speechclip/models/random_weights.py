@@ -14,6 +14,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.files import atomic_path
 
 # fairseq HuBERT configs of the released models (s3prl's converted checkpoints carry the same).
@@ -65,7 +66,7 @@ def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
     from s3prl.upstream.utils import merge_with_parent
 
     if name not in HUBERT_ARCHITECTURES:
-        raise ValueError(
+        raise InputError(
             f"no random architecture for upstream {name!r}; known: {sorted(HUBERT_ARCHITECTURES)}"
         )
     model_cfg, task_cfg = HUBERT_ARCHITECTURES[name]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.masks import valid_mask
 from espnet_speechclip.models.upstream import Upstream
 
@@ -117,9 +118,9 @@ class S3PRLSpeechEncoder(nn.Module):
         self.max_train_samples = max_train_samples
         self.layer_sum = WeightedLayerSum(self.upstream.num_layers, layer_norm)
         if (subsampling != 1 or positional) and projection_dim is None:
-            raise ValueError("subsampling and positional need a projection_dim")
+            raise InputError("subsampling and positional need a projection_dim")
         if subsampling not in (1, 2, 4, 8):
-            raise ValueError(f"subsampling must be 1, 2, 4 or 8, got {subsampling}")
+            raise InputError(f"subsampling must be 1, 2, 4 or 8, got {subsampling}")
         self.subsampling = subsampling
         self.projection = None
         if projection_dim is not None:

@@ -16,6 +16,7 @@ import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.cascaded import CascadedBranch
 from espnet_speechclip.models.cif import CIFDownsampler
 from espnet_speechclip.models.cif_branch import CIFCascadedBranch
@@ -127,7 +128,7 @@ class SpeechCLIP(AbsESPnetModel):
         self.image_encoder = image_encoder
         width, embed_dim = speech_encoder.output_size(), text_encoder.embed_dim
         if image_encoder is not None and image_encoder.embed_dim != embed_dim:
-            raise ValueError(f"CLIP image ({image_encoder.embed_dim}) and text ({embed_dim}) widths differ")
+            raise InputError(f"CLIP image ({image_encoder.embed_dim}) and text ({embed_dim}) widths differ")
         self.parallel = None
         if variant.parallel:
             self.parallel = ParallelBranch(width, embed_dim, **(conf["parallel_conf"] or {}))
@@ -214,9 +215,9 @@ class SpeechCLIP(AbsESPnetModel):
         if image_emb is not None:
             return torch.nn.functional.normalize(image_emb.float(), dim=-1)
         if image is None:
-            raise ValueError("a batch needs image_emb (cached CLIP embeddings) or image (pixels)")
+            raise InputError("a batch needs image_emb (cached CLIP embeddings) or image (pixels)")
         if self.image_encoder is None:
-            raise ValueError(
+            raise InputError(
                 "this model was built without the CLIP image tower (image_input: embedding), "
                 "so it takes image_emb, not image pixels"
             )
@@ -241,7 +242,7 @@ class SpeechCLIP(AbsESPnetModel):
         image_emb (B, D_c) or image (B, 3, H, W), text_lengths (B,) of the transcripts' CLIP ids when the
         data has ``text`` -> (loss, stats, weight)."""
         if image_id is None:
-            raise ValueError(
+            raise InputError(
                 "SpeechCLIP batches need image_id: captions of the same image must not be "
                 "used as negatives of each other"
             )

@@ -42,6 +42,7 @@ from espnet_speechclip.data.datadir import read_datadir
 from espnet_speechclip.data.media import load_image
 from espnet_speechclip.data.synth.captions import captions
 from espnet_speechclip.data.synth.scenes import render, sample_scene
+from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.evaluation.retrieval import retrieval_recall
 from espnet_speechclip.files import atomic_path, sha256_file, write_text_atomic
 from espnet_speechclip.models.clip import random_init_intended
@@ -70,7 +71,7 @@ def register_synth_clip() -> str:
 
     if MODEL_NAME not in open_clip.list_models():
         if not CONFIG_PATH.is_file():
-            raise FileNotFoundError(f"the synth-clip model config {CONFIG_PATH} is missing from the package")
+            raise MissingFileError(f"the synth-clip model config {CONFIG_PATH} is missing from the package")
         open_clip.add_model_config(CONFIG_PATH)
     return MODEL_NAME
 
@@ -97,7 +98,7 @@ class _Tokenize:
                 # open_clip silently truncates; a truncated caption would lose the words that matter.
                 # Only a caption that fills the context can have been cut: encode those again to know.
                 if int(ids[-1]) != 0 and len(self.tokenizer.encode(t)) + 2 > self.context_length:
-                    raise ValueError(
+                    raise InputError(
                         f"caption {t!r} does not fit synth-clip's context of {self.context_length} "
                         f"tokens (with start and end tokens)"
                     )
@@ -244,7 +245,7 @@ def train_synth_clip(
     tokenize = _Tokenize(tokenize_fn, tokenize_fn.context_length)
 
     if steps < 1 or batch_size < 2:
-        raise ValueError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
+        raise InputError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
     record_file = record_path(out_file)
     made_from = dict(
         version=TRAINER_VERSION,

@@ -35,6 +35,7 @@ from espnet_speechclip.data.synth.speech import (
     _synth_shard,
     make_speakers,
 )
+from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def generate(
         ("workers", workers),
     ):
         if n < 1:
-            raise ValueError(f"{name} must be at least 1, got {n}")
+            raise InputError(f"{name} must be at least 1, got {n}")
     dirs = {s: data_dir / set_name(CORPUS, s) for s in SPLITS}
     options = _options(seed, n_train, n_dev, n_test, captions_per_image, out_dir, data_dir)
     if _is_done(out_dir, data_dir, options):
@@ -181,7 +182,7 @@ def generate(
     try:  # fail here with the install hint, not inside a worker
         import espeakng_loader  # noqa: F401
     except ImportError as e:
-        raise RuntimeError(_MISSING_ESPEAK) from e
+        raise RunError(_MISSING_ESPEAK) from e
 
     start = time.time()
     train_speakers, held_out = make_speakers(seed)
