@@ -102,7 +102,7 @@ class SpeechCLIP(AbsESPnetModel):
                 for name in ("speech_encoder", "text_encoder", "image_encoder")
             ]
             options = [
-                inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default)
+                inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
                 for name, default in cls.variant.options().items()
             ]
             cls.__signature__ = inspect.Signature(towers + options)
