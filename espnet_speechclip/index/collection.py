@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence, Tuple, Union
 
+from espnet_speechclip.errors import InputError, MissingFileError
+
 PathLike = Union[str, Path]
 IMAGE, SPEECH = "image", "speech"
 # soundfile's usual containers; PIL's registered extensions for images
@@ -45,8 +47,8 @@ def read_collection(source: PathLike, modality: str) -> List[Item]:
     """The items of ``source`` (folder, ``.scp`` list or list file), sorted by key.
 
     Raises:
-        FileNotFoundError: no such folder or file.
-        ValueError: an empty collection, a malformed or duplicated scp line, a piped command.
+        MissingFileError: no such folder or file.
+        InputError: an empty collection, a malformed or duplicated scp line, a piped command.
     """
     source = Path(source)
     if source.is_dir():
@@ -59,9 +61,9 @@ def read_collection(source: PathLike, modality: str) -> List[Item]:
     elif source.is_file():
         items = _read_list(source, keyed=source.suffix == ".scp")
     else:
-        raise FileNotFoundError(f"collection {source} is neither a folder nor a list file")
+        raise MissingFileError(f"collection {source} is neither a folder nor a list file")
     if not items:
-        raise ValueError(f"collection {source} holds no {modality} files")
+        raise InputError(f"collection {source} holds no {modality} files")
     return sorted(items, key=lambda it: it.key)
 
 
@@ -75,33 +77,33 @@ def _read_list(path: Path, keyed: bool) -> List[Item]:
             key, _, file = line.partition(" ")
             file = file.strip()
             if not file:
-                raise ValueError(f"{path}:{n}: expected 'key path', got {line!r}")
+                raise InputError(f"{path}:{n}: expected 'key path', got {line!r}")
         else:
             key = file = line
         if file.endswith("|"):
-            raise ValueError(f"{path}:{n}: {key} is a command, not a file; list files")
+            raise InputError(f"{path}:{n}: {key} is a command, not a file; list files")
         if key in seen:
-            raise ValueError(f"{path}:{n}: {key} is listed twice")
+            raise InputError(f"{path}:{n}: {key} is listed twice")
         seen.add(key)
         items.append(Item(key, file))
     return items
 
 
 def parse_part(text: str) -> Tuple[int, int]:
-    """``"i/N"`` (1 <= i <= N) -> (i, N). Raises ValueError otherwise."""
+    """``"i/N"`` (1 <= i <= N) -> (i, N). Raises InputError otherwise."""
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
-        raise ValueError(f"--shard takes i/N (e.g. 2/8), got {text!r}") from None
+        raise InputError(f"--shard takes i/N (e.g. 2/8), got {text!r}") from None
     if not 1 <= i <= n:
-        raise ValueError(f"--shard {text}: need 1 <= i <= N")
+        raise InputError(f"--shard {text}: need 1 <= i <= N")
     return i, n
 
 
 def chunks(items: Sequence[Item], shard_size: int, first: int = 0) -> List[Tuple[int, List[Item]]]:
     """``[(shard number, items)]``: consecutive runs of ``shard_size``, numbered from ``first``."""
     if shard_size < 1:
-        raise ValueError(f"shard size must be at least 1, got {shard_size}")
+        raise InputError(f"shard size must be at least 1, got {shard_size}")
     return [
         (first + j, list(items[s : s + shard_size])) for j, s in enumerate(range(0, len(items), shard_size))
     ]

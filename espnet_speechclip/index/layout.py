@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.files import write_text_atomic
 
 PathLike = Union[str, Path]
@@ -34,7 +35,7 @@ PATH_COLUMN = {"image": "image_path", "speech": "audio_path"}
 EMB_PREFIX = {"image": "img_emb", "speech": "speech_emb"}
 
 
-class IndexFolderError(ValueError):
+class IndexFolderError(InputError):
     """A damaged, incomplete or mismatched index folder; the message names the file."""
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 import numpy as np
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.index import kind, layout
 from espnet_speechclip.index.identity import made_from_of
 from espnet_speechclip.inference.speech2image import Hit
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 PathLike = Union[str, Path]
 
 
-class IndexMismatchError(ValueError):
+class IndexMismatchError(InputError):
     """A query from another model or CLIP than the one the collection was embedded with."""
 
 
@@ -150,11 +151,11 @@ class EmbeddingIndex:
         first. An exact index gives the same items and scores as a full ranking of the embeddings; an
         approximate one the stored embeddings' exact scores of the candidates it finds."""
         if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+            raise InputError(f"k must be at least 1, got {k}")
         q = np.asarray(embeddings, dtype=np.float32)
         q = q[None] if q.ndim == 1 else q
         if q.ndim != 2 or q.shape[1] != self.dim:
-            raise ValueError(f"{self.root} holds {self.dim}-d embeddings, the query is {tuple(q.shape)}")
+            raise InputError(f"{self.root} holds {self.dim}-d embeddings, the query is {tuple(q.shape)}")
         # an approximate index's candidates are re-scored with the stored embeddings (see kind.search)
         scores, ids = kind.search(self.faiss, q, min(k, len(self)), self.vectors.__getitem__)
         return [
