@@ -24,22 +24,13 @@ def recordings(tmp_path):
     return folder
 
 
+def _build(model, recordings, out, *extra):
+    index_cli.main(["build", "--model", str(model), "--speech", str(recordings), "--out", str(out), *extra])
+
+
 def test_build_a_speech_index_and_query_it_by_text_and_image(parallel_exp, recordings, tmp_path, capsys):
     out = tmp_path / "talks.idx"
-    index_cli.main(
-        [
-            "build",
-            "--model",
-            str(parallel_exp),
-            "--speech",
-            str(recordings),
-            "--out",
-            str(out),
-            "--shard_size",
-            "2",
-            "--no_progress",
-        ]
-    )
+    _build(parallel_exp, recordings, out, "--shard_size", "2", "--no_progress")
     printed = capsys.readouterr().out
     assert "3 shard(s) embedded" in printed and "1 file(s) could not be read" in printed
     manifest = json.loads((out / "index.json").read_text())
@@ -59,18 +50,7 @@ def test_build_a_speech_index_and_query_it_by_text_and_image(parallel_exp, recor
 
 def test_a_damaged_index_is_one_line_naming_the_file(parallel_exp, recordings, tmp_path, capsys):
     out = tmp_path / "talks.idx"
-    index_cli.main(
-        [
-            "build",
-            "--model",
-            str(parallel_exp),
-            "--speech",
-            str(recordings),
-            "--out",
-            str(out),
-            "--no_progress",
-        ]
-    )
+    _build(parallel_exp, recordings, out, "--no_progress")
     capsys.readouterr()
     f = out / "index" / "speech.index"
     f.write_bytes(f.read_bytes()[:40])
