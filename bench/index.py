@@ -16,7 +16,7 @@ With ``--model`` (a trained SpeechCLIP) also end to end from a 5 s recording: em
 With ``--throughput``: images/s of CLIP's image tower for the stand-in CLIP and ViT-B/32, random weights.
 
     OMP_NUM_THREADS=2 python bench/index.py --json index.json
-    python bench/index.py --n 1000000 --model exp/synth_parallel --throughput
+    cd egs2/speechclip/sc1 && python ../../../bench/index.py --model exp/synth_parallel --throughput
 """
 
 from __future__ import annotations
@@ -240,14 +240,20 @@ def main(cmd: Optional[List[str]] = None) -> Dict:
     p.add_argument("--json", default=None)
     args = p.parse_args(cmd)
     report: Dict = {}
+
+    def show(part: str) -> None:  # each part as soon as it is measured: a later failure loses nothing
+        print(json.dumps({part: report[part]}, indent=1), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+
     report["vector"], search = vector_search(args.n, args.dim, args.clusters, args.memory_gb, args.queries)
+    show("vector")
     if args.model:
         report["end_to_end"] = end_to_end(args.model, search, args.repeats)
+        show("end_to_end")
     if args.throughput:
         report["images_per_s"] = throughput(args.batch, 10.0)
-    print(json.dumps(report, indent=1))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        show("images_per_s")
     return report
 
 
