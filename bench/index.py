@@ -83,7 +83,8 @@ _SERVE = """
 import sys, numpy as np, faiss
 from espnet_speechclip.index import kind
 index = faiss.read_index(sys.argv[1], faiss.IO_FLAG_MMAP if sys.argv[4] == "1" else 0)
-faiss.extract_index_ivf(index).nprobe = int(sys.argv[5])
+if int(sys.argv[5]):  # 0: an exact index
+    faiss.extract_index_ivf(index).nprobe = int(sys.argv[5])
 stored = np.load(sys.argv[2], mmap_mode="r")  # the shards' float16 embeddings, memory-mapped
 for q in np.load(sys.argv[3]):
     kind.search(index, q[None], 10, lambda ids: stored[ids].astype(np.float32))
@@ -166,8 +167,8 @@ def vector_search(n: int, dim: int, clusters: int, memory_gb: float, n_queries: 
         report["float32_bytes"] = n * dim * 4
         report["index_fraction"] = report["index_bytes"] / report["float32_bytes"]
         np.save(Path(tmp) / "stored.npy", x16)
-        report["serving"] = serving_rss(f, Path(tmp) / "stored.npy", queries, False, nprobe)
-        report["serving_mmap"] = serving_rss(f, Path(tmp) / "stored.npy", queries, True, nprobe)
+        report["serving"] = serving_rss(f, Path(tmp) / "stored.npy", queries, False, nprobe or 0)
+        report["serving_mmap"] = serving_rss(f, Path(tmp) / "stored.npy", queries, True, nprobe or 0)
     return report, lambda q, k: kind.search(index, q, k, vectors)
 
 
