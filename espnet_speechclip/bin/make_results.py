@@ -19,8 +19,9 @@ from typing import List
 
 from espnet_speechclip.errors import run_cli
 from espnet_speechclip.evaluation.results import clear_results_record, write_results
+from espnet_speechclip.identity import model_identity
 from espnet_speechclip.inference.decode_dir import require_current
-from espnet_speechclip.inference.loader import find_weights, model_identity
+from espnet_speechclip.inference.loader import find_weights
 
 
 def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) -> List[str]:

@@ -22,7 +22,9 @@ from espnet_speechclip.data.media import MediaError, probe_audio, probe_image
 from espnet_speechclip.errors import run_cli
 from espnet_speechclip.inference.hub import HubError, parse_repo_id
 from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE, PackError
-from espnet_speechclip.inference.speech2image import Hit, Keyword, Speech2Image, list_images
+from espnet_speechclip.inference.inputs import list_images
+from espnet_speechclip.inference.outputs import Hit, Keyword
+from espnet_speechclip.inference.speech2image import Speech2Image
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -22,16 +22,9 @@ import shlex
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from espnet_speechclip.config import (
-    SPLITS,
-    ConfigError,
-    config_value,
-    exp_name,
-    experiment_data_dir,
-    read_config,
-    set_name,
-)
+from espnet_speechclip.config import CLASS_SECTIONS, ConfigError, config_value, read_config
 from espnet_speechclip.errors import run_cli
+from espnet_speechclip.naming import SPLITS, exp_name, experiment_data_dir, set_name
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -94,6 +87,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
     try:
         if args.command == "config-value":
             value = config_value(read_config(args.config), args.key)
+            if value is None and args.key.split(".")[0] in CLASS_SECTIONS:
+                # a constructor's default: only then import the model classes (and with them ESPnet)
+                from espnet_speechclip.models.builder import option_value
+
+                value = option_value(read_config(args.config), args.key)
             print("" if value is None else value)
         elif args.command == "data-dir":
             print(experiment_data_dir(read_config(Path(args.exp_dir) / "config.yaml"), args.split))

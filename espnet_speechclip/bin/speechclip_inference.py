@@ -87,7 +87,8 @@ def main(cmd=None) -> None:
         torch.set_num_threads(args.num_threads)
     if args.split is not None and args.merge:
         parser.error("--split (a job) and --merge (after the jobs) exclude each other")
-    from espnet_speechclip.inference.loader import model_identity, resolve_model
+    from espnet_speechclip.identity import model_identity
+    from espnet_speechclip.inference.loader import resolve_model
     from espnet_speechclip.inference.speech2image import Speech2Image
 
     # the model's files, without building it: the merge with an image cache needs no model at all

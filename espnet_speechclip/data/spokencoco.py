@@ -29,7 +29,6 @@ import posixpath
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from espnet_speechclip.config import SPLITS
 from espnet_speechclip.data.prepare import (
     Candidate,
     add_common_cli_args,
@@ -38,6 +37,7 @@ from espnet_speechclip.data.prepare import (
     setup_cli_logging,
 )
 from espnet_speechclip.errors import run_cli
+from espnet_speechclip.naming import SPLITS
 
 logger = logging.getLogger(__name__)
 

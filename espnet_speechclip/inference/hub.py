@@ -75,7 +75,7 @@ def download(repo_id: str, revision: Optional[str] = None) -> Path:
         RevisionNotFoundError,
     )
 
-    from espnet_speechclip import __version__
+    from espnet_speechclip.version import __version__
 
     where = f"Hub model {repo_id}" + (f" at revision {revision}" if revision else "")
     try:

@@ -107,16 +107,3 @@ def resolve_model(
             f"(its layout: {', '.join(hub.REPO_FILES)})"
         )
     return resolve_packed_folder(folder, cache_dir)
-
-
-def model_identity(config_file: PathLike, model_file: PathLike, hashes=None) -> dict:
-    """Which trained model ``(config, weights)`` is, by content: the weights' sha256 and a digest of the
-    options the model is built from (local files such as the CLIP weights or the codebook by content,
-    see :func:`espnet_speechclip.config.training_options`). The same model from an experiment folder or
-    from its packed archive has the same identity. Decode folders and results record it."""
-    from espnet_speechclip.config import read_config, training_options
-    from espnet_speechclip.files import sha256_file
-    from espnet_speechclip.provenance import digest
-
-    options = training_options(read_config(config_file), hashes, model_only=True)
-    return {"weights": sha256_file(model_file), "options": digest(options)}

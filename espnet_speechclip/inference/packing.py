@@ -420,10 +420,10 @@ def pack_model(
     ``meta.json`` (``card``), so the Hub upload writes the same card from the archive alone.
     Returns ``out_zip``.
     """
-    from espnet_speechclip import __version__
     from espnet_speechclip.config import read_config
     from espnet_speechclip.inference.speech2image import Speech2Image
     from espnet_speechclip.models.random_weights import count_parameters
+    from espnet_speechclip.version import __version__
 
     config_file, model_file, out_zip = Path(config_file), Path(model_file), Path(out_zip)
     base = Path(base_dir) if base_dir is not None else Path.cwd()

@@ -4,7 +4,7 @@
 config the weights were trained with. ESPnet rewrites it at the start of every run; before it does,
 :func:`guard_experiment` compares the run with the folder's record (``exp/<tag>/.made_from.json``):
 
-- the training options (:func:`espnet_speechclip.config.training_options`: everything except how and
+- the training options (:func:`espnet_speechclip.identity.training_options`: everything except how and
   where the run executes, e.g. ``max_epoch``, ``ngpu``, ``resume``, logging), with local files such as
   the CLIP weights or the codebook identified by content;
 - the data, by content (:func:`espnet_speechclip.training.data_check.scan_training_data`, which also
@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Sequence
 
 import torch
 
-from espnet_speechclip.config import training_options
+from espnet_speechclip.identity import training_options
 from espnet_speechclip.provenance import (
     RECORD_NAME,
     FileHashes,

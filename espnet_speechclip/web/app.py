@@ -32,7 +32,8 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, load_audio
-from espnet_speechclip.inference.speech2image import QueryResult, Speech2Image
+from espnet_speechclip.inference.outputs import QueryResult
+from espnet_speechclip.inference.speech2image import Speech2Image
 from espnet_speechclip.web import render
 from espnet_speechclip.web.figure import keyword_figure
 from espnet_speechclip.web.index import SearchIndex

@@ -13,7 +13,7 @@ from typing import List, Sequence
 import numpy as np
 
 from espnet_speechclip.data.media import SAMPLE_RATE
-from espnet_speechclip.inference.speech2image import KeywordTiming
+from espnet_speechclip.inference.outputs import KeywordTiming
 
 # One colour per keyword slot (categorical, readable on white).
 PALETTE = (

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 from urllib.parse import quote
 
-from espnet_speechclip.inference.speech2image import Hit, Keyword
+from espnet_speechclip.inference.outputs import Hit, Keyword
 from espnet_speechclip.web.figure import PALETTE  # one colour per keyword slot, as in the figure
 
 # Gradio serves files of the folders it was launched with (allowed_paths) under this route.

@@ -7,7 +7,8 @@ import pytest
 
 from espnet_speechclip.bin import query
 from espnet_speechclip.data.datadir import read_kv
-from espnet_speechclip.inference.speech2image import Hit, Speech2Image
+from espnet_speechclip.inference.outputs import Hit
+from espnet_speechclip.inference.speech2image import Speech2Image
 
 
 def test_query_cli_prints_ranked_images_and_keywords(sc, capsys, tmp_path):

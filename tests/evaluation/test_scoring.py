@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from espnet_speechclip.data.datadir import write_ctm
-from espnet_speechclip.evaluation.results import keyword_tables, keyword_timing_table, write_results
+from espnet_speechclip.evaluation.results import keyword_tables, write_results
 from espnet_speechclip.evaluation.scoring import score_decode_dir
+from espnet_speechclip.evaluation.tables import keyword_timing_table
 from espnet_speechclip.inference.decode_dir import DecodeDir, merge_utterance_parts
 from espnet_speechclip.models.clip import text_token_ids
 

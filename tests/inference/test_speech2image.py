@@ -12,7 +12,8 @@ from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import MediaError, write_wav
 from espnet_speechclip.evaluation.keyword_timing import attention_spans
 from espnet_speechclip.inference import decode_dir
-from espnet_speechclip.inference.speech2image import KeywordTiming, Speech2Image
+from espnet_speechclip.inference.outputs import KeywordTiming
+from espnet_speechclip.inference.speech2image import Speech2Image
 
 TINY = ROOT / "conf" / "tiny"
 

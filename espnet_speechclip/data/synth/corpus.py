@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from espnet_speechclip.config import SPLITS, set_name
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, write_ctm, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE
 from espnet_speechclip.data.synth.captions import captions
@@ -37,6 +36,7 @@ from espnet_speechclip.data.synth.speech import (
     make_speakers,
 )
 from espnet_speechclip.errors import run_cli
+from espnet_speechclip.naming import SPLITS, set_name
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from espnet_speechclip.config import ConfigError, experiment_data_dir, set_name
+from espnet_speechclip.config import ConfigError
+from espnet_speechclip.naming import experiment_data_dir, set_name
 
 
 def _config(speech_list):
