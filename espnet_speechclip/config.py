@@ -94,6 +94,15 @@ def dotted_get(config: Mapping, dotted: str, default: Any = None) -> Any:
     return node
 
 
+def dotted_set(config: dict, dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` of a nested dict in place (every level above ``c`` must exist)."""
+    *parents, last = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
 def config_value(config: Mapping, dotted: str, default: Any = None) -> Any:
     """The value of ``a.b.c`` in a config read by :func:`read_config`, or its default: the task table's
     for top-level keys; ``default`` when it has none. Keys of :data:`CLASS_SECTIONS` default to the

@@ -17,7 +17,8 @@ import logging
 from pathlib import Path
 
 from espnet_speechclip.errors import run_cli
-from espnet_speechclip.inference.packing import CARD_DEFAULTS, pack_model
+from espnet_speechclip.inference.model_card import CARD_DEFAULTS
+from espnet_speechclip.inference.packing import pack_model
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -20,8 +20,8 @@ from typing import List, Optional
 
 from espnet_speechclip.data.media import MediaError, probe_audio, probe_image
 from espnet_speechclip.errors import run_cli
+from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE, PackError
 from espnet_speechclip.inference.hub import HubError, parse_repo_id
-from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE, PackError
 from espnet_speechclip.inference.inputs import list_images
 from espnet_speechclip.inference.outputs import Hit, Keyword
 from espnet_speechclip.inference.speech2image import Speech2Image

@@ -22,6 +22,7 @@ from pathlib import Path
 from espnet_speechclip.errors import run_cli
 from espnet_speechclip.evaluation.scoring import score_decode_dir
 from espnet_speechclip.files import write_text_atomic
+from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE
 from espnet_speechclip.inference.decode_dir import (
     decode_made_from,
     embed_datadir,
@@ -31,7 +32,6 @@ from espnet_speechclip.inference.decode_dir import (
     reset_decode_dir,
     write_decode_record,
 )
-from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE
 from espnet_speechclip.provenance import RECORD_NAME, FileHashes, clear_record, read_record
 
 

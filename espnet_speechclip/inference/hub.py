@@ -29,7 +29,9 @@ from typing import Optional, Tuple, Union
 
 import yaml
 
-from espnet_speechclip.inference.packing import PackError, extract_archive, model_card
+from espnet_speechclip.inference.archive import PackError, extract_archive
+from espnet_speechclip.inference.model_card import model_card
+from espnet_speechclip.version import __version__
 
 PathLike = Union[str, Path]
 
@@ -74,8 +76,6 @@ def download(repo_id: str, revision: Optional[str] = None) -> Path:
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
-
-    from espnet_speechclip.version import __version__
 
     where = f"Hub model {repo_id}" + (f" at revision {revision}" if revision else "")
     try:

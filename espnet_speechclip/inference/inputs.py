@@ -88,6 +88,7 @@ def load_speech(item: SpeechInput, name: str, min_samples: int = 1) -> np.ndarra
     check_min_samples(len(wav), min_samples, name)
     return wav
 
+
 def mono(wav: Any, name: str) -> np.ndarray:
     """A waveform (T,) as float32 numpy; errors start with ``name``."""
     if isinstance(wav, torch.Tensor):
@@ -95,10 +96,10 @@ def mono(wav: Any, name: str) -> np.ndarray:
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1:
         raise ValueError(
-            f"{name}: expected a mono waveform (T,), got shape {wav.shape}; "
-            f"give several utterances as a list"
+            f"{name}: expected a mono waveform (T,), got shape {wav.shape}; give several utterances as a list"
         )
     return wav
+
 
 def load_image_input(item: ImageInput, name: str):
     """A file path or PIL image -> an RGB PIL image; errors name the file or ``name``."""

@@ -19,6 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
+import espnet_speechclip.inference.hub as hub
+from espnet_speechclip.inference.archive import (
+    PackError,
+    is_packed_folder,
+    resolve_packed_folder,
+    unpack_model,
+)
+
 PathLike = Union[str, Path]
 
 # Weights an experiment folder is read from, best first: the checkpoint selected by dev mean R@10, else
@@ -57,8 +65,6 @@ def resolve_model(
         HubError: a Hub repo that cannot be fetched (not found; offline and not cached).
         ValueError: ``model_file`` or ``revision`` given for a source that takes none.
     """
-    from espnet_speechclip.inference.packing import is_packed_folder, resolve_packed_folder, unpack_model
-
     path = Path(source)
     if path.exists():
         if revision is not None:
@@ -80,8 +86,6 @@ def resolve_model(
             return resolve_packed_folder(path, cache_dir)
         return unpack_model(path, cache_dir)
 
-    from espnet_speechclip.inference import hub
-
     parsed = hub.parse_repo_id(str(source))
     if parsed is None:
         raise FileNotFoundError(
@@ -100,8 +104,6 @@ def resolve_model(
     except hub.HubError as e:
         raise hub.HubError(f"{source} is no local model, and as a Hub repo id: {e}") from e
     if not is_packed_folder(folder):
-        from espnet_speechclip.inference.packing import PackError
-
         raise PackError(
             f"Hub repo {repo_id} has no meta.json: not a SpeechCLIP model uploaded by espnet_speechclip "
             f"(its layout: {', '.join(hub.REPO_FILES)})"

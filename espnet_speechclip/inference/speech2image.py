@@ -127,7 +127,7 @@ class Speech2Image:
         resolves: an experiment folder (``config.yaml`` + ``model_file``, default
         ``valid.mean_r10.best.pth``, else ``latest.pth``), a packed archive (.zip of
         ``espnet_speechclip.bin.pack``, extracted once into the unpack cache ``cache_dir``, default
-        :func:`espnet_speechclip.inference.packing.default_cache_dir`: ``$ESPNET_SPEECHCLIP_CACHE``, else
+        :func:`espnet_speechclip.inference.archive.default_cache_dir`: ``$ESPNET_SPEECHCLIP_CACHE``, else
         ``$XDG_CACHE_HOME/espnet_speechclip``, else ``~/.cache/espnet_speechclip``), a packed folder, or a
         Hugging Face Hub repo id ``<namespace>/<name>`` at ``revision`` (the Hub's cache,
         ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` / ``HF_HOME`` apply). ``kwargs`` go to the constructor.
@@ -434,5 +434,3 @@ class Speech2Image:
             keywords=keywords,
             timing=keyword_timing,
         )
-
-

@@ -46,6 +46,7 @@ model_choices = ClassChoices(
     default="parallel",
 )
 
+
 def constructor_default(config: Mapping, section: str, name: str) -> Any:
     """The default of ``<section>.<name>`` (``section`` one of
     :data:`espnet_speechclip.config.CLASS_SECTIONS`): the keyword default of the constructor the section

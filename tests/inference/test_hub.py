@@ -9,8 +9,9 @@ import yaml
 from huggingface_hub import ModelCard
 
 from espnet_speechclip.bin import hub_upload
+from espnet_speechclip.inference.archive import PackError
 from espnet_speechclip.inference.hub import parse_repo_id, stage_repo, upload
-from espnet_speechclip.inference.packing import PackError, model_card
+from espnet_speechclip.inference.model_card import model_card
 
 REPO = "speechclip-test/tiny-hybrid"
 
