@@ -106,12 +106,17 @@ fi
 if [ -n "${pretrained_model}" ] && [ ! -f "${pretrained_model}" ]; then
     log "--pretrained_model ${pretrained_model} does not exist"; exit 1
 fi
+info() { python3 -m espnet_speechclip.bin.recipe_info "$@"; }
 # A model given instead of trained: its one experiment folder stands in for the training configs.
 fixed_exp=""
-if [ -n "${download_model}" ] && [ -e "${download_model}" ]; then  # a local packed model
-    fixed_exp=${expdir}/${tag:-$(basename "${download_model}" .zip)}
-elif [ -n "${download_model}" ]; then  # a Hub repo id, as ESPnet lays them out: exp/<namespace>/<name>
-    fixed_exp=${expdir}/${tag:-${download_model}}
+if [ -n "${download_model}" ]; then
+    # a local packed model: its file name; a Hub repo id, as ESPnet lays them out: exp/<namespace>/<name>
+    # (checked first: a revision with '..' parts must not name a folder outside exp/)
+    exp_folder=${tag}
+    if [ -z "${exp_folder}" ]; then
+        exp_folder=$(info download-exp-name "${download_model}") || exit 1
+    fi
+    fixed_exp=${expdir}/${exp_folder}
 elif [ -n "${pretrained_model}" ]; then
     fixed_exp=${expdir}/${tag:-${corpus}_$(basename "${pretrained_model}" .ckpt)}
 fi
@@ -131,7 +136,6 @@ if [ -z "${fixed_exp}" ]; then
     done
 fi
 
-info() { python3 -m espnet_speechclip.bin.recipe_info "$@"; }
 train_set=$(info set-name "${corpus}" train)
 dev_set=$(info set-name "${corpus}" dev)
 test_set=$(info set-name "${corpus}" test)
