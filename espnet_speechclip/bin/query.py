@@ -25,6 +25,7 @@ from espnet_speechclip.inference.hub import HubError, parse_repo_id
 from espnet_speechclip.inference.inputs import list_images
 from espnet_speechclip.inference.outputs import Hit, Keyword
 from espnet_speechclip.inference.speech2image import Speech2Image
+from espnet_speechclip.weights import WeightsError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -106,7 +107,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if not images and not texts and "cascaded" not in s2i.branches:
             parser.error("give --images and/or --texts (a parallel model has no keywords to show)")
         result = s2i.query(args.speech, images, texts, args.topk, args.branch, timing=True)
-    except (FileNotFoundError, MediaError, PackError, HubError) as e:  # bad input: the message names it
+    except (FileNotFoundError, MediaError, PackError, HubError, WeightsError) as e:  # bad input, named
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(f"query: {args.speech}  (model {args.model}, {result.branch} branch)")
     if images:

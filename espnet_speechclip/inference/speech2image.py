@@ -51,6 +51,7 @@ from espnet_speechclip.inference.outputs import (
     pad_batch,
     rank,
 )
+from espnet_speechclip.weights import load_weights
 
 
 class Speech2Image:
@@ -90,11 +91,10 @@ class Speech2Image:
         self.config = read_config(train_config)
         source = "config" if isinstance(train_config, Mapping) else str(train_config)
         self.source = source if model_file is None else str(model_file)
+        # the weights first: an unusable file is refused before the towers are built
+        state = None if model_file is None else load_weights(model_file, "SpeechCLIP model file")
         model = build_model(self.config, clip_weights=clip_weights)
-        if model_file is not None:
-            if not Path(model_file).is_file():
-                raise FileNotFoundError(f"SpeechCLIP model file {model_file} does not exist")
-            state = torch.load(model_file, map_location="cpu", weights_only=True)
+        if state is not None:
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:

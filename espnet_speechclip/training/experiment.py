@@ -39,6 +39,7 @@ from espnet_speechclip.provenance import (
     read_record,
     write_record,
 )
+from espnet_speechclip.weights import WeightsError, load_file, load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -165,11 +166,13 @@ def repair_interrupted_epoch(output_dir: Path, best_model_criterion: Iterable[Se
     if not ckpt.exists():
         return
     try:
-        states = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as e:
+        # training's own file (optimizer and scheduler states too): read as ESPnet reads it
+        states = load_file(ckpt, "checkpoint", trusted_pickle=True)
+    except WeightsError as e:
         raise ProvenanceError(
-            f"{ckpt} cannot be read ({type(e).__name__}: {e}): it was damaged, e.g. by a run stopped "
-            f"while writing it. Delete it to restart this experiment from epoch 1, or start a new one."
+            f"{ckpt} cannot be read ({str(e).removeprefix(f'{ckpt}: ')}): it was damaged, e.g. by a "
+            f"run stopped while writing it. Delete it to restart this experiment from epoch 1, or start "
+            f"a new one."
         ) from None
     reporter = Reporter()
     reporter.load_state_dict(states["reporter"])
@@ -178,8 +181,8 @@ def repair_interrupted_epoch(output_dir: Path, best_model_criterion: Iterable[Se
         return
     weights = Path(output_dir) / f"{epoch}epoch.pth"
     try:
-        intact = torch.load(weights, map_location="cpu", weights_only=True).keys() == states["model"].keys()
-    except Exception:
+        intact = load_weights(weights).keys() == states["model"].keys()
+    except (FileNotFoundError, WeightsError):  # missing or half-written: rewritten below
         intact = False
     if not intact:
         logger.info("completing %s from %s (the last run stopped before writing it)", weights, ckpt)

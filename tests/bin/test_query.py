@@ -113,3 +113,32 @@ def test_query_checks_its_inputs_before_loading_the_model(tmp_path, capsys, monk
         "model": "nope does not exist",
     }
     assert expected[bad] in err
+
+
+def test_truncated_weights_are_one_line_naming_the_file(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    from espnet_speechclip.data.media import write_wav
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "config.yaml").write_text(
+        "model: parallel\nclip_conf: {model_name: ViT-B-32, pretrained: openai}\n"
+    )
+    torch.save({"w": torch.zeros(1000)}, tmp_path / "full.pth")
+    weights = exp / "valid.mean_r10.best.pth"
+    weights.write_bytes((tmp_path / "full.pth").read_bytes()[:2000])
+    write_wav(tmp_path / "u.wav", np.zeros(8000, np.float32))
+    (tmp_path / "t.txt").write_text("a dog\n")
+    with pytest.raises(SystemExit) as e:
+        query.main(
+            ["--model", str(exp), "--speech", str(tmp_path / "u.wav"), "--texts", str(tmp_path / "t.txt")]
+        )
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        f"error: {weights}: not a complete PyTorch file, truncated or damaged (RuntimeError: "
+        "PytorchStreamReader failed reading zip archive: failed finding central directory)"
+    )
+    assert len(err.splitlines()) == 1
