@@ -30,6 +30,9 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.evaluation.keyword_timing import attention_spans
 from espnet_speechclip.inference.inputs import (
     ImageInput,
     PathLike,
@@ -40,6 +43,7 @@ from espnet_speechclip.inference.inputs import (
     load_image_input,
     load_speech_inputs,
 )
+from espnet_speechclip.inference.loader import resolve_model
 from espnet_speechclip.inference.outputs import (
     KEYWORD_PADDING,
     Hit,
@@ -51,6 +55,7 @@ from espnet_speechclip.inference.outputs import (
     pad_batch,
     rank,
 )
+from espnet_speechclip.precision import autocast, check_amp_dtype
 from espnet_speechclip.weights import load_weights
 
 
@@ -84,9 +89,8 @@ class Speech2Image:
         clip_weights: bool = True,
         attention_mass: float = 0.9,
     ):
-        from espnet_speechclip.config import config_value, read_config
+        # the model classes (ESPnet, s3prl, open_clip) load with the first model, not with the package
         from espnet_speechclip.models.builder import build_model
-        from espnet_speechclip.precision import check_amp_dtype
 
         self.config = read_config(train_config)
         source = "config" if isinstance(train_config, Mapping) else str(train_config)
@@ -110,8 +114,6 @@ class Speech2Image:
 
     def _precision(self):
         """The training run's autocast (CUDA only), for every pass through the model."""
-        from espnet_speechclip.precision import autocast
-
         return autocast(self.device, self._use_amp, self._amp_dtype)
 
     @classmethod
@@ -137,8 +139,6 @@ class Speech2Image:
             PackError: a corrupt or tampered packed model.
             HubError: a Hub repo that cannot be fetched.
         """
-        from espnet_speechclip.inference.loader import resolve_model
-
         config, weights = resolve_model(source, model_file, cache_dir, revision)
         s2i = cls(config, weights, **kwargs)
         s2i.source = str(source) if revision is None else f"{source}@{revision}"
@@ -176,8 +176,6 @@ class Speech2Image:
         keywords' weights over its own frames (K_i, T_i) and their spans (K_i, 2) in seconds, cut to
         the utterance."""
         from tqdm import tqdm
-
-        from espnet_speechclip.data.media import SAMPLE_RATE
 
         chunks: Dict[str, List[np.ndarray]] = {}
         rows: List[Tuple[np.ndarray, np.ndarray]] = []
@@ -218,8 +216,6 @@ class Speech2Image:
     ) -> Tuple[np.ndarray, np.ndarray]:
         """One utterance's keyword weights (K, T) and, CIF, its units' (start, end) frames (K, 2) ->
         (attention (K, T) float32, spans (K, 2) float64 seconds within [0, duration])."""
-        from espnet_speechclip.evaluation.keyword_timing import attention_spans
-
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset
         if unit_frames is not None:  # CIF: the unit between its firing boundaries
@@ -388,8 +384,6 @@ class Speech2Image:
         self, out: Dict[str, np.ndarray], rows: List[Tuple[np.ndarray, np.ndarray]], wavs: List[np.ndarray]
     ) -> List[KeywordTiming]:
         """_encode's outputs -> one KeywordTiming per utterance."""
-        from espnet_speechclip.data.media import SAMPLE_RATE
-
         encoder = self.model.speech_encoder
         timings = []
         for keywords, (att, spans), wav in zip(keywords_of(out), rows, wavs):
