@@ -65,20 +65,25 @@ DEFAULT_MAX_MEMBERS = 1000
 # The largest SpeechCLIP (HuBERT Large and CLIP ViT-L/14 packed as local files) is about 4 GB.
 DEFAULT_MAX_BYTES = 16 * 1024**3
 
-# Where packed archives are unpacked, for the help of the entry points that take one.
-UNPACK_CACHE_NOTE = textwrap.fill(
-    f"A packed model (.zip) is unpacked once, into <cache>/<sha256 of the archive>/, where <cache> is "
-    f"${CACHE_ENV} if set, else $XDG_CACHE_HOME/espnet_speechclip, else ~/.cache/espnet_speechclip. "
-    f"Set {CACHE_ENV} to keep it elsewhere; a folder there can be deleted at any time (the next use "
-    f"unpacks the archive again).",
-    width=100,
-)
 LIMITS_NOTE = textwrap.fill(
     f"Unpacking refuses, before writing anything, an archive of more than ${MAX_MEMBERS_ENV} members "
     f"(default {DEFAULT_MAX_MEMBERS}) or whose members add up to more than ${MAX_BYTES_ENV} bytes "
     f"(default {DEFAULT_MAX_BYTES // 1024**3} GiB) or to more than the free disk space, a member "
     f"larger than meta.json declares, and links.",
     width=100,
+)
+# Where packed archives are unpacked, and within which limits, for the help of the entry points that
+# take one.
+UNPACK_CACHE_NOTE = (
+    textwrap.fill(
+        f"A packed model (.zip) is unpacked once, into <cache>/<sha256 of the archive>/, where <cache> is "
+        f"${CACHE_ENV} if set, else $XDG_CACHE_HOME/espnet_speechclip, else ~/.cache/espnet_speechclip. "
+        f"Set {CACHE_ENV} to keep it elsewhere; a folder there can be deleted at any time (the next use "
+        f"unpacks the archive again).",
+        width=100,
+    )
+    + "\n"
+    + LIMITS_NOTE
 )
 
 

@@ -2,7 +2,7 @@
 
 Repo layout: the packed model UNPACKED, as ESPnet's upload stage puts its packed models on the Hub::
 
-    README.md        the model card (packing's model_card with the repo id in its usage lines)
+    README.md        the model card (model_card.model_card with the repo id in its usage lines)
     config.yaml      \
     model.pth         | the members of the packed archive, byte for byte
     meta.json         | (meta.json: sha256 of each, which config keys point at which file)
