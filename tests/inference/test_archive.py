@@ -134,26 +134,13 @@ def test_a_bad_size_table_is_refused(tmp_path):
         unpack_model(archive, tmp_path / "cache")
 
 
-class RunsCode:
-    """Unpickling this makes a folder: what a code-running weights file does."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return (os.mkdir, (str(self.marker),))
-
-
 def test_a_packed_model_pth_that_runs_code_is_refused_in_one_line(tmp_path):
-    import torch
-
     from espnet_speechclip.inference import Speech2Image
     from espnet_speechclip.weights import WeightsError
 
-    torch.save({"w": RunsCode(tmp_path / "ran")}, tmp_path / "evil.pth")
-    archive = make_archive(tmp_path / "m.zip", {"model.pth": (tmp_path / "evil.pth").read_bytes()})
+    # a protocol-0 pickle whose loading calls os.mkdir(<tmp>/ran)
+    evil = f"cos\nmkdir\n(V{tmp_path / 'ran'}\ntR.".encode()
+    archive = make_archive(tmp_path / "m.zip", {"model.pth": evil})
     with pytest.raises(
         WeightsError, match=r"model\.pth: refused: it holds Python objects other than tensors"
     ) as e:
