@@ -16,6 +16,8 @@ import copy
 from pathlib import Path
 from typing import Any, Dict, Mapping, Union
 
+from espnet_speechclip.errors import InputError, MissingFileError
+
 PathLike = Union[str, Path]
 
 # Top-level SpeechCLIP task keys and their defaults (paper Base: HuBERT Base + CLIP ViT-B/32).
@@ -40,7 +42,7 @@ CLASS_SECTIONS = ("speech_encoder_conf", "model_conf")
 MISSING = object()
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file that cannot be a SpeechCLIP config (unreadable YAML, wrong types, unknown model)."""
 
 
@@ -61,7 +63,7 @@ def read_config(source: Union[PathLike, Mapping]) -> Dict[str, Any]:
 
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"SpeechCLIP config {path} does not exist")
+            raise MissingFileError(f"SpeechCLIP config {path} does not exist")
         try:
             with open(path, encoding="utf-8") as f:
                 config = yaml.safe_load(f)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Mapping, Optional, Union
 
 from espnet_speechclip.config import ConfigError
+from espnet_speechclip.errors import InputError
 
 PathLike = Union[str, Path]
 
@@ -16,7 +17,7 @@ SPLITS = ("train", "dev", "test")
 def set_name(corpus: str, split: str) -> str:
     """The data set of ``corpus``'s ``split``: ``data/<set>``, ``dump/raw/<set>``, ``decode_<set>``."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
     return f"{corpus}_{split}"
 
 

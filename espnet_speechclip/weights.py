@@ -16,10 +16,12 @@ from typing import Any, Dict, Union
 
 import torch
 
+from espnet_speechclip.errors import InputError, MissingFileError
+
 PathLike = Union[str, Path]
 
 
-class WeightsError(ValueError):
+class WeightsError(InputError):
     """A weights file that cannot be used; the message starts with the file's path."""
 
 
@@ -45,7 +47,7 @@ def load_file(path: PathLike, what: str = "weights file", trusted_pickle: bool =
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
+        raise MissingFileError(f"{what} {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=not trusted_pickle)
     except pickle.UnpicklingError as e:

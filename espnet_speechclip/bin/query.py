@@ -23,7 +23,7 @@ from espnet_speechclip.errors import run_cli
 from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE, PackError
 from espnet_speechclip.inference.hub import HubError, parse_repo_id
 from espnet_speechclip.inference.inputs import list_images
-from espnet_speechclip.inference.outputs import Hit, Keyword
+from espnet_speechclip.inference.result_types import Hit, Keyword
 from espnet_speechclip.inference.speech2image import Speech2Image
 from espnet_speechclip.weights import WeightsError
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from espnet_speechclip.config import CLASS_SECTIONS, ConfigError, config_value, read_config
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import InputError, run_cli
 from espnet_speechclip.naming import SPLITS, exp_name, experiment_data_dir, set_name
 
 
@@ -73,7 +73,7 @@ def demo_command(
     (``recipe_dir``, default the current directory) and sources ``path.sh`` (the project's virtualenv).
     """
     if not configs:
-        raise ValueError("no training config given")
+        raise InputError("no training config given")
     kinds = [config_value(read_config(c), "model") for c in configs]
     chosen = next((c for c, k in zip(configs, kinds) if k in ("cascaded", "hybrid")), configs[0])
     exp = exp_name(corpus, chosen, tag or None, len(configs))

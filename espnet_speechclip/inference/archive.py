@@ -41,7 +41,8 @@ from typing import Dict, Optional, Tuple
 import yaml
 
 from espnet_speechclip.config import dotted_get, dotted_set
-from espnet_speechclip.files import sha256_file
+from espnet_speechclip.errors import InputError, MissingFileError
+from espnet_speechclip.files import atomic_path, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ _COMPLETE = ".complete"
 _BLOCK = 1 << 20
 
 
-class PackError(ValueError):
+class PackError(InputError):
     """A model archive that cannot be written or used (missing file, tampered member, bad format)."""
 
 
@@ -305,7 +306,7 @@ def _complete(target: Path, meta: dict) -> bool:
 
 def _open_archive(archive: Path) -> zipfile.ZipFile:
     if not archive.is_file():
-        raise FileNotFoundError(f"model archive {archive} does not exist")
+        raise MissingFileError(f"model archive {archive} does not exist")
     if not zipfile.is_zipfile(archive):
         raise PackError(f"{archive} is not a zip archive")
     try:
@@ -414,7 +415,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
     """
     folder = Path(os.path.abspath(folder))
     if not folder.is_dir():
-        raise FileNotFoundError(f"packed model folder {folder} does not exist")
+        raise MissingFileError(f"packed model folder {folder} does not exist")
     if not is_packed_folder(folder):
         raise PackError(f"{folder} has no meta.json: not a packed SpeechCLIP model")
     raw = (folder / "meta.json").read_bytes()
@@ -424,7 +425,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
             continue
         path = folder / member
         if not path.is_file():
-            raise FileNotFoundError(f"{folder} lacks {member}, listed in its meta.json")
+            raise MissingFileError(f"{folder} lacks {member}, listed in its meta.json")
         actual = sha256_file(path)
         if actual != digest:
             raise PackError(
@@ -435,7 +436,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
     key = hashlib.sha256(raw + b"\0" + str(folder).encode("utf-8")).hexdigest()
     target = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / key
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / f".{RESOLVED_CONFIG}.{os.getpid()}"
-    tmp.write_text(resolved, encoding="utf-8")
-    os.replace(tmp, target / RESOLVED_CONFIG)  # atomic: a concurrent reader never sees half a config
+    # atomic: a concurrent reader never sees half a config
+    with atomic_path(target / RESOLVED_CONFIG, unique=True) as tmp:
+        tmp.write_text(resolved, encoding="utf-8")
     return target / RESOLVED_CONFIG, folder / "model.pth"

@@ -29,6 +29,7 @@ from typing import Optional, Tuple, Union
 
 import yaml
 
+from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.inference.archive import PackError, extract_archive
 from espnet_speechclip.inference.model_card import model_card
 from espnet_speechclip.version import __version__
@@ -42,7 +43,7 @@ _REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<
 REPO_FILES = ["README.md", "meta.json", "config.yaml", "model.pth", "files/*"]
 
 
-class HubError(RuntimeError):
+class HubError(RunError):
     """A Hub repo that cannot be fetched or written (not found, not cached while offline, refused)."""
 
 
@@ -61,14 +62,14 @@ def parse_repo_id(source: str) -> Optional[Tuple[str, Optional[str]]]:
     ``exp/<namespace>/<name>[@revision]``), so a revision with an empty, ``.`` or ``..`` part is refused.
 
     Raises:
-        ValueError: a repo id with such a revision.
+        InputError: a repo id with such a revision.
     """
     m = _REPO_ID.match(str(source))
     if m is None or m.group("repo").endswith((".zip", ".pth", ".yaml")):
         return None
     revision = m.group("revision")
     if revision is not None and any(part in ("", ".", "..") for part in revision.split("/")):
-        raise ValueError(
+        raise InputError(
             f"{source}: revision {revision!r} is not a branch, tag or commit name (it has an empty, "
             f"'.' or '..' part)"
         )
@@ -81,17 +82,17 @@ def exp_folder_name(source: str) -> str:
     them out (``<namespace>/<name>``, ``@<revision>`` appended when pinned).
 
     Raises:
-        ValueError: neither an existing path nor a Hub repo id (or one with an unsafe revision).
+        InputError: neither an existing path nor a Hub repo id (or one with an unsafe revision).
     """
     path = Path(source)
     if path.exists():
         name = path.name[: -len(".zip")] if path.name.endswith(".zip") else path.name
         if name in ("", ".", ".."):
-            raise ValueError(f"{source}: a packed model's folder or file name names no experiment folder")
+            raise InputError(f"{source}: a packed model's folder or file name names no experiment folder")
         return name
     parsed = parse_repo_id(source)
     if parsed is None:
-        raise ValueError(f"{source} is neither a local packed model nor a Hub repo id <namespace>/<name>")
+        raise InputError(f"{source} is neither a local packed model nor a Hub repo id <namespace>/<name>")
     repo_id, revision = parsed
     return repo_id if revision is None else f"{repo_id}@{revision}"
 
@@ -145,7 +146,7 @@ def stage_repo(archive: PathLike, folder: PathLike, repo_id: str) -> Path:
         PackError: not a packed model, or a member that fails its sha256 check.
     """
     if parse_repo_id(repo_id) is None or "@" in repo_id:
-        raise ValueError(f"{repo_id!r} is not a Hub repo id (<namespace>/<name>)")
+        raise InputError(f"{repo_id!r} is not a Hub repo id (<namespace>/<name>)")
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)

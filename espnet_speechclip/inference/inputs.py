@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from espnet_speechclip.data.media import MediaError, load_audio, load_image, resample
+from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.models.speech_encoder import check_min_samples
 
 PathLike = Union[str, Path]
@@ -27,7 +28,7 @@ def list_images(folder: PathLike) -> List[Path]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
+        raise MissingFileError(f"image folder {folder} does not exist")
     extensions = {ext.lower() for ext in Image.registered_extensions()}
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
     if not files:
@@ -70,7 +71,7 @@ def load_speech(item: SpeechInput, name: str, min_samples: int = 1) -> np.ndarra
     elif isinstance(item, tuple):
         wav, rate = item
         if int(rate) <= 0:
-            raise ValueError(f"{name}: sample rate must be positive, got {rate}")
+            raise InputError(f"{name}: sample rate must be positive, got {rate}")
         wav = mono(wav, name)
         if wav.size:
             wav = resample(wav, int(rate))
@@ -95,7 +96,7 @@ def mono(wav: Any, name: str) -> np.ndarray:
         wav = wav.detach().cpu().numpy()
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim != 1:
-        raise ValueError(
+        raise InputError(
             f"{name}: expected a mono waveform (T,), got shape {wav.shape}; give several utterances as a list"
         )
     return wav
@@ -119,9 +120,9 @@ def load_speech_inputs(
     the input (``names``: one label per input, e.g. utterance ids)."""
     items = as_list(speech, is_one_speech(speech))
     if not items:
-        raise ValueError("Speech2Image needs at least one utterance")
+        raise InputError("Speech2Image needs at least one utterance")
     if names is not None and len(names) != len(items):
-        raise ValueError(f"{len(names)} names for {len(items)} utterances")
+        raise InputError(f"{len(names)} names for {len(items)} utterances")
     labels = (
         list(names)
         if names is not None

@@ -23,7 +23,8 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from espnet_speechclip.config import config_value, dotted_get, dotted_set, read_config
-from espnet_speechclip.files import sha256_file
+from espnet_speechclip.errors import MissingFileError
+from espnet_speechclip.files import atomic_path, sha256_file
 from espnet_speechclip.identity import model_identity
 from espnet_speechclip.inference.archive import FORMAT, FORMAT_VERSION, PackError, unpack_model
 from espnet_speechclip.inference.model_card import CARD_DEFAULTS, model_card
@@ -135,7 +136,7 @@ def pack_model(
     config_file, model_file, out_zip = Path(config_file), Path(model_file), Path(out_zip)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if not model_file.is_file():
-        raise FileNotFoundError(f"model file {model_file} does not exist")
+        raise MissingFileError(f"model file {model_file} does not exist")
     config = read_config(config_file)
     results = None
     if results_json is not None:
@@ -197,14 +198,12 @@ def pack_model(
     meta.update(sha256=sha, size=size, source=dict(config=str(config_file), model_file=str(model_file)))
 
     out_zip.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_zip.with_name(f".{out_zip.name}.partial")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, text in texts.items():
             zf.writestr(name, text)
         for src, member in [(model_file, "model.pth")] + [(s, m) for _, s, m in packed]:
             stored = src.suffix in _STORED_SUFFIXES
             zf.write(src, member, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         zf.writestr("meta.json", json.dumps(meta, indent=2))
-    os.replace(tmp, out_zip)
     logger.info("packed %s (+ %d local files) into %s", model_file, len(packed), out_zip)
     return out_zip

@@ -32,6 +32,7 @@ import torch
 
 from espnet_speechclip.config import config_value, read_config
 from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.evaluation.keyword_timing import attention_spans
 from espnet_speechclip.inference.inputs import (
     ImageInput,
@@ -44,7 +45,7 @@ from espnet_speechclip.inference.inputs import (
     load_speech_inputs,
 )
 from espnet_speechclip.inference.loader import resolve_model
-from espnet_speechclip.inference.outputs import (
+from espnet_speechclip.inference.result_types import (
     KEYWORD_PADDING,
     Hit,
     Keyword,
@@ -102,7 +103,7 @@ class Speech2Image:
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:
-                raise RuntimeError(f"{model_file} does not match the model of {source}: {e}") from e
+                raise RunError(f"{model_file} does not match the model of {source}: {e}") from e
         self.device = str(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
@@ -156,7 +157,7 @@ class Speech2Image:
     def _check_branch(self, branch: Optional[str]) -> str:
         branch = branch or self.branches[0]
         if branch not in self.branches:
-            raise ValueError(f"{self.source} has branch(es) {self.branches}, not {branch!r}")
+            raise InputError(f"{self.source} has branch(es) {self.branches}, not {branch!r}")
         return branch
 
     # ----------------------------------------------------------------------------- embeddings
@@ -188,12 +189,14 @@ class Speech2Image:
                     out = self.model.encode_speech(
                         padded.to(self.device), lengths.to(self.device), keyword_attention=want
                     )
-                unit_frames = out.pop("keyword_frames", None)  # CIF: (B, K, 2) fractional frames
-                for training_only in ("quantity_loss", "unit_targets"):  # CIF's unit-count loss
-                    out.pop(training_only, None)
                 if want:
-                    att, frames = out.pop("keyword_attention"), out.pop("frame_lengths")
-                    n = out.get("keyword_lengths", torch.full_like(frames, att.size(1)))
+                    att, frames = out.keyword_attention, out.frame_lengths
+                    n = (
+                        out.keyword_lengths
+                        if out.keyword_lengths is not None
+                        else torch.full_like(frames, att.size(1))
+                    )
+                    unit_frames = out.keyword_frames  # CIF: (B, K, 2) fractional frames
                     for b in range(len(lengths)):
                         k, t = int(n[b]), int(frames[b])
                         rows.append(
@@ -203,7 +206,7 @@ class Speech2Image:
                                 float(lengths[b]) / SAMPLE_RATE,
                             )
                         )
-                for k, v in out.items():
+                for k, v in out.per_utterance().items():
                     chunks.setdefault(k, []).append(
                         v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
                     )
@@ -275,7 +278,7 @@ class Speech2Image:
 
         items = as_list(images, is_one_image(images))
         if not items:
-            raise ValueError("embed_images needs at least one image")
+            raise InputError("embed_images needs at least one image")
         tower = self._image_tower()
         out = []
         with tqdm(total=len(items), desc="embedding images", unit="img", disable=not progress) as bar:
@@ -298,7 +301,7 @@ class Speech2Image:
         if bad:
             raise TypeError(f"text input #{bad[0]} is a {type(items[bad[0]]).__name__}, not a string")
         if not items:
-            raise ValueError("embed_texts needs at least one text")
+            raise InputError("embed_texts needs at least one text")
         with torch.no_grad(), self._precision():
             emb = self.model.encode_text(items)
         return emb.float().cpu().numpy()
@@ -350,7 +353,7 @@ class Speech2Image:
     # ------------------------------------------------------------------------------- keywords
     def _check_keywords(self) -> None:
         if "cascaded" not in self.branches:
-            raise ValueError(
+            raise InputError(
                 f"{self.source} is a {'/'.join(self.branches)} model: keywords need a cascaded "
                 f"or hybrid SpeechCLIP"
             )

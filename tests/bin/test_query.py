@@ -7,7 +7,7 @@ import pytest
 
 from espnet_speechclip.bin import query
 from espnet_speechclip.data.datadir import read_kv
-from espnet_speechclip.inference.outputs import Hit
+from espnet_speechclip.inference.result_types import Hit
 from espnet_speechclip.inference.speech2image import Speech2Image
 
 

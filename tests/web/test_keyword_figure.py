@@ -5,8 +5,8 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from espnet_speechclip.inference.outputs import Keyword, KeywordTiming
-from espnet_speechclip.web.figure import LABEL_W, PLOT_W, keyword_figure, tick_step
+from espnet_speechclip.inference.result_types import Keyword, KeywordTiming
+from espnet_speechclip.web.keyword_figure import LABEL_W, PLOT_W, keyword_figure, tick_step
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -13,6 +13,8 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from espnet_speechclip.errors import InputError
+
 
 class Hit(NamedTuple):
     """One retrieved candidate: its position in the candidate list, the candidate as given, the
@@ -105,18 +107,18 @@ def rank(query: np.ndarray, candidates: np.ndarray, items: Sequence[Any], topk: 
     """query (D,), candidates (M, D) normalised -> the ``topk`` (None: all) hits by cosine similarity,
     best first; ties keep the candidates' order. ``items`` (M) are what the hits carry."""
     if topk is not None and topk < 1:
-        raise ValueError(f"topk must be at least 1, got {topk}")
+        raise InputError(f"topk must be at least 1, got {topk}")
     if len(items) != len(candidates):
-        raise ValueError(f"{len(items)} items for {len(candidates)} candidate embeddings")
+        raise InputError(f"{len(items)} items for {len(candidates)} candidate embeddings")
     scores = candidates @ query
     order = np.argsort(-scores, kind="stable")[:topk]
     return [Hit(int(i), items[i], float(scores[i])) for i in order]
 
 
 def keywords_of(out: Dict[str, np.ndarray]) -> List[List[Keyword]]:
-    """The output of :meth:`espnet_speechclip.inference.speech2image.Speech2Image.__call__`
-    (``keyword_ids``, ``keyword_scores``) -> per utterance, its keywords (no spans; a CIF model's
-    padding left out), as the inference entry writes them."""
+    """:meth:`espnet_speechclip.inference.speech2image.Speech2Image.__call__`'s output (``keyword_ids``,
+    ``keyword_scores``) -> per utterance, its keywords (no spans; a CIF model's padding left out), as the
+    inference entry writes them."""
     from espnet_speechclip.models.clip import decode_token
 
     return [

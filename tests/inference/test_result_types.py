@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from espnet_speechclip.inference.outputs import KEYWORD_PADDING, Hit, concat_padded, pad_batch, rank
+from espnet_speechclip.inference.result_types import KEYWORD_PADDING, Hit, concat_padded, pad_batch, rank
 
 
 def test_rank_best_first_ties_in_order():
