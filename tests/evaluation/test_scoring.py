@@ -87,7 +87,9 @@ def test_variable_length_keywords_and_their_timing(cif_folder):
     page = "\n".join(keyword_tables(cif_folder, res) + keyword_timing_table(t))
     assert "| top-1 (the keyword itself) | 100.0 | 100.0 | 2.50 |" in page
     assert "star (0.50, 0.44-0.80)" in page and "circle (0.50, 0.50-1.00)" in page
-    assert "| boundary F1 | 57.1 | 28.6 |" in page and "| boundary precision / recall | 66.7 / 50.0 | |" in page
+    assert (
+        "| boundary F1 | 57.1 | 28.6 |" in page and "| boundary precision / recall | 66.7 / 50.0 | |" in page
+    )
     assert "| span contains its word (%) | 80.0 |" in page
     json.dumps(res)  # scores.json
 
