@@ -25,17 +25,18 @@ from espnet_speechclip.inference.loader import find_weights, model_identity
 
 def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) -> List[str]:
     """RESULTS.md sections of an imported experiment: the paper's numbers beside ours."""
-    from espnet_speechclip.evaluation.published import comparison_section, release_of
+    from espnet_speechclip.evaluation.published import comparison_section, identify
 
     record = json.loads((exp_dir / "import.json").read_text(encoding="utf-8"))
-    release = release_of(record)
+    release, identified_by = identify(record)
     source = record.get("source", {})
     if release is None:
         return [
             "## Imported weights",
             "",
             f"Imported from `{source.get('name')}` (sha256 `{source.get('sha256')}`), which is not one of "
-            "the authors' released checkpoints: there are no published numbers to compare with.",
+            f"the authors' released checkpoints ({identified_by}): there are no published numbers to "
+            "compare with.",
             "",
         ]
     dev_scores = None
@@ -47,7 +48,9 @@ def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) 
     lines: List[str] = []
     for test_set in test_sets:
         scores = json.loads((exp_dir / f"decode_{test_set}" / "scores.json").read_text(encoding="utf-8"))
-        lines += comparison_section(release, test_set, scores, dev_set, dev_scores)
+        lines += comparison_section(
+            release, test_set, scores, dev_set, dev_scores, identified_by, source.get("name")
+        )
     return lines
 
 

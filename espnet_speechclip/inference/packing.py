@@ -252,6 +252,7 @@ def model_card(
     branches = {
         "hybrid": ["parallel", "cascaded"],
         "hybrid_plus": ["parallel", "cascaded (CIF keywords)"],
+        "hybrid_shared": ["parallel", "cascaded"],
         "cascaded_plus": ["cascaded (CIF keywords)"],
     }.get(model, [model])
     packed_keys = set(meta.get("paths", {}))

@@ -47,6 +47,8 @@ class SpeechCLIP(AbsESPnetModel):
         parallel_weight, cascaded_weight: hybrid loss weights w_p, w_c.
         cif: the cascaded branch is SpeechCLIP+'s, with a variable number of keywords.
         cif_parallel: hybrid+: the CIF branch also gives the parallel embedding (shared attention).
+        shared_parallel: SpeechCLIP+'s hybrid: the K-keyword branch also gives the parallel embedding, from a
+            parallel CLS token in the same attention block as the keyword tokens.
         quantity_weight: weight of the CIF quantity loss (SpeechCLIP+: 0.25).
         temperature, learnable_temperature, max_scale: the InfoNCE temperature (shared by the
             branches). Paper: 0.07 fixed (Base), learnable from 0.07 (Large).
@@ -67,6 +69,7 @@ class SpeechCLIP(AbsESPnetModel):
         cif: bool = False,
         cif_parallel: bool = False,
         quantity_weight: float = 0.0,
+        shared_parallel: bool = False,
     ):
         super().__init__()
         if parallel_conf is None and cascaded_conf is None:
@@ -90,8 +93,10 @@ class SpeechCLIP(AbsESPnetModel):
                 parallel_dim = embed_dim if cif_parallel else None
                 self.cascaded = CIFCascadedBranch(width, text_encoder, ids, parallel_dim=parallel_dim, **conf)
             else:
-                self.cascaded = CascadedBranch(width, text_encoder, ids, **conf)
-        has_parallel = self.parallel is not None or (cif and cif_parallel and self.cascaded is not None)
+                parallel_dim = embed_dim if shared_parallel else None
+                self.cascaded = CascadedBranch(width, text_encoder, ids, parallel_dim=parallel_dim, **conf)
+        shared = (cif and cif_parallel) or (not cif and shared_parallel)
+        has_parallel = self.parallel is not None or (shared and self.cascaded is not None)
         self._branches = [
             b for b in BRANCHES if (has_parallel if b == "parallel" else self.cascaded is not None)
         ]
@@ -145,8 +150,6 @@ class SpeechCLIP(AbsESPnetModel):
             return out
         if self.variable_keywords:
             c = self.cascaded(feats, lengths, text_lengths, return_attention=keyword_attention)
-            if "parallel_embedding" in c:
-                out["parallel"] = c["parallel_embedding"]
             out["keyword_lengths"] = c["keyword_lengths"]
             out["keyword_frames"] = c["unit_spans"]
             if c["quantity_loss"] is not None:
@@ -154,6 +157,8 @@ class SpeechCLIP(AbsESPnetModel):
                 out["unit_targets"] = c["unit_targets"]
         else:
             c = self.cascaded(feats, lengths, return_attention=keyword_attention)
+        if "parallel_embedding" in c:  # hybrid+ and SpeechCLIP+'s hybrid: one block gives both
+            out["parallel"] = c["parallel_embedding"]
         out["cascaded"] = c["embedding"]
         out["keyword_ids"] = c["keyword_ids"]
         out["keyword_scores"] = c["keyword_scores"]
@@ -391,6 +396,44 @@ class HybridPlusSpeechCLIP(SpeechCLIP):
             cif=True,
             cif_parallel=True,
             quantity_weight=quantity_weight,
+        )
+
+
+class SharedHybridSpeechCLIP(SpeechCLIP):
+    """SpeechCLIP+'s hybrid: ONE attention block runs over [parallel CLS, K keyword CLS, frames]; the
+    parallel CLS output, projected, is the parallel embedding, the K keyword outputs go on through the
+    cascaded keyword path (not this package's two-branch ``hybrid``). Loss w_p * L_parallel + w_c *
+    L_cascaded.
+
+    Args:
+        cascaded_conf: kwargs of :class:`CascadedBranch` (``parallel_projection_hidden``, ``final_norm``
+            among them) plus ``codebook``.
+        parallel_weight, cascaded_weight: w_p, w_c.
+    """
+
+    def __init__(
+        self,
+        speech_encoder,
+        text_encoder,
+        image_encoder,
+        cascaded_conf: Optional[dict] = None,
+        parallel_weight: float = 1.0,
+        cascaded_weight: float = 1.0,
+        temperature: float = 0.07,
+        learnable_temperature: bool = False,
+        max_scale: float = 100.0,
+    ):
+        super().__init__(
+            speech_encoder,
+            text_encoder,
+            image_encoder,
+            cascaded_conf=cascaded_conf or {},
+            parallel_weight=parallel_weight,
+            cascaded_weight=cascaded_weight,
+            temperature=temperature,
+            learnable_temperature=learnable_temperature,
+            max_scale=max_scale,
+            shared_parallel=True,
         )
 
 

@@ -3,9 +3,20 @@
 image embeddings of the imported config's CLIP, infer dev and test, make RESULTS.md, pack."""
 
 import json
+from typing import List, Tuple
 
+import pytest
 import torch
 from authors_layout import authors_config, authors_state_dict, reduced_vocabulary, save_authors_checkpoint
+from authors_reference import (
+    _exploit,
+    authors_cascaded,
+    authors_features,
+    clip_heads,
+    load_towers,
+    make_checkpoint,
+    waveforms,
+)
 from helpers import make_flickr8k_tree
 
 from espnet_speechclip.bin import (
@@ -18,6 +29,7 @@ from espnet_speechclip.bin import (
 )
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.flickr8k import prepare_flickr8k
+from espnet_speechclip.errors import run_cli
 
 RELEASED_NAME = "epoch_58-step_6902-val_recall_mean_1_7.7700.ckpt"  # Base Flickr8k cascaded
 
@@ -95,3 +107,95 @@ def test_released_checkpoint_is_evaluated_without_training(
 
     with zipfile.ZipFile(tmp_path / exp / "packed" / "model.zip") as z:
         assert RELEASED_NAME in z.read("README.md").decode()
+
+
+@pytest.fixture(scope="module")
+def towers(tiny_clip, tiny_hubert):
+    return load_towers(tiny_clip, tiny_hubert)
+
+
+def _cli(args: List[str], capsys) -> Tuple[int, str]:
+    from espnet_speechclip.bin.import_authors_ckpt import main
+
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: main(args), prog="import_authors_ckpt")
+    return e.value.code, capsys.readouterr().err
+
+
+def test_cli_one_line_errors(towers, tmp_path, capsys):
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"x": _exploit(tmp_path / "pwned")}, evil)
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"not a checkpoint")
+    ckpt, _, _ = make_checkpoint(
+        towers, tmp_path / "a.ckpt", "parallel", False, edit=lambda sd: sd.update({"foo.bar": torch.zeros(1)})
+    )
+    clip = towers["clip_conf"]
+    for path, what in (
+        (tmp_path / "missing.ckpt", "does not exist"),
+        (junk, "not a readable PyTorch checkpoint"),
+        (evil, "system"),
+        (ckpt, "unknown key foo.bar"),
+    ):
+        code, err = _cli(
+            [
+                "--ckpt",
+                str(path),
+                "--out_dir",
+                str(tmp_path / "exp"),
+                "--upstream_path",
+                str(towers["hubert_path"]),
+                "--clip_pretrained",
+                clip["pretrained"],
+                "--clip_model_name",
+                clip["model_name"],
+                "--clip_config_file",
+                clip["config_file"],
+            ],
+            capsys,
+        )
+        lines = [line for line in err.splitlines() if "error" in line]
+        assert code == 1 and len(lines) == 1 and what in lines[0], err
+        assert "Traceback" not in err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cli_imports_and_packs_for_the_python_api(towers, tmp_path, monkeypatch):
+    """The CLI's folder and its packed archive serve the Python API unchanged."""
+    from espnet_speechclip.bin.import_authors_ckpt import main
+    from espnet_speechclip.inference.speech2image import Speech2Image
+
+    monkeypatch.setenv("ESPNET_SPEECHCLIP_CACHE", str(tmp_path / "cache"))
+    ckpt, sd, vocab = make_checkpoint(
+        towers, tmp_path / "epoch_58-step_6902-val_recall_mean_1_7.7700.ckpt", "cascaded", False, seed=2
+    )
+    clip = towers["clip_conf"]
+    main(
+        [
+            "--ckpt",
+            str(ckpt),
+            "--out_dir",
+            str(tmp_path / "exp"),
+            "--upstream_path",
+            str(towers["hubert_path"]),
+            "--clip_pretrained",
+            clip["pretrained"],
+            "--clip_model_name",
+            clip["model_name"],
+            "--clip_config_file",
+            clip["config_file"],
+            "--pack",
+        ]
+    )
+    record = json.loads((tmp_path / "exp" / "import.json").read_text())
+    assert record["source"]["release"]["dev_value"] == 7.77
+    speech, lengths = waveforms(3, (12000,))
+    for source in (tmp_path / "exp", tmp_path / "exp" / "packed" / "model.zip"):
+        s2i = Speech2Image.from_pretrained(source)
+        words = s2i.keywords(speech[0].numpy())
+        with torch.no_grad():
+            hidden, frames = s2i.model.speech_encoder.upstream(speech, lengths)
+            _, ids = authors_cascaded(
+                sd, authors_features(sd, hidden, normalize=False), frames, vocab, clip_heads(clip)
+            )
+        assert [w.id for w in words] == ids[0].tolist()

@@ -257,7 +257,7 @@ model_args=()
 set_model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
     model_args=()
     case "$(conf_get "$1" model)" in
-        cascaded|hybrid|cascaded_plus|hybrid_plus) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
+        cascaded|hybrid|cascaded_plus|hybrid_plus|hybrid_shared) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
     esac
 }
 
