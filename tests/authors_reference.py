@@ -225,3 +225,133 @@ def _import_error(
     with pytest.raises(AuthorsCheckpointError, match=match):
         run_import(towers, ckpt, tmp_path / "exp", **kwargs)
     assert not (tmp_path / "exp").exists()
+
+
+# ==================================================================== SpeechCLIP+'s forward, re-written
+
+
+def plus_attention_block(sd, x: torch.Tensor, pad: torch.Tensor, heads: int) -> torch.Tensor:
+    """The branch's self_att: MultiheadAttentionAndNorm, or a post-norm TransformerEncoder layer (GELU)
+    with a final LayerNorm (Large COCO hybrid). x (B, S, D), pad (B, S) True at padding."""
+    a = "cascaded_branch.self_att."
+    if a + "attentionBlock_Norm.weight" in sd:
+        return layer_norm(
+            attention(x, sd, a + "multihead_attn_layer.", heads, pad) + x,
+            sd[a + "attentionBlock_Norm.weight"],
+            sd[a + "attentionBlock_Norm.bias"],
+        )
+    layer = a + "model.layers.0."
+    x = layer_norm(
+        x + attention(x, sd, layer + "self_attn.", heads, pad),
+        sd[layer + "norm1.weight"],
+        sd[layer + "norm1.bias"],
+    )
+    h = x @ sd[layer + "linear1.weight"].t() + sd[layer + "linear1.bias"]
+    h = 0.5 * h * (1 + torch.erf(h / math.sqrt(2)))
+    x = layer_norm(
+        x + h @ sd[layer + "linear2.weight"].t() + sd[layer + "linear2.bias"],
+        sd[layer + "norm2.weight"],
+        sd[layer + "norm2.bias"],
+    )
+    return layer_norm(x, sd[a + "model.norm.weight"], sd[a + "model.norm.bias"])
+
+
+def plus_linear(sd, prefix: str, x: torch.Tensor) -> torch.Tensor:
+    """nn.Linear, or MLPLayers (Linear, ReLU, Dropout, Linear) at eval."""
+    if prefix + "weight" in sd:
+        return x @ sd[prefix + "weight"].t() + sd[prefix + "bias"]
+    h = torch.relu(x @ sd[prefix + "sequential.0.weight"].t() + sd[prefix + "sequential.0.bias"])
+    return h @ sd[prefix + "sequential.3.weight"].t() + sd[prefix + "sequential.3.bias"]
+
+
+def plus_alphas(sd, x: torch.Tensor) -> torch.Tensor:
+    """CIF weights of one utterance x (T, D): [Conv1d (zero padding W // 2), Dropout, ReLU] x n, then
+    Dropout, Linear(D, 1), Sigmoid -> (T,)."""
+    d = "cascaded_branch.downsampling."
+    h = x.t().unsqueeze(0)  # (1, D, T)
+    i = 0
+    while f"{d}conv.{i}.weight" in sd:
+        w = sd[f"{d}conv.{i}.weight"]
+        h = torch.relu(torch.nn.functional.conv1d(h, w, sd[f"{d}conv.{i}.bias"], padding=w.shape[-1] // 2))
+        i += 3
+    logits = h[0].t() @ sd[d + "weight_proj.1.weight"].t() + sd[d + "weight_proj.1.bias"]
+    return torch.sigmoid(logits)[:, 0]
+
+
+def integrate_and_fire(
+    alpha: torch.Tensor, x: torch.Tensor, beta: float = 1.0, tail: float = 0.5
+) -> torch.Tensor:
+    """Sequential CIF at inference, frame by frame: accumulate alpha_t x_t; when the weight reaches beta,
+    the crossing frame's remaining weight starts the next unit. A remainder >= ``tail`` fires one more unit
+    scaled to a full one; an utterance that fires nothing keeps its remainder as one unscaled unit; at
+    most 75 units. alpha (T,), x (T, D) -> (N, D)."""
+    units: List[torch.Tensor] = []
+    acc, weight = torch.zeros(x.shape[1], dtype=torch.float64), 0.0
+    for t in range(x.shape[0]):
+        a = float(alpha[t])
+        while weight + a >= beta:
+            need = beta - weight
+            units.append(acc + need * x[t].double())
+            a -= need
+            acc, weight = torch.zeros_like(acc), 0.0
+        acc, weight = acc + a * x[t].double(), weight + a
+    if not units:
+        units.append(acc)
+    elif weight >= tail:
+        units.append(acc * beta / weight)
+    return torch.stack(units[:75]).float()
+
+
+def plus_keywords_to_clip(
+    sd, kw: torch.Tensor, vocab_ids: np.ndarray, heads: int
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """keywords (N, D_t) after the BatchNorm -> (embedding (D_c,), CLIP ids (N,)): cosine to the reduced table
+    with rows 0, 2, 3 masked, argmax, [SOT, kw_1..kw_N, EOT] through CLIP, read at EOT."""
+    n = kw.shape[0]
+    table = sd["clip.model.token_embedding.weight"]
+    cos = (kw @ table.t()) / (kw.norm(dim=-1, keepdim=True) * table.norm(dim=-1)).clamp_min(1e-8)
+    cos[:, [0, 2, 3]] = float("-inf")
+    row = cos.argmax(-1)
+    ids = vocab_ids[:, 0].tolist()
+    text = torch.zeros(1, 77, dtype=torch.long)
+    text[0, 0], text[0, n + 1] = ids.index(SOT), ids.index(EOT)
+    emb = table[text]
+    emb[0, 1 : n + 1] = table[row]
+    out = clip_text(sd, emb, heads)[0, n + 1] @ sd["clip.model.text_projection"]
+    return out / out.norm(), torch.from_numpy(vocab_ids[:, 0])[row]
+
+
+def batch_norm(sd, z: torch.Tensor) -> torch.Tensor:
+    bn = "cascaded_branch.bn_layer.bn_layer."
+    return (z - sd[bn + "running_mean"]) / torch.sqrt(sd[bn + "running_var"] + 1e-5) * sd[bn + "weight"] + sd[
+        bn + "bias"
+    ]
+
+
+def speechclip_plus(sd, feats: torch.Tensor, vocab_ids: np.ndarray, heads: int, clip_heads_: int) -> dict:
+    """SpeechCLIP+'s branch on ONE utterance's features (T, D_a) -> dict(parallel (D_c,) for the hybrids,
+    cascaded (D_c,), keyword_ids (N,))."""
+    c = "cascaded_branch."
+    x = feats.unsqueeze(0)
+    out = {}
+    if c + "cascaded_cls" in sd:  # hybrid: [P, CLS_1..CLS_K, frames] through one block
+        k = sd[c + "cascaded_cls"].shape[1]
+        x = torch.cat([sd[c + "parallel_cls"], sd[c + "cascaded_cls"], x], dim=1)
+        x = plus_attention_block(sd, x, torch.zeros(1, x.shape[1], dtype=torch.bool), heads)[0]
+        p = plus_linear(sd, c + "parallel_proj.", x[0])
+        out["parallel"] = p / p.norm()
+        kw = plus_linear(sd, c + "linear_proj.", x[1 : 1 + k])  # (K, D_t)
+        d_t = kw.shape[-1]
+        kw = batch_norm(sd, kw.t().reshape(-1)).reshape(d_t, k).t()  # dimension-major features
+    else:
+        if c + "cls" in sd:  # hybrid+: a CLS in front of the frames
+            x = torch.cat([sd[c + "cls"], x], dim=1)
+        x = plus_attention_block(sd, x, torch.zeros(1, x.shape[1], dtype=torch.bool), heads)[0]
+        if c + "cls" in sd:
+            p = plus_linear(sd, c + "parallel_proj.", x[0])
+            out["parallel"] = p / p.norm()
+            x = x[1:]
+        units = integrate_and_fire(plus_alphas(sd, x), x)
+        kw = batch_norm(sd, plus_linear(sd, c + "linear_proj.", units))
+    out["cascaded"], out["keyword_ids"] = plus_keywords_to_clip(sd, kw, vocab_ids, clip_heads_)
+    return out

@@ -45,6 +45,7 @@ PUBLIC_UPSTREAM_SHAPES = {
     "hubert": (12, 768),
     "hubert_large_ll60k": (24, 1024),
 }  # (transformer layers, width)
+LOCAL_UPSTREAM = "hubert_local"  # s3prl's entry for a local converted HuBERT file
 AUTHORS_CLIPS = {
     "ViT-B/32": "ViT-B-32-quickgelu",
     "ViT-B/16": "ViT-B-16-quickgelu",
@@ -198,21 +199,30 @@ def derive_speech(arch: Architecture, src: Source) -> None:
     """The authors' FairseqHubert + WeightedSumLayer: which HuBERT, its layer norm, its crop length."""
     state, config = src.state, src.config
     check_requirements(config, SPEECH_REQUIREMENTS)
-    require_key(state, "audio_encoder.weightedsum_layer.weights", "the learnable layer weights")
+    layer_weights = require_key(
+        state, "audio_encoder.weightedsum_layer.weights", "the learnable layer weights"
+    )
     name = dotted_get(config, "audio_encoder.name")
     ckpt_hubert = hubert_shape_in_checkpoint(state)
     arch.sources["upstream"] = "config audio_encoder.name" if name else "width"
-    if name is None:  # no config: the two released sizes differ in width
-        name = {768: "hubert", 1024: "hubert_large_ll60k"}.get(ckpt_hubert[1] if ckpt_hubert else -1)
-        if name is None:
-            raise AuthorsCheckpointError(
-                "the stored config does not name the audio encoder and its width does not "
-                "identify HuBERT Base / Large"
-            )
-    if name not in AUTHORS_UPSTREAMS:
-        raise AuthorsCheckpointError(f"audio encoder {name!r} is not one of {sorted(AUTHORS_UPSTREAMS)}")
-    upstream = AUTHORS_UPSTREAMS[name]
+    if name is None and ckpt_hubert is None:  # no config, no frozen copy: 13 or 25 layer weights
+        arch.sources["upstream"] = "number of layer weights"
+        name = {13: "hubert", 25: "hubert_large_ll60k"}.get(layer_weights.numel())
+    elif name is None:  # no config: the two released sizes differ in width
+        name = {768: "hubert", 1024: "hubert_large_ll60k"}.get(ckpt_hubert[1])
     path = src.upstream_path
+    if name is None and path is not None:  # the user's local HuBERT decides (its shapes are checked)
+        arch.sources["upstream"] = "the local upstream (the checkpoint does not say which HuBERT it is)"
+        upstream = LOCAL_UPSTREAM
+    elif name is None:
+        raise AuthorsCheckpointError(
+            "the stored config does not name the audio encoder and its width does not "
+            "identify HuBERT Base / Large (give the HuBERT it was trained with as upstream_path)"
+        )
+    elif name not in AUTHORS_UPSTREAMS:
+        raise AuthorsCheckpointError(f"audio encoder {name!r} is not one of {sorted(AUTHORS_UPSTREAMS)}")
+    else:
+        upstream = AUTHORS_UPSTREAMS[name]
     expected = local_upstream_shape(path) if path else PUBLIC_UPSTREAM_SHAPES[upstream]
     expected_what = f"the local upstream {path}" if path else f"s3prl {upstream}"
     if ckpt_hubert is not None and ckpt_hubert != expected:
@@ -250,7 +260,7 @@ def derive_clip(arch: Architecture, src: Source) -> None:
     clip_name = dotted_get(config, "clip.name")
     width = int(require_key(state, REDUCED_TABLE, "the frozen CLIP's token embeddings").shape[1])
     if clip_name is None:
-        clip_name = {512: "ViT-B/32", 768: "ViT-L/14"}.get(width)
+        clip_name = {512: "ViT-B/32", 768: "ViT-L/14"}.get(width, src.clip_model_name)
         if clip_name is None:
             raise AuthorsCheckpointError(
                 f"the stored config does not name CLIP and width {width} is neither ViT-B/32 nor ViT-L/14"

@@ -240,7 +240,7 @@ def derive_plus_branch(arch: Architecture, src: Source) -> None:
                 arch,
                 "quantity_weight",
                 config,
-                "model_settings.cascaded_branch.downsampling.quantity_loss_weight",
+                BRANCH + "downsampling.cif.quantity_loss_weight",
                 0.25,
             )
         )

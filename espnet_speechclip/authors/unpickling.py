@@ -264,6 +264,8 @@ def load_authors_checkpoint(path: str | Path) -> Dict[str, Any]:
         raise AuthorsCheckpointError(
             f"{path} is not a readable PyTorch checkpoint ({type(e).__name__}: {one_line(str(e))})"
         ) from None
+    if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        obj = {"state_dict": obj}  # a weights-only save: the bare state dict
     if not isinstance(obj, Mapping) or not isinstance(obj.get("state_dict"), Mapping):
         raise AuthorsCheckpointError(
             f"{path} is a PyTorch file but not a Lightning checkpoint (no state_dict)"

@@ -199,3 +199,14 @@ def test_cli_imports_and_packs_for_the_python_api(towers, tmp_path, monkeypatch)
                 sd, authors_features(sd, hidden, normalize=False), frames, vocab, clip_heads(clip)
             )
         assert [w.id for w in words] == ids[0].tolist()
+
+
+def test_cli_damaged_file_is_one_line(towers, tmp_path, capsys):
+    """A checkpoint cut short in the download: one line naming the file."""
+    ckpt, _, _ = make_checkpoint(towers, tmp_path / "model.ckpt", "cascaded", False)
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2])
+    code, err = _cli(["--ckpt", str(ckpt), "--out_dir", str(tmp_path / "exp"), "--no_verify"], capsys)
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert code == 1 and len(lines) == 1 and f"{ckpt} is not a readable PyTorch checkpoint" in lines[0], err
+    assert "Traceback" not in err and not (tmp_path / "exp").exists()
