@@ -355,8 +355,12 @@ if runs 7 "${skip_eval}"; then
     for c in ${train_config}; do  # one process per config, up to nj at a time
         exp=$(exp_of "${c}")
         model=$(model_of "${exp}")
+        # an imported release: our value of the dev metric its file was selected by, from stage 6's dev decode
+        dev_args=()
+        [ -f "${exp}/import.json" ] && [ -f "${exp}/decode_${dev_set}/scores.json" ] && dev_args=(--dev_set "${dev_set}")
         bg_run "${nj}" run_quiet "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results \
-            --exp_dir "${exp}" --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw"
+            --exp_dir "${exp}" --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw" \
+            "${dev_args[@]}"
     done
     bg_wait
     for c in ${train_config}; do
