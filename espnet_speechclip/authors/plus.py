@@ -323,22 +323,7 @@ def plus_trainable(arch: Architecture) -> Dict[str, Target]:
         out[theirs + "bias"] = (f"cascaded.cif.convs.{i}.bias", [d_a], "copy")
     out["cascaded_branch.downsampling.weight_proj.1.weight"] = ("cascaded.cif.head.weight", [1, d_a], "copy")
     out["cascaded_branch.downsampling.weight_proj.1.bias"] = ("cascaded.cif.head.bias", [1], "copy")
-    for stat in ("weight", "bias", "running_mean", "running_var"):
-        out[f"cascaded_branch.bn_layer.bn_layer.{stat}"] = (
-            f"cascaded.norm.{stat}",
-            [d_t],
-            "copy (one BatchNorm1d over the CLIP width, shared by every unit)",
-        )
-    out["cascaded_branch.bn_layer.bn_layer.num_batches_tracked"] = (
-        "cascaded.norm.num_batches_tracked",
-        [],
-        "copy",
-    )
-    out["cascaded_branch.vector_quantizer.curr_temp"] = (
-        "model_conf.cascaded_conf.vq_temperature",
-        [1],
-        "config value",
-    )
+    out.update(keyword_norm_and_quantizer(None, d_t))
     return out
 
 

@@ -195,15 +195,22 @@ Target = Tuple[str, List[int], str]
 PERMUTE = "permute dimension-major"
 
 
-def keyword_norm_and_quantizer(k: int, d_t: int) -> Dict[str, Target]:
-    """The keys of a K-token keyword BatchNorm (one BatchNorm1d over K * D_t features, dimension-major in
-    the authors' files) and of the quantiser's temperature buffer."""
+def keyword_norm_and_quantizer(k: Optional[int], d_t: int) -> Dict[str, Target]:
+    """The keys of the keyword BatchNorm and of the quantiser's temperature buffer. ``k`` keywords: one
+    BatchNorm1d over K * D_t features, dimension-major in the authors' files (permuted); ``k`` None
+    (SpeechCLIP+'s CIF branches): one BatchNorm1d over the CLIP width shared by every unit (copied)."""
+    size = d_t if k is None else k * d_t
+    how = (
+        "copy (one BatchNorm1d over the CLIP width, shared by every unit)"
+        if k is None
+        else (f"{PERMUTE} (d*{k}+k) -> keyword-major (k*{d_t}+d)")
+    )
     out: Dict[str, Target] = {}
     for stat in ("weight", "bias", "running_mean", "running_var"):
         out[f"cascaded_branch.bn_layer.bn_layer.{stat}"] = (
             f"cascaded.norm.{stat}",
-            [k * d_t],
-            f"{PERMUTE} (d*{k}+k) -> keyword-major (k*{d_t}+d)",
+            [size],
+            how,
         )
     out["cascaded_branch.bn_layer.bn_layer.num_batches_tracked"] = (
         "cascaded.norm.num_batches_tracked",

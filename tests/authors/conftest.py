@@ -6,13 +6,13 @@ import pytest
 from authors_reference import load_towers, make_checkpoint, run_import
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def towers(tiny_clip, tiny_hubert):
     """The tiny HuBERT (s3prl converted file) and tiny CLIP weights standing in for the public ones."""
     return load_towers(tiny_clip, tiny_hubert)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def imported(towers, tmp_path_factory):
     """Base parallel (fixed temperature, 256 eye buffers) and Large cascaded (learnable temperature,
     layer-normed hidden states, 1024 eye buffers), imported and loaded back with Speech2Image."""

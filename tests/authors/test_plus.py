@@ -62,7 +62,8 @@ def test_release_imports_and_computes_what_speechclip_plus_computes(towers, tmp_
     from espnet_speechclip.inference import Speech2Image
 
     ckpt, sd, vocab = make_plus(towers, tmp_path / "model.ckpt", kind, size, corpus, seed=3)
-    exp = run_import(towers, ckpt, tmp_path / "exp")
+    # Base Flickr8k hybrid+ also against the frozen towers; the others load strictly through Speech2Image
+    exp = run_import(towers, ckpt, tmp_path / "exp", verify=(kind, size) == ("hybrid+", "base"))
     record = json.loads((exp / "import.json").read_text())
     # identified from content, never from the file name (every release is saved as model.ckpt)
     release = record["source"]["release"]
@@ -80,7 +81,7 @@ def test_release_imports_and_computes_what_speechclip_plus_computes(towers, tmp_
     model = s2i.model
     assert s2i.config["model"] == OURS[kind]
     assert model.branches == (["cascaded"] if kind == "cascaded+" else ["parallel", "cascaded"])
-    speech, lengths = waveforms(5, (9000, 12000, 16000))
+    speech, lengths = waveforms(5, (9000, 16000))
     batched = model.encode_speech(speech, lengths)
     heads = s2i.config["model_conf"]["cascaded_conf"]["nhead"]
     normalize = s2i.config["speech_encoder_conf"]["layer_norm"]
