@@ -108,7 +108,8 @@ class ImportPlan:
 
 def authors_config(ckpt: Mapping[str, Any]) -> Dict[str, Any]:
     """The stored avssl config as plain data ({} when the checkpoint has none)."""
-    hp = to_plain(ckpt.get("hyper_parameters") or {})
+    # Lightning >= 0.9 stores hyper_parameters; older versions hparams
+    hp = to_plain(ckpt.get("hyper_parameters") or ckpt.get("hparams") or {})
     config = hp.get("config", hp) if isinstance(hp, dict) else {}
     if not isinstance(config, dict):
         raise AuthorsCheckpointError(

@@ -449,11 +449,13 @@ def branch_conf_defaults(model_class: type) -> Dict[str, dict]:
         if key not in takes:
             continue
         params = inspect.signature(branch.__init__).parameters.values()
-        # parallel_dim: hybrid+ sets it from CLIP's width, it is no option of the conf
+        # parallel_dim: hybrid+ / hybrid_shared set it from CLIP's width, it is no option of the conf; the
+        # shared parallel CLS's projection is an option of hybrid_shared only
+        hidden = set() if issubclass(model_class, SharedHybridSpeechCLIP) else {"parallel_projection_hidden"}
         out[key] = {
             p.name: p.default
             for p in params
-            if p.default is not inspect.Parameter.empty and p.name != "parallel_dim"
+            if p.default is not inspect.Parameter.empty and p.name not in {"parallel_dim", *hidden}
         }
         if key == "cascaded_conf":
             out[key]["codebook"] = FULL_CODEBOOK

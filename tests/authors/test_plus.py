@@ -77,7 +77,7 @@ def test_release_imports_and_computes_what_speechclip_plus_computes(towers, tmp_
     # every trainable tensor mapped, one to one
     mapped = {m["authors"] for m in record["mapping"] if m["authors"]}
     assert mapped == trainable(sd)
-    s2i = Speech2Image(exp / "config.yaml", exp / "valid.mean_r10.best.pth")
+    s2i = Speech2Image.from_pretrained(exp)
     model = s2i.model
     assert s2i.config["model"] == OURS[kind]
     assert model.branches == (["cascaded"] if kind == "cascaded+" else ["parallel", "cascaded"])
@@ -177,9 +177,9 @@ def test_weights_only_and_plain_dict_configs(towers, tmp_path):
     config["trainer"].pop("logger")
     config.pop("parsed_args")
     config["data"]["splits"] = {"train", "dev"}
-    torch.save({"state_dict": sd, "hyper_parameters": {"config": config}}, tmp_path / "dicts.ckpt")
+    torch.save({"state_dict": sd, "hparams": {"config": config}}, tmp_path / "dicts.ckpt")  # older Lightning
     loaded = load_authors_checkpoint(tmp_path / "dicts.ckpt")
-    assert set(loaded["hyper_parameters"]["config"]["data"]["splits"]) == {"train", "dev"}
+    assert set(loaded["hparams"]["config"]["data"]["splits"]) == {"train", "dev"}
     record = json.loads(
         (
             run_import(towers, tmp_path / "dicts.ckpt", tmp_path / "d", verify=False) / "import.json"
