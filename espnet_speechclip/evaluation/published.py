@@ -1,5 +1,5 @@
-"""The published numbers of the authors' six released SpeechCLIP checkpoints, as data, and the RESULTS.md
-section that puts them beside ours for an imported checkpoint.
+"""The published numbers of the authors' six released SpeechCLIP checkpoints and the dev metric of the nine
+SpeechCLIP+ ones, as data, and the RESULTS.md section that puts them beside ours for an imported checkpoint.
 
 Sources: the paper (Shih et al., "SpeechCLIP: Integrating Speech with Pre-Trained Vision and Language Model",
 IEEE SLT 2022, arXiv 2210.00705: SpokenCOCO test recall, zero-shot speech-text recall, keyword hit rate

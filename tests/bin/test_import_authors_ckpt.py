@@ -114,6 +114,15 @@ def towers(tiny_clip, tiny_hubert):
     return load_towers(tiny_clip, tiny_hubert)
 
 
+def tower_args(towers) -> List[str]:
+    """The CLI options that stand the tiny towers in for the public HuBERT and CLIP."""
+    clip = towers["clip_conf"]
+    return [
+        "--upstream_path", str(towers["hubert_path"]), "--clip_pretrained", clip["pretrained"],
+        "--clip_model_name", clip["model_name"], "--clip_config_file", clip["config_file"],
+    ]  # fmt: skip
+
+
 def _cli(args: List[str], capsys) -> Tuple[int, str]:
     from espnet_speechclip.bin.import_authors_ckpt import main
 
@@ -130,7 +139,6 @@ def test_cli_one_line_errors(towers, tmp_path, capsys):
     ckpt, _, _ = make_checkpoint(
         towers, tmp_path / "a.ckpt", "parallel", False, edit=lambda sd: sd.update({"foo.bar": torch.zeros(1)})
     )
-    clip = towers["clip_conf"]
     for path, what in (
         (tmp_path / "missing.ckpt", "does not exist"),
         (junk, "not a readable PyTorch checkpoint"),
@@ -138,21 +146,7 @@ def test_cli_one_line_errors(towers, tmp_path, capsys):
         (ckpt, "unknown key foo.bar"),
     ):
         code, err = _cli(
-            [
-                "--ckpt",
-                str(path),
-                "--out_dir",
-                str(tmp_path / "exp"),
-                "--upstream_path",
-                str(towers["hubert_path"]),
-                "--clip_pretrained",
-                clip["pretrained"],
-                "--clip_model_name",
-                clip["model_name"],
-                "--clip_config_file",
-                clip["config_file"],
-            ],
-            capsys,
+            ["--ckpt", str(path), "--out_dir", str(tmp_path / "exp"), *tower_args(towers)], capsys
         )
         lines = [line for line in err.splitlines() if "error" in line]
         assert code == 1 and len(lines) == 1 and what in lines[0], err
@@ -170,23 +164,7 @@ def test_cli_imports_and_packs_for_the_python_api(towers, tmp_path, monkeypatch)
         towers, tmp_path / "epoch_58-step_6902-val_recall_mean_1_7.7700.ckpt", "cascaded", False, seed=2
     )
     clip = towers["clip_conf"]
-    main(
-        [
-            "--ckpt",
-            str(ckpt),
-            "--out_dir",
-            str(tmp_path / "exp"),
-            "--upstream_path",
-            str(towers["hubert_path"]),
-            "--clip_pretrained",
-            clip["pretrained"],
-            "--clip_model_name",
-            clip["model_name"],
-            "--clip_config_file",
-            clip["config_file"],
-            "--pack",
-        ]
-    )
+    main(["--ckpt", str(ckpt), "--out_dir", str(tmp_path / "exp"), *tower_args(towers), "--pack"])
     record = json.loads((tmp_path / "exp" / "import.json").read_text())
     assert record["source"]["release"]["dev_value"] == 7.77
     speech, lengths = waveforms(3, (12000,))
