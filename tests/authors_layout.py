@@ -430,8 +430,10 @@ def plus_state_dict(
     clip_weights: Dict[str, torch.Tensor],
     vocab: np.ndarray,
     seed: int = 0,
+    ff: int = FF,
 ) -> OrderedDict[str, torch.Tensor]:
-    """SpeechCLIP+'s KWClip_GeneralTransformer state dict: one cascaded_branch module, exact key names."""
+    """SpeechCLIP+'s KWClip_GeneralTransformer state dict: one cascaded_branch module, exact key names
+    (``ff``: the feed-forward width of Large COCO hybrid's TransformerEncoder, 4096 released)."""
     v = plus_variant(kind, size, corpus)
     g = torch.Generator().manual_seed(seed)
 
@@ -468,9 +470,9 @@ def plus_state_dict(
             ("self_attn.in_proj_bias", (3 * d_a,)),
             ("self_attn.out_proj.weight", (d_a, d_a)),
             ("self_attn.out_proj.bias", (d_a,)),
-            ("linear1.weight", (FF, d_a)),
-            ("linear1.bias", (FF,)),
-            ("linear2.weight", (d_a, FF)),
+            ("linear1.weight", (ff, d_a)),
+            ("linear1.bias", (ff,)),
+            ("linear2.weight", (d_a, ff)),
             ("linear2.bias", (d_a,)),
         ):
             sd[layer + name] = rand(*shape)

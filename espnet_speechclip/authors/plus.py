@@ -58,7 +58,6 @@ CIF_REQUIREMENTS = (  # under model_settings.cascaded_branch.
     Requirement("downsampling.type", ("cif",), "the released SpeechCLIP+ downsampling is CIF"),
     Requirement("downsampling.cif.produce_weight_type", ("conv",), "our CIF weight network is convolutional"),
     Requirement("downsampling.cif.apply_tail_handling", (True,), "our CIF fires a tail unit at inference"),
-    Requirement("keyword.batchnorms.type", ("eachKw",), "our keyword BatchNorm is SpeechCLIP+'s"),
 )
 ATTENTION_TYPES = {"MultiheadAttentionAndNorm": "attention", "TransformerEncoder": "encoder"}
 # nhead is in no tensor shape: without a stored config, the releases' values (SpeechCLIP+ yamls).

@@ -202,20 +202,36 @@ def test_code_running_pickle_in_a_plus_file_is_refused(towers, tmp_path):
     assert not marker.exists()
 
 
-def test_real_base_widths(tmp_path):
-    """Base hybrid+ at SpeechCLIP+'s real widths (HuBERT Base 768, CLIP ViT-B/32 512), frozen towers left
-    out (a weights-only save), the vocabulary from the authors' usage file: the architecture and every
-    shape of the mapping are those of the release."""
+# SpeechCLIP+'s learnable parameter counts, from building its own model class for each released config
+PARAMETERS = {
+    # cascaded+ Base: 4_529_679 (its layout is the tiny one's; the forward test covers it)
+    ("hybrid", "base", "flickr"): 3_166_478,
+    ("hybrid+", "base", "flickr"): 4_924_175,
+    ("hybrid", "large", "flickr"): 7_895_578,
+    ("cascaded+", "large", "coco"): 16_527_643,
+    ("hybrid", "large", "coco"): 15_243_801,
+}
+WIDTHS = {"base": (768, 13, 512), "large": (1024, 25, 768)}  # D_a, layer weights, CLIP width
+
+
+@pytest.mark.parametrize("kind, size, corpus", list(PARAMETERS))
+def test_real_widths(tmp_path, kind, size, corpus):
+    """Releases at SpeechCLIP+'s real widths (HuBERT Base 768 / Large 1024, CLIP 512 / 768), frozen towers
+    left out (a weights-only save), the vocabulary from the authors' usage file: the architecture, the
+    shapes of the mapping, and as many learnable parameters mapped as SpeechCLIP+'s class has."""
+    d_a, n_weights, d_t = WIDTHS[size]
     g = torch.Generator().manual_seed(0)
-    vocab = reduced_vocabulary(0, size=8112)  # Flickr8k's reduced vocabulary size
+    vocab = reduced_vocabulary(0, size={"flickr": 8112, "coco": 19787}[corpus])
     sd = {
-        "audio_encoder.weightedsum_layer.weights": torch.randn(13, generator=g),
-        "clip.model.token_embedding.weight": torch.randn(len(vocab), 512, generator=g),
-        "clip.model.text_projection": torch.randn(512, 512, generator=g),
+        "audio_encoder.weightedsum_layer.weights": torch.randn(n_weights, generator=g),
+        "clip.model.token_embedding.weight": torch.randn(len(vocab), d_t, generator=g),
+        "clip.model.text_projection": torch.randn(d_t, d_t, generator=g),
     }
-    hubert = {"encoder.layers.0.fc2.weight": torch.zeros(768, 1)}
-    for key, value in plus_state_dict("hybrid+", "base", "flickr", hubert, _clip_stub(), vocab).items():
-        if key.startswith("cascaded_branch.") and not key.startswith("cascaded_branch.clip."):
+    hubert = {"encoder.layers.0.fc2.weight": torch.zeros(d_a, 1)}
+    stub = {"token_embedding.weight": torch.zeros(49408, d_t), "text_projection": torch.zeros(d_t, d_t)}
+    config = plus_config(kind, size, corpus, d_a)
+    for key, value in plus_state_dict(kind, size, corpus, hubert, stub, vocab, ff=4096).items():
+        if key.startswith(("cascaded_branch.", "criterion.")) and not key.startswith("cascaded_branch.clip."):
             sd[key] = value
     torch.save(sd, tmp_path / "model.ckpt")
     usage = tmp_path / "usage.npy"
@@ -225,15 +241,18 @@ def test_real_base_widths(tmp_path):
     exp = import_checkpoint(tmp_path / "model.ckpt", tmp_path / "exp", vocab_usage=usage, verify=False)
     record = json.loads((exp / "import.json").read_text())
     arch = record["architecture"]
-    assert (arch["speech_width"], arch["text_width"], arch["embed_dim"]) == (768, 512, 512)
-    assert arch["cascaded"]["cif_conf"]["kernel_size"] == 3 and arch["cascaded"]["nhead"] == 8
+    assert (arch["speech_width"], arch["text_width"], arch["embed_dim"]) == (d_a, d_t, d_t)
+    assert (
+        arch["cascaded"]["nhead"] == config["model_settings"]["cascaded_branch"]["transformer_args"]["nhead"]
+    )
     shapes = {m["ours"]: m["shape"] for m in record["mapping"]}
-    assert shapes["cascaded.cif.convs.0.weight"] == [768, 768, 3]
-    assert shapes["cascaded.parallel_projection.weight"] == [512, 768]
-    assert shapes["cascaded.norm.weight"] == [512]
-    assert record["source"]["release"]["path"] == "base/flickr/hybrid+"
-
-
-def _clip_stub() -> dict:
-    """The two CLIP tensors plus_state_dict reads the widths from (ViT-B/32: 512, 512)."""
-    return {"token_embedding.weight": torch.zeros(49408, 512), "text_projection": torch.zeros(512, 512)}
+    if kind == "hybrid":
+        assert shapes["cascaded.norm.weight"] == [8 * d_t] and shapes["cascaded.cls"] == [1, 8, d_a]
+    else:
+        width = config["model_settings"]["cascaded_branch"]["downsampling"]["cif"]["conv_cif_width"]
+        assert shapes["cascaded.cif.convs.0.weight"] == [d_a, d_a, width]
+        assert shapes["cascaded.norm.weight"] == [d_t]
+    buffers = ("running_mean", "running_var", "num_batches_tracked", "curr_temp")
+    learnable = [m["shape"] for m in record["mapping"] if m["authors"] and not m["authors"].endswith(buffers)]
+    assert sum(int(np.prod(s)) for s in learnable) == PARAMETERS[(kind, size, corpus)]
+    assert record["source"]["release"]["path"] == f"{size}/{corpus}/{kind}"
