@@ -188,3 +188,44 @@ def test_cli_damaged_file_is_one_line(towers, tmp_path, capsys):
     lines = [line for line in err.splitlines() if "error" in line]
     assert code == 1 and len(lines) == 1 and f"{ckpt} is not a readable PyTorch checkpoint" in lines[0], err
     assert "Traceback" not in err and not (tmp_path / "exp").exists()
+
+
+def test_speechclip_plus_release_is_evaluated_without_training(towers, tmp_path, capsys, monkeypatch):
+    """SpeechCLIP+'s Base Flickr8k hybrid, saved as model.ckpt as its download script does: imported,
+    inferred, and RESULTS.md puts the dev metric of its Hub file name (parallel embedding) beside ours,
+    saying what the identification rests on."""
+    from authors_layout import plus_config, plus_state_dict
+
+    monkeypatch.chdir(tmp_path)
+    vocab = reduced_vocabulary(0)
+    state = plus_state_dict("hybrid", "base", "flickr", towers["hubert"], towers["clip"], vocab)
+    config = plus_config("hybrid", "base", "flickr", towers["hubert"]["encoder.layers.0.fc2.weight"].shape[0])
+    ckpt = save_authors_checkpoint(tmp_path / "model.ckpt", state, config)
+    prepare_flickr8k(make_flickr8k_tree(tmp_path / "Flickr8k"), "data")
+    for s in ("flickr8k_dev", "flickr8k_test"):
+        format_audio.main(
+            ["--data_dir", f"data/{s}", "--out_dir", f"dump/raw/{s}", "--audio_dir", f"dump/audio/{s}"]
+        )
+    exp = "exp/plus_base_flickr_hybrid"
+    import_authors_ckpt.main(["--ckpt", str(ckpt), "--out_dir", exp, *tower_args(towers)])
+    sets = ["--data_dir", "dump/raw/flickr8k_dev", "--data_dir", "dump/raw/flickr8k_test"]
+    cache_images.main(["--config", f"{exp}/config.yaml", "--cache_root", "dump/image_emb", *sets])
+    capsys.readouterr()
+    cache_images.main(["--config", f"{exp}/config.yaml", "--cache_root", "dump/image_emb", "--print_dir"])
+    emb = capsys.readouterr().out.strip()
+    model = ["--config", f"{exp}/config.yaml", "--model_file", f"{exp}/valid.mean_r10.best.pth"]
+    for s in ("flickr8k_dev", "flickr8k_test"):
+        speechclip_inference.main(
+            [*model, "--data_dir", f"dump/raw/{s}", "--image_emb_scp", f"{emb}/img_emb.scp",
+             "--output_dir", f"{exp}/decode_{s}"]
+        )  # fmt: skip
+    make_results.main(["--exp_dir", exp, "--test_set", "flickr8k_test", "--dev_set", "flickr8k_dev"])
+    md = (tmp_path / exp / "RESULTS.md").read_text()
+    dev = json.loads((tmp_path / exp / "decode_flickr8k_dev" / "scores.json").read_text())
+    assert set(dev) == {"parallel", "cascaded"}
+    ours = 0.5 * (dev["parallel"]["speech_to_image"]["R@10"] + dev["parallel"]["image_to_speech"]["R@10"])
+    assert f"| dev mean R@10 (speech→image, image→speech) | 80.01 | {ours:.2f} |" in md
+    assert (
+        "Imported `model.ckpt`, identified as the authors' SpeechCLIP+ release `base/flickr/hybrid` by" in md
+    )
+    assert "test numbers are not stored here" in md
