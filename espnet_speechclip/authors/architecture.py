@@ -37,6 +37,7 @@ from espnet_speechclip.authors.spec import (
 )
 from espnet_speechclip.authors.unpickling import AuthorsCheckpointError, one_line
 from espnet_speechclip.config import dotted_get
+from espnet_speechclip.errors import MissingFileError
 from espnet_speechclip.models.clip import clip_model_config
 
 # The authors' names of the frozen towers -> ours (s3prl hub entry, open_clip config with QuickGELU).
@@ -135,7 +136,7 @@ def hubert_shape_in_checkpoint(state: Mapping[str, torch.Tensor]) -> Optional[Tu
 def local_upstream_shape(path: Path) -> Tuple[int, int]:
     """(transformer layers, width) of an s3prl converted HuBERT checkpoint (``hubert_local``)."""
     if not path.is_file():
-        raise FileNotFoundError(f"upstream checkpoint {path} does not exist")
+        raise MissingFileError(f"upstream checkpoint {path} does not exist")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception as e:

@@ -38,6 +38,7 @@ from espnet_speechclip.authors.unpickling import (
     to_plain,
 )
 from espnet_speechclip.authors.vocabulary import codebook_from_vocabulary, recover_vocabulary
+from espnet_speechclip.errors import MissingFileError
 from espnet_speechclip.files import sha256_file
 from espnet_speechclip.models.builder import build_model
 from espnet_speechclip.models.codebook import write_codebook
@@ -165,13 +166,13 @@ def _check_inputs(
 ) -> str:
     """Fail on a missing local file before reading the checkpoint; a local CLIP file becomes absolute."""
     if upstream is not None and not upstream.is_file():
-        raise FileNotFoundError(f"upstream checkpoint {upstream} does not exist")
+        raise MissingFileError(f"upstream checkpoint {upstream} does not exist")
     if os.path.isfile(clip_pretrained):  # a local weights file: absolute, so the config works from anywhere
         clip_pretrained = str(Path(clip_pretrained).resolve())
     elif os.sep in clip_pretrained or Path(clip_pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors"):
-        raise FileNotFoundError(f"CLIP weights {clip_pretrained} do not exist")
+        raise MissingFileError(f"CLIP weights {clip_pretrained} do not exist")
     if clip_config_file is not None and not Path(clip_config_file).is_file():
-        raise FileNotFoundError(f"open_clip config {clip_config_file} does not exist")
+        raise MissingFileError(f"open_clip config {clip_config_file} does not exist")
     return clip_pretrained
 
 

@@ -20,8 +20,10 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from espnet_speechclip.errors import InputError, MissingFileError
 
-class AuthorsCheckpointError(ValueError):
+
+class AuthorsCheckpointError(InputError):
     """A file that cannot be imported: not a checkpoint, an unknown key, a shape mismatch, a CLIP or HuBERT
     that is not the one the checkpoint was trained with, an architecture our model cannot express."""
 
@@ -248,7 +250,7 @@ def load_authors_checkpoint(path: str | Path) -> Dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise MissingFileError(f"checkpoint {path} does not exist")
     is_zip = zipfile.is_zipfile(path)
     try:
         obj = torch.load(

@@ -16,6 +16,7 @@ import torch
 
 from espnet_speechclip.authors.spec import AUTHORS_VQ_MASKED_POSITIONS, FULL_TABLE, REDUCED_TABLE
 from espnet_speechclip.authors.unpickling import AuthorsCheckpointError, one_line
+from espnet_speechclip.errors import MissingFileError
 from espnet_speechclip.models.clip import SPECIAL_IDS
 
 
@@ -42,7 +43,7 @@ def recover_vocabulary(
     if vocab_usage is not None:
         vocab_usage = Path(vocab_usage)
         if not vocab_usage.is_file():
-            raise FileNotFoundError(f"vocabulary usage file {vocab_usage} does not exist")
+            raise MissingFileError(f"vocabulary usage file {vocab_usage} does not exist")
         try:
             usage = np.load(vocab_usage, allow_pickle=False)
         except Exception as e:

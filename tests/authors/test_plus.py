@@ -91,15 +91,13 @@ def test_release_imports_and_computes_what_speechclip_plus_computes(towers, tmp_
         theirs = speechclip_plus(sd, feats, vocab, heads, clip_heads(towers["clip_conf"]))
         alone = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1])
         # in a batch, HuBERT's GroupNorm sees the padding (see known_mismatches): the longest only
-        longest = n == int(lengths.max())
-        for out in [alone] + (
-            [{k: v[i : i + 1] for k, v in batched.items() if v.dim() > 0}] if longest else []
-        ):
-            ids = out["keyword_ids"][0]
+        rows = [(alone, 0)] + ([(batched, i)] if n == int(lengths.max()) else [])
+        for out, row in rows:
+            ids = out.keyword_ids[row]
             assert ids[ids >= 0].tolist() == theirs["keyword_ids"].tolist()
-            torch.testing.assert_close(out["cascaded"][0], theirs["cascaded"], atol=1e-5, rtol=0)
+            torch.testing.assert_close(out.cascaded[row], theirs["cascaded"], atol=1e-5, rtol=0)
             if kind != "cascaded+":
-                torch.testing.assert_close(out["parallel"][0], theirs["parallel"], atol=1e-5, rtol=0)
+                torch.testing.assert_close(out.parallel[row], theirs["parallel"], atol=1e-5, rtol=0)
 
 
 def test_tensors_land_where_they_should(towers, tmp_path):
