@@ -34,6 +34,23 @@ from espnet_speechclip.errors import run_cli
 RELEASED_NAME = "epoch_58-step_6902-val_recall_mean_1_7.7700.ckpt"  # Base Flickr8k cascaded
 
 
+def infer_dev_and_test(exp: str, capsys) -> List[str]:
+    """Recipe stage 3 with the IMPORTED config's CLIP, then stage 6 on dev and test; returns the model's
+    --config / --model_file options."""
+    sets = ["--data_dir", "dump/raw/flickr8k_dev", "--data_dir", "dump/raw/flickr8k_test"]
+    cache_images.main(["--config", f"{exp}/config.yaml", "--cache_root", "dump/image_emb", *sets])
+    capsys.readouterr()
+    cache_images.main(["--config", f"{exp}/config.yaml", "--cache_root", "dump/image_emb", "--print_dir"])
+    emb = capsys.readouterr().out.strip()
+    model = ["--config", f"{exp}/config.yaml", "--model_file", f"{exp}/valid.mean_r10.best.pth"]
+    for s in ("flickr8k_dev", "flickr8k_test"):
+        speechclip_inference.main(
+            [*model, "--data_dir", f"dump/raw/{s}", "--image_emb_scp", f"{emb}/img_emb.scp",
+             "--output_dir", f"{exp}/decode_{s}"]
+        )  # fmt: skip
+    return model
+
+
 def test_released_checkpoint_is_evaluated_without_training(
     tiny_clip, tiny_hubert, tmp_path, capsys, monkeypatch
 ):
@@ -65,17 +82,7 @@ def test_released_checkpoint_is_evaluated_without_training(
     )  # fmt: skip
 
     # stage 3 with the IMPORTED config's CLIP, then stages 6-8 unchanged
-    sets = ["--data_dir", "dump/raw/flickr8k_dev", "--data_dir", "dump/raw/flickr8k_test"]
-    cache_images.main(["--config", f"{exp}/config.yaml", "--cache_root", "dump/image_emb", *sets])
-    capsys.readouterr()
-    cache_images.main(["--config", f"{exp}/config.yaml", "--cache_root", "dump/image_emb", "--print_dir"])
-    emb = capsys.readouterr().out.strip()
-    model = ["--config", f"{exp}/config.yaml", "--model_file", f"{exp}/valid.mean_r10.best.pth"]
-    for s in ("flickr8k_dev", "flickr8k_test"):
-        speechclip_inference.main(
-            [*model, "--data_dir", f"dump/raw/{s}", "--image_emb_scp", f"{emb}/img_emb.scp",
-             "--output_dir", f"{exp}/decode_{s}"]
-        )  # fmt: skip
+    model = infer_dev_and_test(exp, capsys)
     make_results.main(
         ["--exp_dir", exp, "--test_set", "flickr8k_test", "--dev_set", "flickr8k_dev",
          "--model_file", f"{exp}/valid.mean_r10.best.pth", "--data_root", "dump/raw"]
@@ -208,17 +215,7 @@ def test_speechclip_plus_release_is_evaluated_without_training(towers, tmp_path,
         )
     exp = "exp/plus_base_flickr_hybrid"
     import_authors_ckpt.main(["--ckpt", str(ckpt), "--out_dir", exp, *tower_args(towers)])
-    sets = ["--data_dir", "dump/raw/flickr8k_dev", "--data_dir", "dump/raw/flickr8k_test"]
-    cache_images.main(["--config", f"{exp}/config.yaml", "--cache_root", "dump/image_emb", *sets])
-    capsys.readouterr()
-    cache_images.main(["--config", f"{exp}/config.yaml", "--cache_root", "dump/image_emb", "--print_dir"])
-    emb = capsys.readouterr().out.strip()
-    model = ["--config", f"{exp}/config.yaml", "--model_file", f"{exp}/valid.mean_r10.best.pth"]
-    for s in ("flickr8k_dev", "flickr8k_test"):
-        speechclip_inference.main(
-            [*model, "--data_dir", f"dump/raw/{s}", "--image_emb_scp", f"{emb}/img_emb.scp",
-             "--output_dir", f"{exp}/decode_{s}"]
-        )  # fmt: skip
+    infer_dev_and_test(exp, capsys)
     make_results.main(["--exp_dir", exp, "--test_set", "flickr8k_test", "--dev_set", "flickr8k_dev"])
     md = (tmp_path / exp / "RESULTS.md").read_text()
     dev = json.loads((tmp_path / exp / "decode_flickr8k_dev" / "scores.json").read_text())
