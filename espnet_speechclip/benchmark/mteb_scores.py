@@ -80,7 +80,7 @@ def find_result(folder: str | Path, task_name: str, revision: Optional[str] = No
     return json.loads(found[0].read_text(encoding="utf-8"))
 
 
-def test_scores(result: Mapping) -> dict:
+def split_scores(result: Mapping) -> dict:
     """The ``test`` split's score dict of an MTEB result file."""
     try:
         return dict(result["scores"]["test"][0])
@@ -171,7 +171,7 @@ def mteb_section(
         ours: our scores of the branch MTEB evaluated (``results.json[test_set][branch]``).
         a2i, i2a: MTEB's result files of the two tasks.
     """
-    s2i, i2s = test_scores(a2i), test_scores(i2a)
+    s2i, i2s = split_scores(a2i), split_scores(i2a)
     rows = [
         ("S→I", "ours (decode folder)", ours["speech_to_image"], None),
         ("S→I", "MTEB recall@k = hit rate@k", mteb_recall(s2i, "recall"), s2i["ndcg_at_10"]),

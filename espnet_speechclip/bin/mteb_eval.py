@@ -42,6 +42,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="where MTEB writes each task's ranked scores (default <output_folder>/predictions with "
         "--data_dir, where the recall check reads them; else none)",
     )
+    p.add_argument(
+        "--cache_dir",
+        default=None,
+        help="where the data dirs' audio is written as datasets files (default datasets' own cache)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda[:N] (default: CUDA when available)")
     p.add_argument(
         "--batch_size",
@@ -114,7 +119,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
     # tasks first: a wrong name or data dir fails before the model is loaded
     tasks = list(mteb.get_tasks(tasks=args.tasks)) if args.tasks else []
-    pairs = [datadir_tasks(d) for d in args.data_dir]
+    pairs = [datadir_tasks(d, cache_dir=args.cache_dir) for d in args.data_dir]
     tasks += [t for pair in pairs for t in pair]
     prediction_folder = args.prediction_folder or (
         str(Path(args.output_folder) / "predictions") if args.data_dir else None
