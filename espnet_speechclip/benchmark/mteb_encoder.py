@@ -44,6 +44,7 @@ class SpeechCLIPEncoder(AbsEncoder):
         revision: MTEB's revision of the model (recorded in the ModelMeta, not used for loading).
         source: what :meth:`Speech2Image.from_pretrained` loads (default ``model_name``).
         hub_revision: branch, tag or commit of a Hub ``source``.
+        model_file: the checkpoint of an experiment folder ``source`` (default its best).
         device: ``cpu`` or ``cuda[:N]`` (default: CUDA when available).
         branch: the speech branch (default the model's first).
         batch_size: utterances / images per forward pass of :class:`Speech2Image`.
@@ -57,6 +58,7 @@ class SpeechCLIPEncoder(AbsEncoder):
         *,
         source: Optional[str] = None,
         hub_revision: Optional[str] = None,
+        model_file: Optional[str] = None,
         device: Optional[str] = None,
         branch: Optional[str] = None,
         batch_size: int = 16,
@@ -70,9 +72,13 @@ class SpeechCLIPEncoder(AbsEncoder):
 
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             speech2image = Speech2Image.from_pretrained(
-                source or model_name, revision=hub_revision, device=device, batch_size=batch_size
+                source or model_name, model_file, revision=hub_revision, device=device, batch_size=batch_size
             )
         self.speech2image = speech2image
+        # where the model came from, for its ModelMeta (mteb_meta)
+        self.source = str(source or model_name)
+        self.hub_revision = hub_revision
+        self.model_file = None if model_file is None else str(model_file)
         self.model_name = model_name
         self.revision = revision
         branch = branch or speech2image.branches[0]

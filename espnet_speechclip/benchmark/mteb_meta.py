@@ -87,20 +87,18 @@ def _n_parameters(encoder: SpeechCLIPEncoder) -> int:
 
 def speechclip_model_meta(
     encoder: SpeechCLIPEncoder,
-    source: str,
     *,
     name: Optional[str] = None,
-    hub_revision: Optional[str] = None,
     license: Optional[str] = None,
     corpus: Optional[str] = None,
     release_date: Optional[str] = None,
     **meta: Any,
 ) -> ModelMeta:
-    """The ModelMeta of ``encoder``, the model loaded from ``source``.
+    """The ModelMeta of ``encoder`` (and of the model it loaded: its ``source``, ``model_file``,
+    ``hub_revision``).
 
     Args:
-        name: ``organization/model_name`` (default :func:`default_name` of ``source``).
-        hub_revision: the Hub revision ``source`` was loaded at (the ModelMeta's revision).
+        name: ``organization/model_name`` (default :func:`default_name` of the source).
         license: the weights' licence, a Hub licence id (default: a packed model's card's, else the
             package's model-card default).
         corpus: the training corpus (default: read from the training config).
@@ -109,7 +107,8 @@ def speechclip_model_meta(
     from espnet_speechclip.inference.loader import model_identity, resolve_model
     from espnet_speechclip.inference.packing import CARD_DEFAULTS
 
-    config, weights = resolve_model(source, revision=hub_revision)
+    source, hub_revision = encoder.source, encoder.hub_revision
+    config, weights = resolve_model(source, encoder.model_file, revision=hub_revision)
     revision = hub_revision or revision_of(model_identity(config, weights))
     card = _packed_card(config)
     n_parameters = _n_parameters(encoder)
@@ -117,8 +116,13 @@ def speechclip_model_meta(
     corpus = corpus or training_corpus(encoder.speech2image.config) or card.get("dataset")
     fields: Dict[str, Any] = dict(
         loader=SpeechCLIPEncoder,
-        loader_kwargs={"source": str(source), "hub_revision": hub_revision, "branch": encoder.branch},
-        name=name or default_name(str(source)),
+        loader_kwargs={
+            "source": source,
+            "hub_revision": hub_revision,
+            "model_file": encoder.model_file,
+            "branch": encoder.branch,
+        },
+        name=name or default_name(source),
         revision=revision,
         release_date=release_date,
         languages=["eng-Latn"],

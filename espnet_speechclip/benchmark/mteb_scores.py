@@ -55,9 +55,10 @@ def task_names(data_dir: str | Path) -> Dict[str, str]:
     return {d: f"{prefix}{d}Retrieval" for d in ("A2I", "I2A")}
 
 
-def find_result(folder: str | Path, task_name: str, revision: Optional[str] = None) -> dict:
-    """The MTEB result file ``<task_name>.json`` under ``folder`` (as ``mteb_eval`` / ``ResultCache``
-    lay it out: ``results/<model>/<revision>/<task>.json``), of model ``revision`` when given.
+def find_result(folder: str | Path, task_name: str, revision: Optional[str] = None) -> Path:
+    """The path of MTEB's result file ``<task_name>.json`` under ``folder`` (as ``mteb_eval`` and
+    ``mteb.ResultCache`` lay it out: ``results/<model>/<revision>/<task>.json``), of model ``revision``
+    when given.
 
     Raises:
         FileNotFoundError: none (naming the folder and revision), or several that ``revision`` does not
@@ -77,7 +78,12 @@ def find_result(folder: str | Path, task_name: str, revision: Optional[str] = No
         raise FileNotFoundError(
             f"{folder} holds several {task_name}.json ({found[:2]}); give the model revision"
         )
-    return json.loads(found[0].read_text(encoding="utf-8"))
+    return found[0]
+
+
+def read_json(path: str | Path) -> dict:
+    """A JSON file's object."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def split_scores(result: Mapping) -> dict:
@@ -195,3 +201,41 @@ def mteb_section(
         cells = " | ".join(_fmt(recall[f"R@{k}"]) for k in KS)
         lines.append(f"| {direction} | {scorer} | {cells} | {'' if ndcg is None else _fmt(100 * ndcg)} |")
     return lines + [""]
+
+
+def results_sections(
+    mteb_dir: str | Path,
+    exp_dir: str | Path,
+    test_sets: List[str],
+    model: Mapping,
+    data_root: Optional[str | Path] = None,
+) -> List[str]:
+    """RESULTS.md sections of ``mteb_eval --data_dir <data_root>/<test set>`` runs of ``exp_dir``'s model
+    (its identity ``model``) whose result files lie under ``mteb_dir``: MTEB's numbers beside ours.
+
+    Raises:
+        FileNotFoundError: no result of this model for a test set.
+        ValueError: a result computed on other data than ``<data_root>/<test set>`` holds now.
+    """
+    revision = revision_of(model)
+    lines: List[str] = []
+    for test_set in test_sets:
+        names = task_names(test_set)
+        paths = {d: find_result(mteb_dir, names[d], revision) for d in ("A2I", "I2A")}
+        results = {d: read_json(p) for d, p in paths.items()}
+        if data_root is not None:
+            from espnet_speechclip.data.datadir import datadir_identity
+
+            data = revision_of(datadir_identity(Path(data_root) / test_set))
+            for d, r in results.items():
+                if r.get("dataset_revision") != data:
+                    raise ValueError(
+                        f"{paths[d]} was computed on other data than {Path(data_root) / test_set} holds now: "
+                        "rerun python -m espnet_speechclip.bin.mteb_eval"
+                    )
+        meta = paths["A2I"].parent / "model_meta.json"
+        branch = (read_json(meta).get("loader_kwargs") or {}).get("branch") if meta.is_file() else None
+        ours = read_json(Path(exp_dir) / f"decode_{test_set}" / "scores.json")
+        branch = branch or next(iter(ours))
+        lines += mteb_section(test_set, ours[branch], results["A2I"], results["I2A"], branch)
+    return lines

@@ -31,6 +31,11 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="experiment folder, packed .zip / folder, or Hub repo id")
     p.add_argument("--hub_revision", default=None, help="branch, tag or commit of a Hub repo id")
+    p.add_argument(
+        "--model_file",
+        default=None,
+        help="checkpoint of an experiment folder (default its best, else latest)",
+    )
     p.add_argument("--tasks", nargs="+", default=[], help="MTEB task names, e.g. SpokenCOCOA2IRetrieval")
     p.add_argument(
         "--data_dir", action="append", default=[], help="a data dir of this recipe to evaluate as local tasks"
@@ -129,18 +134,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
         args.model,
         source=args.model,
         hub_revision=args.hub_revision,
+        model_file=args.model_file,
         device=args.device,
         branch=args.branch,
         batch_size=args.batch_size,
     )
-    meta = speechclip_model_meta(
-        encoder,
-        args.model,
-        name=args.name,
-        hub_revision=args.hub_revision,
-        license=args.license,
-        corpus=args.corpus,
-    )
+    meta = speechclip_model_meta(encoder, name=args.name, license=args.license, corpus=args.corpus)
     encoder.mteb_model_meta = meta
     result = mteb.evaluate(
         encoder,

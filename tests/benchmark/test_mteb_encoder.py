@@ -57,7 +57,7 @@ def test_embeddings_equal_speech2image(encoder, parallel_exp, corpus, tmp_path):
 
 
 def test_model_meta_describes_the_model(encoder, parallel_exp):
-    meta = speechclip_model_meta(encoder, str(parallel_exp), name="org/tiny", license="apache-2.0")
+    meta = speechclip_model_meta(encoder, name="org/tiny", license="apache-2.0")
     assert meta.name == "org/tiny"
     assert meta.revision == revision_of(model_identity(*resolve_model(parallel_exp)))
     assert meta.modalities == ["audio", "image", "text"]

@@ -12,6 +12,7 @@ from espnet_speechclip.benchmark.mteb_scores import (
     find_result,
     mteb_recall,
     mteb_section,
+    read_json,
     recall_from_predictions,
     revision_of,
     task_names,
@@ -114,7 +115,7 @@ def test_result_files_and_section(tmp_path):
     folder = tmp_path / "results" / "org__m" / "rev1"
     folder.mkdir(parents=True)
     (folder / "SynthTestA2IRetrieval.json").write_text(json.dumps(result))
-    assert find_result(tmp_path, "SynthTestA2IRetrieval", "rev1") == result
+    assert read_json(find_result(tmp_path, "SynthTestA2IRetrieval", "rev1")) == result
     with pytest.raises(FileNotFoundError, match="of model revision rev2"):
         find_result(tmp_path, "SynthTestA2IRetrieval", "rev2")
     assert mteb_recall(result["scores"]["test"][0], "recall") == {"R@1": 25.0, "R@5": 50.0, "R@10": 100.0}
@@ -140,3 +141,37 @@ def test_names_and_revisions():
     assert task_names("x/flickr8k_test")["I2A"] == "Flickr8kTestI2ARetrieval"
     assert revision_of({"weights": "1"}) != revision_of({"weights": "2"})
     assert len(revision_of({"weights": "1"})) == 40
+
+
+def test_results_sections_put_mteb_beside_ours_for_this_model_and_data(tmp_path):
+    from helpers import make_tiny_corpus
+
+    from espnet_speechclip.benchmark.mteb_scores import results_sections
+    from espnet_speechclip.data.datadir import datadir_identity
+
+    data = make_tiny_corpus(tmp_path, n_images=2, captions=1, split="test")  # data/tiny_test
+    model = {"weights": "abc", "options": "def"}
+    folder = tmp_path / "mteb" / "results" / "org__m" / revision_of(model)
+    folder.mkdir(parents=True)
+    (folder / "model_meta.json").write_text(json.dumps({"loader_kwargs": {"branch": "cascaded"}}))
+    scores = {f"{m}_at_{k}": 0.5 for m in ("recall", "hit_rate", "ndcg") for k in (1, 5, 10)}
+    for d in ("A2I", "I2A"):
+        result = {
+            "task_name": f"TinyTest{d}Retrieval",
+            "dataset_revision": revision_of(datadir_identity(data)),
+            "scores": {"test": [scores]},
+        }
+        (folder / f"TinyTest{d}Retrieval.json").write_text(json.dumps(result))
+    (tmp_path / "exp" / "decode_tiny_test").mkdir(parents=True)
+    ours = {d: {"R@1": 10.0, "R@5": 20.0, "R@10": 30.0} for d in ("speech_to_image", "image_to_speech")}
+    (tmp_path / "exp" / "decode_tiny_test" / "scores.json").write_text(
+        json.dumps({"parallel": {}, "cascaded": ours})
+    )
+    lines = results_sections(tmp_path / "mteb", tmp_path / "exp", ["tiny_test"], model, tmp_path / "data")
+    assert lines[0] == "## MTEB evaluator (tiny_test, cascaded branch)"
+    assert "| S→I | ours (decode folder) | 10.0 | 20.0 | 30.0 |  |" in lines
+    with pytest.raises(FileNotFoundError, match="of model revision"):
+        results_sections(tmp_path / "mteb", tmp_path / "exp", ["tiny_test"], {"weights": "other"})
+    (data / "text").write_text((data / "text").read_text().replace("square", "box"))
+    with pytest.raises(ValueError, match="other data than"):
+        results_sections(tmp_path / "mteb", tmp_path / "exp", ["tiny_test"], model, tmp_path / "data")

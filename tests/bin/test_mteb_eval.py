@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("mteb", reason="mteb is not installed (pip install -e '.[mteb]')")
 
-from espnet_speechclip.benchmark.mteb_scores import find_result, revision_of, split_scores  # noqa: E402
+from espnet_speechclip.benchmark.mteb_scores import find_result, read_json, revision_of, split_scores  # noqa: E402
 from espnet_speechclip.bin.mteb_eval import main  # noqa: E402
 from espnet_speechclip.inference.loader import model_identity, resolve_model  # noqa: E402
 
@@ -37,7 +37,7 @@ def test_local_tasks_run_through_mteb(parallel_exp, tmp_path, capsys):
     folder = out / "results" / f"espnet-speechclip__{parallel_exp.name}" / revision
     assert json.loads((folder / "model_meta.json").read_text())["embed_dim"] == 32
     for direction in ("A2I", "I2A"):
-        scores = split_scores(find_result(out, f"TinyTest{direction}Retrieval", revision))
+        scores = split_scores(read_json(find_result(out, f"TinyTest{direction}Retrieval", revision)))
         assert 0.0 < scores["ndcg_at_10"] <= 1.0 and scores["main_score"] == scores["ndcg_at_10"]
         assert (out / "predictions" / f"TinyTest{direction}Retrieval_predictions.json").is_file()
         # the agreement line: ours and MTEB's R@1/5/10, printed side by side and equal
