@@ -22,6 +22,7 @@ from mteb.models.model_meta import ModelMeta
 
 from espnet_speechclip.benchmark.mteb_encoder import SpeechCLIPEncoder
 from espnet_speechclip.benchmark.mteb_scores import revision_of
+from espnet_speechclip.inference.packing import CITATION
 
 # The recipe's corpora -> the MTEB tasks built from the same recordings and images (a model trained on
 # a corpus' train split is not zero-shot on them). The built-in synthetic corpus is not in MTEB.
@@ -32,13 +33,6 @@ CORPUS_TASKS: Dict[str, Set[str]] = {
 }
 DEFAULT_ORG = "espnet-speechclip"
 REFERENCE = "https://arxiv.org/abs/2210.00705"  # SpeechCLIP (Shih et al., SLT 2022)
-CITATION = """@inproceedings{shih2022speechclip,
-  title     = {{SpeechCLIP}: Integrating Speech with Pre-Trained Vision and Language Model},
-  author    = {Shih, Yi-Jen and Wang, Hsuan-Fu and Chang, Heng-Jui and Berry, Layne and Lee, Hung-yi
-               and Harwath, David},
-  booktitle = {IEEE Spoken Language Technology Workshop (SLT)},
-  year      = {2022},
-}"""
 
 
 def training_corpus(config: dict) -> Optional[str]:
