@@ -126,6 +126,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
     tasks = list(mteb.get_tasks(tasks=args.tasks)) if args.tasks else []
     pairs = [datadir_tasks(d, cache_dir=args.cache_dir) for d in args.data_dir]
     tasks += [t for pair in pairs for t in pair]
+    # the data before the model: a task that cannot get its data fails first, in one line
+    for task in tasks:
+        try:
+            task.load_data()
+        except ConnectionError as e:
+            raise RuntimeError(
+                f"{task.metadata.name}: {e}. MTEB's public tasks download their data from the Hugging Face "
+                "Hub; offline, fill the Hub cache first or evaluate a data dir (--data_dir)"
+            ) from e
     prediction_folder = args.prediction_folder or (
         str(Path(args.output_folder) / "predictions") if args.data_dir else None
     )
