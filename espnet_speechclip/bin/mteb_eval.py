@@ -74,13 +74,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def check_recall(task_pair, prediction_folder: Path, results) -> List[str]:
-    """Our R@k of the scores MTEB ranked vs MTEB's own numbers for a data dir's two tasks; prints a
-    table and returns the disagreements (empty when they agree)."""
+    """Our R@k of the scores MTEB ranked vs MTEB's own numbers for a data dir's two tasks; prints them
+    with the share of queries whose target ties a competitor, and returns the disagreements that the
+    ties do not explain (empty when they agree)."""
     from espnet_speechclip.benchmark.mteb_scores import (
         disagreements,
         mteb_recall,
         read_predictions,
         recall_from_predictions,
+        tied_share,
     )
     from espnet_speechclip.benchmark.mteb_task import read_pairs
 
@@ -94,17 +96,25 @@ def check_recall(task_pair, prediction_folder: Path, results) -> List[str]:
         "speech_to_image": mteb_recall(scores[a2i_task.metadata.name], "recall"),
         "image_to_speech": mteb_recall(scores[i2a_task.metadata.name], "hit_rate"),
     }
+    relevant = {"speech_to_image": {u: {i} for u, i in utt2img.items()}, "image_to_speech": {}}
+    for u, i in utt2img.items():
+        relevant["image_to_speech"].setdefault(i, set()).add(u)
+    predictions = {"speech_to_image": a2i, "image_to_speech": i2a}
     problems = []
     for direction, task in (("speech_to_image", a2i_task), ("image_to_speech", i2a_task)):
         metric = "recall@k" if direction == "speech_to_image" else "hit_rate@k"
+        tied = tied_share(predictions[direction], relevant[direction])
         print(
             f"{task.metadata.name}: ours R@1/5/10 "
             + " / ".join(f"{v:.2f}" for v in ours[direction].values())
             + f"; MTEB {metric} "
             + " / ".join(f"{v:.2f}" for v in theirs[direction].values())
             + f"; nDCG@10 {100 * scores[task.metadata.name]['ndcg_at_10']:.2f}"
+            + f"; queries with tied scores {tied:.2f} %"
         )
-        problems += [f"{task.metadata.name} {d}" for d in disagreements(ours[direction], theirs[direction])]
+        problems += [
+            f"{task.metadata.name} {d}" for d in disagreements(ours[direction], theirs[direction], tied=tied)
+        ]
     return problems
 
 

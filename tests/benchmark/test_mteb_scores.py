@@ -17,6 +17,7 @@ from espnet_speechclip.benchmark.mteb_scores import (
     revision_of,
     task_names,
     task_prefix,
+    tied_share,
 )
 
 pytest.importorskip("mteb", reason="mteb is not installed (pip install -e '.[mteb]')")
@@ -89,11 +90,19 @@ def test_ties_ours_are_pessimistic_mteb_breaks_them_by_document_id():
     assert s2i["hit_rate"]["R@1"] == pytest.approx(100 * 2 / 6, abs=1e-3)
     assert s2i["hit_rate"]["R@2"] == pytest.approx(100 * 4 / 6, abs=1e-3)
     assert ours["speech_to_image"]["R@2"] == 0.0
-    # they differ by exactly the ties: not at all once K reaches past every tied competitor
-    assert [d.split(":")[0] for d in disagreements(ours["speech_to_image"], s2i["hit_rate"])] == [
-        "R@1",
-        "R@2",
-    ]
+    # they differ by the ties only: not at all once K reaches past every tied competitor
+    differ = disagreements(ours["speech_to_image"], s2i["hit_rate"])
+    assert [d.split(":")[0] for d in differ] == ["R@1", "R@2"]
+    relevant = {u: {img} for u, img in UTT2IMG.items()}
+    assert tied_share(a2i, relevant) == 100.0
+    assert disagreements(ours["speech_to_image"], s2i["hit_rate"], tied=100.0) == []
+    # ties never make MTEB lower than ours, nor higher than the tied share
+    assert disagreements({"R@1": 40.0}, {"R@1": 30.0}, tied=50.0) == ["R@1: ours 40.0000 vs MTEB 30.0000"]
+    assert disagreements({"R@1": 10.0}, {"R@1": 30.0}, tied=10.0) == ["R@1: ours 10.0000 vs MTEB 30.0000"]
+    # one tie: u1's own image a ties image b
+    one = {u: dict(row) for u, row in SIM.items()}
+    one["u1"]["a"] = one["u1"]["b"]
+    assert tied_share(one, relevant) == pytest.approx(100 / 6)
 
 
 def test_documents_mteb_dropped_rank_below_all_kept_ones():
