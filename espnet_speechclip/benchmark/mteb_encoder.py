@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 import numpy as np
 from mteb.models.abs_encoder import AbsEncoder
 
+from espnet_speechclip.errors import InputError
+
 if TYPE_CHECKING:
     from mteb import TaskMetadata
     from mteb.types import Array, BatchedInput, PromptType
@@ -83,7 +85,7 @@ class SpeechCLIPEncoder(AbsEncoder):
         self.revision = revision
         branch = branch or speech2image.branches[0]
         if branch not in speech2image.branches:
-            raise ValueError(f"{speech2image.source} has branch(es) {speech2image.branches}, not {branch!r}")
+            raise InputError(f"{speech2image.source} has branch(es) {speech2image.branches}, not {branch!r}")
         self.branch = branch
 
     # ------------------------------------------------------------------------------ modalities
@@ -135,7 +137,7 @@ class SpeechCLIPEncoder(AbsEncoder):
         columns = set(inputs.dataset.column_names)
         modalities = tuple(m for m in MODALITIES if m in columns)
         if not modalities:
-            raise ValueError(
+            raise InputError(
                 f"{task_metadata.name}: SpeechCLIP embeds audio, image and text; the inputs hold "
                 f"{sorted(columns)}"
             )

@@ -26,6 +26,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Set, Tuple
 
+from espnet_speechclip.errors import InputError, MissingFileError
+
 if TYPE_CHECKING:
     import torch
 
@@ -70,12 +72,12 @@ def find_result(folder: str | Path, task_name: str, revision: Optional[str] = No
         found = [f for f in found if revision in f.relative_to(folder).parts]
     if not found:
         which = f" of model revision {revision}" if revision else ""
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{folder} holds no MTEB result {task_name}.json{which}: run "
             f"python -m espnet_speechclip.bin.mteb_eval for this model first"
         )
     if len(found) > 1:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{folder} holds several {task_name}.json ({found[:2]}); give the model revision"
         )
     return found[0]
@@ -91,7 +93,7 @@ def split_scores(result: Mapping) -> dict:
     try:
         return dict(result["scores"]["test"][0])
     except (KeyError, IndexError, TypeError):
-        raise ValueError(f"MTEB result of {result.get('task_name')} has no test scores") from None
+        raise InputError(f"MTEB result of {result.get('task_name')} has no test scores") from None
 
 
 def mteb_recall(scores: Mapping, metric: str = "hit_rate", ks=KS) -> Dict[str, float]:
@@ -175,7 +177,7 @@ def read_predictions(folder: str | Path, task_name: str) -> Tuple[dict, dict]:
     ``<folder>/<task_name>_predictions.json`` (``mteb.evaluate(..., prediction_folder=folder)``)."""
     path = Path(folder) / f"{task_name}_predictions.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: evaluate with a prediction folder first")
+        raise MissingFileError(f"{path} does not exist: evaluate with a prediction folder first")
     data = json.loads(path.read_text(encoding="utf-8"))
     return data["default"]["test"], data.get("mteb_model_meta", {})
 
@@ -249,7 +251,7 @@ def results_sections(
             data = revision_of(datadir_identity(Path(data_root) / test_set))
             for d, r in results.items():
                 if r.get("dataset_revision") != data:
-                    raise ValueError(
+                    raise InputError(
                         f"{paths[d]} was computed on other data than {Path(data_root) / test_set} holds now: "
                         "rerun python -m espnet_speechclip.bin.mteb_eval"
                     )

@@ -28,6 +28,7 @@ from mteb.abstasks.retrieval import AbsTaskRetrieval
 from mteb.abstasks.task_metadata import TaskMetadata
 
 from espnet_speechclip.benchmark.mteb_scores import revision_of, task_prefix
+from espnet_speechclip.errors import InputError, MissingFileError
 
 DIRECTIONS = ("A2I", "I2A")
 
@@ -46,23 +47,23 @@ def read_pairs(data_dir: str | Path) -> Tuple[Dict[str, str], Dict[str, str], Di
     lists = []
     for name in ("wav.scp", "utt2img", "img.scp"):
         if not (data_dir / name).is_file():
-            raise FileNotFoundError(f"data dir {data_dir} has no {name}")
+            raise MissingFileError(f"data dir {data_dir} has no {name}")
         lists.append(read_kv(data_dir / name))
     wavs, utt2img, images = lists
     if not wavs:
-        raise ValueError(f"{data_dir}/wav.scp lists no utterance")
+        raise InputError(f"{data_dir}/wav.scp lists no utterance")
     no_image = sorted(set(wavs) - set(utt2img))
     if no_image:
-        raise ValueError(
+        raise InputError(
             f"{data_dir}/utt2img has no image for utterance {no_image[0]} ({len(no_image)} in all)"
         )
     unknown = sorted({utt2img[u] for u in wavs} - set(images))
     if unknown:
-        raise ValueError(f"{data_dir}/img.scp lacks image {unknown[0]} named by utt2img")
+        raise InputError(f"{data_dir}/img.scp lacks image {unknown[0]} named by utt2img")
     used = {utt2img[u]: images[utt2img[u]] for u in sorted(wavs)}
     for path in [*wavs.values(), *used.values()]:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{data_dir}: file {path} does not exist")
+            raise MissingFileError(f"{data_dir}: file {path} does not exist")
     return wavs, {u: utt2img[u] for u in wavs}, used
 
 
@@ -157,7 +158,7 @@ def datadir_tasks(
 
     bad = [d for d in directions if d not in DIRECTIONS]
     if bad:
-        raise ValueError(f"direction must be one of {DIRECTIONS}, got {bad[0]!r}")
+        raise InputError(f"direction must be one of {DIRECTIONS}, got {bad[0]!r}")
     read_pairs(data_dir)
     revision = revision_of(datadir_identity(data_dir))
     prefix = name or task_prefix(data_dir)

@@ -26,6 +26,8 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_speechclip.errors import InputError, RunError
+
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -122,11 +124,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     if not args.tasks and not args.data_dir:
-        raise ValueError("give MTEB task names (--tasks) or a data dir (--data_dir)")
+        raise InputError("give MTEB task names (--tasks) or a data dir (--data_dir)")
     try:
         import mteb
     except ImportError:
-        raise ImportError("mteb is not installed: pip install 'espnet-speechclip[mteb]'") from None
+        raise RunError("mteb is not installed: pip install 'espnet-speechclip[mteb]'") from None
 
     from espnet_speechclip.benchmark.mteb_encoder import SpeechCLIPEncoder
     from espnet_speechclip.benchmark.mteb_meta import speechclip_model_meta
@@ -141,7 +143,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         try:
             task.load_data()
         except ConnectionError as e:
-            raise RuntimeError(
+            raise RunError(
                 f"{task.metadata.name}: {e}. MTEB's public tasks download their data from the Hugging Face "
                 "Hub; offline, fill the Hub cache first or evaluate a data dir (--data_dir)"
             ) from e
@@ -172,9 +174,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     print(f"{meta.name} (revision {meta.revision}), main scores: {json.dumps(summary)}")
     problems = [p for pair in pairs for p in check_recall(pair, Path(prediction_folder), result.task_results)]
     if problems:
-        raise RuntimeError(
-            "our scoring and MTEB's disagree on the scores MTEB ranked: " + "; ".join(problems)
-        )
+        raise RunError("our scoring and MTEB's disagree on the scores MTEB ranked: " + "; ".join(problems))
 
 
 if __name__ == "__main__":
