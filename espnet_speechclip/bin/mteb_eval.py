@@ -120,6 +120,24 @@ def check_recall(task_pair, prediction_folder: Path, results) -> List[str]:
     return problems
 
 
+def mteb_task(mteb, name: str):
+    """The MTEB task ``name``; a short name the pinned release spells with ``Retrieval`` (``SpokenCOCOA2I``
+    -> ``SpokenCOCOA2IRetrieval``) is taken as that task, with a note.
+
+    Raises:
+        InputError: a name MTEB does not know, with MTEB's suggestion.
+    """
+    try:
+        return mteb.get_task(name)
+    except KeyError as e:
+        try:
+            task = mteb.get_task(name + "Retrieval")
+        except KeyError:
+            raise InputError(f"unknown MTEB task: {e.args[0] if e.args else name}") from None
+        logging.info("MTEB task %s is called %s in mteb %s", name, task.metadata.name, mteb.__version__)
+        return task
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
@@ -135,7 +153,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     from espnet_speechclip.benchmark.mteb_task import datadir_tasks
 
     # tasks first: a wrong name or data dir fails before the model is loaded
-    tasks = list(mteb.get_tasks(tasks=args.tasks)) if args.tasks else []
+    tasks = [mteb_task(mteb, name) for name in args.tasks]
     pairs = [datadir_tasks(d, cache_dir=args.cache_dir) for d in args.data_dir]
     tasks += [t for pair in pairs for t in pair]
     # the data before the model: a task that cannot get its data fails first, in one line

@@ -49,3 +49,15 @@ def test_local_tasks_run_through_mteb(parallel_exp, tmp_path, capsys):
 def test_without_tasks_it_says_what_to_give(tmp_path):
     with pytest.raises(ValueError, match="--tasks.*--data_dir"):
         main(["--model", str(tmp_path), "--output_folder", str(tmp_path)])
+
+
+def test_task_names_as_the_pinned_release_spells_them():
+    import mteb
+
+    from espnet_speechclip.bin.mteb_eval import mteb_task
+    from espnet_speechclip.errors import InputError
+
+    assert mteb_task(mteb, "SpokenCOCOA2I").metadata.name == "SpokenCOCOA2IRetrieval"
+    assert mteb_task(mteb, "SpokenCOCOI2ARetrieval").metadata.category == "i2a"
+    with pytest.raises(InputError, match="unknown MTEB task.*NoSuchTask"):
+        mteb_task(mteb, "NoSuchTask")
