@@ -9,6 +9,10 @@ experiment's model on the data as it is now: rerun the inference stage first.
 For an experiment imported from one of the authors' released checkpoints (``import.json`` in the folder,
 see ``espnet_speechclip.bin.import_authors_ckpt``), RESULTS.md also puts the paper's numbers of that
 checkpoint beside ours (and, with ``--dev_set``, the dev metric the authors selected the file by).
+
+With ``--mteb_dir``, the result folder of ``python -m espnet_speechclip.bin.mteb_eval --data_dir
+<data_root>/<test set>`` for this model (needs no ``mteb`` here), RESULTS.md also puts MTEB's evaluator's
+numbers (its main score nDCG@10, its recall and hit rate) beside ours.
 """
 
 import argparse
@@ -76,6 +80,12 @@ def main(cmd=None) -> None:
         help="folder of the data dirs (<data_root>/<test set>): the decode folders must hold their "
         "inference as the data is now; draws retrieval examples",
     )
+    p.add_argument(
+        "--mteb_dir",
+        default=None,
+        help="MTEB results of this model on the test sets (mteb_eval --data_dir <data_root>/<test set> "
+        "--output_folder DIR): RESULTS.md shows MTEB's numbers beside ours",
+    )
     args = p.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     exp_dir = Path(args.exp_dir)
@@ -106,6 +116,10 @@ def main(cmd=None) -> None:
             )
             pictures.append(png)
             extra += [f"## Retrieval examples ({test_set})", "", f"![retrieval examples]({png.name})", ""]
+    if args.mteb_dir:
+        from espnet_speechclip.benchmark.mteb_scores import results_sections
+
+        extra += results_sections(args.mteb_dir, exp_dir, args.test_set, model, args.data_root)
     extra += [
         "## Where the outputs live",
         "",
