@@ -51,17 +51,9 @@ class RunError(SpeechCLIPError, RuntimeError):
     ``ProvenanceError``)."""
 
 
-# Modules that still raise builtin errors for bad input (the authors' checkpoint import, whose
-# AuthorsCheckpointError is a ValueError, and the keyword-timing functions): theirs are recognised by where
-# they were raised until they raise SpeechCLIPErrors.
-_UNTYPED_MODULES = tuple(
-    str(Path(_PACKAGE, *name.split("/")))
-    for name in (
-        "inference/authors_checkpoint.py",
-        "bin/import_authors_ckpt.py",
-        "evaluation/keyword_timing.py",
-    )
-)
+# Modules that still raise builtin errors for bad input (the keyword-timing functions): theirs are
+# recognised by where they were raised until they raise SpeechCLIPErrors.
+_UNTYPED_MODULES = tuple(str(Path(_PACKAGE, *name.split("/"))) for name in ("evaluation/keyword_timing.py",))
 _UNTYPED_ERRORS = (ValueError, FileNotFoundError, KeyError, RuntimeError)
 
 

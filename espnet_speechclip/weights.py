@@ -10,6 +10,7 @@ file, a pickle that would run code (refused: weights are tensors), or something 
 from __future__ import annotations
 
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Dict, Union
@@ -33,12 +34,15 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0].split('. ')[0].rstrip('.')}"
 
 
-def load_file(path: PathLike, what: str = "weights file", trusted_pickle: bool = False) -> Any:
+def load_file(
+    path: PathLike, what: str = "weights file", trusted_pickle: bool = False, mmap: bool = False
+) -> Any:
     """Whatever ``torch.save`` wrote to ``path``, on the CPU.
 
     Only tensors and plain containers are unpickled, unless ``trusted_pickle`` (for the files training
     itself wrote into an experiment folder, such as ``checkpoint.pth`` with its optimizer states: those
-    are read as ESPnet reads them).
+    are read as ESPnet reads them). ``mmap``: map a zip-format file's tensors instead of reading them
+    (a GB upstream checkpoint of which only shapes are needed).
 
     Raises:
         FileNotFoundError: no such file (the message says ``what`` it is).
@@ -49,7 +53,8 @@ def load_file(path: PathLike, what: str = "weights file", trusted_pickle: bool =
     if not path.is_file():
         raise MissingFileError(f"{what} {path} does not exist")
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trusted_pickle)
+        mapped = mmap and zipfile.is_zipfile(path)  # torch maps only its zip format
+        return torch.load(path, map_location="cpu", weights_only=not trusted_pickle, mmap=mapped)
     except pickle.UnpicklingError as e:
         if "Weights only load failed" in str(e):
             # torch's own text suggests weights_only=False, i.e. running the file's code: never that

@@ -15,7 +15,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "espnet_speechclip"
 PACKAGE = PACKAGE_DIR.name
 MAX_LINES = 700
 # Modules allowed over MAX_LINES while they are being split (drop an entry once its split lands).
-OVERSIZED_EXEMPT = {"espnet_speechclip.inference.authors_checkpoint"}
+OVERSIZED_EXEMPT: Set[str] = set()
 # The layers, bottom up (docs/architecture.md): a module imports its own layer and those below, never
 # one above. The package's top-level modules (config, files, weights, ...) are the base, layer 0; the
 # package root only installs the registrations and is imported by nobody in the package.
@@ -25,6 +25,8 @@ LAYERS = {
     "inference": 2,
     "training": 2,
     "evaluation": 2,
+    "authors": 2,
+    "benchmark": 2,
     "frontend": 3,
     "web": 4,
     "bin": 4,

@@ -127,20 +127,26 @@ def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 
     _, spans = d.keyword_lists()
     lines += [
         "Example keywords (cosine score to the codebook subword"
-        + (", and the seconds of speech each came from" if spans is not None else "")
+        + (
+            ", and the seconds of speech each came from, none where it is not localised"
+            if spans is not None
+            else ""
+        )
         + "):",
         "",
         "| utterance | transcript | keywords |",
         "|---|---|---|",
     ]
+
+    def heard(i: int, k: int) -> str:
+        if spans is None:
+            return ""
+        start, end = spans[i][k]
+        return ", not localised" if np.isnan(start) or np.isnan(end) else f", {start:.2f}-{end:.2f}"
+
     for i in np.linspace(0, len(utts) - 1, min(n_examples, len(utts))).astype(int):
         kws = keywords[utts[i]].split()
-        shown = " ".join(
-            f"{w} ({s:.2f}"
-            + (f", {spans[i][k][0]:.2f}-{spans[i][k][1]:.2f}" if spans is not None else "")
-            + ")"
-            for k, (w, s) in enumerate(zip(kws, kw_scores[i]))
-        )
+        shown = " ".join(f"{w} ({s:.2f}{heard(i, k)})" for k, (w, s) in enumerate(zip(kws, kw_scores[i])))
         lines.append(f"| {utts[i]} | {text.get(utts[i], '')} | {shown} |")
     return lines
 

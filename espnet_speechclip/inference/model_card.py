@@ -47,7 +47,7 @@ CARD_DEFAULTS: Dict[str, Any] = {"license": "cc-by-4.0", "language": "en"}
 CARD_TAGS = ("espnet", "speechclip", "audio", "image-retrieval", "visually-grounded-speech")
 LIBRARY_NAME = "espnet-speechclip"
 
-_CITATION = """@inproceedings{shih2022speechclip,
+CITATION = """@inproceedings{shih2022speechclip,
   title     = {{SpeechCLIP}: Integrating Speech with Pre-Trained Vision and Language Model},
   author    = {Shih, Yi-Jen and Wang, Hsuan-Fu and Chang, Heng-Jui and Berry, Layne and Lee, Hung-yi
                and Harwath, David},
@@ -120,6 +120,7 @@ def model_card(
     branches = {
         "hybrid": ["parallel", "cascaded"],
         "hybrid_plus": ["parallel", "cascaded (CIF keywords)"],
+        "hybrid_shared": ["parallel", "cascaded"],
         "cascaded_plus": ["cascaded (CIF keywords)"],
     }.get(model, [model])
     packed_keys = set(meta.get("paths", {}))
@@ -252,7 +253,7 @@ def model_card(
         "## Citation",
         "",
         "```bibtex",
-        _CITATION,
+        CITATION,
         "```",
         "",
     ]

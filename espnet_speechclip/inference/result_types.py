@@ -27,7 +27,8 @@ class Hit(NamedTuple):
 
 class Keyword(NamedTuple):
     """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook,
-    and, when timing was asked for, the span of the utterance it was heard in (seconds; else None)."""
+    and, when timing was asked for, the span of the utterance it was heard in (seconds; None without
+    timing, and where the keyword's attention has no confident peak)."""
 
     token: str
     id: int
@@ -42,8 +43,9 @@ class KeywordTiming:
 
     Attributes:
         keywords: the K keywords, with their spans, cut to the utterance: for K-token cascaded models
-            the frames holding the central ``attention_mass`` (90%) of the keyword's attention
-            (:func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`); for CIF models
+            the run of frames around the keyword's attention peak whose weight stays above half the
+            peak's (:func:`espnet_speechclip.evaluation.keyword_spans.peak_spans`), no span
+            (``start`` and ``end`` None) where the peak does not stand out of an even spread; for CIF models
             (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated, from the
             firing boundary before it to its own (fractional frames, see
             :func:`espnet_speechclip.models.cif.cif`).

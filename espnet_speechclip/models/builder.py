@@ -24,6 +24,7 @@ from espnet_speechclip.models.speechclip import (
     HybridPlusSpeechCLIP,
     HybridSpeechCLIP,
     ParallelSpeechCLIP,
+    SharedHybridSpeechCLIP,
     SpeechCLIP,
 )
 
@@ -42,6 +43,8 @@ model_choices = ClassChoices(
         # SpeechCLIP+ (Wang et al., 2024): variable-length keywords by continuous integrate-and-fire
         cascaded_plus=CascadedPlusSpeechCLIP,
         hybrid_plus=HybridPlusSpeechCLIP,
+        # SpeechCLIP+'s hybrid: one attention block shared by a parallel CLS and the keyword CLS tokens
+        hybrid_shared=SharedHybridSpeechCLIP,
     ),
     type_check=AbsESPnetModel,
     default="parallel",
