@@ -401,6 +401,7 @@ def pack_model(
     dataset: Optional[str] = None,
     license: Optional[str] = None,
     language: Optional[str] = None,
+    hand_written_results: bool = False,
 ) -> Path:
     """Pack a trained model into one archive usable without the recipe.
 
@@ -409,7 +410,9 @@ def pack_model(
         model_file: trained weights (``*.pth``) for that config.
         out_zip: archive to write (replaced atomically if it exists).
         card_text: free text (markdown) put at the top of the model card.
-        results_json: test results (``results.json`` of the recipe, or any JSON), tabulated in the card.
+        results_json: test results tabulated in the card: ``results.json`` of the scoring stage (or a
+            decode folder's ``scores.json``), refused unless its record names these weights.
+        hand_written_results: ``results_json`` was written by hand (any JSON): taken as given.
         base_dir: directory the config's relative paths are relative to (default: the current
             directory, where the recipe ran training).
         dataset: the corpus the model was trained on (the card's ``datasets``, e.g. ``flickr8k``).
@@ -432,18 +435,11 @@ def pack_model(
     config = read_config(config_file)
     results = None
     if results_json is not None:
-        from espnet_speechclip.inference.loader import model_identity
-        from espnet_speechclip.provenance import explain, read_record, record_path
+        if not hand_written_results:  # the scoring stage's results, for exactly these weights
+            from espnet_speechclip.evaluation.results import require_results_of
+            from espnet_speechclip.inference.loader import model_identity
 
-        # results written by the recipe record the model they were computed for (a hand-written file
-        # has no record and is taken as given)
-        recorded = ((read_record(record_path(results_json)) or {}).get("made_from") or {}).get("model")
-        model = model_identity(config_file, model_file)
-        if recorded is not None and recorded != model:
-            raise PackError(
-                f"{results_json} was computed for another model ({'; '.join(explain(recorded, model))}): "
-                f"rerun the scoring stage (stage 7) for {model_file} before packing"
-            )
+            require_results_of(results_json, model_identity(config_file, model_file))
         with open(results_json, encoding="utf-8") as f:
             results = json.load(f)
 

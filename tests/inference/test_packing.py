@@ -86,6 +86,7 @@ def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch, caplog
             str(archive),
             "--results_json",
             str(results),
+            "--hand_written_results",
         ]
     )
     with zipfile.ZipFile(archive) as zf:
@@ -244,6 +245,7 @@ def test_model_card_is_what_the_hub_reads(sc, tmp_path):
         sc["weights"],
         tmp_path / "model.zip",
         results_json=tmp_path / "results.json",
+        hand_written_results=True,
         dataset="flickr8k",
         card_text="Trained for the test suite.",
     )
@@ -286,3 +288,37 @@ def test_model_card_is_what_the_hub_reads(sc, tmp_path):
     hub_card = ModelCard(model_card(config, meta, repo_id="me/tiny"))
     assert hub_card.data.to_dict() == data
     assert "./run.sh --download_model me/tiny --skip_train true --corpus flickr8k" in hub_card.text
+
+
+def test_pack_refuses_results_of_other_weights_or_without_a_record(trained, tmp_path):
+    """Stage 7 for other weights stopped before its record (or results copied without one): stage 8
+    refuses the results instead of putting another model's recalls in the card."""
+    from espnet_speechclip.evaluation.results import write_results
+    from espnet_speechclip.inference.loader import model_identity
+    from espnet_speechclip.provenance import ProvenanceError, record_path
+
+    config = trained["exp"] / "config.yaml"
+    exp = tmp_path / "exp"
+    (exp / "decode_test").mkdir(parents=True)
+    shutil.copy(config, exp / "config.yaml")
+    scores = {"parallel": {"speech_to_image": {"R@1": 6.67, "R@5": 28.3, "R@10": 46.7}}}
+    (exp / "decode_test" / "scores.json").write_text(json.dumps(scores))
+    write_results(exp, ["test"], model=model_identity(config, trained["model_file"]))
+    weights = torch.load(trained["model_file"], weights_only=True)
+    weights["speech_encoder.layer_sum.weights"] += 1.0
+    torch.save(weights, tmp_path / "other.pth")
+    results = ["--results_json", str(exp / "results.json")]
+    args = [
+        "--config",
+        str(config),
+        "--model_file",
+        str(tmp_path / "other.pth"),
+        "--out",
+        str(tmp_path / "m.zip"),
+    ]
+    with pytest.raises(ProvenanceError, match=r"results.json was made from other inputs \(model.weights: "):
+        pack.main([*args, *results])
+    record_path(exp / "results.json").unlink()
+    with pytest.raises(ProvenanceError, match="results.json has no record of a finished run"):
+        pack.main([*args, *results])
+    assert not (tmp_path / "m.zip").exists()
