@@ -2,8 +2,8 @@
 a cache), so that a second process is refused before it writes anything, instead of interleaving with the
 first.
 
-The lock is ``flock`` on a file beside the folder (``<parent>/.<name>.lock``; beside, not inside, so that
-a stage that empties its folder cannot delete a held lock). Why ``flock``: the kernel releases it when its
+The lock is ``flock`` on ``<folder>/.lock`` (no stage empties a folder it locks, so the file cannot be
+deleted while held). Why ``flock``: the kernel releases it when its
 holder dies, however it dies (``kill -9``, a lost node's reboot), so a killed run never leaves a stale
 lock behind and rerunning just works. The file also names its holder (pid, host, command, start time),
 which the refusal quotes.
@@ -34,6 +34,7 @@ from typing import Dict, Iterator, List, Optional, Union
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
+LOCK_NAME = ".lock"
 _HELD: Dict[str, int] = {}  # lock files this process holds -> nesting depth
 
 
@@ -42,9 +43,8 @@ class FolderLockedError(RuntimeError):
 
 
 def lock_path(folder: PathLike) -> Path:
-    """The lock file of ``folder`` (or of a file a stage writes): ``<parent>/.<name>.lock``."""
-    folder = Path(os.path.abspath(folder))
-    return folder.with_name(f".{folder.name}.lock") if folder.name else folder / ".lock"
+    """The lock file of ``folder``: ``<folder>/.lock``."""
+    return Path(os.path.abspath(folder)) / LOCK_NAME
 
 
 def _holder_info(what: str) -> Dict[str, object]:
@@ -123,7 +123,7 @@ def folder_lock(folder: PathLike, what: str) -> Iterator[Path]:
         finally:
             _HELD[key] -= 1
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

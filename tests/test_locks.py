@@ -80,7 +80,7 @@ def test_every_stage_writing_a_folder_takes_its_lock_first(tmp_path):
         tmp_path / "h4": lambda: speechclip_train.main([*train, "--output_dir", str(tmp_path / "h4")]),
         # folder held elsewhere -> the stage, refused before it reads or writes anything there
         exp: lambda: make_results.main(["--exp_dir", str(exp), "--test_set", "test"]),
-        tmp_path / "model.zip": lambda: pack.main([*model, "--out", str(tmp_path / "model.zip")]),
+        tmp_path / "packed": lambda: pack.main([*model, "--out", str(tmp_path / "packed" / "model.zip")]),
         decode: lambda: speechclip_inference.main(
             [*model, "--data_dir", str(tmp_path), "--output_dir", str(decode)]
         ),
@@ -92,5 +92,5 @@ def test_every_stage_writing_a_folder_takes_its_lock_first(tmp_path):
         with lock_held_elsewhere(folder, "a test"):
             with pytest.raises(FolderLockedError, match=f"{folder} is in use by a test"):
                 stage()
-    assert not decode.exists() and not (tmp_path / "model.zip").exists()
-    assert not (tmp_path / "h4").exists()  # no config.yaml, no train.log
+    for folder in stages:  # nothing but the lock file: no config.yaml, train.log, archive, decode
+        assert {p.name for p in folder.iterdir()} - {"config.yaml", "latest.pth"} == {".lock"}

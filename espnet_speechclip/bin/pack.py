@@ -61,8 +61,8 @@ def main(cmd=None) -> None:
         from espnet_speechclip.inference.authors_checkpoint import import_card_text
 
         card_text = import_card_text(Path(args.config).parent)
-    # one packing of an archive at a time (it is written beside its final name, then renamed)
-    with folder_lock(args.out, "packing"):
+    # one packing into a folder at a time (an archive is written beside its final name, then renamed)
+    with folder_lock(Path(args.out).parent, "packing"):
         out = pack_model(
             args.config,
             args.model_file,

@@ -290,22 +290,23 @@ def test_model_card_is_what_the_hub_reads(sc, tmp_path):
     assert "./run.sh --download_model me/tiny --skip_train true --corpus flickr8k" in hub_card.text
 
 
-def test_pack_refuses_results_of_other_weights_or_without_a_record(trained, tmp_path):
+def test_pack_refuses_results_of_other_weights_or_without_a_record(parallel_exp, tmp_path):
     """Stage 7 for other weights stopped before its record (or results copied without one): stage 8
     refuses the results instead of putting another model's recalls in the card."""
     from espnet_speechclip.evaluation.results import write_results
     from espnet_speechclip.inference.loader import model_identity
     from espnet_speechclip.provenance import ProvenanceError, record_path
 
-    config = trained["exp"] / "config.yaml"
+    config = parallel_exp / "config.yaml"
     exp = tmp_path / "exp"
     (exp / "decode_test").mkdir(parents=True)
     shutil.copy(config, exp / "config.yaml")
     scores = {"parallel": {"speech_to_image": {"R@1": 6.67, "R@5": 28.3, "R@10": 46.7}}}
     (exp / "decode_test" / "scores.json").write_text(json.dumps(scores))
-    write_results(exp, ["test"], model=model_identity(config, trained["model_file"]))
-    weights = torch.load(trained["model_file"], weights_only=True)
-    weights["speech_encoder.layer_sum.weights"] += 1.0
+    write_results(exp, ["test"], model=model_identity(config, parallel_exp / "latest.pth"))
+    weights = torch.load(parallel_exp / "latest.pth", weights_only=True)
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] += 1.0
     torch.save(weights, tmp_path / "other.pth")
     results = ["--results_json", str(exp / "results.json")]
     args = [
