@@ -104,17 +104,20 @@ def _stale(holder: Optional[Dict[str, object]]) -> bool:
 
 
 @contextlib.contextmanager
-def folder_lock(folder: PathLike, what: str) -> Iterator[Path]:
+def folder_lock(folder: PathLike, what: str, wait: bool = False, name: str = LOCK_NAME) -> Iterator[Path]:
     """Hold the lock of ``folder`` (created if missing) while the block runs; yields the lock file.
 
     Args:
         what: the stage, for the refusal another process gets (``"training"``, ``"inference"``).
+        wait: wait for the holder to finish instead of refusing (for a cache that many readers fill
+            on demand, e.g. the unpack cache).
+        name: the lock file in ``folder``, for several locks in one folder (one per cache entry).
 
     Raises:
-        FolderLockedError: another live process holds it, named in the message.
+        FolderLockedError: another live process holds it, named in the message (not with ``wait``).
     """
     folder = Path(folder)
-    path = lock_path(folder)
+    path = Path(os.path.abspath(folder)) / name
     key = str(path)
     if key in _HELD:
         _HELD[key] += 1
@@ -129,10 +132,14 @@ def folder_lock(folder: PathLike, what: str) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = read_holder(path)
-            same_host = holder is not None and holder.get("host") == socket.gethostname()
-            alive = _pid_alive(int(holder["pid"])) if same_host else None
-            raise FolderLockedError(_refusal(folder, path, holder, alive)) from None
+            if wait:
+                logger.info("%s: waiting for %s", folder, read_holder(path) or "another process")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                holder = read_holder(path)
+                same_host = holder is not None and holder.get("host") == socket.gethostname()
+                alive = _pid_alive(int(holder["pid"])) if same_host else None
+                raise FolderLockedError(_refusal(folder, path, holder, alive)) from None
         except OSError as e:
             if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
                 raise

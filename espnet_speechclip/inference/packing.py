@@ -39,6 +39,7 @@ import yaml
 
 from espnet_speechclip.config import config_value, dotted_get
 from espnet_speechclip.files import sha256_file
+from espnet_speechclip.locks import folder_lock
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCardData
@@ -650,13 +651,12 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
             resolved = _resolved_config(archive, meta, config_text, target.resolve())
             (tmp / RESOLVED_CONFIG).write_text(resolved, encoding="utf-8")
             (tmp / _COMPLETE).write_text(json.dumps(dict(archive=str(archive.resolve()))), encoding="utf-8")
-            if target.exists():  # an interrupted or hand-edited earlier extraction
-                shutil.rmtree(target)
-            try:
-                os.replace(tmp, target)
-            except OSError:
-                if not _complete(target, meta):  # not a concurrent unpack that finished first
-                    raise
+            # one process at a time replaces an earlier extraction (never a concurrent one's, just finished)
+            with folder_lock(root, "unpacking", wait=True, name=f".{key}.lock"):
+                if not _complete(target, meta):
+                    if target.exists():  # an interrupted or hand-edited earlier extraction
+                        shutil.rmtree(target)
+                    os.replace(tmp, target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)

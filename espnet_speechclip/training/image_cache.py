@@ -178,10 +178,12 @@ def _fill_cache(
                     bar.update(len(shas))
         if bar is not None:
             bar.close()
-    # keep the entries refreshed by this run (a racy entry becomes a settled one)
+    # keep the entries refreshed by this run (a racy entry becomes a settled one), not those of the
+    # damaged files that were just replaced
+    recomputed = set(todo_shas)
     for sha in embeddings:
         key = str(npy(sha))
-        if key in npy_hashes.entries:
+        if key in npy_hashes.entries and sha not in recomputed:
             embeddings[sha] = npy_hashes.entries[key]
     _write_index(folder, {**index["images"], **image_hashes.entries}, embeddings)
 

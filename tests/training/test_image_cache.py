@@ -106,7 +106,9 @@ def test_an_interrupted_run_resumes_from_its_journal(corpus, tiny_clip, tmp_path
         assert np.load(v).tobytes() == resumed[k].tobytes()
 
 
-def test_a_repaired_entry_leaves_the_data_identity_as_it_was(corpus, tiny_clip, tmp_path, monkeypatch):
+def test_a_repaired_entry_leaves_the_data_identity_as_it_was(
+    corpus, tiny_clip, tmp_path, monkeypatch, caplog
+):
     """A truncated embedding recomputed alone (not in its first batch) matches the original within float
     rounding only; the experiment's data identity does not change, so training resumes after a repair."""
     from espnet_speechclip.models import clip
@@ -129,8 +131,11 @@ def test_a_repaired_entry_leaves_the_data_identity_as_it_was(corpus, tiny_clip, 
     cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
     repaired = np.load(path)
     assert repaired.tobytes() != good.tobytes()
-    np.testing.assert_allclose(repaired, good, rtol=1e-6)
+    np.testing.assert_allclose(repaired, good, atol=1e-6)
     assert scan_embedding_list(str(scp), FileHashes()) == before
+    caplog.set_level(logging.INFO)
+    cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
+    assert embedded(caplog) == 0  # the repair is recorded: not recomputed again
 
     np.save(path, good)  # a file the cache did not write (its index vouches for other bytes)
     assert scan_embedding_list(str(scp), FileHashes()) != before
