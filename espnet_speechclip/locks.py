@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Union
 
+from espnet_speechclip.errors import RunError, run_cli
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
@@ -38,13 +40,13 @@ LOCK_NAME = ".lock"
 _HELD: Dict[str, int] = {}  # lock files this process holds -> nesting depth
 
 
-class FolderLockedError(RuntimeError):
+class FolderLockedError(RunError):
     """Another process writes the folder; the message names it and says how to clear a stale lock."""
 
 
 def lock_path(folder: PathLike) -> Path:
     """The lock file of ``folder``: ``<folder>/.lock``."""
-    return Path(os.path.abspath(folder)) / LOCK_NAME
+    return Path(folder) / LOCK_NAME
 
 
 def _holder_info(what: str) -> Dict[str, object]:
@@ -117,8 +119,8 @@ def folder_lock(folder: PathLike, what: str, wait: bool = False, name: str = LOC
         FolderLockedError: another live process holds it, named in the message (not with ``wait``).
     """
     folder = Path(folder)
-    path = Path(os.path.abspath(folder)) / name
-    key = str(path)
+    path = folder / name
+    key = os.path.abspath(path)  # one entry per file, however the caller spells its folder
     if key in _HELD:
         _HELD[key] += 1
         try:
@@ -174,6 +176,4 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    from espnet_speechclip.errors import run_cli
-
     run_cli(main)

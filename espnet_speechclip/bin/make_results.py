@@ -9,6 +9,10 @@ experiment's model on the data as it is now: rerun the inference stage first.
 For an experiment imported from one of the authors' released checkpoints (``import.json`` in the folder,
 see ``espnet_speechclip.bin.import_authors_ckpt``), RESULTS.md also puts the paper's numbers of that
 checkpoint beside ours (and, with ``--dev_set``, the dev metric the authors selected the file by).
+
+With ``--mteb_dir``, the result folder of ``python -m espnet_speechclip.bin.mteb_eval --data_dir
+<data_root>/<test set>`` for this model (needs no ``mteb`` here), RESULTS.md also puts MTEB's evaluator's
+numbers (its main score nDCG@10, its recall and hit rate) beside ours.
 """
 
 import argparse
@@ -17,7 +21,7 @@ import logging
 from pathlib import Path
 from typing import List
 
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import MissingFileError, run_cli
 from espnet_speechclip.evaluation.results import write_results
 from espnet_speechclip.inference.decode_dir import require_current
 from espnet_speechclip.inference.loader import find_weights, model_identity
@@ -26,29 +30,32 @@ from espnet_speechclip.locks import folder_lock
 
 def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) -> List[str]:
     """RESULTS.md sections of an imported experiment: the paper's numbers beside ours."""
-    from espnet_speechclip.evaluation.published import comparison_section, release_of
+    from espnet_speechclip.evaluation.published import comparison_section, identify
 
     record = json.loads((exp_dir / "import.json").read_text(encoding="utf-8"))
-    release = release_of(record)
+    release, identified_by = identify(record)
     source = record.get("source", {})
     if release is None:
         return [
             "## Imported weights",
             "",
             f"Imported from `{source.get('name')}` (sha256 `{source.get('sha256')}`), which is not one of "
-            "the authors' released checkpoints: there are no published numbers to compare with.",
+            f"the authors' released checkpoints ({identified_by}): there are no published numbers to "
+            "compare with.",
             "",
         ]
     dev_scores = None
     if dev_set:
         f = exp_dir / f"decode_{dev_set}" / "scores.json"
         if not f.is_file():
-            raise FileNotFoundError(f"{f} is missing: run the inference stage for {dev_set} first")
+            raise MissingFileError(f"{f} is missing: run the inference stage for {dev_set} first")
         dev_scores = json.loads(f.read_text(encoding="utf-8"))
     lines: List[str] = []
     for test_set in test_sets:
         scores = json.loads((exp_dir / f"decode_{test_set}" / "scores.json").read_text(encoding="utf-8"))
-        lines += comparison_section(release, test_set, scores, dev_set, dev_scores)
+        lines += comparison_section(
+            release, test_set, scores, dev_set, dev_scores, identified_by, source.get("name")
+        )
     return lines
 
 
@@ -73,6 +80,12 @@ def main(cmd=None) -> None:
         default=None,
         help="folder of the data dirs (<data_root>/<test set>): the decode folders must hold their "
         "inference as the data is now; draws retrieval examples",
+    )
+    p.add_argument(
+        "--mteb_dir",
+        default=None,
+        help="MTEB results of this model on the test sets (mteb_eval --data_dir <data_root>/<test set> "
+        "--output_folder DIR): RESULTS.md shows MTEB's numbers beside ours",
     )
     args = p.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
@@ -100,7 +113,7 @@ def _make_results(args: argparse.Namespace, exp_dir: Path) -> None:
     extra = imported_sections(exp_dir, args.test_set, args.dev_set) if imported else []
     pictures = []
     if args.data_root:
-        from espnet_speechclip.evaluation.figure import draw_retrieval_examples
+        from espnet_speechclip.evaluation.retrieval_examples import draw_retrieval_examples
 
         for test_set in args.test_set:
             png = draw_retrieval_examples(
@@ -110,6 +123,10 @@ def _make_results(args: argparse.Namespace, exp_dir: Path) -> None:
             )
             pictures.append(png)
             extra += [f"## Retrieval examples ({test_set})", "", f"![retrieval examples]({png.name})", ""]
+    if args.mteb_dir:
+        from espnet_speechclip.benchmark.mteb_scores import results_sections
+
+        extra += results_sections(args.mteb_dir, exp_dir, args.test_set, model, args.data_root)
     extra += [
         "## Where the outputs live",
         "",

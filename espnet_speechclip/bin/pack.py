@@ -58,7 +58,7 @@ def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     card_text = args.card_text
     if card_text is None and (Path(args.config).parent / "import.json").is_file():
-        from espnet_speechclip.inference.authors_checkpoint import import_card_text
+        from espnet_speechclip.authors.importer import import_card_text
 
         card_text = import_card_text(Path(args.config).parent)
     # one packing into a folder at a time (an archive is written beside its final name, then renamed)

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.errors import MissingFileError
 from espnet_speechclip.files import write_text_atomic
 from espnet_speechclip.inference.decode_dir import RECORD_KIND as DECODE_KIND
 from espnet_speechclip.inference.decode_dir import DecodeDir
@@ -276,7 +277,7 @@ def write_results(
     for s in test_sets:
         f = exp_dir / f"decode_{s}" / "scores.json"
         if not f.is_file():
-            raise FileNotFoundError(f"{f} is missing: run the inference stage for {s} first")
+            raise MissingFileError(f"{f} is missing: run the inference stage for {s} first")
         results[s] = json.loads(f.read_text(encoding="utf-8"))
     # The earlier record stays until the new one replaces it: it holds the sha256 of the pages it was
     # written with, so a run stopped between writing a page and its record leaves pages that do not

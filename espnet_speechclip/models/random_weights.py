@@ -8,12 +8,14 @@ same ``hubert_local`` path a real local checkpoint takes.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
+
+from espnet_speechclip.errors import InputError
+from espnet_speechclip.files import atomic_path
 
 # fairseq HuBERT configs of the released models (s3prl's converted checkpoints carry the same).
 _CONV = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
@@ -64,7 +66,7 @@ def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
     from s3prl.upstream.utils import merge_with_parent
 
     if name not in HUBERT_ARCHITECTURES:
-        raise ValueError(
+        raise InputError(
             f"no random architecture for upstream {name!r}; known: {sorted(HUBERT_ARCHITECTURES)}"
         )
     model_cfg, task_cfg = HUBERT_ARCHITECTURES[name]
@@ -76,17 +78,16 @@ def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
         symbols,
     )
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")  # renamed into place: never half a checkpoint
-    torch.save(
-        dict(
-            task_cfg=task_cfg,
-            model_cfg=model_cfg,
-            model_weight=model.state_dict(),
-            dictionaries_symbols=symbols,
-        ),
-        tmp,
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # renamed into place: never half a checkpoint
+        torch.save(
+            dict(
+                task_cfg=task_cfg,
+                model_cfg=model_cfg,
+                model_weight=model.state_dict(),
+                dictionaries_symbols=symbols,
+            ),
+            tmp,
+        )
     return path
 
 
