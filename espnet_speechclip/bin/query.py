@@ -7,8 +7,9 @@
 latest.pth) or a Hub repo id <namespace>/<name>. ``--images`` takes a folder (every image file in it) or
 files. ``--texts`` is a file with one text per line. Cascaded and hybrid models (SpeechCLIP+'s cascaded+
 and hybrid+ too) also print their keywords, each with its score and the span of the utterance it was
-heard in (seconds: the frames holding the central 90% of the keyword's attention; for SpeechCLIP+, the
-stretch its CIF unit integrated). Results go to stdout, logs to stderr.
+heard in (seconds: the run of frames around the peak of the keyword's attention, ``not localised``
+where the attention has no confident peak; for SpeechCLIP+, the stretch its CIF unit integrated). Results
+go to stdout, logs to stderr.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def _print_keywords(keywords: List[Keyword]) -> None:
     print(f"keywords ({len(keywords)}; score, heard from-to seconds):")
     width = max((len(k.token) for k in keywords), default=0)
     for rank, k in enumerate(keywords, 1):
-        print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {k.start:6.2f}-{k.end:.2f}")
+        span = "not localised" if k.start is None or k.end is None else f"{k.start:6.2f}-{k.end:.2f}"
+        print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {span}")
 
 
 def main(cmd: Optional[List[str]] = None) -> None:

@@ -216,45 +216,74 @@ def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 
     _, spans = d.keyword_lists()
     lines += [
         "Example keywords (cosine score to the codebook subword"
-        + (", and the seconds of speech each came from" if spans is not None else "")
+        + (
+            ", and the seconds of speech each came from, none where it is not localised"
+            if spans is not None
+            else ""
+        )
         + "):",
         "",
         "| utterance | transcript | keywords |",
         "|---|---|---|",
     ]
+
+    def heard(i: int, k: int) -> str:
+        if spans is None:
+            return ""
+        start, end = spans[i][k]
+        return ", not localised" if np.isnan(start) or np.isnan(end) else f", {start:.2f}-{end:.2f}"
+
     for i in np.linspace(0, len(utts) - 1, min(n_examples, len(utts))).astype(int):
         kws = keywords[utts[i]].split()
-        shown = " ".join(
-            f"{w} ({s:.2f}"
-            + (f", {spans[i][k][0]:.2f}-{spans[i][k][1]:.2f}" if spans is not None else "")
-            + ")"
-            for k, (w, s) in enumerate(zip(kws, kw_scores[i]))
-        )
+        shown = " ".join(f"{w} ({s:.2f}{heard(i, k)})" for k, (w, s) in enumerate(zip(kws, kw_scores[i])))
         lines.append(f"| {utts[i]} | {text.get(utts[i], '')} | {shown} |")
     return lines
 
 
+# How each kind of model's keyword spans are chosen (``keyword_timing.spans_from`` of the scores).
+SPANS_FROM = {
+    "cif": "the stretch each CIF unit integrated, between its firing boundaries",
+    "attention_peak": (
+        "the run of frames around each keyword's attention peak whose weight is at least half the peak's; "
+        "no span where the peak is under twice the weight of an even spread"
+    ),
+    "attention": "the frames holding the central 90 % of each keyword's attention",
+}
+
+
 def keyword_timing_table(timing: Dict[str, float]) -> List[str]:
-    """The keyword-timing scores of :mod:`espnet_speechclip.evaluation.scoring` as a table."""
-    source = {
-        "cif": "the units CIF integrated",
-        "attention": "the frames holding the central 90 % of each keyword's attention",
-    }.get(timing.get("spans_from", ""), timing.get("spans_from", "?"))
+    """The keyword-timing scores of :mod:`espnet_speechclip.evaluation.scoring` as a table, each figure
+    with its chance level beside it (scores written before a chance level existed show a dash)."""
+    source = SPANS_FROM.get(timing.get("spans_from", ""), timing.get("spans_from", "?"))
     ms = round(1000 * timing["tolerance"])
+
+    def pct(key: str) -> str:
+        return _fmt(timing[key]) if key in timing else "–"
+
+    def sec(key: str) -> str:
+        return f"{timing[key]:.2f} s" if key in timing else "–"
+
+    occurring = timing.get("keywords_in_transcript")
+    counted = f"{timing['keywords']} keywords" + (
+        f", {occurring} in the transcript" if occurring is not None else ""
+    )
     return [
-        f"Keyword time spans ({source}) against the word alignment: boundary precision / recall / F1 / "
-        f"R-value within {ms} ms (utterance edges left out on both sides), the F1 of as many equal spans "
-        f"over the same stretch (the chance level), how often a keyword's span contains (edges within "
-        f"{ms} ms) or overlaps a word holding its subword, and the mean span.",
+        f"Keyword time spans ({source}) against the word alignment ({counted}). Boundaries: the spans' "
+        f"edges against the word boundaries within {ms} ms (utterance edges left out on both sides); chance "
+        f"is as many equal spans over the same stretch. Words: how often a keyword that occurs in the "
+        f"transcript has a span overlapping / containing (edges within {ms} ms) a word holding its subword; "
+        f"chance is the same spans placed uniformly at random in the utterance's speech.",
         "",
-        "| boundary P | R | F1 | R-value | F1 of equal spans | over-segmentation | span contains word "
-        "| span overlaps word | mean span (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {_fmt(timing['boundary_precision'])} | {_fmt(timing['boundary_recall'])} | "
-        f"{_fmt(timing['boundary_f1'])} | {_fmt(timing['boundary_r_value'])} | "
-        f"{_fmt(timing['boundary_f1_equal'])} | {timing['over_segmentation']:+.2f} | "
-        f"{_fmt(timing['span_contains_word'])} | {_fmt(timing['span_overlaps_word'])} | "
-        f"{timing['mean_span']:.2f} |",
+        "| measure | keyword spans | chance |",
+        "|---|---:|---:|",
+        f"| boundary F1 | {pct('boundary_f1')} | {pct('boundary_f1_equal')} |",
+        f"| boundary precision / recall | {pct('boundary_precision')} / {pct('boundary_recall')} | |",
+        f"| R-value | {pct('boundary_r_value')} | |",
+        f"| over-segmentation | {timing['over_segmentation']:+.2f} | |",
+        f"| span overlaps its word (%) | {pct('span_overlaps_word')} | {pct('span_overlaps_word_chance')} |",
+        f"| span contains its word (%) | {pct('span_contains_word')} | {pct('span_contains_word_chance')} |",
+        f"| mean span / mean word | {sec('mean_span')} | {sec('mean_word')} |",
+        f"| keywords with a span (%) | {pct('timed')} | |",
     ]
 
 

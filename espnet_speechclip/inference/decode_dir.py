@@ -11,9 +11,10 @@ parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datad
   (``utt kw_1 ... kw_K`` subword strings), ``keyword_neighbour_ids.npy`` (N, K, 5) CLIP ids of each
   keyword's 5 nearest codebook subwords (cosine, nearest first: the authors' keyword hit rate),
   ``keyword_spans.npy`` (N, K, 2) float32: where in the utterance each keyword was heard, start and end
-  in seconds (a CIF keyword's unit between its firing boundaries, a K-token keyword's central 90% of its
-  attention; see :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself
-  is not kept: K x T floats per utterance would outweigh everything else in the folder);
+  in seconds (a CIF keyword's unit between its firing boundaries, a K-token keyword's frames around its
+  attention peak, NaN where that has no confident peak; see
+  :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself is not kept:
+  K x T floats per utterance would outweigh everything else in the folder);
 - variable-length keywords (cascaded+ / hybrid+): also ``keyword_lengths.npy`` (N,) keywords per
   utterance; K is the largest, and the slots beyond an utterance's own keywords hold id -1, score 0,
   neighbour ids -1 and span NaN (``keywords`` lists only the utterance's own);

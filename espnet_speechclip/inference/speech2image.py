@@ -51,7 +51,8 @@ class Hit(NamedTuple):
 
 class Keyword(NamedTuple):
     """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook,
-    and, when timing was asked for, the span of the utterance it was heard in (seconds; else None)."""
+    and, when timing was asked for, the span of the utterance it was heard in (seconds; None without
+    timing, and where the keyword's attention has no confident peak)."""
 
     token: str
     id: int
@@ -66,8 +67,9 @@ class KeywordTiming:
 
     Attributes:
         keywords: the K keywords, with their spans, cut to the utterance: for K-token cascaded models
-            the frames holding the central ``attention_mass`` (90%) of the keyword's attention
-            (:func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`); for CIF models
+            the run of frames around the keyword's attention peak whose weight stays above half the
+            peak's (:func:`espnet_speechclip.evaluation.keyword_spans.peak_spans`), no span
+            (``start`` and ``end`` None) where the peak does not stand out of an even spread; for CIF models
             (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated, from the
             firing boundary before it to its own (fractional frames, see
             :func:`espnet_speechclip.models.cif.cif`).
@@ -173,9 +175,10 @@ class Speech2Image:
         batch_size: utterances / images per forward pass.
         clip_weights: load CLIP's pretrained weights; ``False`` for users of the speech side only
             (no CLIP download; image and text embeddings are then meaningless).
-        attention_mass: the time span of a K-token model's keyword holds this central share of the
-            keyword's attention over the frames (see
-            :func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`).
+        span_share, min_peak_ratio: a K-token model's keyword span is the run of frames around its
+            attention peak with weights >= ``span_share`` x the peak's, and only when the peak is
+            >= ``min_peak_ratio`` x an even spread's weight (see
+            :func:`espnet_speechclip.evaluation.keyword_spans.peak_spans`).
 
     Raises:
         FileNotFoundError: a missing config or weights file.
@@ -189,7 +192,8 @@ class Speech2Image:
         device: str = "cpu",
         batch_size: int = 16,
         clip_weights: bool = True,
-        attention_mass: float = 0.9,
+        span_share: float = 0.5,
+        min_peak_ratio: float = 2.0,
     ):
         from espnet_speechclip.config import config_value, read_config
         from espnet_speechclip.models.builder import build_model
@@ -210,7 +214,8 @@ class Speech2Image:
         self.device = str(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
-        self.attention_mass = attention_mass
+        self.span_share = span_share
+        self.min_peak_ratio = min_peak_ratio
         self._image_encoder = model.image_encoder
         self._use_amp = bool(config_value(self.config, "use_amp", False))
         self._amp_dtype = config_value(self.config, "amp_dtype")
@@ -389,15 +394,16 @@ class Speech2Image:
     ) -> Tuple[np.ndarray, np.ndarray]:
         """One utterance's keyword weights (K, T) and, CIF, its units' (start, end) frames (K, 2) ->
         (attention (K, T) float32, spans (K, 2) float64 seconds within [0, duration])."""
-        from espnet_speechclip.evaluation.keyword_timing import attention_spans
+        from espnet_speechclip.evaluation.keyword_spans import peak_spans
 
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset
         if unit_frames is not None:  # CIF: the unit between its firing boundaries
             spans = unit_frames / rate + offset
         else:
-            spans = np.array(attention_spans(attention, rate, self.attention_mass, offset), np.float64)
-        # a span never leaves its utterance (the first and last frames' nominal spans can)
+            spans = peak_spans(attention, rate, offset, self.span_share, self.min_peak_ratio)
+        # a span never leaves its utterance (the first and last frames' nominal spans can); NaN, no
+        # confident span, stays NaN
         spans = np.clip(spans.reshape(-1, 2), 0.0, duration)
         return attention.astype(np.float32), spans
 
@@ -418,7 +424,8 @@ class Speech2Image:
         Inputs are file paths (any rate, resampled), 16 kHz waveforms (T,), or (waveform, rate);
         ``names`` (one per input, e.g. utterance ids) label them in error messages. With ``timing``
         (cascaded branch) also ``keyword_spans`` (N, K, 2) float32: where each keyword was heard, start
-        and end in seconds (see :class:`KeywordTiming`; NaN beyond an utterance's own keywords).
+        and end in seconds (see :class:`KeywordTiming`; NaN beyond an utterance's own keywords and for a
+        keyword without a confident span).
         ``progress`` shows a progress bar on stderr.
         """
         wavs = self._load_all(speech, names)
@@ -564,7 +571,10 @@ class Speech2Image:
         encoder = self.model.speech_encoder
         timings = []
         for keywords, (att, spans), wav in zip(keywords_of(out), rows, wavs):
-            timed = [k._replace(start=float(a), end=float(b)) for k, (a, b) in zip(keywords, spans)]
+            timed = [
+                k if np.isnan(a) or np.isnan(b) else k._replace(start=float(a), end=float(b))
+                for k, (a, b) in zip(keywords, spans)
+            ]
             timings.append(
                 KeywordTiming(timed, att, encoder.frame_rate, len(wav) / SAMPLE_RATE, encoder.frame_offset)
             )

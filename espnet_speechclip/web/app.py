@@ -40,6 +40,18 @@ from espnet_speechclip.web.keyword_figure import keyword_figure
 
 logger = logging.getLogger(__name__)
 
+# How the keyword figure is read, and how each keyword's span is chosen (see
+# espnet_speechclip.evaluation.keyword_spans).
+KEYWORD_FIGURE_NOTE = (
+    "Each row is one keyword's weight over the utterance: for cascaded and hybrid models its query's "
+    "attention in the cascaded branch's last layer (mean over heads), for SpeechCLIP+ models the share of "
+    "each frame its CIF unit integrated. The dashed line is what attention spread evenly would be. The "
+    "shaded span is where the keyword was heard: the run of frames around its attention peak whose weight "
+    "stays at least half the peak's; a keyword whose peak is under twice the dashed line was heard nowhere "
+    "in particular and is marked not localised. For SpeechCLIP+ models the span is the stretch its unit "
+    "integrated, between its firing boundaries."
+)
+
 # Set before Gradio is imported: no telemetry, no version check, nothing sent to the Hub.
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
 # The pick lists show at most this many entries (a corpus' test set can hold 25k utterances).
@@ -188,11 +200,7 @@ class DemoPage:
             "<h3>Keywords and where they were heard</h3>"
             + render.keyword_chips(result.keywords)
             + keyword_figure(wav, result.timing)
-            + render.note(
-                "Each row is one keyword's attention over the utterance (its query in the cascaded branch's "
-                "last layer, mean over heads); the shaded span holds the central 90% of it, the dashed line "
-                "is what attention spread evenly would be."
-            )
+            + render.note(KEYWORD_FIGURE_NOTE)
         )
 
     def pick_utterance(self, utt: Optional[str]) -> Tuple[Optional[str], Optional[str]]:

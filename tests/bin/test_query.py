@@ -41,15 +41,17 @@ def test_query_cli_prints_ranked_images_and_keywords(sc, capsys, tmp_path):
     assert [float(r[2]) for r in rows] == pytest.approx([h.score for h in hits], abs=1e-4)
     # keywords: subword, score and where in the utterance it was heard, as the API says
     assert out[5] == "keywords (4; score, heard from-to seconds):"
+    # (a tiny untrained model's attention is nearly even: such a keyword is printed as not localised)
     rows = [
-        re.match(r"^\s+(\d)\s+(\S+)\s+(\d\.\d{3})\s+(\d+\.\d{2})-(\d+\.\d{2})$", line) for line in out[6:10]
+        re.match(r"^\s+(\d)\s+(\S+)\s+(\d\.\d{3})\s+(?:(\d+\.\d{2})-(\d+\.\d{2})|not localised)$", line)
+        for line in out[6:10]
     ]
     assert all(rows), out[6:10]
     keywords = pipe.keywords(wav, timing=True)
     assert [r[2] for r in rows] == [k.token for k in keywords]
     assert [float(r[3]) for r in rows] == pytest.approx([k.score for k in keywords], abs=1e-3)
-    assert [(float(r[4]), float(r[5])) for r in rows] == [
-        (round(k.start, 2), round(k.end, 2)) for k in keywords
+    assert [None if r[4] is None else (float(r[4]), float(r[5])) for r in rows] == [
+        None if k.start is None else (round(k.start, 2), round(k.end, 2)) for k in keywords
     ]
     assert out[10] == "texts (top 3 of 3):" and len(out) == 14
     assert isinstance(hits[0], Hit)
