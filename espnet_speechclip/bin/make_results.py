@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import List
 
 from espnet_speechclip.errors import MissingFileError, run_cli
-from espnet_speechclip.evaluation.results import clear_results_record, write_results
+from espnet_speechclip.evaluation.results import write_results
 from espnet_speechclip.identity import model_identity
 from espnet_speechclip.inference.decode_dir import require_current
 from espnet_speechclip.inference.loader import find_weights
+from espnet_speechclip.locks import folder_lock
 
 
 def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) -> List[str]:
@@ -90,13 +91,19 @@ def main(cmd=None) -> None:
     args = p.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     exp_dir = Path(args.exp_dir)
+    # one writer of the experiment folder at a time (training holds it too)
+    with folder_lock(exp_dir, "scoring"):
+        _make_results(args, exp_dir)
+
+
+def _make_results(args: argparse.Namespace, exp_dir: Path) -> None:
+    """RESULTS.md, results.json, the pictures and their record for ``exp_dir``."""
     model_file = Path(args.model_file) if args.model_file else find_weights(exp_dir)
     model = model_identity(exp_dir / "config.yaml", model_file)
     # Only the inference of this model on the data as it is now may be scored.
     for test_set in args.test_set:
         data_dir = Path(args.data_root) / test_set if args.data_root else None
         require_current(exp_dir / f"decode_{test_set}", model, data_dir)
-    clear_results_record(exp_dir)
 
     from espnet_speechclip.inference.speech2image import Speech2Image
     from espnet_speechclip.models.random_weights import count_parameters

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from espnet_speechclip.errors import InputError
+
 __all__ = ["PEAK_SHARE", "MIN_PEAK_RATIO", "attention_spans", "peak_ratio", "peak_spans"]
 
 # A frame belongs to a keyword's span while its weight is at least this share of the peak's (the
@@ -36,18 +38,18 @@ def _rows(attention: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """(K, T) non-negative finite weights, each row normalised to sum 1 (ValueError otherwise)."""
     att = np.asarray(attention, dtype=np.float64)
     if att.ndim != 2:
-        raise ValueError(f"attention must be (K, T), got shape {att.shape}")
+        raise InputError(f"attention must be (K, T), got shape {att.shape}")
     if not np.isfinite(att).all() or (att < 0).any():
-        raise ValueError("attention weights must be finite and non-negative")
+        raise InputError("attention weights must be finite and non-negative")
     sums = att.sum(axis=1, keepdims=True)
     if (sums <= 0).any():
-        raise ValueError("every keyword needs some attention on the frames (a row sums to 0)")
+        raise InputError("every keyword needs some attention on the frames (a row sums to 0)")
     return att / sums
 
 
 def _check_rate(frame_rate: float) -> None:
     if frame_rate <= 0:
-        raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+        raise InputError(f"frame_rate must be positive, got {frame_rate}")
 
 
 def peak_ratio(attention: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -84,9 +86,9 @@ def peak_spans(
     att = _rows(attention)
     _check_rate(frame_rate)
     if not 0 < share <= 1:
-        raise ValueError(f"share must be in (0, 1], got {share}")
+        raise InputError(f"share must be in (0, 1], got {share}")
     if min_ratio < 0:
-        raise ValueError(f"min_ratio must be >= 0, got {min_ratio}")
+        raise InputError(f"min_ratio must be >= 0, got {min_ratio}")
     spans = np.full((att.shape[0], 2), np.nan)
     ratio = att.max(axis=1) * att.shape[1]
     for k, row in enumerate(att):
@@ -130,7 +132,7 @@ def attention_spans(
     """
     att = _rows(attention)
     if not 0 < mass <= 1:
-        raise ValueError(f"mass must be in (0, 1], got {mass}")
+        raise InputError(f"mass must be in (0, 1], got {mass}")
     _check_rate(frame_rate)
     cum = np.cumsum(att, axis=1)  # (K, T)
     lo = (1.0 - mass) / 2

@@ -22,6 +22,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from espnet_speechclip.errors import InputError
+
 __all__ = [
     "boundary_prf",
     "equal_spans",
@@ -84,9 +86,9 @@ def boundary_prf(
     count one hit and one false alarm.
     """
     if len(predicted) != len(reference):
-        raise ValueError(f"{len(predicted)} predicted and {len(reference)} reference utterances")
+        raise InputError(f"{len(predicted)} predicted and {len(reference)} reference utterances")
     if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        raise InputError(f"tolerance must be >= 0, got {tolerance}")
     n_pred = n_ref = n_hit = 0
     for pred, ref in zip(predicted, reference):
         p, r = sorted(float(x) for x in pred), sorted(float(x) for x in ref)
@@ -186,7 +188,7 @@ def keyword_word_matches(
         special_ids: ids that never match a word (pad, SOT, EOT).
     """
     if not len(keyword_spans) == len(keyword_ids) == len(word_alignments):
-        raise ValueError(
+        raise InputError(
             f"{len(keyword_spans)} span lists, {len(keyword_ids)} id lists and "
             f"{len(word_alignments)} alignments: one of each per utterance expected"
         )
@@ -202,7 +204,7 @@ def keyword_word_matches(
     out: list[KeywordMatch] = []
     for u, (spans, ids, words) in enumerate(zip(keyword_spans, keyword_ids, word_alignments)):
         if len(spans) != len(ids):
-            raise ValueError(f"utterance {u}: {len(spans)} keyword spans but {len(ids)} keyword ids")
+            raise InputError(f"utterance {u}: {len(spans)} keyword spans but {len(ids)} keyword ids")
         extent = (
             min((float(s) for _, s, _ in words), default=0.0),
             max((float(e) for *_, e in words), default=0.0),
@@ -266,12 +268,12 @@ def span_contains_word(
         occurs). Raises ValueError when there are no keywords at all.
     """
     if mode not in ("overlap", "contains", "within"):
-        raise ValueError(f"mode must be overlap, contains or within, got {mode!r}")
+        raise InputError(f"mode must be overlap, contains or within, got {mode!r}")
     matches = keyword_word_matches(
         keyword_spans, keyword_ids, word_alignments, word_token_ids, tolerance, special_ids
     )
     if not matches:
-        raise ValueError("no keywords to score")
+        raise InputError("no keywords to score")
     occurring = [m for m in matches if m.in_transcript]
     return sum(getattr(m, mode) for m in occurring) / len(occurring) if occurring else 0.0
 

@@ -7,8 +7,10 @@ results.json maps each test set to its branches:
 :mod:`espnet_speechclip.evaluation.scoring`).
 
 The pages carry a record (``.results.json.made_from.json``, :mod:`espnet_speechclip.provenance`) of the
-model and decode folders they were computed from, written after them; packing refuses results whose
-record names another model.
+model and decode folders they were computed from and of the pages' own sha256, written after them and
+never removed before: results pass :func:`require_results_of` only when their record names the model and
+matches them byte for byte, so packing refuses results of another model, of an interrupted scoring run,
+or without a record (unless the user says they were written by hand).
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ import numpy as np
 from espnet_speechclip.config import config_value, read_config
 from espnet_speechclip.errors import MissingFileError
 from espnet_speechclip.evaluation.tables import hit_rate_table, keyword_timing_table, retrieval_table
+from espnet_speechclip.files import write_text_atomic
 from espnet_speechclip.inference.decode_dir import RECORD_KIND as DECODE_KIND
 from espnet_speechclip.inference.decode_dir import DecodeDir
 from espnet_speechclip.models.builder import option_value
 from espnet_speechclip.provenance import (
     RECORD_NAME,
+    ProvenanceError,
+    check_record,
     clear_record,
     digest,
     read_record,
@@ -151,11 +156,6 @@ def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 
     return lines
 
 
-def clear_results_record(exp_dir: str | Path) -> None:
-    """Drop the record of ``exp_dir``'s results before any of them is rewritten."""
-    clear_record(record_path(Path(exp_dir) / "results.json"))
-
-
 def write_results(
     exp_dir: str | Path,
     test_sets: List[str],
@@ -171,14 +171,16 @@ def write_results(
     (:func:`espnet_speechclip.inference.decode_dir.require_current`).
     """
     exp_dir = Path(exp_dir)
-    clear_results_record(exp_dir)
     results: Dict[str, Dict] = {}
     for s in test_sets:
         f = exp_dir / f"decode_{s}" / "scores.json"
         if not f.is_file():
             raise MissingFileError(f"{f} is missing: run the inference stage for {s} first")
         results[s] = json.loads(f.read_text(encoding="utf-8"))
-    (exp_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    # The earlier record stays until the new one replaces it: it holds the sha256 of the pages it was
+    # written with, so a run stopped between writing a page and its record leaves pages that do not
+    # match their record, refused by require_results_of, never results without a record.
+    write_text_atomic(exp_dir / "results.json", json.dumps(results, indent=2) + "\n")
 
     config = read_config(exp_dir / "config.yaml")
     clip = config_value(config, "clip_conf")
@@ -217,8 +219,10 @@ def write_results(
             md += ["### Keyword timing (cascaded)", ""]
             md += keyword_timing_table(cascaded["keyword_timing"]) + [""]
     md += extra_sections or []
-    (exp_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    if model is not None:
+    write_text_atomic(exp_dir / "RESULTS.md", "\n".join(md) + "\n")
+    if model is None:  # pages of no known model: none of their earlier record may vouch for them
+        clear_record(record_path(exp_dir / "results.json"))
+    else:
         decodes = {}
         for s in test_sets:
             record = read_record(exp_dir / f"decode_{s}" / RECORD_NAME) or {}
@@ -233,3 +237,25 @@ def write_results(
             outputs=outputs,
         )
     return results
+
+
+def require_results_of(results_json: str | Path, model: dict) -> None:
+    """Refuse ``results_json`` unless the scoring stage wrote it for ``model`` (its identity,
+    :func:`espnet_speechclip.inference.loader.model_identity`) and it is unchanged since: its record
+    names that model and the file's sha256. A decode folder's ``scores.json`` passes on the decode
+    folder's record.
+
+    Raises:
+        ProvenanceError: no record (an interrupted scoring run, a copied or hand-written file), a record
+            of another model, or a file changed since its record was written; the message says what to do.
+    """
+    results_json = Path(results_json)
+    record, kind = record_path(results_json), RECORD_KIND
+    if read_record(record) is None and results_json.name == "scores.json":
+        record, kind = results_json.parent / RECORD_NAME, DECODE_KIND
+    problem = check_record(record, kind, {"model": model}, keys=["model"])
+    if problem is not None:
+        raise ProvenanceError(
+            f"{results_json} {problem}: rerun the scoring stage (stage 7) for this model; for results "
+            f"written by hand, say so (pack --hand_written_results)"
+        )

@@ -117,12 +117,15 @@ def keyword_timing_table(timing: Dict[str, float]) -> List[str]:
     def sec(key: str) -> str:
         return f"{timing[key]:.2f} s" if key in timing else "–"
 
-    occurring = timing.get("keywords_in_transcript")
-    counted = f"{timing['keywords']} keywords" + (
-        f", {occurring} in the transcript" if occurring is not None else ""
+    # scores written by older versions lack the counts: the table then leaves them out
+    counted = ", ".join(
+        f"{timing[key]} {what}"
+        for key, what in (("keywords", "keywords"), ("keywords_in_transcript", "in the transcript"))
+        if key in timing
     )
+    counted = f" ({counted})" if counted else ""
     return [
-        f"Keyword time spans ({source}) against the word alignment ({counted}). Boundaries: the spans' "
+        f"Keyword time spans ({source}) against the word alignment{counted}. Boundaries: the spans' "
         f"edges against the word boundaries within {ms} ms (utterance edges left out on both sides); chance "
         f"is as many equal spans over the same stretch. Words: how often a keyword that occurs in the "
         f"transcript has a span overlapping / containing (edges within {ms} ms) a word holding its subword; "

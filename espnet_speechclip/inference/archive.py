@@ -43,6 +43,7 @@ import yaml
 from espnet_speechclip.config import dotted_get, dotted_set
 from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.files import atomic_path, sha256_file
+from espnet_speechclip.locks import folder_lock
 
 logger = logging.getLogger(__name__)
 
@@ -378,13 +379,12 @@ def unpack_model(
             resolved = _resolved_config(archive, meta, config_text, target.resolve())
             (tmp / RESOLVED_CONFIG).write_text(resolved, encoding="utf-8")
             (tmp / _COMPLETE).write_text(json.dumps(dict(archive=str(archive.resolve()))), encoding="utf-8")
-            if target.exists():  # an interrupted or hand-edited earlier extraction
-                shutil.rmtree(target)
-            try:
-                os.replace(tmp, target)
-            except OSError:
-                if not _complete(target, meta):  # not a concurrent unpack that finished first
-                    raise
+            # one process at a time replaces an earlier extraction (never a concurrent one's, just finished)
+            with folder_lock(root, "unpacking", wait=True, name=f".{key}.lock"):
+                if not _complete(target, meta):
+                    if target.exists():  # an interrupted or hand-edited earlier extraction
+                        shutil.rmtree(target)
+                    os.replace(tmp, target)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp)

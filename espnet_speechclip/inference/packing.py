@@ -24,13 +24,13 @@ import yaml
 
 from espnet_speechclip.config import config_value, dotted_get, dotted_set, read_config
 from espnet_speechclip.errors import MissingFileError
+from espnet_speechclip.evaluation.results import require_results_of
 from espnet_speechclip.files import atomic_path, sha256_file
 from espnet_speechclip.identity import model_identity
 from espnet_speechclip.inference.archive import FORMAT, FORMAT_VERSION, PackError, unpack_model
 from espnet_speechclip.inference.model_card import CARD_DEFAULTS, model_card
 from espnet_speechclip.inference.speech2image import Speech2Image
 from espnet_speechclip.models.random_weights import count_parameters
-from espnet_speechclip.provenance import explain, read_record, record_path
 from espnet_speechclip.version import __version__
 
 __all__ = ["pack_model", "unpack_model", "PackError", "TRAINING_ONLY"]
@@ -114,6 +114,7 @@ def pack_model(
     dataset: Optional[str] = None,
     license: Optional[str] = None,
     language: Optional[str] = None,
+    hand_written_results: bool = False,
 ) -> Path:
     """Pack a trained model into one archive usable without the recipe.
 
@@ -122,7 +123,9 @@ def pack_model(
         model_file: trained weights (``*.pth``) for that config.
         out_zip: archive to write (replaced atomically if it exists).
         card_text: free text (markdown) put at the top of the model card.
-        results_json: test results (``results.json`` of the recipe, or any JSON), tabulated in the card.
+        results_json: test results tabulated in the card: ``results.json`` of the scoring stage (or a
+            decode folder's ``scores.json``), refused unless its record names these weights.
+        hand_written_results: ``results_json`` was written by hand (any JSON): taken as given.
         base_dir: directory the config's relative paths are relative to (default: the current
             directory, where the recipe ran training).
         dataset: the corpus the model was trained on (the card's ``datasets``, e.g. ``flickr8k``).
@@ -140,15 +143,8 @@ def pack_model(
     config = read_config(config_file)
     results = None
     if results_json is not None:
-        # results written by the recipe record the model they were computed for (a hand-written file
-        # has no record and is taken as given)
-        recorded = ((read_record(record_path(results_json)) or {}).get("made_from") or {}).get("model")
-        model = model_identity(config_file, model_file)
-        if recorded is not None and recorded != model:
-            raise PackError(
-                f"{results_json} was computed for another model ({'; '.join(explain(recorded, model))}): "
-                f"rerun the scoring stage (stage 7) for {model_file} before packing"
-            )
+        if not hand_written_results:  # the scoring stage's results, for exactly these weights
+            require_results_of(results_json, model_identity(config_file, model_file))
         with open(results_json, encoding="utf-8") as f:
             results = json.load(f)
 

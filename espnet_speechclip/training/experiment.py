@@ -26,7 +26,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 
@@ -76,6 +76,18 @@ def process_rank(args: Any) -> int:
     return int(get_rank(args.dist_rank, args.dist_launcher) or 0)
 
 
+def _upgraded(before: Dict[str, Any], now: Dict[str, Any], by_bytes: Mapping[str, str]) -> Dict[str, Any]:
+    """An older record's ``made_from`` in today's terms: its embedding lists were identified by the
+    files' bytes (``content``); where those bytes are unchanged, the list is today's (``embeddings``)."""
+    data = dict(before.get("data") or {})
+    for key, digest in by_bytes.items():
+        entry = data.get(key)
+        if isinstance(entry, dict) and "embeddings" not in entry and entry.get("content") == digest:
+            data[key] = {k: v for k, v in entry.items() if k != "content"}
+            data[key]["embeddings"] = now["data"][key]["embeddings"]
+    return {**before, "data": data}
+
+
 def guard_experiment(args: Any, threads: Optional[int] = None) -> Dict[str, Any]:
     """Check the run's data and compare the run with its folder; write the folder's record (rank 0).
 
@@ -94,15 +106,16 @@ def guard_experiment(args: Any, threads: Optional[int] = None) -> Dict[str, Any]
         old = None
     checked = FileHashes((old or {}).get("hashes"))
     threads = threads or max(1, min(8, os.cpu_count() or 1))
+    by_bytes: Dict[str, str] = {}
     made_from = _jsonable(
         {
             "options": training_options(vars(args), checked),
-            "data": scan_training_data(args, checked, threads=threads),
+            "data": scan_training_data(args, checked, threads=threads, legacy=by_bytes),
         }
     )
     if has_trained_weights(output_dir):
         if old is not None:
-            before, now = old["made_from"], made_from
+            before, now = _upgraded(old["made_from"], made_from, by_bytes), made_from
         else:  # trained by an older version: its config.yaml tells the options, nothing tells the data
             before, now = _previous_options(output_dir, checked), made_from["options"]
         if before is not None and before != now:

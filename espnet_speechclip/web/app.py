@@ -31,7 +31,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, load_audio
+from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, TooLongError, load_audio
 from espnet_speechclip.errors import InputError
 from espnet_speechclip.inference.result_types import QueryResult
 from espnet_speechclip.inference.speech2image import Speech2Image
@@ -166,12 +166,13 @@ class DemoPage:
     ) -> Answer:
         seq = next(self._seq)
         try:
-            wav = load_audio(audio)  # any rate and channel count -> 16 kHz mono
-            if len(wav) > self.max_seconds * SAMPLE_RATE:
+            try:  # any rate and channel count -> 16 kHz mono; the length checked before decoding
+                wav = load_audio(audio, max_seconds=self.max_seconds)
+            except TooLongError as e:
+                length = f"over {self.max_seconds:g} s" if e.seconds is None else f"{e.seconds:.1f} s"
                 raise MediaError(
-                    f"{name} is {len(wav) / SAMPLE_RATE:.1f} s long; this page takes up to "
-                    f"{self.max_seconds:g} s (--max_seconds)"
-                )
+                    f"{name} is {length} long; this page takes up to {self.max_seconds:g} s (--max_seconds)"
+                ) from None
             result = self.s2i.query(wav, branch=branch, timing=self.has_keywords, name=name)
         except (MediaError, ValueError, TypeError) as e:
             message = _input_error(e, audio, name)

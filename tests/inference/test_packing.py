@@ -86,6 +86,7 @@ def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch, caplog
             str(archive),
             "--results_json",
             str(results),
+            "--hand_written_results",
         ]
     )
     with zipfile.ZipFile(archive) as zf:
@@ -210,3 +211,42 @@ def test_pack_cascaded_codebook_and_relative_paths(tmp_path):
     )
     rebuilt = Speech2Image(config_path, model_path).model
     assert torch.equal(rebuilt.cascaded.codebook_ids, model.cascaded.codebook_ids)
+
+
+def test_pack_refuses_results_of_other_weights_or_without_a_record(parallel_exp, tmp_path):
+    """Stage 7 for other weights stopped before its record (or results copied without one): stage 8
+    refuses the results instead of putting another model's recalls in the card."""
+    from espnet_speechclip.evaluation.results import write_results
+    from espnet_speechclip.identity import model_identity
+    from espnet_speechclip.provenance import ProvenanceError, record_path
+
+    config = parallel_exp / "config.yaml"
+    exp = tmp_path / "exp"
+    (exp / "decode_test").mkdir(parents=True)
+    shutil.copy(config, exp / "config.yaml")
+    scores = {"parallel": {"speech_to_image": {"R@1": 6.67, "R@5": 28.3, "R@10": 46.7}}}
+    (exp / "decode_test" / "scores.json").write_text(json.dumps(scores))
+    write_results(exp, ["test"], model=model_identity(config, parallel_exp / "latest.pth"))
+    weights = torch.load(parallel_exp / "latest.pth", weights_only=True)
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] += 1.0
+    torch.save(weights, tmp_path / "other.pth")
+    results = ["--results_json", str(exp / "results.json")]
+    args = [
+        "--config",
+        str(config),
+        "--model_file",
+        str(tmp_path / "other.pth"),
+        "--out",
+        str(tmp_path / "m.zip"),
+    ]
+    # what a scoring run killed after removing the record left: the first model's results, no record
+    record = record_path(exp / "results.json")
+    kept = record.read_bytes()
+    record.unlink()
+    with pytest.raises(ProvenanceError, match="results.json has no record of a finished run"):
+        pack.main([*args, *results])
+    record.write_bytes(kept)
+    with pytest.raises(ProvenanceError, match=r"results.json was made from other inputs \(model.weights: "):
+        pack.main([*args, *results])
+    assert not (tmp_path / "m.zip").exists()

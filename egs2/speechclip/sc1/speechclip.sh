@@ -285,6 +285,8 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         exp=$(exp_of "${c}")
         emb=$(emb_of "${c}")
         mkdir -p "${exp}"
+        # another training of this folder: refused here, before its train.log is opened anew
+        python3 -m espnet_speechclip.locks "${exp}" || exit 1
         # SpeechCLIP+ models counting keywords towards caption lengths read the transcripts
         unit_target=$(conf_get "${c}" model_conf.cascaded_conf.unit_target)
         data=()
