@@ -8,13 +8,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, Iterator, List
 
 import numpy as np
 import torch
@@ -578,3 +579,25 @@ def check_reuse_example_output(out: str, recipe: Path, exp: str, corpus: str, n_
     assert json.loads((decode / "cer.json").read_text())["char"]["n_utts"] == len(refs)
     assert (recipe / "dump" / "token_list" / f"{corpus}_train_bpe100" / "bpe.model").is_file()
     assert "nltk" not in out and "initialized randomly" not in out
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder: Path, what: str = "training") -> Iterator[subprocess.Popen]:
+    """Another process holding ``folder``'s lock (:mod:`espnet_speechclip.locks`) while the block runs;
+    it is killed with SIGKILL at the end, as a crashed holder would be."""
+    code = (
+        "import time\n"
+        "from espnet_speechclip.locks import folder_lock\n"
+        f"with folder_lock({str(folder)!r}, {what!r}):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

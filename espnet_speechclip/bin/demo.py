@@ -67,7 +67,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     logging.getLogger("espnet_speechclip").setLevel(logging.INFO)
     from espnet_speechclip.config import ConfigError
     from espnet_speechclip.data.media import MediaError
-    from espnet_speechclip.inference.packing import PackError
+    from espnet_speechclip.inference.archive import PackError
     from espnet_speechclip.inference.speech2image import Speech2Image
     from espnet_speechclip.web.app import DemoPage, launch
     from espnet_speechclip.web.index import SearchIndex

@@ -7,8 +7,9 @@
 latest.pth) or a Hub repo id <namespace>/<name>. ``--images`` takes a folder (every image file in it) or
 files. ``--texts`` is a file with one text per line. Cascaded and hybrid models (SpeechCLIP+'s cascaded+
 and hybrid+ too) also print their keywords, each with its score and the span of the utterance it was
-heard in (seconds: the frames holding the central 90% of the keyword's attention; for SpeechCLIP+, the
-stretch its CIF unit integrated). Results go to stdout, logs to stderr.
+heard in (seconds: the run of frames around the peak of the keyword's attention, ``not localised``
+where the attention has no confident peak; for SpeechCLIP+, the stretch its CIF unit integrated). Results
+go to stdout, logs to stderr.
 
 ``--index IDX`` searches a collection indexed by ``python -m espnet_speechclip.bin.index build`` (nothing
 is embedded but the query: ``--speech``, ``--text`` or ``--image``); the index refuses a model it was not
@@ -27,9 +28,12 @@ from typing import List, Optional
 
 from espnet_speechclip.data.media import MediaError, probe_audio, probe_image
 from espnet_speechclip.errors import run_cli
+from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE, PackError
 from espnet_speechclip.inference.hub import HubError, parse_repo_id
-from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE, PackError
-from espnet_speechclip.inference.speech2image import Hit, Keyword, Speech2Image, list_images
+from espnet_speechclip.inference.inputs import list_images
+from espnet_speechclip.inference.result_types import Hit, Keyword
+from espnet_speechclip.inference.speech2image import Speech2Image
+from espnet_speechclip.weights import WeightsError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -97,7 +101,8 @@ def _print_keywords(keywords: List[Keyword]) -> None:
     print(f"keywords ({len(keywords)}; score, heard from-to seconds):")
     width = max((len(k.token) for k in keywords), default=0)
     for rank, k in enumerate(keywords, 1):
-        print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {k.start:6.2f}-{k.end:.2f}")
+        span = "not localised" if k.start is None or k.end is None else f"{k.start:6.2f}-{k.end:.2f}"
+        print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {span}")
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
@@ -141,7 +146,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if not images and not texts and "cascaded" not in s2i.branches:
             parser.error("give --images and/or --texts (a parallel model has no keywords to show)")
         result = s2i.query(args.speech, images, texts, args.topk, args.branch, timing=True)
-    except (FileNotFoundError, MediaError, PackError, HubError) as e:  # bad input: the message names it
+    except (FileNotFoundError, MediaError, PackError, HubError, WeightsError) as e:  # bad input, named
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(f"query: {args.speech}  (model {args.model}, {result.branch} branch)")
     if images:

@@ -1,7 +1,7 @@
 """What an index is made from: the model, the CLIP and the space its embeddings live in.
 
 ``{"model": {"weights", "options"}, "clip": <CLIP fingerprint>, "modality", "branch", "dtype"}``: the
-model by content (:func:`espnet_speechclip.inference.loader.model_identity`: the same model from an
+model by content (:func:`espnet_speechclip.identity.model_identity`: the same model from an
 experiment folder, a packed archive or the Hub is the same), the CLIP by name and weights' hash
 (:func:`espnet_speechclip.training.image_cache.clip_fingerprint`). Queries compare ``model`` and
 ``clip``.
@@ -28,7 +28,7 @@ def made_from(
     """The record of an index embedded by the model ``(config, model_file)`` (no model is loaded;
     ``model_file`` None: random trainable weights). ``branch`` matters for speech collections only."""
     from espnet_speechclip.config import read_config
-    from espnet_speechclip.inference.loader import model_identity
+    from espnet_speechclip.identity import model_identity
     from espnet_speechclip.training.image_cache import clip_fingerprint
 
     cfg = read_config(config)

@@ -25,7 +25,7 @@ import numpy as np
 from espnet_speechclip.errors import InputError
 from espnet_speechclip.index import kind, layout
 from espnet_speechclip.index.identity import made_from_of
-from espnet_speechclip.inference.speech2image import Hit
+from espnet_speechclip.inference.result_types import Hit
 
 if TYPE_CHECKING:
     from espnet_speechclip.inference.speech2image import Speech2Image

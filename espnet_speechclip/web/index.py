@@ -24,14 +24,9 @@ import numpy as np
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.index.search import EmbeddingIndex
-from espnet_speechclip.inference.speech2image import (
-    Hit,
-    Keyword,
-    Speech2Image,
-    keywords_of,
-    list_images,
-    rank,
-)
+from espnet_speechclip.inference.inputs import list_images
+from espnet_speechclip.inference.result_types import Hit, Keyword, keywords_of, rank
+from espnet_speechclip.inference.speech2image import Speech2Image
 
 logger = logging.getLogger(__name__)
 

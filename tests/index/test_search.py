@@ -10,7 +10,7 @@ from espnet_speechclip.index.collection import IMAGE, read_collection
 from espnet_speechclip.index.embed import embed_items
 from espnet_speechclip.index.identity import made_from_of
 from espnet_speechclip.index.search import EmbeddingIndex, IndexMismatchError
-from espnet_speechclip.inference.speech2image import rank
+from espnet_speechclip.inference.result_types import rank
 
 WAVE = (0.1 * np.random.default_rng(3).standard_normal(8000)).astype(np.float32)
 

@@ -18,6 +18,8 @@ Usage: ./run.sh [options]
   --skip_eval BOOL             skip stages 6-7 (inference, scoring)
   --skip_packing BOOL          skip stage 8 (packing into exp/<tag>/packed/model.zip)
   --skip_upload_hf BOOL        skip stage 9 (it runs only with --hf_repo anyway)
+  --mteb BOOL                  stage 7 also runs MTEB's evaluator on the test set (needs the extra:
+                               pip install -e '.[mteb]'); RESULTS.md then shows its nDCG@10 beside ours
   --corpus NAME                synth (default, generated here), flickr8k or spokencoco (paths in db.sh)
   --train_config "A [B ...]"   training config(s); one experiment each
   --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
@@ -57,6 +59,7 @@ skip_train=false
 skip_eval=false
 skip_packing=false
 skip_upload_hf=false
+mteb=false
 corpus=synth
 train_config=""
 ngpu=0
@@ -88,7 +91,7 @@ case "${corpus}" in
     synth|flickr8k|spokencoco) ;;
     *) log "unknown --corpus ${corpus} (synth, flickr8k or spokencoco)"; exit 1 ;;
 esac
-for flag in skip_data_prep skip_train skip_eval skip_packing skip_upload_hf; do
+for flag in skip_data_prep skip_train skip_eval skip_packing skip_upload_hf mteb; do
     case "${!flag}" in
         true|false) ;;
         *) log "--${flag} must be true or false, got '${!flag}'"; exit 1 ;;
@@ -106,12 +109,17 @@ fi
 if [ -n "${pretrained_model}" ] && [ ! -f "${pretrained_model}" ]; then
     log "--pretrained_model ${pretrained_model} does not exist"; exit 1
 fi
+info() { python3 -m espnet_speechclip.bin.recipe_info "$@"; }
 # A model given instead of trained: its one experiment folder stands in for the training configs.
 fixed_exp=""
-if [ -n "${download_model}" ] && [ -e "${download_model}" ]; then  # a local packed model
-    fixed_exp=${expdir}/${tag:-$(basename "${download_model}" .zip)}
-elif [ -n "${download_model}" ]; then  # a Hub repo id, as ESPnet lays them out: exp/<namespace>/<name>
-    fixed_exp=${expdir}/${tag:-${download_model}}
+if [ -n "${download_model}" ]; then
+    # a local packed model: its file name; a Hub repo id, as ESPnet lays them out: exp/<namespace>/<name>
+    # (checked first: a revision with '..' parts must not name a folder outside exp/)
+    exp_folder=${tag}
+    if [ -z "${exp_folder}" ]; then
+        exp_folder=$(info download-exp-name "${download_model}") || exit 1
+    fi
+    fixed_exp=${expdir}/${exp_folder}
 elif [ -n "${pretrained_model}" ]; then
     fixed_exp=${expdir}/${tag:-${corpus}_$(basename "${pretrained_model}" .ckpt)}
 fi
@@ -131,7 +139,6 @@ if [ -z "${fixed_exp}" ]; then
     done
 fi
 
-info() { python3 -m espnet_speechclip.bin.recipe_info "$@"; }
 train_set=$(info set-name "${corpus}" train)
 dev_set=$(info set-name "${corpus}" dev)
 test_set=$(info set-name "${corpus}" test)
@@ -257,7 +264,7 @@ model_args=()
 set_model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
     model_args=()
     case "$(conf_get "$1" model)" in
-        cascaded|hybrid|cascaded_plus|hybrid_plus) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
+        cascaded|hybrid|cascaded_plus|hybrid_plus|hybrid_shared) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
     esac
 }
 
@@ -278,6 +285,8 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         exp=$(exp_of "${c}")
         emb=$(emb_of "${c}")
         mkdir -p "${exp}"
+        # another training of this folder: refused here, before its train.log is opened anew
+        python3 -m espnet_speechclip.locks "${exp}" || exit 1
         # SpeechCLIP+ models counting keywords towards caption lengths read the transcripts
         unit_target=$(conf_get "${c}" model_conf.cascaded_conf.unit_target)
         data=()
@@ -352,11 +361,27 @@ fi
 
 if runs 7 "${skip_eval}"; then
     log "Stage 7: scoring"
+    score_exp() {  # score_exp <exp> <model>: (with --mteb true, MTEB's evaluator, then) RESULTS.md
+        local exp=$1 model=$2 mteb_args=()
+        if "${mteb}"; then
+            run_quiet "${exp}/mteb.log" python3 -m espnet_speechclip.bin.mteb_eval --model "${exp}" \
+                --model_file "${model}" --data_dir "${dumpdir}/raw/${test_set}" --output_folder "${exp}/mteb" \
+                --device "${device}"
+            mteb_args=(--mteb_dir "${exp}/mteb")
+        fi
+        # an imported release: our value of the dev metric its file was selected by, from stage 6's dev decode
+        local dev_args=()
+        if [ -f "${exp}/import.json" ] && [ -f "${exp}/decode_${dev_set}/scores.json" ]; then
+            dev_args=(--dev_set "${dev_set}")
+        fi
+        run_quiet "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results \
+            --exp_dir "${exp}" --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw" \
+            "${mteb_args[@]}" "${dev_args[@]}"
+    }
     for c in ${train_config}; do  # one process per config, up to nj at a time
         exp=$(exp_of "${c}")
         model=$(model_of "${exp}")
-        bg_run "${nj}" run_quiet "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results \
-            --exp_dir "${exp}" --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw"
+        bg_run "${nj}" score_exp "${exp}" "${model}"
     done
     bg_wait
     for c in ${train_config}; do
