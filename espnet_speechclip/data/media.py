@@ -148,3 +148,25 @@ def load_image(path: str | Path):
             return im.convert("RGB")
     except Exception as e:
         raise MediaError(f"image file {path} cannot be decoded: {e}") from e
+
+
+# log_mel's analysis: 25 ms windows every 10 ms, 40 mel bands (16 kHz input)
+MEL_HOP = 160
+_MEL_BANDS = 40
+_mel = None
+
+
+def log_mel(wav: np.ndarray) -> np.ndarray:
+    """16 kHz waveform (S,) -> (S // MEL_HOP + 1, 40) float64 log mel spectrum, row j centred at
+    j * MEL_HOP samples (what keyword spans segment an utterance on)."""
+    global _mel
+    import torch
+    import torchaudio
+
+    if _mel is None:  # built once: its filterbank is the same for every utterance
+        _mel = torchaudio.transforms.MelSpectrogram(
+            SAMPLE_RATE, n_fft=400, hop_length=MEL_HOP, n_mels=_MEL_BANDS
+        )
+    with torch.no_grad():
+        spec = _mel(torch.as_tensor(np.asarray(wav), dtype=torch.float32))
+    return torch.log(spec + 1e-6).T.double().numpy()

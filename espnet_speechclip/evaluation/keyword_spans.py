@@ -12,8 +12,16 @@ Pure functions: arrays in, spans (seconds) out; nothing here imports a model. Ti
   utterance, because a softmax over all frames leaves a long, low tail that the mass rule must cover.
 - :func:`attention_spans`: the frames holding the central X % of a keyword's attention mass (kept for
   comparison and for callers that want a mass guarantee).
-- :func:`unit_peak_spans` (CIF models, cascaded+ / hybrid+): the peak rule applied to each unit's
-  integration weights within its firing boundaries.
+- :func:`change_boundaries`: an unsupervised word segmentation of the utterance from its signal: the
+  points where the spectrum changes most (a GradSeg-like peak picking on adjacent-window distances,
+  with a words-per-second target). No transcript is used.
+- :func:`segment_spans` (the rule inference uses for K-token cascaded and hybrid models, fed with the
+  keywords' input x gradient saliency): the word-like segment holding a keyword's peak, joined with
+  neighbouring segments that hold at least half as much weight per frame. A span then starts and
+  ends where the signal changes, not where a weight crosses a threshold, so it covers a whole word
+  more often than a run of frames above half the peak does.
+- :func:`box_weights`: each CIF unit (cascaded+ / hybrid+) as an even weight over its firing interval,
+  so that :func:`segment_spans` snaps a unit onto the word segments it covers.
 """
 
 from __future__ import annotations
@@ -24,7 +32,17 @@ import numpy as np
 
 from espnet_speechclip.errors import InputError
 
-__all__ = ["PEAK_SHARE", "MIN_PEAK_RATIO", "attention_spans", "peak_ratio", "peak_spans"]
+__all__ = [
+    "PEAK_SHARE",
+    "MIN_PEAK_RATIO",
+    "SECONDS_PER_SEGMENT",
+    "attention_spans",
+    "box_weights",
+    "change_boundaries",
+    "peak_ratio",
+    "peak_spans",
+    "segment_spans",
+]
 
 # A frame belongs to a keyword's span while its weight is at least this share of the peak's (the
 # half-maximum width of a peak): measured on the built-in corpus, see the README's keyword timing.
@@ -32,6 +50,10 @@ PEAK_SHARE = 0.5
 # A keyword has a span only when its peak weight is at least this many times the weight an even spread
 # over the utterance's frames would give (1 / T): a flat attention has ratio 1 and no confident peak.
 MIN_PEAK_RATIO = 2.0
+# change_boundaries cuts an utterance into about one segment per this many seconds: a little below the
+# mean word of the built-in corpus' TRAINING alignments (0.24 s), as over-segmenting costs a span less
+# (segment_spans joins neighbours) than merging two words does. Measured, see the README.
+SECONDS_PER_SEGMENT = 0.2
 
 
 def _rows(attention: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -143,3 +165,115 @@ def attention_spans(
         end = max(int(np.flatnonzero(row >= hi - 1e-9)[0]), start)
         spans.append((offset + start / frame_rate, offset + (end + 1) / frame_rate))
     return spans
+
+
+def change_boundaries(
+    features: np.ndarray,
+    hop: float,
+    seconds_per_segment: float = SECONDS_PER_SEGMENT,
+    window: int = 3,
+    min_gap: int = 8,
+) -> np.ndarray:
+    """Unsupervised word-like segmentation: boundaries where the signal's features change most.
+
+    Args:
+        features: (N, D) per-hop features of one utterance (e.g. log-mel, 10 ms hops); row j covers
+            time j * hop.
+        hop: seconds per row.
+        seconds_per_segment: the utterance gets round(N * hop / this) segments (at least 1).
+        window: the change at point j is the distance between the mean of rows j-window..j-1 and of
+            rows j..j+window-1.
+        min_gap: chosen boundaries are at least this many rows apart and from either end.
+
+    Returns:
+        (S + 1,) float64 sorted boundary times in seconds, from 0 to N * hop: segment i is
+        [b_i, b_{i+1}). Boundaries are the local maxima of the change, largest first, as long as they
+        keep ``min_gap``; fewer than S - 1 when too few maxima qualify.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or len(f) == 0:
+        raise InputError(f"features must be (N, D) with N > 0, got shape {f.shape}")
+    if not np.isfinite(f).all():
+        raise InputError("features must be finite")
+    if hop <= 0 or seconds_per_segment <= 0 or window < 1 or min_gap < 1:
+        raise InputError("hop and seconds_per_segment must be positive, window and min_gap >= 1")
+    n = len(f)
+    # prefix sums give every window mean in O(N D)
+    cum = np.vstack([np.zeros((1, f.shape[1])), np.cumsum(f, axis=0)])
+    j = np.arange(1, n)
+    lo, hi = np.maximum(j - window, 0), np.minimum(j + window, n)
+    left = (cum[j] - cum[lo]) / (j - lo)[:, None]
+    right = (cum[hi] - cum[j]) / (hi - j)[:, None]
+    change = np.zeros(n + 1)
+    change[1:n] = np.linalg.norm(left - right, axis=1)
+    wanted = max(int(round(n * hop / seconds_per_segment)), 1) - 1
+    maxima = [t for t in range(1, n) if change[t] >= change[t - 1] and change[t] >= change[t + 1]]
+    chosen: list[int] = []
+    # stable sort: among equal changes the earlier point wins, so the result is deterministic
+    for t in sorted(maxima, key=lambda t: -change[t]):
+        if len(chosen) >= wanted:
+            break
+        if min_gap <= t <= n - min_gap and all(abs(t - c) >= min_gap for c in chosen):
+            chosen.append(t)
+    return np.array([0, *sorted(chosen), n], dtype=np.float64) * hop
+
+
+def segment_spans(
+    weights: np.ndarray | Sequence[Sequence[float]],
+    boundaries: np.ndarray | Sequence[float],
+    frame_rate: float,
+    offset: float = 0.0,
+    share: float = PEAK_SHARE,
+    min_ratio: float = MIN_PEAK_RATIO,
+) -> np.ndarray:
+    """Per keyword, the word-like segment(s) around its peak frame, or NaN without a confident peak.
+
+    Args:
+        weights: (K, T) non-negative weights of K keywords over the utterance's T model frames (e.g.
+            input x gradient saliency clipped at 0, or attention); rows normalised here.
+        boundaries: (S + 1,) sorted segment boundaries in seconds (:func:`change_boundaries`).
+        frame_rate, offset: model frame t covers [offset + t / rate, offset + (t + 1) / rate); it
+            belongs to the segment holding its centre (the first or last segment when outside).
+        share: neighbouring segments join the peak's while their mean weight per frame is >=
+            ``share`` x the peak segment's (segments holding no frame centre are skipped over).
+        min_ratio: as in :func:`peak_spans`: a row whose peak is < ``min_ratio`` / T gets NaN.
+
+    Returns:
+        (K, 2) float64 (start, end) seconds: from the first joined segment's start to the last one's end.
+    """
+    att = _rows(weights)
+    _check_rate(frame_rate)
+    b = np.asarray(boundaries, dtype=np.float64)
+    if b.ndim != 1 or len(b) < 2 or (np.diff(b) <= 0).any():
+        raise InputError("boundaries must be >= 2 strictly increasing times")
+    if not 0 < share <= 1:
+        raise InputError(f"share must be in (0, 1], got {share}")
+    centres = offset + (np.arange(att.shape[1]) + 0.5) / frame_rate
+    seg = np.clip(np.searchsorted(b, centres, side="right") - 1, 0, len(b) - 2)  # (T,)
+    counts = np.bincount(seg, minlength=len(b) - 1)
+    used = np.flatnonzero(counts)  # segments holding at least one frame, in time order
+    spans = np.full((att.shape[0], 2), np.nan)
+    ratio = att.max(axis=1) * att.shape[1]
+    for k, row in enumerate(att):
+        if ratio[k] < min_ratio:
+            continue
+        mean = np.bincount(seg, weights=row, minlength=len(b) - 1)[used] / counts[used]
+        i = int(np.searchsorted(used, seg[int(np.argmax(row))]))
+        i0 = i1 = i
+        while i0 > 0 and mean[i0 - 1] >= share * mean[i] - 1e-12:
+            i0 -= 1
+        while i1 + 1 < len(used) and mean[i1 + 1] >= share * mean[i] - 1e-12:
+            i1 += 1
+        spans[k] = (b[used[i0]], b[used[i1] + 1])
+    return spans
+
+
+def box_weights(unit_frames: np.ndarray, num_frames: int) -> np.ndarray:
+    """CIF units' (K, 2) fractional (start, end) frames -> (K, T) weights: each frame's overlap with the
+    unit's interval (a unit of zero length keeps its one frame), for :func:`segment_spans`."""
+    u = np.asarray(unit_frames, dtype=np.float64).reshape(-1, 2)
+    t = np.arange(num_frames, dtype=np.float64)
+    w = np.clip(np.minimum(u[:, 1:], t + 1) - np.maximum(u[:, :1], t), 0.0, None)  # (K, T)
+    for k in np.flatnonzero(w.sum(axis=1) <= 0):
+        w[k, int(np.clip(np.floor(u[k, 0]), 0, num_frames - 1))] = 1.0
+    return w

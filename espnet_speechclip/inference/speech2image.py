@@ -31,9 +31,14 @@ import numpy as np
 import torch
 
 from espnet_speechclip.config import config_value, read_config
-from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.data.media import MEL_HOP, SAMPLE_RATE, log_mel
 from espnet_speechclip.errors import InputError, RunError
-from espnet_speechclip.evaluation.keyword_spans import peak_spans
+from espnet_speechclip.evaluation.keyword_spans import (
+    box_weights,
+    change_boundaries,
+    peak_spans,
+    segment_spans,
+)
 from espnet_speechclip.inference.inputs import (
     ImageInput,
     PathLike,
@@ -201,13 +206,15 @@ class Speech2Image:
                         else torch.full_like(frames, att.size(1))
                     )
                     unit_frames = out.keyword_frames  # CIF: (B, K, 2) fractional frames
+                    saliency = out.keyword_saliency  # K-token: (B, K, T)
                     for b in range(len(lengths)):
                         k, t = int(n[b]), int(frames[b])
                         rows.append(
                             self._spans(
                                 att[b, :k, :t].float().cpu().numpy(),
                                 None if unit_frames is None else unit_frames[b, :k].double().cpu().numpy(),
-                                float(lengths[b]) / SAMPLE_RATE,
+                                None if saliency is None else saliency[b, :k, :t].double().cpu().numpy(),
+                                wavs[start + b],
                             )
                         )
                 for k, v in out.per_utterance().items():
@@ -219,14 +226,32 @@ class Speech2Image:
         return merged, (rows if want else None)
 
     def _spans(
-        self, attention: np.ndarray, unit_frames: Optional[np.ndarray], duration: float
+        self,
+        attention: np.ndarray,
+        unit_frames: Optional[np.ndarray],
+        saliency: Optional[np.ndarray],
+        wav: np.ndarray,
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """One utterance's keyword weights (K, T) and, CIF, its units' (start, end) frames (K, 2) ->
-        (attention (K, T) float32, spans (K, 2) float64 seconds within [0, duration])."""
+        """One utterance's keyword attention (K, T), CIF units' (start, end) frames (K, 2) or K-token
+        keywords' saliency (K, T), and its 16 kHz waveform (S,) -> (attention (K, T) float32, spans
+        (K, 2) float64 seconds within the utterance).
+
+        A span is the word-like segment of the signal (:func:`change_boundaries` on the log-mel
+        spectrum) holding the keyword's saliency peak, joined with neighbours holding at least
+        ``span_share`` of its saliency per frame (:func:`segment_spans`); a CIF unit is snapped onto the
+        segments its firing interval covers the same way; a model without either falls back to the
+        attention peak's run (:func:`peak_spans`)."""
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset
-        if unit_frames is not None:  # CIF: the unit between its firing boundaries
-            spans = unit_frames / rate + offset
+        duration = len(wav) / SAMPLE_RATE
+        if unit_frames is not None or saliency is not None:
+            bounds = change_boundaries(log_mel(wav), MEL_HOP / SAMPLE_RATE)
+            if unit_frames is not None:
+                weights, ratio = box_weights(unit_frames, attention.shape[1]), 0.0
+            else:
+                # a keyword whose saliency is 0 everywhere was not read from any frame: no span
+                weights, ratio = saliency + 1e-12, self.min_peak_ratio
+            spans = segment_spans(weights, bounds, rate, offset, self.span_share, ratio)
         else:
             spans = peak_spans(attention, rate, offset, self.span_share, self.min_peak_ratio)
         # a span never leaves its utterance (the first and last frames' nominal spans can); NaN, no

@@ -243,6 +243,30 @@ class CascadedBranch(nn.Module):
         z, attention, _ = self._attend(feats, lengths, return_attention)
         return z, attention
 
+    def keyword_saliency(
+        self, feats: torch.Tensor, lengths: torch.Tensor, keyword_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """feats (B, T, D_a), lengths (B,), keyword_ids (B, K) the chosen CLIP ids -> (B, K, T) input x
+        gradient saliency of each keyword over the frames, clipped at 0 (0 at padding).
+
+        Saliency of frame t for keyword k: sum_d feats[t, d] * d cos(z_k, e_k) / d feats[t, d], with z_k
+        the keyword vector and e_k its codebook row. Unlike the last layer's attention it follows the
+        keyword back through every layer's mixing of frames, so it points at the word the keyword was
+        read from much more often (measured in the README's keyword timing). Evaluate in eval mode:
+        BatchNorm's running statistics keep each utterance's gradient its own. K backward passes.
+        """
+        k = self.num_keywords
+        with torch.enable_grad():
+            x = feats.detach().float().requires_grad_(True)
+            z, _, _ = self._attend(x, lengths, False)
+            rows = F.normalize(self.text_encoder.token_embedding.weight[keyword_ids].float(), dim=-1)
+            score = (F.normalize(z.float(), dim=-1) * rows.to(z.device)).sum(-1)  # (B, K)
+            grads = [torch.autograd.grad(score[:, j].sum(), x, retain_graph=j < k - 1)[0] for j in range(k)]
+        saliency = torch.stack([(g * x).sum(-1) for g in grads], dim=1).detach()  # (B, K, T)
+        frames = torch.arange(feats.size(1), device=feats.device)
+        valid = (frames[None, :] < lengths[:, None].to(feats.device)).unsqueeze(1)
+        return saliency.clamp_min(0) * valid
+
     def _attend(
         self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
