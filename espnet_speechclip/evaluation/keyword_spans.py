@@ -207,7 +207,10 @@ def change_boundaries(
     change = np.zeros(n + 1)
     change[1:n] = np.linalg.norm(left - right, axis=1)
     wanted = max(int(round(n * hop / seconds_per_segment)), 1) - 1
-    maxima = [t for t in range(1, n) if change[t] >= change[t - 1] and change[t] >= change[t + 1]]
+    # a point with no change at all is no boundary, even where its neighbours have none either
+    maxima = [
+        t for t in range(1, n) if change[t] > 0 and change[t] >= change[t - 1] and change[t] >= change[t + 1]
+    ]
     chosen: list[int] = []
     # stable sort: among equal changes the earlier point wins, so the result is deterministic
     for t in sorted(maxima, key=lambda t: -change[t]):

@@ -97,6 +97,11 @@ def hit_rate_table(scores: Dict[str, Dict]) -> List[str]:
 # How each kind of model's keyword spans are chosen (``keyword_timing.spans_from`` of the scores).
 SPANS_FROM = {
     "cif": "the stretch each CIF unit integrated, between its firing boundaries",
+    "saliency_segment": (
+        "the word-like segment of the signal (where its spectrum changes most) holding the peak of each "
+        "keyword's input x gradient saliency, joined with neighbouring segments holding at least half its "
+        "saliency per frame; no span where the peak is under twice the weight of an even spread"
+    ),
     "attention_peak": (
         "the run of frames around each keyword's attention peak whose weight is at least half the peak's; "
         "no span where the peak is under twice the weight of an even spread"

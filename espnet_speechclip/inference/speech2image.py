@@ -34,7 +34,6 @@ from espnet_speechclip.config import config_value, read_config
 from espnet_speechclip.data.media import MEL_HOP, SAMPLE_RATE, log_mel
 from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.evaluation.keyword_spans import (
-    box_weights,
     change_boundaries,
     peak_spans,
     segment_spans,
@@ -77,10 +76,11 @@ class Speech2Image:
         batch_size: utterances / images per forward pass.
         clip_weights: load CLIP's pretrained weights; ``False`` for users of the speech side only
             (no CLIP download; image and text embeddings are then meaningless).
-        span_share, min_peak_ratio: a K-token model's keyword span is the run of frames around its
-            attention peak with weights >= ``span_share`` x the peak's, and only when the peak is
-            >= ``min_peak_ratio`` x an even spread's weight (see
-            :func:`espnet_speechclip.evaluation.keyword_spans.peak_spans`).
+        span_share, min_peak_ratio: a K-token model's keyword span is the word-like segment of the
+            signal holding the peak of its input x gradient saliency, joined with neighbouring segments
+            holding >= ``span_share`` x its saliency per frame, and only when the peak is >=
+            ``min_peak_ratio`` x an even spread's weight (see
+            :func:`espnet_speechclip.evaluation.keyword_spans.segment_spans`).
 
     Raises:
         FileNotFoundError: a missing config or weights file.
@@ -236,27 +236,26 @@ class Speech2Image:
         keywords' saliency (K, T), and its 16 kHz waveform (S,) -> (attention (K, T) float32, spans
         (K, 2) float64 seconds within the utterance).
 
-        A span is the word-like segment of the signal (:func:`change_boundaries` on the log-mel
-        spectrum) holding the keyword's saliency peak, joined with neighbours holding at least
-        ``span_share`` of its saliency per frame (:func:`segment_spans`); a CIF unit is snapped onto the
-        segments its firing interval covers the same way; a model without either falls back to the
+        K-token keyword: the word-like segment of the signal (:func:`change_boundaries` on the log-mel
+        spectrum) holding its saliency peak, joined with neighbours holding at least ``span_share`` of
+        its saliency per frame (:func:`segment_spans`). CIF unit: its firing interval (snapping it onto
+        the segments, :func:`box_weights`, is not measured on a trained CIF model yet). Neither: the
         attention peak's run (:func:`peak_spans`)."""
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset
-        duration = len(wav) / SAMPLE_RATE
-        if unit_frames is not None or saliency is not None:
+        if unit_frames is not None:
+            spans = unit_frames / rate + offset
+        elif saliency is not None:
             bounds = change_boundaries(log_mel(wav), MEL_HOP / SAMPLE_RATE)
-            if unit_frames is not None:
-                weights, ratio = box_weights(unit_frames, attention.shape[1]), 0.0
-            else:
-                # a keyword whose saliency is 0 everywhere was not read from any frame: no span
-                weights, ratio = saliency + 1e-12, self.min_peak_ratio
-            spans = segment_spans(weights, bounds, rate, offset, self.span_share, ratio)
+            # + 1e-12: a keyword whose saliency is 0 everywhere is flat, so it gets no span
+            spans = segment_spans(
+                saliency + 1e-12, bounds, rate, offset, self.span_share, self.min_peak_ratio
+            )
         else:
             spans = peak_spans(attention, rate, offset, self.span_share, self.min_peak_ratio)
         # a span never leaves its utterance (the first and last frames' nominal spans can); NaN, no
         # confident span, stays NaN
-        spans = np.clip(spans.reshape(-1, 2), 0.0, duration)
+        spans = np.clip(spans.reshape(-1, 2), 0.0, len(wav) / SAMPLE_RATE)
         return attention.astype(np.float32), spans
 
     def __call__(

@@ -47,9 +47,11 @@ KEYWORD_FIGURE_NOTE = (
     "Each row is one keyword's weight over the utterance: for cascaded and hybrid models its query's "
     "attention in the cascaded branch's last layer (mean over heads), for SpeechCLIP+ models the share of "
     "each frame its CIF unit integrated. The dashed line is what attention spread evenly would be. The "
-    "shaded span is where the keyword was heard: the run of frames around its attention peak whose weight "
-    "stays at least half the peak's; a keyword whose peak is under twice the dashed line was heard nowhere "
-    "in particular and is marked not localised. For SpeechCLIP+ models the span is the stretch its unit "
+    "shaded span is where the keyword was heard: the word-like stretch of the signal (cut where its "
+    "spectrum changes most) holding the frame that contributes most to the keyword (input x gradient "
+    "saliency), joined with neighbouring stretches contributing at least half as much per frame; a "
+    "keyword whose saliency peak is under twice an even spread's was heard nowhere in particular and is "
+    "marked not localised. For SpeechCLIP+ models the span is the stretch its unit "
     "integrated, between its firing boundaries."
 )
 

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from espnet_speechclip.evaluation.keyword_spans import attention_spans, peak_ratio, peak_spans
+from espnet_speechclip.evaluation.keyword_spans import (
+    attention_spans,
+    box_weights,
+    change_boundaries,
+    peak_ratio,
+    peak_spans,
+    segment_spans,
+)
 from espnet_speechclip.evaluation.keyword_timing import keyword_timing_scores
 
 RATE = 10.0  # frames per second: frame t covers [t / 10, (t + 1) / 10)
@@ -85,3 +92,56 @@ def test_span_rules_reject_bad_input(rule):
         peak_spans([[1.0]], 50, share=0.0)
     # a single frame is an even spread too: no confident span
     assert math.isnan(float(peak_spans([[1.0]], 50)[0, 0]))
+
+
+def word_features(hop: float = 0.01) -> np.ndarray:
+    """(200, 3) features of the WORDS alignment: constant within each word, a different level per word,
+    so the spectrum changes exactly at the word boundaries (0.2, 0.6, 1.2, 1.4 s)."""
+    levels = [(0, 0, 0), (4, 0, 0), (0, 4, 0), (0, 0, 4), (4, 4, 0)]
+    rows = [levels[i] for i, (_, s, e) in enumerate(WORDS) for _ in range(round((e - s) / hop))]
+    return np.array(rows, dtype=float)
+
+
+def test_change_boundaries_find_the_word_boundaries_of_a_constructed_signal():
+    f = word_features()
+    # five segments wanted (2.0 s / 0.4 s): the four changes, at the words' boundaries
+    assert change_boundaries(f, 0.01, seconds_per_segment=0.4) == pytest.approx([0, 0.2, 0.6, 1.2, 1.4, 2.0])
+    # the largest change comes first (1.4 s: |(0,0,4) - (4,4,0)| = 6.9 > 5.7 at 0.6 and 1.2 > 4 at 0.2);
+    # boundaries 30 rows apart and from the ends keep 1.4, then 0.6, and drop 1.2 (too near) and 0.2
+    assert change_boundaries(f, 0.01, seconds_per_segment=0.4, min_gap=30) == pytest.approx(
+        [0, 0.6, 1.4, 2.0]
+    )
+    # fewer segments wanted: the largest change only
+    assert change_boundaries(f, 0.01, seconds_per_segment=1.0) == pytest.approx([0, 1.4, 2.0])
+    # one flat row: one segment
+    assert change_boundaries(np.zeros((5, 2)), 0.01) == pytest.approx([0, 0.05])
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        change_boundaries(np.zeros(5), 0.01)
+
+
+def test_segment_spans_cover_the_peaks_whole_word():
+    bounds = [0.0, 0.2, 0.6, 1.2, 1.4, 2.0]  # the WORDS alignment, as change_boundaries found it
+    # keyword 0 peaks on frame 8 (inside "star") and is low elsewhere in the word: the span is still the
+    # whole word, where the half-maximum run (peak_spans) is the one frame
+    star = peaked({8: 1.0, 7: 0.3, 9: 0.3})
+    # keyword 1 peaks in "red" with "star" holding more than half its weight per frame: both joined
+    red = peaked({2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0, 6: 0.6, 7: 0.6, 8: 0.6, 9: 0.6, 10: 0.6, 11: 0.6})
+    spans = segment_spans(np.stack([star, red, np.ones(20)]), bounds, RATE)
+    assert spans[:2] == pytest.approx(np.array([[0.6, 1.2], [0.2, 1.2]]))
+    assert np.isnan(spans[2]).all()  # flat: no confident peak, no span
+    assert peak_spans(star[None], RATE) == pytest.approx(np.array([[0.8, 0.9]]))
+    out = keyword_timing_scores([spans[:2]], [[2634, 736]], [WORDS], TOKENS.__getitem__)
+    assert out["span_contains_word"] == 100.0 and out["boundary_f1"] > 0
+    # share 1: only the peak's segment
+    assert segment_spans([red], bounds, RATE, share=1.0) == pytest.approx(np.array([[0.2, 0.6]]))
+    with pytest.raises(ValueError, match="increasing"):
+        segment_spans([red], [0.0, 0.0, 2.0], RATE)
+
+
+def test_box_weights_snap_a_cif_unit_onto_the_segments_it_covers():
+    # unit 0 integrated frames 6.5..11.5 (most of "star"); unit 1 is a zero-length unit at frame 3.2
+    w = box_weights(np.array([[6.5, 11.5], [3.2, 3.2]]), 20)
+    assert w[0, 6] == pytest.approx(0.5) and w[0, 7:11].tolist() == [1, 1, 1, 1] and w[0, 12] == 0
+    assert w[1].tolist() == [0, 0, 0, 1] + [0] * 16
+    spans = segment_spans(w, [0.0, 0.2, 0.6, 1.2, 1.4, 2.0], RATE, min_ratio=0.0)
+    assert spans == pytest.approx(np.array([[0.6, 1.2], [0.2, 0.6]]))

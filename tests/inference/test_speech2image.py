@@ -9,8 +9,8 @@ from helpers import ROOT
 
 from espnet_speechclip.bin import speechclip_inference
 from espnet_speechclip.data.datadir import read_kv
-from espnet_speechclip.data.media import MediaError, write_wav
-from espnet_speechclip.evaluation.keyword_spans import peak_spans
+from espnet_speechclip.data.media import MEL_HOP, MediaError, log_mel, write_wav
+from espnet_speechclip.evaluation.keyword_spans import change_boundaries, segment_spans
 from espnet_speechclip.inference import decode_dir
 from espnet_speechclip.inference.result_types import KeywordTiming
 from espnet_speechclip.inference.speech2image import Speech2Image
@@ -82,7 +82,7 @@ def test_api_equals_inference_entry(sc, decoded, source):
     assert all(0 <= k.start < k.end <= seconds for k in timed[0] if k.start is not None)
 
     # any sample rate: a file or an array at 8 kHz is resampled the same way
-    wav, _ = sf.read(wav_scp[utts[0]], dtype="float32")
+    wav = pipe._load_all([wav_scp[utts[0]]], utts[:1])[0]
     from espnet_speechclip.data.media import resample
 
     low = resample(wav, 16000, 8000)
@@ -219,8 +219,9 @@ def test_variable_length_keywords_through_the_api(cif_pipe):
 
 
 def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
-    """Where a keyword was heard: its attention over the utterance's own frames, and the span around its
-    peak in seconds, at the speech encoder's frame rate (tiny HuBERT: 320 samples, 50 Hz)."""
+    """Where a keyword was heard: its attention over the utterance's own frames, and its span in seconds:
+    the signal segment holding its saliency peak, at the speech encoder's frame rate (tiny HuBERT: 320
+    samples, 50 Hz)."""
     pipe = Speech2Image.from_pretrained(sc["archive"])
     wav_scp = read_kv(sc["data"] / "wav.scp")
     utts = sorted(wav_scp)[:3]
@@ -236,34 +237,43 @@ def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
         # the utterance's own frames (the extractor's output length), not the batch's
         assert t.attention.shape == (4, (n - 400) // 320 + 1)
         np.testing.assert_allclose(t.attention.sum(axis=1), 1.0, atol=1e-5)
-        for k, (start, end) in zip(t.keywords, peak_spans(t.attention, 50.0, offset=offset)):
-            if np.isnan(start):
-                assert k.start is None and k.end is None
-                continue
-            assert (k.start, k.end) == pytest.approx((start, min(end, t.duration)))
-            assert 0 <= k.start < k.end <= t.duration
+        for k in t.keywords:
+            assert (k.start is None) == (k.end is None)
+            assert k.start is None or 0 <= k.start < k.end <= t.duration
+    # one utterance alone: the spans are the signal segments holding the keywords' saliency peaks
+    wav = pipe._load_all([wav_scp[utts[0]]], utts[:1])[0]
+    alone = pipe.keyword_timing(wav_scp[utts[0]])
+    with torch.no_grad():
+        out = pipe.model.encode_speech(torch.from_numpy(wav)[None], torch.tensor([len(wav)]), True)
+    bounds = change_boundaries(log_mel(wav), MEL_HOP / 16000)
+    expected = segment_spans(out.keyword_saliency[0].double().numpy() + 1e-12, bounds, 50.0, offset)
+    for k, (start, end) in zip(alone.keywords, np.clip(expected, 0, alone.duration)):
+        assert (k.start, k.end) == ((None, None) if np.isnan(start) else pytest.approx((start, end)))
     # the keywords are those of keywords() on the same input (one utterance: a batch's padding moves
     # scores slightly through HuBERT's GroupNorm, which can swap near-tied keywords)
-    alone = pipe.keyword_timing(wav_scp[utts[0]])
     assert [k[:2] for k in alone.keywords] == [k[:2] for k in pipe.keywords(wav_scp[utts[0]])]
 
-    # attention planted on frame 2 for keyword 0, evenly on every frame for keyword 1 (no confident
-    # span) and evenly on frames 5-9 for the others
-    layer = pipe.model.cascaded.layers[-1]
-    k = pipe.model.cascaded.num_keywords
+    # saliency planted on frame 2 for keyword 0, evenly on every frame for keyword 1 (no confident span)
+    # and evenly on frames 5-9 for the others, over segments cut at 0.03, 0.07 and 0.3 s
+    branch = pipe.model.cascaded
 
-    def planted(x, mask, num_queries):
-        att = torch.zeros(x.size(0), num_queries, x.size(1))
-        att[:, 0, k + 2] = 1.0
-        att[:, 2:, k + 5 : k + 10] = 0.2
-        att[:, 1, k:] = 1.0 / (x.size(1) - k)
-        return att
+    def planted(feats, lengths, keyword_ids):
+        sal = torch.zeros(feats.size(0), branch.num_keywords, feats.size(1))
+        sal[:, 0, 2] = 1.0
+        sal[:, 1] = 1.0
+        sal[:, 2:, 5:10] = 0.2
+        return sal
 
-    monkeypatch.setattr(layer, "query_attention", planted)
+    monkeypatch.setattr(branch, "keyword_saliency", planted)
+    monkeypatch.setattr(
+        "espnet_speechclip.inference.speech2image.change_boundaries",
+        lambda features, hop: np.array([0.0, 0.03, 0.07, 0.3, len(features) * hop]),
+    )
     t = pipe.keyword_timing(wav_scp[utts[0]])
-    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.04 + offset, 0.06 + offset))
+    # frame 2's centre (0.05 s + offset) lies in [0.03, 0.07); frames 5-9 in [0.07, 0.3)
+    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.03, 0.07))
     assert t.keywords[1].start is None and t.keywords[1].end is None
-    assert (t.keywords[2].start, t.keywords[2].end) == pytest.approx((0.10 + offset, 0.20 + offset))
+    assert (t.keywords[2].start, t.keywords[2].end) == pytest.approx((0.07, 0.3))
     result = pipe.query(wav_scp[utts[0]], timing=True)
     assert result.timing is not None and result.keywords == t.keywords
     assert result.embedding.shape == (pipe.embed_speech(wav_scp[utts[0]])["parallel"].shape[1],)

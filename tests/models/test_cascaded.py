@@ -233,3 +233,22 @@ def test_hybrid_shared_builds_and_trains_from_its_config(tiny_clip):
     loss.backward()
     assert {"loss_parallel", "loss_cascaded"} <= set(stats)
     assert model.cascaded.parallel_cls.grad is not None
+
+
+def test_keyword_saliency_is_input_times_gradient_of_the_keywords_cosine(text_encoder):
+    branch = make_branch(text_encoder, k=3).eval()
+    torch.manual_seed(1)
+    feats, lengths = torch.randn(2, 9, 16), torch.tensor([9, 6])
+    feats[0, 4] = 0.0  # a silent frame contributes nothing, whatever its gradient
+    with torch.no_grad():  # as at inference: the method turns gradients on for itself
+        ids = branch(feats, lengths).keyword_ids
+        sal = branch.keyword_saliency(feats, lengths, ids)
+    assert sal.shape == (2, 3, 9) and (sal >= 0).all() and sal.sum() > 0
+    assert (sal[0, :, 4] == 0).all() and (sal[1, :, 6:] == 0).all()  # zero input, padding
+    # keyword 1 of utterance 0 by hand: autograd of its cosine with its codebook row, times the input
+    x = feats[:1].clone().requires_grad_(True)
+    z, _ = branch.keywords(x, lengths[:1])
+    row = text_encoder.token_embedding.weight[ids[0, 1]]
+    torch.nn.functional.cosine_similarity(z[0, 1], row, dim=0).backward()
+    expected = (x.grad[0] * feats[0]).sum(-1).clamp_min(0)
+    torch.testing.assert_close(sal[0, 1], expected, rtol=1e-4, atol=1e-6)
