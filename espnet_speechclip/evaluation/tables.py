@@ -99,7 +99,7 @@ SPANS_FROM = {
     "cif": "the stretch each CIF unit integrated, between its firing boundaries",
     "saliency_segment": (
         "the word-like segment of the signal (where its spectrum changes most) holding the peak of each "
-        "keyword's input x gradient saliency, joined with neighbouring segments holding at least half its "
+        "keyword's input x gradient saliency, joined with neighbouring segments holding at least 0.3 of its "
         "saliency per frame; no span where the peak is under twice the weight of an even spread"
     ),
     "attention_peak": (

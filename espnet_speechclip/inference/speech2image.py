@@ -34,8 +34,8 @@ from espnet_speechclip.config import config_value, read_config
 from espnet_speechclip.data.media import MEL_HOP, SAMPLE_RATE, log_mel
 from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.evaluation.keyword_spans import (
+    SEGMENT_SHARE,
     change_boundaries,
-    peak_spans,
     segment_spans,
 )
 from espnet_speechclip.inference.inputs import (
@@ -94,7 +94,7 @@ class Speech2Image:
         device: str = "cpu",
         batch_size: int = 16,
         clip_weights: bool = True,
-        span_share: float = 0.5,
+        span_share: float = SEGMENT_SHARE,
         min_peak_ratio: float = 2.0,
     ):
         # the model classes (ESPnet, s3prl, open_clip) load with the first model, not with the package
@@ -239,20 +239,17 @@ class Speech2Image:
         K-token keyword: the word-like segment of the signal (:func:`change_boundaries` on the log-mel
         spectrum) holding its saliency peak, joined with neighbours holding at least ``span_share`` of
         its saliency per frame (:func:`segment_spans`). CIF unit: its firing interval (snapping it onto
-        the segments, :func:`box_weights`, is not measured on a trained CIF model yet). Neither: the
-        attention peak's run (:func:`peak_spans`)."""
+        the segments, :func:`box_weights`, is not measured on a trained CIF model yet)."""
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset
         if unit_frames is not None:
             spans = unit_frames / rate + offset
-        elif saliency is not None:
+        else:  # K-token models always come with their saliency (SpeechCLIP.forward_speech)
             bounds = change_boundaries(log_mel(wav), MEL_HOP / SAMPLE_RATE)
             # + 1e-12: a keyword whose saliency is 0 everywhere is flat, so it gets no span
             spans = segment_spans(
                 saliency + 1e-12, bounds, rate, offset, self.span_share, self.min_peak_ratio
             )
-        else:
-            spans = peak_spans(attention, rate, offset, self.span_share, self.min_peak_ratio)
         # a span never leaves its utterance (the first and last frames' nominal spans can); NaN, no
         # confident span, stays NaN
         spans = np.clip(spans.reshape(-1, 2), 0.0, len(wav) / SAMPLE_RATE)

@@ -49,7 +49,7 @@ KEYWORD_FIGURE_NOTE = (
     "each frame its CIF unit integrated. The dashed line is what attention spread evenly would be. The "
     "shaded span is where the keyword was heard: the word-like stretch of the signal (cut where its "
     "spectrum changes most) holding the frame that contributes most to the keyword (input x gradient "
-    "saliency), joined with neighbouring stretches contributing at least half as much per frame; a "
+    "saliency), joined with neighbouring stretches contributing at least 0.3 as much per frame; a "
     "keyword whose saliency peak is under twice an even spread's was heard nowhere in particular and is "
     "marked not localised. For SpeechCLIP+ models the span is the stretch its unit "
     "integrated, between its firing boundaries."
