@@ -77,7 +77,7 @@ def test_api_equals_inference_entry(sc, decoded, source):
         pipe.embed_speech([wav_scp[u] for u in utts], timing=True)["keyword_spans"], spans, atol=1e-6
     )
     assert decode_dir.DecodeDir.read(dec).keyword_spans().shape == (len(utts), 4, 2)
-    # K-token keywords come with the span around their attention peak, inside the utterance
+    # K-token keywords come with the segment around their saliency peak, inside the utterance
     seconds = sf.info(wav_scp[utts[0]]).duration
     assert all(0 <= k.start < k.end <= seconds for k in timed[0] if k.start is not None)
 
