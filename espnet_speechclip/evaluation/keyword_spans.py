@@ -81,6 +81,18 @@ def _check_rate(frame_rate: float) -> None:
         raise InputError(f"frame_rate must be positive, got {frame_rate}")
 
 
+def _run_around(values: np.ndarray, i: int, share: float) -> tuple[int, int]:
+    """(N,) values, an index i -> the longest run i0..i1 holding i with every value >= share * values[i]
+    (1e-12 slack: a value of exactly share * values[i] joins despite float rounding)."""
+    above = values >= share * values[i] - 1e-12
+    i0 = i1 = i
+    while i0 > 0 and above[i0 - 1]:
+        i0 -= 1
+    while i1 + 1 < len(values) and above[i1 + 1]:
+        i1 += 1
+    return i0, i1
+
+
 def peak_ratio(attention: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """(K, T) weights -> (K,) each row's peak weight over the weight of an even spread, max_t a_t * T
     (rows normalised first): 1 for a flat row, T for all weight on one frame."""
@@ -123,15 +135,7 @@ def peak_spans(
     for k, row in enumerate(att):
         if ratio[k] < min_ratio:
             continue
-        p = int(np.argmax(row))
-        # 1e-12 slack: a frame of exactly share * peak joins despite float rounding of the division
-        above = row >= share * row[p] - 1e-12
-        p0 = p
-        while p0 > 0 and above[p0 - 1]:
-            p0 -= 1
-        p1 = p
-        while p1 + 1 < len(row) and above[p1 + 1]:
-            p1 += 1
+        p0, p1 = _run_around(row, int(np.argmax(row)), share)
         spans[k] = (offset + p0 / frame_rate, offset + (p1 + 1) / frame_rate)
     return spans
 
@@ -268,12 +272,7 @@ def segment_spans(
         if ratio[k] < min_ratio:
             continue
         mean = np.bincount(seg, weights=row, minlength=len(b) - 1)[used] / counts[used]
-        i = int(np.searchsorted(used, seg[int(np.argmax(row))]))
-        i0 = i1 = i
-        while i0 > 0 and mean[i0 - 1] >= share * mean[i] - 1e-12:
-            i0 -= 1
-        while i1 + 1 < len(used) and mean[i1 + 1] >= share * mean[i] - 1e-12:
-            i1 += 1
+        i0, i1 = _run_around(mean, int(np.searchsorted(used, seg[int(np.argmax(row))])), share)
         spans[k] = (b[used[i0]], b[used[i1] + 1])
     return spans
 
