@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from espnet_speechclip.data.synth.scenes import COLOURS, SHAPES
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import InputError, MissingFileError, run_cli
 from espnet_speechclip.evaluation.keywords import content_word_hit_rate
 from espnet_speechclip.inference.decode_dir import DecodeDir
 from espnet_speechclip.models.clip import decode_token, text_token_ids
@@ -46,11 +46,21 @@ STOP_WORDS = (
 )
 
 
+def _scores(results_json: Path, test_set: str, branch: str) -> dict:
+    """One branch's scores on the test set, or a one-line error naming what is missing."""
+    if not results_json.is_file():
+        raise MissingFileError(f"{results_json}: no results (run the recipe through stage 7 first)")
+    try:
+        return json.loads(results_json.read_text())[test_set][branch]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{results_json}: no {branch} scores of {test_set} ({e})") from e
+
+
 def check(exp_dir: Path, test_set: str = set_name(CORPUS, "test")) -> bool:
     parallel_exp = exp_dir / exp_name(CORPUS, "conf/synth/parallel.yaml")
     cascaded_exp = exp_dir / exp_name(CORPUS, "conf/synth/cascaded.yaml")
-    par = json.loads((parallel_exp / "results.json").read_text())[test_set]["parallel"]
-    cas = json.loads((cascaded_exp / "results.json").read_text())[test_set]["cascaded"]
+    par = _scores(parallel_exp / "results.json", test_set, "parallel")
+    cas = _scores(cascaded_exp / "results.json", test_set, "cascaded")
     dec = DecodeDir.read(cascaded_exp / f"decode_{test_set}")
     keyword_ids = dec.array("keyword_ids")
     words = {decode_token(int(i)) for i in keyword_ids.flatten()}
