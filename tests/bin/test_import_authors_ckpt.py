@@ -6,7 +6,7 @@ import json
 
 import torch
 from authors_layout import authors_config, authors_state_dict, reduced_vocabulary, save_authors_checkpoint
-from helpers import make_flickr8k_tree
+from helpers.corpora import make_flickr8k_tree
 
 from espnet_speechclip.bin import (
     cache_images,

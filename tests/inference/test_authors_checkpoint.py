@@ -2,7 +2,7 @@
 
 The real files cannot be downloaded here, so each test writes a checkpoint in the authors' exact layout:
 Lightning 1.5's top-level keys, the authors' state-dict key names and shapes (tiny widths: the tiny HuBERT and
-tiny CLIP of tests/helpers.py stand in for HuBERT and CLIP), random trainable weights, and a stored config
+tiny CLIP of helpers.stand_ins stand in for HuBERT and CLIP), random trainable weights, and a stored config
 whose classes live in modules named like the authors' (``avssl...``, ``pytorch_lightning...``). Those modules
 exist in ``sys.modules`` only while the file is saved, so loading it exercises the restricted unpickler.
 
@@ -394,7 +394,7 @@ def test_frame_lengths_equal_the_authors_per_utterance(imported):
 def test_large_weights_the_raw_last_layer(towers, tmp_path):
     """A tiny HuBERT with HuBERT Large's pre-norm layout (layer_norm_first, a trained final LayerNorm): the
     imported model weights the raw output of the last layer, as the authors' hooked forward does."""
-    from helpers import make_pre_norm_hubert
+    from helpers.stand_ins import make_pre_norm_hubert
 
     from espnet_speechclip.inference import Speech2Image
 
@@ -551,7 +551,7 @@ def test_wrong_clip_width_is_named(towers, tmp_path):
 def test_another_clip_is_refused(towers, tmp_path):
     """Same architecture, other weights (as another open_clip tag would be): the frozen copy in the file
     tells, and the error names the first differing key."""
-    from helpers import make_tiny_clip
+    from helpers.stand_ins import make_tiny_clip
 
     other = make_tiny_clip(tmp_path / "other-clip.pt", seed=1)
     ckpt, _, _ = make_checkpoint(towers, tmp_path / "a.ckpt", "parallel", False)

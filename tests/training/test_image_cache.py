@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import make_tiny_corpus
+from helpers.corpora import make_tiny_corpus
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.inference.decode_dir import read_image_cache
