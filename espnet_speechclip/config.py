@@ -14,6 +14,8 @@ import inspect
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
+from espnet_speechclip.errors import InputError, MissingFileError
+
 PathLike = Union[str, Path]
 
 # Top-level SpeechCLIP task keys and their defaults (paper Base: HuBERT Base + CLIP ViT-B/32).
@@ -34,7 +36,7 @@ TASK_DEFAULTS: Dict[str, Any] = {
 _MISSING = object()
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config file that cannot be a SpeechCLIP config (unreadable YAML, wrong types, unknown model)."""
 
 
@@ -55,7 +57,7 @@ def read_config(source: Union[PathLike, Mapping]) -> Dict[str, Any]:
 
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"SpeechCLIP config {path} does not exist")
+            raise MissingFileError(f"SpeechCLIP config {path} does not exist")
         try:
             with open(path, encoding="utf-8") as f:
                 config = yaml.safe_load(f)
@@ -135,7 +137,7 @@ SPLITS = ("train", "dev", "test")
 def set_name(corpus: str, split: str) -> str:
     """The data set of ``corpus``'s ``split``: ``data/<set>``, ``dump/raw/<set>``, ``decode_<set>``."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
     return f"{corpus}_{split}"
 
 

@@ -14,13 +14,15 @@ from typing import Union
 
 import torch
 
+from espnet_speechclip.errors import InputError
+
 AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def amp_dtype(name: str) -> torch.dtype:
     """``float16`` / ``bfloat16`` -> the torch dtype. Raises ValueError naming the choices."""
     if name not in AMP_DTYPES:
-        raise ValueError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {name!r}")
+        raise InputError(f"amp_dtype must be one of {', '.join(AMP_DTYPES)}, got {name!r}")
     return AMP_DTYPES[name]
 
 
@@ -33,7 +35,7 @@ def check_amp_dtype(name: str, enabled: bool) -> torch.dtype:
         and torch.cuda.is_available()
         and not torch.cuda.is_bf16_supported()
     ):
-        raise ValueError(
+        raise InputError(
             f"amp_dtype bfloat16: the GPU {torch.cuda.get_device_name()} does not support bf16; "
             f"use amp_dtype float16"
         )

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
+from espnet_speechclip.errors import MissingFileError, RunError
 from espnet_speechclip.files import sha256_file, write_text_atomic
 
 PathLike = Union[str, Path]
@@ -42,7 +43,7 @@ RECORD_NAME = ".made_from.json"
 _RACY_NS = 2_000_000_000
 
 
-class ProvenanceError(RuntimeError):
+class ProvenanceError(RunError):
     """An artifact that does not match what it must be made from (stale, incomplete or altered), where
     the stage refuses rather than rebuilds. The message says what differs and what to run."""
 
@@ -76,7 +77,7 @@ def file_entry(path: PathLike, sha256: Optional[str] = None) -> Dict[str, Any]:
     """``{"sha256", "stat", "hashed_ns"}`` of an existing file (hashing it unless ``sha256`` is given)."""
     stat = _stat_key(path)
     if stat is None:
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingFileError(f"{path} does not exist")
     return {"sha256": sha256 or sha256_file(path), "stat": stat, "hashed_ns": time.time_ns()}
 
 

@@ -45,3 +45,58 @@ def test_an_unknown_upstream_is_one_line_from_an_entry_point(tmp_path):
     )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "unknown s3prl upstream 'hubert_nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_every_error_class_of_the_package_is_a_speechclip_error_of_its_old_kind():
+    from espnet_speechclip.config import ConfigError
+    from espnet_speechclip.data.media import MediaError
+    from espnet_speechclip.errors import SpeechCLIPError
+    from espnet_speechclip.inference.hub import HubError
+    from espnet_speechclip.inference.packing import PackError
+    from espnet_speechclip.provenance import ProvenanceError
+    from espnet_speechclip.training.data_check import DataCheckError
+
+    for cls, kind in [
+        (ConfigError, ValueError),
+        (MediaError, ValueError),
+        (DataCheckError, MediaError),
+        (PackError, ValueError),
+        (HubError, RuntimeError),
+        (ProvenanceError, RuntimeError),
+    ]:
+        assert issubclass(cls, SpeechCLIPError) and issubclass(cls, kind), cls
+
+
+def test_one_line_is_decided_by_the_class_not_by_where_it_was_raised(monkeypatch):
+    from espnet_speechclip.errors import InputError, MissingKeyError
+
+    monkeypatch.delenv("SPEECHCLIP_DEBUG", raising=False)
+    assert user_message(InputError("bad  option\n x")) == "bad option x"
+    assert user_message(MissingKeyError("no length for u1")) == "no length for u1"
+    assert str(MissingKeyError("no length for u1")) == "no length for u1"  # not quoted like a key
+    # a builtin error raised by a line of the package is no input error, unless the module is untyped yet
+    for module, message in [("config.py", None), ("inference/authors_checkpoint.py", "x")]:
+        code = compile("raise ValueError('x')", str(ROOT / "espnet_speechclip" / module), "exec")
+        with pytest.raises(ValueError) as err:
+            exec(code)
+        assert user_message(err.value) == message, module
+
+
+def test_no_module_raises_a_bare_builtin_error_for_bad_input():
+    """Input errors are SpeechCLIPErrors (InputError, MissingFileError, ...), so run_cli knows them; the
+    modules the errors module lists as untyped are the exception."""
+    import ast
+
+    from espnet_speechclip import errors
+
+    builtin = {"ValueError", "FileNotFoundError", "KeyError", "RuntimeError"}
+    found = []
+    for path in sorted((ROOT / "espnet_speechclip").rglob("*.py")):
+        if str(path.resolve()) in errors._UNTYPED_MODULES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                name = getattr(node.exc.func, "id", None)
+                if name in builtin:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} {name}")
+    assert not found, found

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import List
 
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import MissingFileError, run_cli
 from espnet_speechclip.evaluation.results import clear_results_record, write_results
 from espnet_speechclip.inference.decode_dir import require_current
 from espnet_speechclip.inference.loader import find_weights, model_identity
@@ -42,7 +42,7 @@ def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) 
     if dev_set:
         f = exp_dir / f"decode_{dev_set}" / "scores.json"
         if not f.is_file():
-            raise FileNotFoundError(f"{f} is missing: run the inference stage for {dev_set} first")
+            raise MissingFileError(f"{f} is missing: run the inference stage for {dev_set} first")
         dev_scores = json.loads(f.read_text(encoding="utf-8"))
     lines: List[str] = []
     for test_set in test_sets:
@@ -93,7 +93,7 @@ def main(cmd=None) -> None:
     extra = imported_sections(exp_dir, args.test_set, args.dev_set) if imported else []
     pictures = []
     if args.data_root:
-        from espnet_speechclip.evaluation.figure import draw_retrieval_examples
+        from espnet_speechclip.evaluation.retrieval_examples import draw_retrieval_examples
 
         for test_set in args.test_set:
             png = draw_retrieval_examples(

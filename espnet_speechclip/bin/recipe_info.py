@@ -31,7 +31,7 @@ from espnet_speechclip.config import (
     read_config,
     set_name,
 )
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import InputError, run_cli
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -80,7 +80,7 @@ def demo_command(
     ``python`` is the recipe's interpreter (its ``--python``).
     """
     if not configs:
-        raise ValueError("no training config given")
+        raise InputError("no training config given")
     kinds = [config_value(read_config(c), "model") for c in configs]
     chosen = next((c for c, k in zip(configs, kinds) if k in ("cascaded", "hybrid")), configs[0])
     exp = exp_name(corpus, chosen, tag or None, len(configs))

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from espnet_speechclip.errors import InputError
+
 
 def parse_flags(argv: List[str]) -> Dict[str, str]:
     """``["--a=1", "--b", "2"]`` -> ``{"a": "1", "b": "2"}``, the way spm_train reads its flags."""
@@ -23,7 +25,7 @@ def parse_flags(argv: List[str]) -> Dict[str, str]:
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--") or arg == "--":
-            raise ValueError(f"spm_train takes --name=value options, got {arg!r}")
+            raise InputError(f"spm_train takes --name=value options, got {arg!r}")
         if "=" in arg:
             name, value = arg[2:].split("=", 1)
             i += 1

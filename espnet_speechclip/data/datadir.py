@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from espnet_speechclip.errors import InputError, MissingFileError
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,7 +45,7 @@ class Utterance:
 
 def _check_token(kind: str, value: str) -> None:
     if not value or any(c.isspace() for c in value):
-        raise ValueError(
+        raise InputError(
             f"{kind} {value!r} is empty or contains white space; Kaldi-style lists need single tokens"
         )
 
@@ -57,7 +59,7 @@ def write_datadir(path: str | Path, utts: Iterable[Utterance]) -> Path:
     path = Path(path)
     utts = sorted(utts, key=lambda u: u.utt_id)
     if not utts:
-        raise ValueError(f"refusing to write an empty data dir {path}")
+        raise InputError(f"refusing to write an empty data dir {path}")
     seen: set = set()
     images: Dict[str, str] = {}
     for u in utts:
@@ -65,13 +67,13 @@ def write_datadir(path: str | Path, utts: Iterable[Utterance]) -> Path:
         _check_token("speaker", u.speaker)
         _check_token("image key", u.image_key)
         if u.utt_id in seen:
-            raise ValueError(f"duplicate utterance id {u.utt_id} in {path}")
+            raise InputError(f"duplicate utterance id {u.utt_id} in {path}")
         seen.add(u.utt_id)
         if not u.text.strip():
-            raise ValueError(f"utterance {u.utt_id} has an empty transcript")
+            raise InputError(f"utterance {u.utt_id} has an empty transcript")
         old = images.setdefault(u.image_key, u.image_path)
         if old != u.image_path:
-            raise ValueError(f"image key {u.image_key} names two files: {old} and {u.image_path}")
+            raise InputError(f"image key {u.image_key} names two files: {old} and {u.image_path}")
     path.mkdir(parents=True, exist_ok=True)
 
     def dump(name: str, rows: Iterable[tuple]) -> None:
@@ -98,7 +100,7 @@ def read_kv(path: str | Path) -> Dict[str, str]:
                 continue
             key, _, value = line.partition(" ")
             if key in out:
-                raise ValueError(f"{path}:{lineno}: duplicate key {key}")
+                raise InputError(f"{path}:{lineno}: duplicate key {key}")
             out[key] = value.strip()
     return out
 
@@ -118,7 +120,7 @@ def write_ctm(path: str | Path, alignments: Mapping[str, Sequence[WordSpan]]) ->
             for word, start, end in sorted(alignments[utt], key=lambda w: (w[1], w[2])):
                 _check_token("word", word)
                 if not 0 <= start <= end:
-                    raise ValueError(f"utterance {utt}: word {word!r} has a bad span ({start}, {end})")
+                    raise InputError(f"utterance {utt}: word {word!r} has a bad span ({start}, {end})")
                 # start and end to the millisecond, so that adjacent words still touch when read back
                 start_ms, end_ms = round(start * 1000), round(end * 1000)
                 f.write(f"{utt} 1 {start_ms / 1000:.3f} {(end_ms - start_ms) / 1000:.3f} {word}\n")
@@ -136,12 +138,12 @@ def read_ctm(path: str | Path) -> Dict[str, List[WordSpan]]:
                 continue
             try:
                 if len(fields) not in (5, 6):
-                    raise ValueError(f"{len(fields)} fields")
+                    raise InputError(f"{len(fields)} fields")
                 start, duration = float(fields[2]), float(fields[3])
                 if start < 0 or duration < 0:
-                    raise ValueError("negative time")
+                    raise InputError("negative time")
             except ValueError as e:
-                raise ValueError(
+                raise InputError(
                     f"{path}:{lineno}: not a CTM line '<utt> <channel> <start> <duration> <word>' ({e})"
                 ) from None
             out.setdefault(fields[0], []).append((fields[4], start, start + duration))
@@ -157,18 +159,18 @@ def read_datadir(path: str | Path) -> List[Utterance]:
     for name in ("wav.scp", "text", "utt2spk", "utt2img", "img.scp", "utt2num_samples"):
         f = path / name
         if not f.exists():
-            raise FileNotFoundError(f"data dir {path} has no {name}")
+            raise MissingFileError(f"data dir {path} has no {name}")
         lists[name] = read_kv(f)
     utt_ids = sorted(lists["wav.scp"])
     for name in ("text", "utt2spk", "utt2img", "utt2num_samples"):
         if set(lists[name]) != set(utt_ids):
             diff = sorted(set(lists[name]) ^ set(utt_ids))
-            raise ValueError(f"{path}/{name} and wav.scp disagree on utterances, e.g. {diff[:3]}")
+            raise InputError(f"{path}/{name} and wav.scp disagree on utterances, e.g. {diff[:3]}")
     out = []
     for u in utt_ids:
         key = lists["utt2img"][u]
         if key not in lists["img.scp"]:
-            raise ValueError(f"{path}: utterance {u} names image {key}, which img.scp lacks")
+            raise InputError(f"{path}: utterance {u} names image {key}, which img.scp lacks")
         out.append(
             Utterance(
                 u,

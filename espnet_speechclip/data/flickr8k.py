@@ -17,12 +17,11 @@ consistency, while "-" sorts before every character a speaker id contains.
 
 Usage::
 
-    python -m espnet_speechclip.data.flickr8k --root $FLICKR8K --out_dir data --nj 4
+    python -m espnet_speechclip.bin.prepare_flickr8k --root $FLICKR8K --out_dir data --nj 4
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from pathlib import Path
@@ -30,13 +29,11 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from espnet_speechclip.data.prepare import (
     Candidate,
-    add_common_cli_args,
     prepare_corpus,
     read_lines,
     require_file,
-    setup_cli_logging,
 )
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +61,10 @@ def parse_wav2capt(lines: Iterable[str], source: str = "wav2capt.txt") -> Dict[s
         if not fields:
             continue
         if len(fields) != 3 or not fields[2].startswith("#") or not fields[2][1:].isdigit():
-            raise ValueError(f"{source}:{lineno}: expected '<wav name> <image>.jpg #<k>', got {line!r}")
+            raise InputError(f"{source}:{lineno}: expected '<wav name> <image>.jpg #<k>', got {line!r}")
         wav, image, k = fields[0], fields[1], int(fields[2][1:])
         if wav in out:
-            raise ValueError(f"{source}:{lineno}: wav {wav} is listed twice")
+            raise InputError(f"{source}:{lineno}: wav {wav} is listed twice")
         out[wav] = (image, k)
     return out
 
@@ -80,9 +77,9 @@ def parse_wav2spk(lines: Iterable[str], source: str = "wav2spk.txt") -> Dict[str
         if not fields:
             continue
         if len(fields) != 2:
-            raise ValueError(f"{source}:{lineno}: expected '<wav name> <speaker>', got {line!r}")
+            raise InputError(f"{source}:{lineno}: expected '<wav name> <speaker>', got {line!r}")
         if fields[0] in out and out[fields[0]] != fields[1]:
-            raise ValueError(
+            raise InputError(
                 f"{source}:{lineno}: wav {fields[0]} has two speakers, {out[fields[0]]} and {fields[1]}"
             )
         out[fields[0]] = fields[1]
@@ -118,7 +115,7 @@ def parse_token_file(lines: Iterable[str], source: str = TOKEN_FILE) -> Dict[str
             key, _, caption = line.strip().partition(" ")
         key = key.strip()
         if "#" not in key:
-            raise ValueError(f"{source}:{lineno}: expected '<image>.jpg#<k><TAB><caption>', got {line!r}")
+            raise InputError(f"{source}:{lineno}: expected '<image>.jpg#<k><TAB><caption>', got {line!r}")
         if key in out:
             logger.warning("%s:%d: caption %s listed twice; keeping the first", source, lineno, key)
             continue
@@ -138,7 +135,7 @@ def assign_splits(split_lists: Mapping[str, Sequence[str]]) -> Dict[str, str]:
         for image in images:
             other = out.setdefault(image, split)
             if other != split:
-                raise ValueError(
+                raise InputError(
                     f"image {image} is in both the {other} and the {split} split lists "
                     f"({SPLIT_FILES.get(other, other)}, {SPLIT_FILES.get(split, split)})"
                 )
@@ -191,7 +188,7 @@ def _find_image_dir(root: Path) -> Path:
     for name in IMAGE_DIRS:
         if (root / name).is_dir():
             return root / name
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"no Flickr8k image folder under {root} (looked for {' or '.join(IMAGE_DIRS)}); "
         f"is ${ENV} set to the right directory?"
     )
@@ -201,7 +198,7 @@ def _find_text_file(root: Path, name: str) -> Path:
     for d in TEXT_DIRS:
         if (root / d / name).is_file():
             return root / d / name
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"Flickr8k text file {name} not found in {root / TEXT_DIRS[0]} or {root}; "
         f"is ${ENV} set to the right directory?"
     )
@@ -217,13 +214,13 @@ def prepare_flickr8k(
     """
     root = Path(root).absolute()
     if not root.is_dir():
-        raise FileNotFoundError(f"Flickr8k root {root} is not a directory; set ${ENV} to the corpus folder")
+        raise MissingFileError(f"Flickr8k root {root} is not a directory; set ${ENV} to the corpus folder")
     audio_dir = root / "flickr_audio"
     wav2capt_file = require_file(audio_dir / "wav2capt.txt", ENV, "Flickr8k audio caption list")
     wav2spk_file = require_file(audio_dir / "wav2spk.txt", ENV, "Flickr8k audio speaker list")
     wav_dir = audio_dir / "wavs"
     if not wav_dir.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"Flickr8k audio folder {wav_dir} not found; is ${ENV} set to the right directory?"
         )
     token_file = _find_text_file(root, TOKEN_FILE)
@@ -252,26 +249,3 @@ def prepare_flickr8k(
         "that are in no split list"
     )
     return prepare_corpus(CORPUS, splits, out_dir, min_samples=min_samples, nj=nj, corpus_notes=notes)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Prepare Flickr8k Audio Captions data dirs (flickr8k_train, flickr8k_dev, flickr8k_test)."
-    )
-    parser.add_argument(
-        "--root",
-        default=os.environ.get(ENV),
-        required=ENV not in os.environ,
-        help=f"Flickr8k root (default ${ENV}): holds Flicker8k_Dataset/ or Images/, "
-        "the Flickr8k text files and flickr_audio/",
-    )
-    add_common_cli_args(parser)
-    args = parser.parse_args(argv)
-    setup_cli_logging(args.verbose)
-    written = prepare_flickr8k(args.root, args.out_dir, min_samples=args.min_samples, nj=args.nj)
-    for split, path in written.items():
-        print(f"{split}: {path}")
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -25,7 +25,8 @@ from typing import Dict, List, Optional, Tuple
 
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, read_datadir, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
-from espnet_speechclip.files import sha256_file
+from espnet_speechclip.errors import InputError
+from espnet_speechclip.files import atomic_path, sha256_file
 from espnet_speechclip.provenance import (
     RECORD_NAME,
     FileHashes,
@@ -88,11 +89,9 @@ def _format_one(job: Tuple[str, str, str]) -> Tuple[str, Optional[str], int, Opt
             return utt, src, frames, None, None
         data, rate = sf.read(src, dtype="float32", always_2d=True)  # (T, C)
         wav = resample(data.mean(axis=1), rate, SAMPLE_RATE)  # (T',) mono at 16 kHz
-        # Write beside the target and rename, so an interrupted run never leaves a truncated file
-        # under the final name.
-        tmp = Path(dst).with_name(f".{Path(dst).stem}.partial.wav")
-        write_wav(tmp, np.asarray(wav), SAMPLE_RATE)
-        os.replace(tmp, dst)
+        # an interrupted run never leaves a truncated file under the final name
+        with atomic_path(dst, keep_suffix=True) as tmp:
+            write_wav(tmp, np.asarray(wav), SAMPLE_RATE)
         return utt, dst, len(wav), None, file_entry(dst)
     except MediaError as e:
         return utt, None, 0, str(e), None
@@ -151,7 +150,7 @@ def format_datadir(data_dir: str | Path, out_dir: str | Path, audio_dir: str | P
     """
     data_dir, out_dir, audio_dir = Path(data_dir), Path(out_dir), Path(audio_dir)
     if data_dir.resolve() == out_dir.resolve():
-        raise ValueError(
+        raise InputError(
             f"out_dir {out_dir} is the input data dir; formatting in place would overwrite its lists"
         )
     utts = read_datadir(data_dir)

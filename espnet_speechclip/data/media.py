@@ -12,10 +12,12 @@ from typing import Tuple
 
 import numpy as np
 
+from espnet_speechclip.errors import InputError
+
 SAMPLE_RATE = 16000
 
 
-class MediaError(ValueError):
+class MediaError(InputError):
     """A missing, unreadable or unusable audio or image file."""
 
 

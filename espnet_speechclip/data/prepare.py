@@ -26,6 +26,7 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 from espnet_speechclip.config import set_name
 from espnet_speechclip.data.datadir import DropLog, Utterance, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, probe_audio, probe_image
+from espnet_speechclip.errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def select_utterances(
 def _check_path_token(path: str) -> None:
     # wav.scp / img.scp are "<key> <path>" lists: a path with white space cannot be represented.
     if any(ch.isspace() for ch in path):
-        raise ValueError(
+        raise InputError(
             f"path {path!r} contains white space, which Kaldi-style lists cannot hold; "
             "move or link the corpus to a path without spaces"
         )
@@ -227,7 +228,7 @@ def prepare_corpus(
     # Check every split before writing any, so a failed run leaves no half-prepared corpus behind.
     for name, cands, kept, drops, _ in results.values():
         if not kept:
-            raise ValueError(
+            raise InputError(
                 f"{name} ends empty: {len(cands)} listed utterances, none usable "
                 f"({drops.summary()}); check the corpus paths and files"
             )
@@ -252,7 +253,7 @@ def prepare_corpus(
 def require_file(path: Path, env: str, what: str) -> Path:
     """Return ``path`` if it is a file, else raise FileNotFoundError naming it and the env variable to fix."""
     if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} not found; is ${env} set to the right directory?")
+        raise MissingFileError(f"{what} {path} not found; is ${env} set to the right directory?")
     return path
 
 

@@ -15,16 +15,14 @@ so ids can be matched against the corpus; "-" is the separator for the reason gi
 
 Usage::
 
-    python -m espnet_speechclip.data.spokencoco --spokencoco $SPOKENCOCO --mscoco $MSCOCO \\
+    python -m espnet_speechclip.bin.prepare_spokencoco --spokencoco $SPOKENCOCO --mscoco $MSCOCO \\
         --karpathy $KARPATHY_COCO --out_dir data --nj 4
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import os
 import posixpath
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
@@ -32,12 +30,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from espnet_speechclip.config import SPLITS
 from espnet_speechclip.data.prepare import (
     Candidate,
-    add_common_cli_args,
     prepare_corpus,
     require_file,
-    setup_cli_logging,
 )
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import InputError, MissingFileError
 
 logger = logging.getLogger(__name__)
 
@@ -58,37 +54,37 @@ def _norm(rel: str) -> str:
 def parse_karpathy(obj: Any, source: str = "dataset_coco.json") -> Dict[str, str]:
     """Karpathy split JSON -> {"<filepath>/<filename>": train|dev|test}."""
     if not isinstance(obj, dict) or not isinstance(obj.get("images"), list):
-        raise ValueError(f'{source}: expected a Karpathy split file {{"images": [...]}}')
+        raise InputError(f'{source}: expected a Karpathy split file {{"images": [...]}}')
     out: Dict[str, str] = {}
     for i, im in enumerate(obj["images"]):
         try:
             key = _norm(f"{im['filepath']}/{im['filename']}")
             raw = im["split"]
         except (KeyError, TypeError) as e:
-            raise ValueError(f"{source}: images[{i}] lacks filepath, filename or split") from e
+            raise InputError(f"{source}: images[{i}] lacks filepath, filename or split") from e
         if raw not in KARPATHY_SPLITS:
-            raise ValueError(
+            raise InputError(
                 f"{source}: images[{i}] ({key}) has unknown split {raw!r}; "
                 f"expected one of {sorted(KARPATHY_SPLITS)}"
             )
         split = KARPATHY_SPLITS[raw]
         if out.setdefault(key, split) != split:
-            raise ValueError(f"{source}: image {key} is listed in two splits")
+            raise InputError(f"{source}: image {key} is listed in two splits")
     return out
 
 
 def parse_spokencoco(obj: Any, source: str = "SpokenCOCO.json") -> List[Tuple[str, Dict[str, Any]]]:
     """SpokenCOCO JSON -> [(image path relative to MSCOCO root, caption dict)], one per spoken caption."""
     if not isinstance(obj, dict) or not isinstance(obj.get("data"), list):
-        raise ValueError(f'{source}: expected {{"data": [...]}}')
+        raise InputError(f'{source}: expected {{"data": [...]}}')
     out: List[Tuple[str, Dict[str, Any]]] = []
     for i, entry in enumerate(obj["data"]):
         if not isinstance(entry, dict) or "image" not in entry or not isinstance(entry.get("captions"), list):
-            raise ValueError(f"{source}: data[{i}] lacks 'image' or a 'captions' list")
+            raise InputError(f"{source}: data[{i}] lacks 'image' or a 'captions' list")
         image = _norm(entry["image"])
         for j, cap in enumerate(entry["captions"]):
             if not isinstance(cap, dict) or not cap.get("wav"):
-                raise ValueError(f"{source}: data[{i}].captions[{j}] has no 'wav'")
+                raise InputError(f"{source}: data[{i}].captions[{j}] has no 'wav'")
             out.append((image, cap))
     return out
 
@@ -144,7 +140,7 @@ def _load_json(path: Path) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
+        raise InputError(f"{path} is not valid JSON: {e}") from e
 
 
 def prepare_spokencoco(
@@ -167,7 +163,7 @@ def prepare_spokencoco(
         require_file(sc_root / name, "SPOKENCOCO", "SpokenCOCO caption file") for name in JSON_FILES
     ]
     if not coco_root.is_dir():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"MSCOCO image root {coco_root} is not a directory; set $MSCOCO to the folder "
             "holding train2014/ and val2014/"
         )
@@ -181,7 +177,7 @@ def prepare_spokencoco(
         {Path(c.image_path).relative_to(coco_root).parts[0] for cs in splits.values() for c in cs}
     ):
         if not (coco_root / top).is_dir():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"MSCOCO image folder {coco_root / top} not found; $MSCOCO must be the "
                 "folder holding train2014/ and val2014/"
             )
@@ -193,34 +189,3 @@ def prepare_spokencoco(
     if unspoken:
         notes.append(f"{unspoken} images of {karpathy_file.name} have no spoken caption")
     return prepare_corpus(CORPUS, splits, out_dir, min_samples=min_samples, nj=nj, corpus_notes=notes)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        description="Prepare SpokenCOCO data dirs (spokencoco_train, "
-        "spokencoco_dev, spokencoco_test) with the Karpathy split."
-    )
-
-    def env_arg(flag: str, env: str, help_: str) -> None:
-        parser.add_argument(
-            flag,
-            default=os.environ.get(env),
-            required=env not in os.environ,
-            help=f"{help_} (default ${env})",
-        )
-
-    env_arg("--spokencoco", "SPOKENCOCO", "SpokenCOCO folder holding SpokenCOCO_{train,val}.json and wavs/")
-    env_arg("--mscoco", "MSCOCO", "MSCOCO 2014 folder holding train2014/ and val2014/")
-    env_arg("--karpathy", "KARPATHY_COCO", "Karpathy split file dataset_coco.json")
-    add_common_cli_args(parser)
-    args = parser.parse_args(argv)
-    setup_cli_logging(args.verbose)
-    written = prepare_spokencoco(
-        args.spokencoco, args.mscoco, args.karpathy, args.out_dir, min_samples=args.min_samples, nj=args.nj
-    )
-    for split, path in written.items():
-        print(f"{split}: {path}")
-
-
-if __name__ == "__main__":
-    run_cli(main)

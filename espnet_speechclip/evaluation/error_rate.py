@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Mapping, Sequence, Tuple
 
+from espnet_speechclip.errors import InputError
+
 UNITS = ("char", "word")
 
 
@@ -39,7 +41,7 @@ def edit_ops(ref: Sequence[str], hyp: Sequence[str]) -> Tuple[int, int, int]:
 def units(text: str, unit: str) -> List[str]:
     """The units of ``text`` that are scored: its characters (one space between words) or its words."""
     if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        raise InputError(f"unit must be one of {UNITS}, got {unit!r}")
     words = text.split()
     return list(" ".join(words)) if unit == "char" else words
 
@@ -88,7 +90,7 @@ def error_rate(refs: Mapping[str, str], hyps: Mapping[str, str], unit: str = "ch
     """
     extra = sorted(set(hyps) - set(refs))
     if extra:
-        raise ValueError(
+        raise InputError(
             f"{len(extra)} hypothesis utterance(s) have no reference, e.g. {extra[:3]}: "
             "are reference and hypothesis of the same set?"
         )

@@ -16,6 +16,7 @@ from typing import Sequence, Union
 
 import torch
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.clip import SPECIAL_IDS as CLIP_SPECIAL_IDS
 
 __all__ = [
@@ -48,15 +49,15 @@ def _sorted_content(caption_ids: CaptionIds, n: int, ignore: torch.Tensor) -> to
     if isinstance(caption_ids, torch.Tensor):
         # A padded (N, L) batch; padding with 0 (a special id) is the CLIP tokenizer's convention.
         if caption_ids.dim() != 2:
-            raise ValueError(f"caption_ids as a tensor must be 2-D (N, L), got {tuple(caption_ids.shape)}")
+            raise InputError(f"caption_ids as a tensor must be 2-D (N, L), got {tuple(caption_ids.shape)}")
         caps = caption_ids
     else:
         rows = [torch.as_tensor(c if isinstance(c, torch.Tensor) else list(c)) for c in caption_ids]
         if len(rows) != n:
-            raise ValueError(f"caption_ids has {len(rows)} captions for {n} utterances")
+            raise InputError(f"caption_ids has {len(rows)} captions for {n} utterances")
         for i, r in enumerate(rows):
             if r.dim() != 1:
-                raise ValueError(f"caption_ids[{i}] must be 1-D, got shape {tuple(r.shape)}")
+                raise InputError(f"caption_ids[{i}] must be 1-D, got shape {tuple(r.shape)}")
             # torch.as_tensor([]) is float32; an empty caption is fine whatever its dtype.
             if r.numel() and (r.is_floating_point() or r.is_complex() or r.dtype == torch.bool):
                 raise TypeError(f"caption_ids[{i}] must hold integer ids, got dtype {r.dtype}")
@@ -64,17 +65,17 @@ def _sorted_content(caption_ids: CaptionIds, n: int, ignore: torch.Tensor) -> to
         lengths = torch.tensor([r.numel() for r in rows], dtype=torch.long)
         flat = torch.cat([r.reshape(-1).long().cpu() for r in rows] + [torch.empty(0, dtype=torch.long)])
         if flat.numel() and int(flat.min()) < 0:
-            raise ValueError("caption_ids must be non-negative token ids")
+            raise InputError("caption_ids must be non-negative token ids")
         max_len = int(lengths.max()) if rows else 0
         caps = torch.full((n, max(1, max_len)), -1, dtype=torch.long)
         caps[torch.arange(max(1, max_len))[None, :] < lengths[:, None]] = flat
     if caps.shape[0] != n:
-        raise ValueError(f"caption_ids has {caps.shape[0]} captions for {n} utterances")
+        raise InputError(f"caption_ids has {caps.shape[0]} captions for {n} utterances")
     if caps.is_floating_point() or caps.is_complex() or caps.dtype == torch.bool:
         raise TypeError(f"caption_ids must hold integer ids, got dtype {caps.dtype}")
     caps = caps.long().cpu()
     if isinstance(caption_ids, torch.Tensor) and caps.numel() and int(caps.min()) < 0:
-        raise ValueError("caption_ids must be non-negative token ids")
+        raise InputError("caption_ids must be non-negative token ids")
     caps = torch.where(torch.isin(caps, ignore), torch.full_like(caps, -1), caps)
     if caps.shape[1] == 0:
         caps = torch.full((n, 1), -1, dtype=torch.long)
@@ -102,10 +103,10 @@ def _hit_rates(
     if not isinstance(keyword_ids, torch.Tensor):
         keyword_ids = torch.as_tensor(keyword_ids)
     if keyword_ids.dim() != 2:
-        raise ValueError(f"keyword_ids must be 2-D (N, K), got shape {tuple(keyword_ids.shape)}")
+        raise InputError(f"keyword_ids must be 2-D (N, K), got shape {tuple(keyword_ids.shape)}")
     n, k = keyword_ids.shape
     if n == 0 or k == 0:
-        raise ValueError(f"keyword_ids must be non-empty, got shape {tuple(keyword_ids.shape)}")
+        raise InputError(f"keyword_ids must be non-empty, got shape {tuple(keyword_ids.shape)}")
     if keyword_ids.is_floating_point() or keyword_ids.is_complex() or keyword_ids.dtype == torch.bool:
         raise TypeError(f"keyword_ids must hold integer ids, got dtype {keyword_ids.dtype}")
     cand = keyword_ids.long().cpu()[:, :, None]  # (N, K, 1)
@@ -113,7 +114,7 @@ def _hit_rates(
         if not isinstance(topk_ids, torch.Tensor):
             topk_ids = torch.as_tensor(topk_ids)
         if topk_ids.dim() != 3 or tuple(topk_ids.shape[:2]) != (n, k) or topk_ids.shape[2] == 0:
-            raise ValueError(
+            raise InputError(
                 f"topk_ids must have shape ({n}, {k}, M) with M >= 1, got {tuple(topk_ids.shape)}"
             )
         if topk_ids.is_floating_point() or topk_ids.is_complex() or topk_ids.dtype == torch.bool:
@@ -122,7 +123,7 @@ def _hit_rates(
         # even if the caller's neighbour list leaves the chosen keyword out.
         cand = torch.cat([cand, topk_ids.long().cpu()], dim=2)  # (N, K, 1 + M)
     if int(cand.min()) < 0:
-        raise ValueError("keyword_ids / topk_ids must be non-negative token ids")
+        raise InputError("keyword_ids / topk_ids must be non-negative token ids")
 
     caps = _sorted_content(caption_ids, n, ignore)  # (N, L)
     m = cand.shape[2]
@@ -188,21 +189,21 @@ def pooled_keyword_hit_rate(
     if not isinstance(keyword_ids, torch.Tensor):
         keyword_ids = torch.as_tensor(keyword_ids)
     if keyword_ids.dim() != 2:
-        raise ValueError(f"keyword_ids must be 2-D (N, K), got shape {tuple(keyword_ids.shape)}")
+        raise InputError(f"keyword_ids must be 2-D (N, K), got shape {tuple(keyword_ids.shape)}")
     if keyword_ids.is_floating_point() or keyword_ids.is_complex() or keyword_ids.dtype == torch.bool:
         raise TypeError(f"keyword_ids must hold integer ids, got dtype {keyword_ids.dtype}")
     ids = keyword_ids.long().cpu()
     n = ids.shape[0]
     emitted = ids >= 0  # (N, K)
     if n == 0 or not bool(emitted.any()):
-        raise ValueError("no keywords to score")
+        raise InputError("no keywords to score")
     ignore = _as_id_tensor(special_ids, "special_ids")
     caps = _sorted_content(caption_ids, n, ignore)
     cand = ids[:, :, None]  # (N, K, 1)
     if topk_ids is not None:
         topk_ids = torch.as_tensor(topk_ids)
         if topk_ids.dim() != 3 or tuple(topk_ids.shape[:2]) != tuple(ids.shape) or topk_ids.shape[2] == 0:
-            raise ValueError(
+            raise InputError(
                 f"topk_ids must have shape ({n}, {ids.shape[1]}, M) with M >= 1, got {tuple(topk_ids.shape)}"
             )
         if topk_ids.is_floating_point() or topk_ids.is_complex() or topk_ids.dtype == torch.bool:
@@ -211,7 +212,7 @@ def pooled_keyword_hit_rate(
         cand = torch.cat([cand, topk_ids.long().cpu()], dim=2)  # (N, K, 1 + M)
     cand = torch.where(emitted[:, :, None], cand, -1)  # the padding never hits
     if int(cand[emitted].min()) < 0:
-        raise ValueError("keyword_ids / topk_ids must be non-negative token ids")
+        raise InputError("keyword_ids / topk_ids must be non-negative token ids")
     m = cand.shape[2]
     hit = _contains(caps, cand.clamp_min(0).reshape(n, -1)).reshape(n, -1, m)
     hit &= (cand >= 0) & ~torch.isin(cand, ignore)
@@ -246,7 +247,7 @@ def token_baselines(
     """
     n = len(caption_ids)
     if n == 0:
-        raise ValueError("caption_ids is empty")
+        raise InputError("caption_ids is empty")
     caps = _sorted_content(caption_ids, n, _as_id_tensor(ignore_ids, "ignore_ids"))
     return _baselines_from_sorted(caps, candidate_ids)
 
@@ -271,7 +272,7 @@ def _baselines_from_sorted(
     if candidate_ids is not None:
         cands = torch.unique(_as_id_tensor(candidate_ids, "candidate_ids"))
         if cands.numel() == 0:
-            raise ValueError("candidate_ids is empty")
+            raise InputError("candidate_ids is empty")
         # E[hit] of one uniform draw = sum over captions of |caption ∩ candidates| / (N |candidates|).
         n_in = int(torch.isin(distinct, cands).sum())
         out["random"] = 100.0 * n_in / (n * cands.numel())

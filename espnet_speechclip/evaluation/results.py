@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.errors import MissingFileError
 from espnet_speechclip.inference.decode_dir import RECORD_KIND as DECODE_KIND
 from espnet_speechclip.inference.decode_dir import DecodeDir
 from espnet_speechclip.provenance import (
@@ -277,7 +278,7 @@ def write_results(
     for s in test_sets:
         f = exp_dir / f"decode_{s}" / "scores.json"
         if not f.is_file():
-            raise FileNotFoundError(f"{f} is missing: run the inference stage for {s} first")
+            raise MissingFileError(f"{f} is missing: run the inference stage for {s} first")
         results[s] = json.loads(f.read_text(encoding="utf-8"))
     (exp_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

@@ -31,6 +31,8 @@ from typing import Iterable, Sequence
 
 import torch
 
+from espnet_speechclip.errors import InputError, MissingKeyError
+
 __all__ = ["retrieval_recall", "grouped_recall", "mean_r10", "dedupe_images"]
 
 # Rows of ``sim`` handled per step: about 4M scores (16 MB of float32 for 5000 images), which keeps the
@@ -44,11 +46,11 @@ _CHUNK_ELEMS = 1 << 22
 def _check_ks(ks: Iterable[int]) -> tuple[int, ...]:
     ks = tuple(ks)
     if not ks:
-        raise ValueError("ks must name at least one K")
+        raise InputError("ks must name at least one K")
     for k in ks:
         # bool is an int subclass; True as a K is surely a mistake.
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"every K must be a positive int, got {k!r} in ks={ks!r}")
+            raise InputError(f"every K must be a positive int, got {k!r} in ks={ks!r}")
     return ks
 
 
@@ -76,14 +78,14 @@ def retrieval_recall(
     if not isinstance(sim, torch.Tensor) or not isinstance(utt2img, torch.Tensor):
         raise TypeError("sim and utt2img must be torch tensors")
     if sim.dim() != 2:
-        raise ValueError(f"sim must be 2-D (N_utt, N_img), got shape {tuple(sim.shape)}")
+        raise InputError(f"sim must be 2-D (N_utt, N_img), got shape {tuple(sim.shape)}")
     n_utt, n_img = sim.shape
     if n_utt == 0 or n_img == 0:
-        raise ValueError(f"sim must be non-empty, got shape {tuple(sim.shape)}")
+        raise InputError(f"sim must be non-empty, got shape {tuple(sim.shape)}")
     if sim.dtype == torch.bool or sim.is_complex():
         raise TypeError(f"sim must hold real scores, got dtype {sim.dtype}")
     if utt2img.dim() != 1 or utt2img.shape[0] != n_utt:
-        raise ValueError(
+        raise InputError(
             f"utt2img must have shape ({n_utt},) to match sim {tuple(sim.shape)}, got {tuple(utt2img.shape)}"
         )
     if utt2img.dtype == torch.bool or utt2img.is_floating_point() or utt2img.is_complex():
@@ -91,7 +93,7 @@ def retrieval_recall(
     utt2img = utt2img.to(device=sim.device, dtype=torch.long)
     lo, hi = int(utt2img.min()), int(utt2img.max())
     if lo < 0 or hi >= n_img:
-        raise ValueError(f"utt2img values must lie in [0, {n_img}), got range [{lo}, {hi}]")
+        raise InputError(f"utt2img values must lie in [0, {n_img}), got range [{lo}, {hi}]")
 
     # Score of each utterance against its own image: the speech->image target, and the candidates for
     # the image->speech target (the best of an image's own captions).
@@ -108,7 +110,7 @@ def retrieval_recall(
     for r0 in range(0, n_utt, rows):
         block = sim[r0 : r0 + rows]  # (R, N_img)
         if block.is_floating_point() and not bool(torch.isfinite(block).all()):
-            raise ValueError("sim contains non-finite values (NaN or inf)")
+            raise InputError("sim contains non-finite values (NaN or inf)")
         s2i_ge[r0 : r0 + rows] = (block >= own[r0 : r0 + rows, None]).sum(1)
         i2s_ge += (block >= img_target[None, :]).sum(0)
 
@@ -135,7 +137,7 @@ def mean_r10(result: dict[str, dict[str, float]]) -> float:
     try:
         return (result["speech_to_image"]["R@10"] + result["image_to_speech"]["R@10"]) / 2.0
     except KeyError as e:
-        raise KeyError(f"mean_r10 needs R@10 in both directions of the result, missing {e}") from None
+        raise MissingKeyError(f"mean_r10 needs R@10 in both directions of the result, missing {e}") from None
 
 
 def dedupe_images(image_keys: Sequence[str]) -> tuple[list[str], torch.Tensor]:
@@ -172,7 +174,7 @@ def grouped_recall(
     """
     ks = _check_ks(ks)
     if sim.dim() != 2 or sim.shape != (row_groups.numel(), col_groups.numel()):
-        raise ValueError(
+        raise InputError(
             f"sim {tuple(sim.shape)} does not match {row_groups.numel()} rows x {col_groups.numel()} columns"
         )
     if not sim.is_floating_point():
@@ -182,7 +184,7 @@ def grouped_recall(
     has_cols = own_valid[:, 0]  # a group's first slot is filled iff it has a column
     count = int(has_cols.sum())
     if count == 0:
-        raise ValueError("no row has a column of its own group")
+        raise InputError("no row has a column of its own group")
     hits = torch.zeros(len(ks), dtype=torch.long)
     # Row blocks are views, never copies: a transposed ``sim`` (text->speech) is then read in place,
     # which costs about what the row-major direction does, where a gather of rows would copy it.
@@ -190,7 +192,7 @@ def grouped_recall(
     for start in range(0, sim.size(0), step):
         block = sim[start : start + step]  # (R, N_col)
         if not bool(torch.isfinite(block).all()):
-            raise ValueError("sim contains NaN or infinite scores")
+            raise InputError("sim contains NaN or infinite scores")
         cols, valid = own_cols[start : start + step], own_valid[start : start + step]  # (R, C) own columns
         own = block.gather(1, cols)
         target = own.masked_fill(~valid, float("-inf")).amax(dim=1, keepdim=True)  # best own-group score

@@ -24,6 +24,7 @@ from typing import Dict, Union
 
 import torch
 
+from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.evaluation.keyword_timing import keyword_timing_scores
 from espnet_speechclip.evaluation.keywords import keyword_hit_rate, pooled_keyword_hit_rate
 from espnet_speechclip.evaluation.retrieval import grouped_recall, retrieval_recall
@@ -39,7 +40,7 @@ def score_decode_dir(decode_dir: Union[str, Path, DecodeDir]) -> Dict[str, Dict]
     """-> ``{"parallel": {...}, "cascaded": {...}}`` for the branches present in ``decode_dir``."""
     d = decode_dir if isinstance(decode_dir, DecodeDir) else DecodeDir.read(decode_dir)
     if not d.branches:
-        raise FileNotFoundError(f"{d.path} holds no speech_<branch>.npy: run inference first")
+        raise MissingFileError(f"{d.path} holds no speech_<branch>.npy: run inference first")
     utt_img = d.image_index()
     image = torch.from_numpy(d.image())
     text = d.text()
@@ -75,7 +76,7 @@ def _keyword_scores(d: DecodeDir) -> Dict[str, Dict]:
     if words is not None and d.has("keyword_spans.npy"):
         missing = [u for u in d.utts if u not in words]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{d.path}/words.ctm has no words for {len(missing)} utterance(s), e.g. {missing[:3]}"
             )
         id_lists, span_lists = d.keyword_lists()

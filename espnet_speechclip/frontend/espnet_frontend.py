@@ -26,9 +26,11 @@ import torch
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from torch import nn
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.inference.speech2image import Speech2Image
 from espnet_speechclip.models.frozen import keep_frozen_out_of_state_dict
-from espnet_speechclip.models.parallel import ParallelBranch, padding_mask
+from espnet_speechclip.models.masks import padding_mask
+from espnet_speechclip.models.parallel import ParallelBranch
 
 
 class BranchLayers(nn.Module):
@@ -101,19 +103,19 @@ class SpeechCLIPFrontend(AbsFrontend):
 
             fs = humanfriendly.parse_size(fs)
         if fs != 16000:
-            raise ValueError(f"frontend speechclip takes 16 kHz audio, got fs={fs}: resample the data first")
+            raise InputError(f"frontend speechclip takes 16 kHz audio, got fs={fs}: resample the data first")
         if packed_model is not None and (config_file is not None or model_file is not None):
-            raise ValueError(
+            raise InputError(
                 "frontend speechclip: give either packed_model (a .zip) or config_file "
                 "[+ model_file], not both"
             )
         if packed_model is None and config_file is None:
-            raise ValueError(
+            raise InputError(
                 "frontend speechclip needs frontend_conf packed_model (a .zip) or config_file "
                 "(SpeechCLIP config.yaml) [+ model_file]"
             )
         if model_file is not None and config_file is None:
-            raise ValueError("frontend speechclip: model_file needs the config_file it was trained with")
+            raise InputError("frontend speechclip: model_file needs the config_file it was trained with")
         if packed_model is not None:
             from espnet_speechclip.inference.loader import resolve_model
 

@@ -42,6 +42,8 @@ import torch
 from s3prl.upstream.interfaces import UpstreamBase
 from torch.nn.utils.rnn import pad_sequence
 
+from espnet_speechclip.errors import InputError, MissingFileError
+
 NAMES = ("speechclip", "speechclip_local", "speechclip_custom")
 
 
@@ -90,7 +92,7 @@ class SpeechCLIPUpstream(UpstreamBase):
 def speechclip_local(ckpt: str, *args, **kwargs) -> SpeechCLIPUpstream:
     """A local SpeechCLIP: packed archive (.zip), packed folder or experiment folder."""
     if not Path(ckpt).exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"speechclip_local: {ckpt} does not exist (a packed .zip or folder, or exp folder)"
         )
     return speechclip_custom(ckpt, *args, **kwargs)
@@ -105,7 +107,7 @@ def speechclip_custom(ckpt: str, *args, refresh: bool = False, **kwargs) -> Spee
 def speechclip(ckpt: Optional[str] = None, *args, **kwargs) -> SpeechCLIPUpstream:
     """``speechclip_custom`` under the short name; ``path_or_url`` names the model."""
     if ckpt is None:
-        raise ValueError(
+        raise InputError(
             "s3prl upstream speechclip needs path_or_url: a packed SpeechCLIP (.zip or folder), an "
             "experiment folder, or a Hub repo id <namespace>/<name>"
         )

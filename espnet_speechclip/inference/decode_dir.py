@@ -41,7 +41,9 @@ import numpy as np
 import torch
 
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, WordSpan, datadir_identity, read_ctm, read_kv
+from espnet_speechclip.errors import InputError, MissingFileError, MissingKeyError
 from espnet_speechclip.inference.speech2image import KEYWORD_PADDING, concat_padded
+from espnet_speechclip.models.outputs import BRANCHES
 from espnet_speechclip.provenance import (
     RECORD_NAME,
     FileHashes,
@@ -55,7 +57,6 @@ from espnet_speechclip.provenance import (
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
-BRANCHES = ("parallel", "cascaded")
 PER_UTTERANCE_ARRAYS = tuple(f"speech_{b}.npy" for b in BRANCHES) + (
     "keyword_ids.npy",
     "keyword_scores.npy",
@@ -171,7 +172,7 @@ class DecodeDir:
         d = Path(path)
         for name in ("utt_list", "image_list", "utt2img"):
             if not (d / name).is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{d} is not a finished decode folder (no {name}): run inference first"
                 )
         utts = (d / "utt_list").read_text(encoding="utf-8").split()
@@ -179,7 +180,7 @@ class DecodeDir:
         utt2img = read_kv(d / "utt2img")
         missing = [u for u in utts if u not in utt2img]
         if missing:
-            raise ValueError(f"{d}/utt2img lacks {len(missing)} utterance(s) of utt_list, e.g. {missing[:3]}")
+            raise InputError(f"{d}/utt2img lacks {len(missing)} utterance(s) of utt_list, e.g. {missing[:3]}")
         transcripts = read_kv(d / "text") if (d / "text").is_file() else None
         keywords = read_kv(d / "keywords") if (d / "keywords").is_file() else None
         return cls(d, utts, images, utt2img, transcripts, keywords)
@@ -192,7 +193,7 @@ class DecodeDir:
         if name not in self._arrays:
             f = self.path / f"{name}.npy"
             if not f.is_file():
-                raise FileNotFoundError(f"{f} does not exist")
+                raise MissingFileError(f"{f} does not exist")
             self._arrays[name] = np.load(f)
         return self._arrays[name]
 
@@ -243,7 +244,7 @@ class DecodeDir:
         index = {k: i for i, k in enumerate(self.images)}
         unknown = [u for u in self.utts if self.utt2img[u] not in index]
         if unknown:
-            raise ValueError(f"{self.path}: image of {unknown[0]} is not in image_list")
+            raise InputError(f"{self.path}: image of {unknown[0]} is not in image_list")
         return torch.tensor([index[self.utt2img[u]] for u in self.utts])
 
 
@@ -254,7 +255,7 @@ def _utterances(data_dir: Path) -> Tuple[List[str], Dict[str, str], Dict[str, st
     utts = sorted(wav_scp)
     missing = [u for u in utts if u not in utt2img]
     if missing:
-        raise KeyError(f"{data_dir}/utt2img lacks {len(missing)} utterance(s), e.g. {missing[:3]}")
+        raise MissingKeyError(f"{data_dir}/utt2img lacks {len(missing)} utterance(s), e.g. {missing[:3]}")
     return utts, wav_scp, utt2img
 
 
@@ -276,7 +277,7 @@ def embed_utterances(
     if split is not None:
         j, n = split
         if not 1 <= j <= n:
-            raise ValueError(f"split {j} of {n} does not exist")
+            raise InputError(f"split {j} of {n} does not exist")
         utts = utts[j - 1 :: n]
     logger.info("embedding %d utterances of %s", len(utts), data_dir)
     model = s2i.model
@@ -325,7 +326,7 @@ def merge_utterance_parts(parts: List[Path], output_dir: PathLike, made_from: Op
             if why is not None:
                 raise ProvenanceError(f"inference part {part} {why}: rerun its job (--split {j})")
         if not (part / "utt_list").is_file():
-            raise FileNotFoundError(f"inference part {part} is incomplete (no utt_list): rerun its job")
+            raise MissingFileError(f"inference part {part} is incomplete (no utt_list): rerun its job")
     utts = [u for part in parts for u in (part / "utt_list").read_text(encoding="utf-8").split()]
     order = np.argsort(np.array(utts), kind="stable")
     (output_dir / "utt_list").write_text("".join(f"{utts[i]}\n" for i in order), encoding="utf-8")
@@ -334,7 +335,7 @@ def merge_utterance_parts(parts: List[Path], output_dir: PathLike, made_from: Op
         if not any(found):
             continue
         if not all(found):
-            raise FileNotFoundError(f"only some inference parts have {name}: rerun the jobs")
+            raise MissingFileError(f"only some inference parts have {name}: rerun the jobs")
         arrays = [np.load(part / name) for part in parts]
         fill = KEYWORD_PADDING.get(name[: -len(".npy")])  # parts of a CIF model differ in keyword width
         np.save(output_dir / name, concat_padded([a for a in arrays if a.size] or arrays[:1], fill)[order])
@@ -351,7 +352,7 @@ def read_image_cache(image_keys: List[str], image_emb_scp: PathLike) -> np.ndarr
     cache = read_kv(image_emb_scp)
     missing = [k for k in image_keys if k not in cache]
     if missing:
-        raise KeyError(
+        raise MissingKeyError(
             f"image embedding cache {image_emb_scp} lacks {len(missing)} image(s), e.g. {missing[:3]}"
         )
     rows = []
@@ -359,12 +360,12 @@ def read_image_cache(image_keys: List[str], image_emb_scp: PathLike) -> np.ndarr
         try:
             row = np.load(cache[k])
         except Exception as e:
-            raise ValueError(
+            raise InputError(
                 f"cached embedding {cache[k]} of image {k} (from {image_emb_scp}) cannot be read "
                 f"({type(e).__name__}: {e}): rerun the image-cache stage, which rebuilds damaged entries"
             ) from None
         if row.ndim != 1 or (rows and row.shape != rows[0].shape) or not np.isfinite(row).all():
-            raise ValueError(
+            raise InputError(
                 f"cached embedding {cache[k]} of image {k} (from {image_emb_scp}) has shape {row.shape} "
                 f"or non-finite values: rerun the image-cache stage"
             )
@@ -386,7 +387,7 @@ def embed_images_of_datadir(
         emb = read_image_cache(image_keys, image_emb_scp)
     else:
         if s2i is None:
-            raise ValueError("embedding images without a cache (image_emb_scp) needs the model")
+            raise InputError("embedding images without a cache (image_emb_scp) needs the model")
         img_scp = read_kv(data_dir / "img.scp")
         emb = s2i.embed_images([img_scp[k] for k in image_keys])
     np.save(output_dir / "image.npy", emb)

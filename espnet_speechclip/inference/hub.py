@@ -29,6 +29,7 @@ from typing import Optional, Tuple, Union
 
 import yaml
 
+from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.inference.packing import PackError, extract_archive, model_card
 
 PathLike = Union[str, Path]
@@ -40,7 +41,7 @@ _REPO_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<
 REPO_FILES = ["README.md", "meta.json", "config.yaml", "model.pth", "files/*"]
 
 
-class HubError(RuntimeError):
+class HubError(RunError):
     """A Hub repo that cannot be fetched or written (not found, not cached while offline, refused)."""
 
 
@@ -111,7 +112,7 @@ def stage_repo(archive: PathLike, folder: PathLike, repo_id: str) -> Path:
         PackError: not a packed model, or a member that fails its sha256 check.
     """
     if parse_repo_id(repo_id) is None or "@" in repo_id:
-        raise ValueError(f"{repo_id!r} is not a Hub repo id (<namespace>/<name>)")
+        raise InputError(f"{repo_id!r} is not a Hub repo id (<namespace>/<name>)")
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)

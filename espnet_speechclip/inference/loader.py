@@ -19,6 +19,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
+from espnet_speechclip.errors import InputError, MissingFileError
+
 PathLike = Union[str, Path]
 
 # Weights an experiment folder is read from, best first: the checkpoint selected by dev mean R@10, else
@@ -31,7 +33,7 @@ def find_weights(exp_dir: PathLike) -> Path:
     for name in WEIGHT_FILES:
         if (Path(exp_dir) / name).is_file():
             return Path(exp_dir) / name
-    raise FileNotFoundError(f"{exp_dir} holds none of {', '.join(WEIGHT_FILES)}: give model_file")
+    raise MissingFileError(f"{exp_dir} holds none of {', '.join(WEIGHT_FILES)}: give model_file")
 
 
 def resolve_model(
@@ -62,20 +64,20 @@ def resolve_model(
     path = Path(source)
     if path.exists():
         if revision is not None:
-            raise ValueError(f"{path} is a local model: revision applies to Hub repos only")
+            raise InputError(f"{path} is a local model: revision applies to Hub repos only")
         if path.is_dir() and not is_packed_folder(path):
             config = path / "config.yaml"
             if not config.is_file():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"experiment folder {path} has no config.yaml (and no meta.json: not a packed "
                     f"model folder either)"
                 )
             weights = Path(model_file) if model_file is not None else find_weights(path)
             if not weights.is_file():
-                raise FileNotFoundError(f"model file {weights} does not exist")
+                raise MissingFileError(f"model file {weights} does not exist")
             return config, weights
         if model_file is not None:
-            raise ValueError(f"{path} is a packed model with its own weights: do not give model_file")
+            raise InputError(f"{path} is a packed model with its own weights: do not give model_file")
         if path.is_dir():
             return resolve_packed_folder(path, cache_dir)
         return unpack_model(path, cache_dir)
@@ -84,15 +86,15 @@ def resolve_model(
 
     parsed = hub.parse_repo_id(str(source))
     if parsed is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"SpeechCLIP model {source} does not exist (an experiment folder, a packed .zip or folder, "
             f"or a Hub repo id <namespace>/<name>)"
         )
     repo_id, pinned = parsed
     if pinned is not None and revision is not None and pinned != revision:
-        raise ValueError(f"{source} pins revision {pinned}, but revision={revision} was given")
+        raise InputError(f"{source} pins revision {pinned}, but revision={revision} was given")
     if model_file is not None:
-        raise ValueError(
+        raise InputError(
             f"Hub model {repo_id} is a packed model with its own weights: do not give model_file"
         )
     try:

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 import yaml
 
 from espnet_speechclip.config import config_value, dotted_get
-from espnet_speechclip.files import sha256_file
+from espnet_speechclip.errors import InputError, MissingFileError
+from espnet_speechclip.files import atomic_path, sha256_file
 
 if TYPE_CHECKING:
     from huggingface_hub import ModelCardData
@@ -68,7 +69,7 @@ TRAINING_ONLY: Dict[str, Any] = {
 _STORED_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".npy")
 
 
-class PackError(ValueError):
+class PackError(InputError):
     """A model archive that cannot be written or used (missing file, tampered member, bad format)."""
 
 
@@ -428,7 +429,7 @@ def pack_model(
     config_file, model_file, out_zip = Path(config_file), Path(model_file), Path(out_zip)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     if not model_file.is_file():
-        raise FileNotFoundError(f"model file {model_file} does not exist")
+        raise MissingFileError(f"model file {model_file} does not exist")
     config = read_config(config_file)
     results = None
     if results_json is not None:
@@ -492,15 +493,13 @@ def pack_model(
     meta.update(sha256=sha, source=dict(config=str(config_file), model_file=str(model_file)))
 
     out_zip.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_zip.with_name(f".{out_zip.name}.partial")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(out_zip) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name, text in texts.items():
             zf.writestr(name, text)
         for src, member in [(model_file, "model.pth")] + [(s, m) for _, s, m in packed]:
             stored = src.suffix in _STORED_SUFFIXES
             zf.write(src, member, compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED)
         zf.writestr("meta.json", json.dumps(meta, indent=2))
-    os.replace(tmp, out_zip)
     logger.info("packed %s (+ %d local files) into %s", model_file, len(packed), out_zip)
     return out_zip
 
@@ -606,7 +605,7 @@ def extract_archive(archive: str | Path, dest: str | Path) -> dict:
     """
     archive, dest = Path(archive), Path(dest)
     if not archive.is_file():
-        raise FileNotFoundError(f"model archive {archive} does not exist")
+        raise MissingFileError(f"model archive {archive} does not exist")
     if not zipfile.is_zipfile(archive):
         raise PackError(f"{archive} is not a zip archive")
     if dest.exists() and any(dest.iterdir()):
@@ -633,7 +632,7 @@ def unpack_model(archive: str | Path, cache_dir: Optional[str | Path] = None) ->
     """
     archive = Path(archive)
     if not archive.is_file():
-        raise FileNotFoundError(f"model archive {archive} does not exist")
+        raise MissingFileError(f"model archive {archive} does not exist")
     if not zipfile.is_zipfile(archive):
         raise PackError(f"{archive} is not a zip archive")
     key = sha256_file(archive)
@@ -691,7 +690,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
     """
     folder = Path(os.path.abspath(folder))
     if not folder.is_dir():
-        raise FileNotFoundError(f"packed model folder {folder} does not exist")
+        raise MissingFileError(f"packed model folder {folder} does not exist")
     if not is_packed_folder(folder):
         raise PackError(f"{folder} has no meta.json: not a packed SpeechCLIP model")
     raw = (folder / "meta.json").read_bytes()
@@ -701,7 +700,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
             continue
         path = folder / member
         if not path.is_file():
-            raise FileNotFoundError(f"{folder} lacks {member}, listed in its meta.json")
+            raise MissingFileError(f"{folder} lacks {member}, listed in its meta.json")
         actual = sha256_file(path)
         if actual != digest:
             raise PackError(
@@ -712,7 +711,7 @@ def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = 
     key = hashlib.sha256(raw + b"\0" + str(folder).encode("utf-8")).hexdigest()
     target = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / key
     target.mkdir(parents=True, exist_ok=True)
-    tmp = target / f".{RESOLVED_CONFIG}.{os.getpid()}"
-    tmp.write_text(resolved, encoding="utf-8")
-    os.replace(tmp, target / RESOLVED_CONFIG)  # atomic: a concurrent reader never sees half a config
+    # atomic: a concurrent reader never sees half a config
+    with atomic_path(target / RESOLVED_CONFIG, unique=True) as tmp:
+        tmp.write_text(resolved, encoding="utf-8")
     return target / RESOLVED_CONFIG, folder / "model.pth"

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from espnet_speechclip.data.media import MediaError, load_audio, load_image, resample
+from espnet_speechclip.errors import InputError, MissingFileError, RunError
 
 PathLike = Union[str, Path]
 # A file path, a 16 kHz waveform (T,), or a waveform at any rate as (waveform, sample_rate).
@@ -118,7 +119,7 @@ def list_images(folder: PathLike) -> List[Path]:
 
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
+        raise MissingFileError(f"image folder {folder} does not exist")
     extensions = {ext.lower() for ext in Image.registered_extensions()}
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
     if not files:
@@ -152,9 +153,9 @@ def rank(query: np.ndarray, candidates: np.ndarray, items: Sequence[Any], topk: 
     """query (D,), candidates (M, D) normalised -> the ``topk`` (None: all) hits by cosine similarity,
     best first; ties keep the candidates' order. ``items`` (M) are what the hits carry."""
     if topk is not None and topk < 1:
-        raise ValueError(f"topk must be at least 1, got {topk}")
+        raise InputError(f"topk must be at least 1, got {topk}")
     if len(items) != len(candidates):
-        raise ValueError(f"{len(items)} items for {len(candidates)} candidate embeddings")
+        raise InputError(f"{len(items)} items for {len(candidates)} candidate embeddings")
     scores = candidates @ query
     order = np.argsort(-scores, kind="stable")[:topk]
     return [Hit(int(i), items[i], float(scores[i])) for i in order]
@@ -200,12 +201,12 @@ class Speech2Image:
         model = build_model(self.config, clip_weights=clip_weights)
         if model_file is not None:
             if not Path(model_file).is_file():
-                raise FileNotFoundError(f"SpeechCLIP model file {model_file} does not exist")
+                raise MissingFileError(f"SpeechCLIP model file {model_file} does not exist")
             state = torch.load(model_file, map_location="cpu", weights_only=True)
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:
-                raise RuntimeError(f"{model_file} does not match the model of {source}: {e}") from e
+                raise RunError(f"{model_file} does not match the model of {source}: {e}") from e
         self.device = str(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
@@ -272,7 +273,7 @@ class Speech2Image:
         elif isinstance(item, tuple):
             wav, rate = item
             if int(rate) <= 0:
-                raise ValueError(f"{name}: sample rate must be positive, got {rate}")
+                raise InputError(f"{name}: sample rate must be positive, got {rate}")
             wav = self._mono(wav, name)
             if wav.size:
                 wav = resample(wav, int(rate))
@@ -296,7 +297,7 @@ class Speech2Image:
             wav = wav.detach().cpu().numpy()
         wav = np.asarray(wav, dtype=np.float32)
         if wav.ndim != 1:
-            raise ValueError(
+            raise InputError(
                 f"{name}: expected a mono waveform (T,), got shape {wav.shape}; "
                 f"give several utterances as a list"
             )
@@ -315,7 +316,7 @@ class Speech2Image:
     def _check_branch(self, branch: Optional[str]) -> str:
         branch = branch or self.branches[0]
         if branch not in self.branches:
-            raise ValueError(f"{self.source} has branch(es) {self.branches}, not {branch!r}")
+            raise InputError(f"{self.source} has branch(es) {self.branches}, not {branch!r}")
         return branch
 
     # ----------------------------------------------------------------------------- embeddings
@@ -325,9 +326,9 @@ class Speech2Image:
         """One or a list of inputs -> their checked 16 kHz waveforms; errors name the input."""
         items = _as_list(speech, _is_one_speech(speech))
         if not items:
-            raise ValueError("Speech2Image needs at least one utterance")
+            raise InputError("Speech2Image needs at least one utterance")
         if names is not None and len(names) != len(items):
-            raise ValueError(f"{len(names)} names for {len(items)} utterances")
+            raise InputError(f"{len(names)} names for {len(items)} utterances")
         labels = (
             list(names)
             if names is not None
@@ -358,12 +359,14 @@ class Speech2Image:
                     out = self.model.encode_speech(
                         padded.to(self.device), lengths.to(self.device), keyword_attention=want
                     )
-                unit_frames = out.pop("keyword_frames", None)  # CIF: (B, K, 2) fractional frames
-                for training_only in ("quantity_loss", "unit_targets"):  # CIF's unit-count loss
-                    out.pop(training_only, None)
                 if want:
-                    att, frames = out.pop("keyword_attention"), out.pop("frame_lengths")
-                    n = out.get("keyword_lengths", torch.full_like(frames, att.size(1)))
+                    att, frames = out.keyword_attention, out.frame_lengths
+                    n = (
+                        out.keyword_lengths
+                        if out.keyword_lengths is not None
+                        else torch.full_like(frames, att.size(1))
+                    )
+                    unit_frames = out.keyword_frames  # CIF: (B, K, 2) fractional frames
                     for b in range(len(lengths)):
                         k, t = int(n[b]), int(frames[b])
                         rows.append(
@@ -373,7 +376,7 @@ class Speech2Image:
                                 float(lengths[b]) / SAMPLE_RATE,
                             )
                         )
-                for k, v in out.items():
+                for k, v in out.per_utterance().items():
                     chunks.setdefault(k, []).append(
                         v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
                     )
@@ -447,7 +450,7 @@ class Speech2Image:
 
         items = _as_list(images, _is_one_image(images))
         if not items:
-            raise ValueError("embed_images needs at least one image")
+            raise InputError("embed_images needs at least one image")
         tower = self._image_tower()
         out = []
         with tqdm(total=len(items), desc="embedding images", unit="img", disable=not progress) as bar:
@@ -470,7 +473,7 @@ class Speech2Image:
         if bad:
             raise TypeError(f"text input #{bad[0]} is a {type(items[bad[0]]).__name__}, not a string")
         if not items:
-            raise ValueError("embed_texts needs at least one text")
+            raise InputError("embed_texts needs at least one text")
         with torch.no_grad(), self._precision():
             emb = self.model.encode_text(items)
         return emb.float().cpu().numpy()
@@ -522,7 +525,7 @@ class Speech2Image:
     # ------------------------------------------------------------------------------- keywords
     def _check_keywords(self) -> None:
         if "cascaded" not in self.branches:
-            raise ValueError(
+            raise InputError(
                 f"{self.source} is a {'/'.join(self.branches)} model: keywords need a cascaded "
                 f"or hybrid SpeechCLIP"
             )

@@ -23,6 +23,8 @@ import torch
 from torch import nn
 
 from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.errors import InputError
+from espnet_speechclip.models.masks import valid_mask
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +98,7 @@ class BatchedKaldiFbank(nn.Module):
         from torchaudio.compliance.kaldi import get_mel_banks
 
         if delta_win_length < 3 or delta_win_length % 2 == 0:
-            raise ValueError(f"delta_win_length must be odd and >= 3, got {delta_win_length}")
+            raise InputError(f"delta_win_length must be odd and >= 3, got {delta_win_length}")
         self.window_size = int(SAMPLE_RATE * frame_length * 0.001)
         self.window_shift = int(SAMPLE_RATE * frame_shift * 0.001)
         self.padded_size = 1 << (self.window_size - 1).bit_length()
@@ -179,7 +181,7 @@ class BatchedKaldiFbank(nn.Module):
         utterance needs at least one window (``window_size`` samples)."""
         frames = self.num_frames(lengths)
         if int(frames.min()) < 1:
-            raise ValueError(f"every utterance needs at least {self.window_size} samples")
+            raise InputError(f"every utterance needs at least {self.window_size} samples")
         wavs = wavs[:, : int(lengths.max())]
         # A few utterances at a time: the frame and spectrum tensors of a whole batch (tens of MB) do
         # not stay in the CPU's caches, and the same work then takes up to twice as long.
@@ -234,7 +236,7 @@ class BatchedKaldiFbank(nn.Module):
     def _cmvn(self, x: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """Per utterance and feature: (x - mean) / (eps + std), std unbiased, over its own frames (the
         frames after them come out as 0)."""
-        valid = (torch.arange(x.size(1), device=x.device) < frames.unsqueeze(1)).unsqueeze(-1)  # (B, F, 1)
+        valid = valid_mask(frames, x.size(1)).unsqueeze(-1)  # (B, F, 1)
         valid = valid.to(x.dtype)
         n = frames.to(x.dtype).view(-1, 1, 1)
         mean = (x * valid).sum(dim=1, keepdim=True) / n

@@ -13,6 +13,7 @@ import torch
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.clip import CLIPImageEncoder, CLIPTextEncoder, load_clip
 from espnet_speechclip.models.speech_encoder import S3PRLSpeechEncoder
 from espnet_speechclip.models.speechclip import (
@@ -52,11 +53,11 @@ def check_clip_conf(clip_conf: Mapping, need_weights: bool = True) -> dict:
     from the config, so a trained model needs ``pretrained`` (a tag or a local file)."""
     unknown = set(clip_conf) - set(CLIP_KEYS)
     if unknown:
-        raise ValueError(f"clip_conf has unknown keys {sorted(unknown)}; allowed: {CLIP_KEYS}")
+        raise InputError(f"clip_conf has unknown keys {sorted(unknown)}; allowed: {CLIP_KEYS}")
     if "model_name" not in clip_conf:
-        raise ValueError("clip_conf.model_name is required (e.g. ViT-B-32-quickgelu)")
+        raise InputError("clip_conf.model_name is required (e.g. ViT-B-32-quickgelu)")
     if need_weights and not clip_conf.get("pretrained"):
-        raise ValueError(
+        raise InputError(
             "clip_conf.pretrained is required (a tag such as openai, or a local weights file): "
             "frozen CLIP weights are not saved in checkpoints but rebuilt from the config"
         )

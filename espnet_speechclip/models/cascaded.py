@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.clip import EOT_ID, SOT_ID, CLIPTextEncoder
-from espnet_speechclip.models.parallel import padding_mask
+from espnet_speechclip.models.masks import padding_mask
+from espnet_speechclip.models.outputs import KeywordOutput
 
 # The authors' keyword hit rate counts a slot as a hit when any of the 5 nearest codebook subwords (cosine)
 # of its quantised keyword occurs in the caption (their detokenized_K_neighbors: 5).
@@ -82,7 +84,7 @@ class CosineVectorQuantizer(nn.Module):
     def __init__(self, tau: float = 0.1):
         super().__init__()
         if tau <= 0:
-            raise ValueError(f"vq temperature must be positive, got {tau}")
+            raise InputError(f"vq temperature must be positive, got {tau}")
         self.tau = tau
 
     def forward(self, z: torch.Tensor, codebook: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -127,7 +129,7 @@ def codebook_neighbours(
     unique, inverse = torch.unique(torch.where(used, keyword_ids, codebook_ids[0]), return_inverse=True)
     match = unique.unsqueeze(1) == codebook_ids.unsqueeze(0)  # (U, V)
     if not bool(match.any(dim=1).all()):
-        raise ValueError("neighbour_ids: a keyword id is not in the codebook")
+        raise InputError("neighbour_ids: a keyword id is not in the codebook")
     with torch.autocast(rows.device.type, enabled=False):  # fp32, as the quantiser's cosine
         cos = rows[match.float().argmax(dim=1)] @ rows.t()  # (U, V)
     nearest = codebook_ids[cos.topk(min(k, rows.size(0)), dim=-1).indices]  # (U, k)
@@ -161,9 +163,9 @@ class CascadedBranch(nn.Module):
     ):
         super().__init__()
         if input_size % nhead:
-            raise ValueError(f"cascaded branch: width {input_size} is not divisible by nhead {nhead}")
+            raise InputError(f"cascaded branch: width {input_size} is not divisible by nhead {nhead}")
         if num_keywords + 2 > text_encoder.context_length:
-            raise ValueError(
+            raise InputError(
                 f"{num_keywords} keywords + SOT/EOT exceed CLIP's context {text_encoder.context_length}"
             )
         self.num_keywords = num_keywords
@@ -223,10 +225,10 @@ class CascadedBranch(nn.Module):
 
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
-    ) -> Dict[str, torch.Tensor]:
-        """-> dict(embedding (B, D_c) normalised, keyword_ids (B, K) CLIP vocab ids,
-        keyword_scores (B, K), similarity (B, K, V)), plus ``attention`` (B, K, T) with
-        ``return_attention`` (see :meth:`keywords`; training never asks, so it never pays for it)."""
+    ) -> KeywordOutput:
+        """feats (B, T, D_a), lengths (B,) -> embedding, keyword ids, scores and similarity, plus the
+        keywords' attention with ``return_attention`` (see :meth:`keywords`; training never asks, so it
+        never pays for it)."""
         z, attention = self.keywords(feats, lengths, return_attention)
         codebook = self.codebook()
         vq = self.quantizer(z, codebook)
@@ -236,12 +238,10 @@ class CascadedBranch(nn.Module):
         seq = torch.cat(
             [ends[0].expand(b, 1, -1), vq["quantized"].to(ends.dtype), ends[1].expand(b, 1, -1)], dim=1
         )
-        out = {
-            "embedding": text.encode_embeddings(seq),
-            "keyword_ids": self.codebook_ids[vq["index"]],
-            "keyword_scores": vq["score"],
-            "similarity": vq["similarity"],
-        }
-        if attention is not None:
-            out["attention"] = attention
-        return out
+        return KeywordOutput(
+            embedding=text.encode_embeddings(seq),
+            keyword_ids=self.codebook_ids[vq["index"]],
+            keyword_scores=vq["score"],
+            similarity=vq["similarity"],
+            attention=attention,
+        )

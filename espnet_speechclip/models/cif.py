@@ -29,7 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.clip import EOT_ID, PAD_ID, SOT_ID, CLIPTextEncoder
+from espnet_speechclip.models.masks import valid_mask
 
 __all__ = ["CIFDownsampler", "cif", "encode_variable_keywords"]
 
@@ -98,23 +100,23 @@ def cif(
     Memory is B * N * T (256 x 17 x 320 at SpeechCLIP+ training, a few MB).
     """
     if alphas.dim() != 2 or feats.dim() != 3 or feats.shape[:2] != alphas.shape:
-        raise ValueError(
+        raise InputError(
             f"cif: alphas (B, T) and feats (B, T, D) expected, got {tuple(alphas.shape)} and "
             f"{tuple(feats.shape)}"
         )
     if threshold <= 0:
-        raise ValueError(f"cif: threshold must be positive, got {threshold}")
+        raise InputError(f"cif: threshold must be positive, got {threshold}")
     b, t_max = alphas.shape
     device = alphas.device
     work = torch.float64 if feats.dtype == torch.float64 else torch.float32
     lengths = lengths.to(device=device, dtype=torch.long)
     with _no_autocast(device):
-        valid = torch.arange(t_max, device=device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+        valid = valid_mask(lengths, t_max)  # (B, T)
         # Decisions (counts, boundaries) come from fp64 cumulative sums of the alphas as given, so
         # they do not depend on the working precision of the weights.
         a64 = torch.where(valid, alphas.detach().double(), 0.0)
         if bool((a64 < 0).any()) or not bool(torch.isfinite(a64).all()):
-            raise ValueError("cif: alphas must be finite and non-negative")
+            raise InputError("cif: alphas must be finite and non-negative")
         c64 = torch.cumsum(a64, dim=1)  # (B, T)
         total = c64[:, -1] if t_max else c64.new_zeros(b)  # (B,)
         n_complete = torch.floor(total / threshold + fire_tolerance).long()  # (B,)
@@ -247,9 +249,9 @@ class CIFDownsampler(nn.Module):
     ):
         super().__init__()
         if kernel_size % 2 != 1:
-            raise ValueError(f"CIF kernel_size must be odd to keep one alpha per frame, got {kernel_size}")
+            raise InputError(f"CIF kernel_size must be odd to keep one alpha per frame, got {kernel_size}")
         if frames_per_unit is not None and frames_per_unit <= 0:
-            raise ValueError(f"frames_per_unit must be positive, got {frames_per_unit}")
+            raise InputError(f"frames_per_unit must be positive, got {frames_per_unit}")
         self.convs = nn.ModuleList(
             nn.Conv1d(input_size, input_size, kernel_size, padding=kernel_size // 2)
             for _ in range(num_layers)
@@ -266,7 +268,7 @@ class CIFDownsampler(nn.Module):
 
     def compute_alphas(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """feats (B, T, D), lengths (B,) -> alphas (B, T) in fp32, in (0, 1) on valid frames, 0 on padding."""
-        valid = torch.arange(feats.size(1), device=feats.device).unsqueeze(0) < lengths.unsqueeze(1)
+        valid = valid_mask(lengths, feats.size(1))
         frame_mask = valid.unsqueeze(1)  # (B, 1, T), channels-first
         x = feats.transpose(1, 2)  # (B, D, T)
         for conv in self.convs:
@@ -349,12 +351,12 @@ def encode_variable_keywords(
     truncated to its first 75 keywords, with EOT kept last, as open_clip's tokenizer truncates text.
     """
     if keywords.dim() != 3:
-        raise ValueError(f"keywords must be (B, N, D_t), got {tuple(keywords.shape)}")
+        raise InputError(f"keywords must be (B, N, D_t), got {tuple(keywords.shape)}")
     b, n_max, _ = keywords.shape
     device = keywords.device
     lengths = lengths.to(device=device, dtype=torch.long)
     if bool((lengths < 0).any()) or bool((lengths > n_max).any()):
-        raise ValueError(f"keyword lengths must lie in [0, {n_max}], got {lengths.tolist()}")
+        raise InputError(f"keyword lengths must lie in [0, {n_max}], got {lengths.tolist()}")
     ctx = text_encoder.context_length
     n = lengths.clamp(max=ctx - 2)
     seq_len = (int(n.max()) if b else 0) + 2

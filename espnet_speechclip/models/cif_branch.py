@@ -15,12 +15,13 @@ utterance embedding.
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.cascaded import (
     KEYWORD_NEIGHBOURS,
     AttentionBlock,
@@ -30,7 +31,8 @@ from espnet_speechclip.models.cascaded import (
 )
 from espnet_speechclip.models.cif import CIFDownsampler, encode_variable_keywords
 from espnet_speechclip.models.clip import CLIPTextEncoder
-from espnet_speechclip.models.parallel import padding_mask
+from espnet_speechclip.models.masks import padding_mask, valid_mask
+from espnet_speechclip.models.outputs import KeywordOutput, UnitCount
 
 UNIT_TARGETS = ("frames", "caption")
 
@@ -81,13 +83,13 @@ class CIFCascadedBranch(nn.Module):
     ):
         super().__init__()
         if input_size % nhead:
-            raise ValueError(f"cascaded+ branch: width {input_size} is not divisible by nhead {nhead}")
+            raise InputError(f"cascaded+ branch: width {input_size} is not divisible by nhead {nhead}")
         if unit_target not in UNIT_TARGETS:
-            raise ValueError(f"cascaded_conf.unit_target must be one of {UNIT_TARGETS}, got {unit_target!r}")
+            raise InputError(f"cascaded_conf.unit_target must be one of {UNIT_TARGETS}, got {unit_target!r}")
         cif_conf = dict(cif_conf or {})
         max_units = cif_conf.setdefault("max_units", text_encoder.context_length - 2)
         if max_units is None or max_units + 2 > text_encoder.context_length:
-            raise ValueError(
+            raise InputError(
                 f"cif_conf.max_units {max_units}: the keywords + SOT/EOT must fit CLIP's context "
                 f"{text_encoder.context_length} (at most {text_encoder.context_length - 2})"
             )
@@ -147,7 +149,7 @@ class CIFCascadedBranch(nn.Module):
             return None
         if text_lengths is None:
             if self.training:
-                raise ValueError(
+                raise InputError(
                     "cascaded_conf.unit_target is caption, but the batch has no transcripts: list the text "
                     "file in the training data (--train_data_path_and_name_and_type <dir>/text,text,text)"
                 )
@@ -157,7 +159,7 @@ class CIFCascadedBranch(nn.Module):
     def _normalize(self, z: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """z (B, N, D_t), n (B,) units per utterance -> BatchNorm of every unit with one set of statistics."""
         b, n_max, d = z.shape
-        valid = torch.arange(n_max, device=z.device).unsqueeze(0) < n.unsqueeze(1)  # (B, N)
+        valid = valid_mask(n, n_max)  # (B, N)
         # statistics in fp32 whatever the autocast dtype of the projection
         rows = (z.reshape(-1, d) if self.norm_padding else z[valid]).float()
         if self.training and rows.size(0) < 2:
@@ -185,18 +187,13 @@ class CIFCascadedBranch(nn.Module):
         lengths: torch.Tensor,
         text_lengths: Optional[torch.Tensor] = None,
         return_attention: bool = False,
-    ) -> Dict[str, Optional[torch.Tensor]]:
+    ) -> KeywordOutput:
         """feats (B, T, D_a), lengths (B,), text_lengths (B,) optional lengths of the [SOT, ..., EOT]
-        caption ids (``unit_target: caption``) ->
-
-        dict(embedding (B, D_c) normalised; parallel_embedding (B, D_c) normalised (hybrid+ only);
-        keyword_ids (B, N) CLIP ids, -1 beyond an utterance's units; keyword_scores (B, N) cosine, 0
-        beyond; keyword_lengths (B,) n, the units of each utterance; unit_spans (B, N, 2) fractional
-        (start, end) frames of each unit, 0 beyond; quantity_loss (scalar, mean |sum(alpha) - target|,
-        or None without a target); unit_targets (B,) or None; alpha_sum (B,) the predicted quantity), plus
-        with ``return_attention`` ``attention`` (B, N, T): where each keyword comes from, its unit's
-        integration weights over the frames renormalised to sum to 1 (0 beyond the units and at padding),
-        the CIF counterpart of a K-token keyword's attention.
+        caption ids (``unit_target: caption``) -> the keywords of each utterance's units (ids -1 and
+        scores 0 beyond them), their spans, the predicted quantity, the unit-count loss (None without a
+        target), hybrid+'s parallel embedding, and with ``return_attention`` where each keyword comes
+        from: its unit's integration weights over the frames renormalised to sum to 1 (0 beyond the
+        units and at padding), the CIF counterpart of a K-token keyword's attention.
         """
         b, t = feats.shape[:2]
         prefix = 0 if self.cls is None else 1
@@ -204,26 +201,30 @@ class CIFCascadedBranch(nn.Module):
         mask = padding_mask(lengths, t, prefix=prefix)
         for layer in self.layers:
             x = layer(x, mask)
-        out: Dict[str, Optional[torch.Tensor]] = {}
+        parallel = None
         if self.parallel_projection is not None:
-            out["parallel_embedding"] = F.normalize(self.parallel_projection(x[:, 0]), dim=-1)
+            parallel = F.normalize(self.parallel_projection(x[:, 0]), dim=-1)
 
         c = self.cif(x[:, prefix:], lengths, self.unit_targets(text_lengths))
         n = c["unit_lengths"]
         z = self._normalize(self.projection(c["units"].to(x.dtype)), n)  # (B, N, D_t)
         vq = self.quantizer(z, self.codebook())
-        valid = torch.arange(z.size(1), device=z.device).unsqueeze(0) < n.unsqueeze(1)
-        out.update(
+        valid = valid_mask(n, z.size(1))
+        attention = None
+        if return_attention:
+            w = c["weights"].float()
+            attention = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        count = None
+        if c["quantity_loss"] is not None:
+            count = UnitCount(loss=c["quantity_loss"], targets=c["target_lengths"], units=n)
+        return KeywordOutput(
             embedding=encode_variable_keywords(self.text_encoder, vq["quantized"], n),
             keyword_ids=torch.where(valid, self.codebook_ids[vq["index"]], -1),
             keyword_scores=torch.where(valid, vq["score"], 0.0),
+            attention=attention,
+            parallel_embedding=parallel,
             keyword_lengths=n,
             unit_spans=c["spans"],
-            quantity_loss=c["quantity_loss"],
-            unit_targets=c["target_lengths"],
             alpha_sum=c["alpha_sum"],
+            unit_count=count,
         )
-        if return_attention:
-            w = c["weights"].float()
-            out["attention"] = w / w.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-        return out

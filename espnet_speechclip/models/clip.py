@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechclip.errors import InputError, MissingFileError, RunError
 from espnet_speechclip.models.frozen import FrozenModule
 
 logger = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ def _register_config(model_name: str, config_file: Optional[str]) -> None:
         return
     path = Path(config_file)
     if not path.is_file():
-        raise FileNotFoundError(f"open_clip config file {config_file} does not exist")
+        raise MissingFileError(f"open_clip config file {config_file} does not exist")
     if path.stem != model_name:
-        raise ValueError(
+        raise InputError(
             f"open_clip registers {config_file} as {path.stem!r}, but clip model_name is {model_name!r}"
         )
     open_clip.add_model_config(path)
@@ -87,14 +88,14 @@ def load_clip(
 
     _register_config(model_name, config_file)
     if open_clip.get_model_config(model_name) is None:
-        raise ValueError(
+        raise InputError(
             f"unknown CLIP model {model_name!r}; open_clip knows e.g. ViT-B-32-quickgelu, "
             f"ViT-L-14-quickgelu (or give config_file for a custom architecture)"
         )
     if pretrained and not os.path.isfile(pretrained):
         tags = open_clip.list_pretrained_tags_by_model(model_name)
         if pretrained not in tags:
-            raise ValueError(
+            raise InputError(
                 f"CLIP pretrained {pretrained!r} is neither a file nor a tag of {model_name} {tags}"
             )
     try:
@@ -102,7 +103,7 @@ def load_clip(
         with random_init_intended() if not pretrained else contextlib.nullcontext():
             model = open_clip.create_model(model_name, pretrained=pretrained or None, pretrained_text=False)
     except RuntimeError as e:
-        raise RuntimeError(
+        raise RunError(
             f"could not load CLIP {model_name} weights {pretrained!r} ({e}). Without network access, put the "
             "weights in the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE=1) or give a local file as "
             "pretrained."
@@ -147,7 +148,7 @@ def text_context_length(model_name: str, config_file: Optional[str] = None) -> i
     _register_config(model_name, config_file)
     model_cfg = open_clip.get_model_config(model_name)
     if model_cfg is None:
-        raise ValueError(f"unknown CLIP model {model_name!r}")
+        raise InputError(f"unknown CLIP model {model_name!r}")
     return int(model_cfg["text_cfg"].get("context_length", 77))
 
 
@@ -164,7 +165,7 @@ def preprocess_cfg_from_config(
     _register_config(model_name, config_file)
     model_cfg = open_clip.get_model_config(model_name)
     if model_cfg is None:
-        raise ValueError(f"unknown CLIP model {model_name!r}")
+        raise InputError(f"unknown CLIP model {model_name!r}")
     cfg = asdict(PreprocessCfg())
     size = model_cfg["vision_cfg"]["image_size"]
     cfg["size"] = (size, size) if isinstance(size, int) else tuple(size)
@@ -226,9 +227,9 @@ class CLIPTextEncoder(FrozenModule):
     def __init__(self, clip: nn.Module):
         super().__init__()
         if not isinstance(getattr(clip, "token_embedding", None), nn.Embedding):
-            raise ValueError("CLIPTextEncoder needs an open_clip CLIP with a built-in text tower")
+            raise InputError("CLIPTextEncoder needs an open_clip CLIP with a built-in text tower")
         if getattr(clip, "text_pool_type", "argmax") != "argmax":
-            raise ValueError(f"text pooling {clip.text_pool_type!r} is not CLIP's EOT pooling")
+            raise InputError(f"text pooling {clip.text_pool_type!r} is not CLIP's EOT pooling")
         self.token_embedding = clip.token_embedding
         self.positional_embedding = clip.positional_embedding
         self.transformer = clip.transformer
@@ -260,7 +261,7 @@ class CLIPTextEncoder(FrozenModule):
         """emb (B, L, D_t), EOT embedding at position L-1 -> normalised (B, D_c)."""
         length = emb.size(1)
         if length > self.context_length:
-            raise ValueError(f"{length} positions exceed CLIP's context length {self.context_length}")
+            raise InputError(f"{length} positions exceed CLIP's context length {self.context_length}")
         x = emb + self.positional_embedding[:length].to(emb.dtype)
         x = self.transformer(x, attn_mask=self.attn_mask[:length, :length])
         x = self.ln_final(x[:, -1])

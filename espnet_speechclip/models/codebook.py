@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable, List
 
+from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.models.clip import SPECIAL_IDS, decode_token, text_token_ids
 
 
@@ -29,7 +30,7 @@ def full_codebook(vocab_size: int) -> List[int]:
 def write_codebook(path: str | Path, ids: Iterable[int]) -> None:
     ids = list(ids)
     if not ids:
-        raise ValueError(f"refusing to write an empty codebook {path}")
+        raise InputError(f"refusing to write an empty codebook {path}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         for i in ids:
@@ -40,7 +41,7 @@ def read_codebook(path: str | Path, vocab_size: int) -> List[int]:
     """Read and validate a codebook file against a CLIP vocabulary of ``vocab_size`` ids."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"codebook file {path} does not exist")
+        raise MissingFileError(f"codebook file {path} does not exist")
     ids: List[int] = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -50,23 +51,23 @@ def read_codebook(path: str | Path, vocab_size: int) -> List[int]:
             try:
                 token_id = int(fields[0])
             except ValueError:
-                raise ValueError(
+                raise InputError(
                     f"{path}:{lineno}: expected '<id> <subword>', got {line.strip()!r}"
                 ) from None
             if not 0 <= token_id < vocab_size:
-                raise ValueError(
+                raise InputError(
                     f"{path}:{lineno}: id {token_id} is outside the CLIP vocabulary (size {vocab_size})"
                 )
             if token_id in SPECIAL_IDS:
-                raise ValueError(f"{path}:{lineno}: id {token_id} is a special token and cannot be a keyword")
+                raise InputError(f"{path}:{lineno}: id {token_id} is a special token and cannot be a keyword")
             if len(fields) > 1 and fields[1] != decode_token(token_id):
-                raise ValueError(
+                raise InputError(
                     f"{path}:{lineno}: id {token_id} is {decode_token(token_id)!r} in CLIP's BPE vocabulary, "
                     f"but the file says {fields[1]!r}: it was made with another vocabulary"
                 )
             ids.append(token_id)
     if not ids:
-        raise ValueError(f"codebook file {path} is empty")
+        raise InputError(f"codebook file {path} is empty")
     if len(set(ids)) != len(ids):
-        raise ValueError(f"codebook file {path} repeats ids")
+        raise InputError(f"codebook file {path} repeats ids")
     return ids

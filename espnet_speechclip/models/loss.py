@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from espnet_speechclip.errors import InputError
+
 
 def gather_with_grad(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """Concatenate each tensor over all ranks along dim 0, keeping the autograd graph.
@@ -86,11 +88,11 @@ class InfoNCELoss(nn.Module):
     def __init__(self, temperature: float = 0.07, learnable: bool = False, max_scale: float = 100.0):
         super().__init__()
         if not 0 < temperature:
-            raise ValueError(f"temperature must be positive, got {temperature}")
+            raise InputError(f"temperature must be positive, got {temperature}")
         if 1.0 / temperature > max_scale:
-            raise ValueError(f"initial scale 1/{temperature} exceeds max_scale {max_scale}")
+            raise InputError(f"initial scale 1/{temperature} exceeds max_scale {max_scale}")
         if max_scale < 1.0:
-            raise ValueError(f"max_scale must be at least 1, got {max_scale}")
+            raise InputError(f"max_scale must be at least 1, got {max_scale}")
         self.learnable = learnable
         self.max_scale = max_scale
         self._log_scale_init = math.log(1.0 / temperature)

@@ -6,12 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def padding_mask(lengths: torch.Tensor, max_len: int, prefix: int = 0) -> torch.Tensor:
-    """(B, prefix + max_len) bool, True at padded frames; the first ``prefix`` slots (CLS tokens) are
-    always valid."""
-    frames = torch.arange(max_len, device=lengths.device).unsqueeze(0) >= lengths.unsqueeze(1)
-    return F.pad(frames, (prefix, 0), value=False)
+from espnet_speechclip.errors import InputError
+from espnet_speechclip.models.masks import padding_mask
 
 
 class ParallelBranch(nn.Module):
@@ -35,7 +31,7 @@ class ParallelBranch(nn.Module):
     ):
         super().__init__()
         if input_size % nhead:
-            raise ValueError(f"parallel branch: width {input_size} is not divisible by nhead {nhead}")
+            raise InputError(f"parallel branch: width {input_size} is not divisible by nhead {nhead}")
         self.cls = nn.Parameter(torch.randn(1, 1, input_size))
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(

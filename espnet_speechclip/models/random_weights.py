@@ -8,12 +8,14 @@ same ``hubert_local`` path a real local checkpoint takes.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Dict, Tuple
 
 import torch
+
+from espnet_speechclip.errors import InputError
+from espnet_speechclip.files import atomic_path
 
 # fairseq HuBERT configs of the released models (s3prl's converted checkpoints carry the same).
 _CONV = "[(512,10,5)] + [(512,3,2)] * 4 + [(512,2,2)] * 2"
@@ -76,25 +78,23 @@ def save_hubert(model: torch.nn.Module, model_cfg: dict, task_cfg: dict, path: s
     """Write ``model`` (a :func:`random_hubert`) as s3prl's converted checkpoint, which its
     ``hubert_local`` upstream loads."""
     path = Path(path)
-    num_classes = model.num_classes[0]
-    tmp = path.with_name(f".{path.name}.partial")  # renamed into place: never half a checkpoint
-    torch.save(
-        dict(
-            task_cfg=task_cfg,
-            model_cfg=model_cfg,
-            model_weight=model.state_dict(),
-            dictionaries_symbols=[[str(i) for i in range(num_classes)]],
-        ),
-        tmp,
-    )
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # renamed into place: never half a checkpoint
+        torch.save(
+            dict(
+                task_cfg=task_cfg,
+                model_cfg=model_cfg,
+                model_weight=model.state_dict(),
+                dictionaries_symbols=[[str(i) for i in range(model.num_classes[0])]],
+            ),
+            tmp,
+        )
     return path
 
 
 def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
     """A random HuBERT of the released architecture ``name`` in s3prl's converted format."""
     if name not in HUBERT_ARCHITECTURES:
-        raise ValueError(
+        raise InputError(
             f"no random architecture for upstream {name!r}; known: {sorted(HUBERT_ARCHITECTURES)}"
         )
     model_cfg, task_cfg = HUBERT_ARCHITECTURES[name]

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError
+from espnet_speechclip.errors import InputError
+from espnet_speechclip.models.masks import valid_mask
 from espnet_speechclip.models.upstream import Upstream
 
 
@@ -62,11 +64,6 @@ class WeightedLayerSum(nn.Module):
             stacked = F.layer_norm(stacked, stacked.shape[-1:])
         weights = F.softmax(self.weights, dim=0).to(stacked.dtype)
         return torch.einsum("l,lbtd->btd", weights, stacked)
-
-
-def _frame_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B, T) True at valid frames."""
-    return torch.arange(max_len, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
 class SinusoidalPositions(nn.Module):
@@ -121,9 +118,9 @@ class S3PRLSpeechEncoder(nn.Module):
         self.max_train_samples = max_train_samples
         self.layer_sum = WeightedLayerSum(self.upstream.num_layers, layer_norm)
         if (subsampling != 1 or positional) and projection_dim is None:
-            raise ValueError("subsampling and positional need a projection_dim")
+            raise InputError("subsampling and positional need a projection_dim")
         if subsampling not in (1, 2, 4, 8):
-            raise ValueError(f"subsampling must be 1, 2, 4 or 8, got {subsampling}")
+            raise InputError(f"subsampling must be 1, 2, 4 or 8, got {subsampling}")
         self.subsampling = subsampling
         self.projection = None
         if projection_dim is not None:
@@ -209,7 +206,7 @@ class S3PRLSpeechEncoder(nn.Module):
             x = feats.transpose(1, 2)  # (B, D, T')
             for conv, act in zip(self.convs[::2], self.convs[1::2]):
                 # zero the padding before each conv so a frame never depends on its batch-mates
-                x = x * _frame_mask(lengths, x.size(2)).unsqueeze(1).to(x.dtype)
+                x = x * valid_mask(lengths, x.size(2)).unsqueeze(1).to(x.dtype)
                 x = act(conv(x))
                 lengths = torch.div(lengths - 1, 2, rounding_mode="floor") + 1
             feats = self.projection(x.transpose(1, 2))

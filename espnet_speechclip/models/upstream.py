@@ -30,6 +30,7 @@ from torch import nn
 
 from espnet_speechclip.compat import patch_s3prl
 from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.models.batched_fbank import BatchedKaldiFbank
 from espnet_speechclip.models.frozen import FrozenModule
 
@@ -50,7 +51,7 @@ def _hub_entry(name: str) -> Callable:
     from s3prl import hub
 
     if not hasattr(hub, name):
-        raise ValueError(
+        raise InputError(
             f"unknown s3prl upstream {name!r}; names are e.g. hubert, hubert_large_ll60k, wavlm_base_plus, "
             f"wav2vec2, fbank, mfcc, or hubert_local with path_or_url (see s3prl.hub.options())"
         )
@@ -79,9 +80,9 @@ class Upstream(FrozenModule):
     def __init__(self, name: str, path_or_url: Optional[str] = None, raw_last_layer: bool = False):
         super().__init__()
         if name.endswith("_local") and not path_or_url:
-            raise ValueError(f"s3prl upstream {name} needs path_or_url pointing to a local checkpoint")
+            raise InputError(f"s3prl upstream {name} needs path_or_url pointing to a local checkpoint")
         if path_or_url and "://" not in path_or_url and not Path(path_or_url).is_file():
-            raise FileNotFoundError(f"checkpoint {path_or_url} of s3prl upstream {name} does not exist")
+            raise MissingFileError(f"checkpoint {path_or_url} of s3prl upstream {name} does not exist")
         kwargs = {"ckpt": path_or_url} if path_or_url else {}
         self.name = name
         self.expert = _hub_entry(name)(**kwargs)
@@ -97,7 +98,7 @@ class Upstream(FrozenModule):
         rates = self.expert.get_downsample_rates("hidden_states")
         self.downsample_rates = [rates] * self.num_layers if isinstance(rates, int) else list(rates)
         if len(set(self.hidden_sizes)) != 1 or len(set(self.downsample_rates)) != 1:
-            raise ValueError(
+            raise InputError(
                 f"s3prl upstream {name}: hidden states differ in width or rate, cannot be summed"
             )
         convs = _extractor_convs(self.expert)
@@ -225,7 +226,7 @@ def _receptive_field(convs: List[nn.Conv1d]) -> int:
 def _last_transformer_layer(expert: nn.Module, name: str) -> nn.Module:
     layers = getattr(getattr(getattr(expert, "model", None), "encoder", None), "layers", None)
     if not isinstance(layers, nn.ModuleList) or len(layers) == 0:
-        raise ValueError(
+        raise InputError(
             f"raw_last_layer needs an upstream with transformer layers (model.encoder.layers: hubert, "
             f"wav2vec2, wavlm, ...); s3prl upstream {name} has none"
         )

@@ -31,6 +31,7 @@ from typing import Any, Dict, Iterable, Iterator, Optional, Sequence
 import torch
 
 from espnet_speechclip.config import training_options
+from espnet_speechclip.files import atomic_path
 from espnet_speechclip.provenance import (
     RECORD_NAME,
     FileHashes,
@@ -131,10 +132,8 @@ def atomic_torch_save() -> Iterator[None]:
     def save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
         if not isinstance(f, (str, os.PathLike)):
             return original(obj, f, *args, **kwargs)
-        path = Path(f)
-        tmp = path.with_name(f".{path.name}.partial")
-        original(obj, tmp, *args, **kwargs)
-        os.replace(tmp, path)
+        with atomic_path(f) as tmp:
+            original(obj, tmp, *args, **kwargs)
 
     torch.save = save
     try:
@@ -146,10 +145,9 @@ def atomic_torch_save() -> Iterator[None]:
 def _relink(link: Path, target: str) -> None:
     if link.is_symlink() and os.readlink(link) == target:
         return
-    tmp = link.with_name(f".{link.name}.partial")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    os.replace(tmp, link)
+    with atomic_path(link) as tmp:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(target)
 
 
 def repair_interrupted_epoch(output_dir: Path, best_model_criterion: Iterable[Sequence[str]]) -> None:

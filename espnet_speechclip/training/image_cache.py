@@ -29,7 +29,8 @@ import numpy as np
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import load_image
-from espnet_speechclip.files import sha256_file, write_text_atomic
+from espnet_speechclip.errors import MissingFileError, MissingKeyError
+from espnet_speechclip.files import atomic_path, sha256_file, write_text_atomic
 from espnet_speechclip.provenance import FileHashes, file_entry
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def cache_image_embeddings(
     image_hashes = FileHashes(index["images"])
     missing = [f"{k} ({p})" for k, p in sorted(images.items()) if not os.path.isfile(p)]
     if missing:
-        raise FileNotFoundError(f"{img_scp}: {len(missing)} image file(s) do not exist, e.g. {missing[:3]}")
+        raise MissingFileError(f"{img_scp}: {len(missing)} image file(s) do not exist, e.g. {missing[:3]}")
     content = image_hashes.sha256_many(images.values(), threads=threads)  # path -> sha256
     embeddings: Dict[str, dict] = index["embeddings"]  # image sha256 -> npy file entry
 
@@ -148,9 +149,8 @@ def cache_image_embeddings(
                 )
                 lines = []
                 for sha, e in zip(shas, emb.float().cpu().numpy()):
-                    tmp = folder / "emb" / f".{sha}.partial.npy"
-                    np.save(tmp, e)
-                    os.replace(tmp, npy(sha))  # atomic: an interrupted run never leaves half a file
+                    with atomic_path(npy(sha), keep_suffix=True) as tmp:  # never half a file
+                        np.save(tmp, e)
                     embeddings[sha] = file_entry(npy(sha))
                     lines.append(f"{sha}\t{json.dumps(embeddings[sha])}\n")
                 # A batch enters the journal whole, in one write: a run killed mid-batch redoes that
@@ -185,7 +185,7 @@ def write_utt_emb_scp(utt2img: str | Path, img_emb_scp: str | Path, out: str | P
     emb = read_kv(img_emb_scp)
     missing = sorted({img for img in u2i.values() if img not in emb})
     if missing:
-        raise KeyError(
+        raise MissingKeyError(
             f"{img_emb_scp} lacks embeddings for {len(missing)} image(s) named in {utt2img}, "
             f"e.g. {missing[:3]}"
         )

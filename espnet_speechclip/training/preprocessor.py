@@ -7,6 +7,7 @@ from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.speech_encoder import check_min_samples
 
 
@@ -42,17 +43,17 @@ class SpeechCLIPPreprocessor:
             if name == "speech":
                 wav = np.asarray(value, dtype=np.float32)
                 if wav.ndim != 1:
-                    raise ValueError(f"utterance {uid}: speech must be mono, got shape {wav.shape}")
+                    raise InputError(f"utterance {uid}: speech must be mono, got shape {wav.shape}")
                 check_min_samples(wav.shape[0], self.min_samples, f"utterance {uid}")
                 out[name] = wav
             elif name == "image_id":
                 key = str(value).strip()
                 if not key:
-                    raise ValueError(f"utterance {uid}: empty image id")
+                    raise InputError(f"utterance {uid}: empty image id")
                 out[name] = np.array([image_id_to_int(key)], dtype=np.int64)
             elif name == "image":
                 if self.image_transform is None:
-                    raise ValueError(
+                    raise InputError(
                         "image pixels given but the task was configured with image_input: embedding"
                     )
                 from PIL import Image
@@ -62,13 +63,13 @@ class SpeechCLIPPreprocessor:
             elif name == "image_emb":
                 emb = np.asarray(value, dtype=np.float32).reshape(-1)
                 if not np.isfinite(emb).all():
-                    raise ValueError(f"utterance {uid}: cached image embedding has NaN/inf values")
+                    raise InputError(f"utterance {uid}: cached image embedding has NaN/inf values")
                 out[name] = emb
             elif name == "text":
                 from espnet_speechclip.models.clip import EOT_ID, tokenize
 
                 if not str(value).strip():
-                    raise ValueError(f"utterance {uid}: empty transcript")
+                    raise InputError(f"utterance {uid}: empty transcript")
                 ids = tokenize([str(value)], self.text_context)[0].numpy()
                 out[name] = ids[: int((ids == EOT_ID).argmax()) + 1].astype(np.int64)
             else:

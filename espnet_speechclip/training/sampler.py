@@ -20,6 +20,8 @@ from typing import Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 from espnet2.samplers.abs_sampler import AbsSampler
 
+from espnet_speechclip.errors import InputError, MissingKeyError
+
 
 class EpochShuffleSampler(AbsSampler):
     """Random batches of ``batch_size`` utterances, new for every seed, optionally length-grouped.
@@ -48,23 +50,23 @@ class EpochShuffleSampler(AbsSampler):
         group: int = 1,
     ):
         if batch_size < 2:
-            raise ValueError(f"contrastive training needs batch_size >= 2, got {batch_size}")
+            raise InputError(f"contrastive training needs batch_size >= 2, got {batch_size}")
         if batch_size % world_size:
-            raise ValueError(
+            raise InputError(
                 f"batch_size {batch_size} must be divisible by the number of processes {world_size}"
             )
         if len(keys) < batch_size:
-            raise ValueError(f"only {len(keys)} training utterances for batch_size {batch_size}")
+            raise InputError(f"only {len(keys)} training utterances for batch_size {batch_size}")
         if group < 1:
-            raise ValueError(f"group must be >= 1 batches, got {group}")
+            raise InputError(f"group must be >= 1 batches, got {group}")
         self.keys = sorted(keys)
         self.lengths = None
         if group > 1:
             if lengths is None:
-                raise ValueError("length-grouped batches (group > 1) need the utterance lengths")
+                raise InputError("length-grouped batches (group > 1) need the utterance lengths")
             missing = [k for k in self.keys if k not in lengths]
             if missing:
-                raise KeyError(f"no length for {len(missing)} utterance(s), e.g. {missing[:3]}")
+                raise MissingKeyError(f"no length for {len(missing)} utterance(s), e.g. {missing[:3]}")
             self.lengths = np.array([int(lengths[k]) for k in self.keys], dtype=np.int64)
         self.batch_size = batch_size
         self.rank = rank
@@ -120,5 +122,5 @@ def padding_fraction(
         real += int(ls.sum())
         padded += int(ls.max()) * len(ls)
     if padded == 0:
-        raise ValueError("no batches to measure")
+        raise InputError("no batches to measure")
     return 1.0 - real / padded

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from espnet2.schedulers.piecewise_linear_warmup_lr import PiecewiseLinearWarmupLR
 
+from espnet_speechclip.errors import InputError
+
 SCHEDULER_NAME = "piecewiselinearholdlr"
 
 
@@ -42,14 +44,14 @@ class PiecewiseLinearHoldLR(PiecewiseLinearWarmupLR):
     ):
         steps, rates = list(warmup_steps_list), list(warmup_lr_list)
         if len(steps) != len(rates) or len(steps) < 2:
-            raise ValueError(
+            raise InputError(
                 f"{SCHEDULER_NAME}: warmup_steps_list and warmup_lr_list need the same number (>= 2) of "
                 f"points, got {steps} and {rates}"
             )
         if any(b <= a for a, b in zip(steps, steps[1:])):
-            raise ValueError(f"{SCHEDULER_NAME}: warmup_steps_list must increase, got {steps}")
+            raise InputError(f"{SCHEDULER_NAME}: warmup_steps_list must increase, got {steps}")
         if any(r < 0 for r in rates):
-            raise ValueError(f"{SCHEDULER_NAME}: learning rates must be >= 0, got {rates}")
+            raise InputError(f"{SCHEDULER_NAME}: learning rates must be >= 0, got {rates}")
         super().__init__(optimizer, steps, rates, last_epoch)
 
     def get_lr(self) -> List[float]:

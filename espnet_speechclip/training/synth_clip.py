@@ -19,13 +19,12 @@ recomputed when they change.
 
 Usage::
 
-    python -m espnet_speechclip.training.synth_clip --train_dir data/synth_train --eval_dir data/synth_test \\
-        --out dump/clip/synth-clip.pt --steps 800 --nj 2
+    python -m espnet_speechclip.bin.train_synth_clip --train_dir data/synth_train \\
+        --eval_dir data/synth_test --out dump/clip/synth-clip.pt --steps 800 --nj 2
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -43,9 +42,9 @@ from espnet_speechclip.data.datadir import read_datadir
 from espnet_speechclip.data.media import load_image
 from espnet_speechclip.data.synth.captions import captions
 from espnet_speechclip.data.synth.scenes import render, sample_scene
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.evaluation.retrieval import retrieval_recall
-from espnet_speechclip.files import sha256_file, write_text_atomic
+from espnet_speechclip.files import atomic_path, sha256_file, write_text_atomic
 from espnet_speechclip.models.clip import random_init_intended
 from espnet_speechclip.provenance import (
     FileHashes,
@@ -72,7 +71,7 @@ def register_synth_clip() -> str:
 
     if MODEL_NAME not in open_clip.list_models():
         if not CONFIG_PATH.is_file():
-            raise FileNotFoundError(f"the synth-clip model config {CONFIG_PATH} is missing from the package")
+            raise MissingFileError(f"the synth-clip model config {CONFIG_PATH} is missing from the package")
         open_clip.add_model_config(CONFIG_PATH)
     return MODEL_NAME
 
@@ -99,7 +98,7 @@ class _Tokenize:
                 # open_clip silently truncates; a truncated caption would lose the words that matter.
                 # Only a caption that fills the context can have been cut: encode those again to know.
                 if int(ids[-1]) != 0 and len(self.tokenizer.encode(t)) + 2 > self.context_length:
-                    raise ValueError(
+                    raise InputError(
                         f"caption {t!r} does not fit synth-clip's context of {self.context_length} "
                         f"tokens (with start and end tokens)"
                     )
@@ -246,7 +245,7 @@ def train_synth_clip(
     tokenize = _Tokenize(tokenize_fn, tokenize_fn.context_length)
 
     if steps < 1 or batch_size < 2:
-        raise ValueError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
+        raise InputError(f"need steps >= 1 and batch_size >= 2, got {steps} and {batch_size}")
     record_file = record_path(out_file)
     made_from = dict(
         version=TRAINER_VERSION,
@@ -348,9 +347,8 @@ def train_synth_clip(
                 )
         train_seconds = time.time() - start
         out_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out_file.with_name(out_file.name + ".tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(out_file)  # atomic: an interrupted run leaves no file that looks finished
+        with atomic_path(out_file) as tmp:  # an interrupted run leaves no file that looks finished
+            torch.save(model.state_dict(), tmp)
         # the record last: weights without one are retrained
         write_record(
             record_file,
@@ -384,33 +382,3 @@ def train_synth_clip(
             report,
         )
     return out_file
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument("--train_dir", required=True, help="training data dir, e.g. data/synth_train")
-    parser.add_argument("--eval_dir", default=None, help="data dir to report retrieval recall on")
-    parser.add_argument("--out", required=True, help="weights file, e.g. dump/clip/synth-clip.pt")
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--batch_size", type=int, default=128, help="half training images, half fresh scenes")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--nj", type=int, default=2, help="torch threads")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    train_synth_clip(
-        args.train_dir,
-        args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        eval_data_dir=args.eval_dir,
-        threads=args.nj,
-    )
-
-
-if __name__ == "__main__":
-    run_cli(main)

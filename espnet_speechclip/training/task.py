@@ -29,6 +29,7 @@ from espnet2.utils.types import str2bool
 from espnet_speechclip.config import TASK_DEFAULTS
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import MediaError
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.builder import (
     build_model,
     check_clip_conf,
@@ -180,7 +181,7 @@ class SpeechCLIPTask(AbsTask):
         if not iter_options.train:
             return super().build_sequence_iter_factory(args, iter_options, mode)
         if iter_options.batch_type != "unsorted":
-            raise ValueError(
+            raise InputError(
                 f"SpeechCLIP draws new random training batches every epoch: use batch_type "
                 f"unsorted with batch_size, not {iter_options.batch_type}"
             )
@@ -225,7 +226,7 @@ def check_unit_target_data(args: argparse.Namespace) -> None:
     if not train_data:  # not training (a model rebuilt from its config)
         return
     if "text" not in [entry[1] for entry in train_data]:
-        raise ValueError(
+        raise InputError(
             "cascaded_conf.unit_target is caption: the number of keywords is trained towards each "
             "caption's CLIP token count, so the training data must list the transcripts, e.g. "
             "--train_data_path_and_name_and_type dump/raw/<train set>/text,text,text"

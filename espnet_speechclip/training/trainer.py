@@ -34,7 +34,6 @@ from espnet2.utils.build_dataclass import build_dataclass
 from espnet_speechclip.config import TASK_DEFAULTS
 from espnet_speechclip.evaluation.retrieval import grouped_recall, mean_r10, retrieval_recall
 from espnet_speechclip.models.loss import masked_infonce
-from espnet_speechclip.models.speechclip import unit_stats
 from espnet_speechclip.precision import AMP_DTYPES, amp_dtype, autocast, check_amp_dtype
 from espnet_speechclip.training.experiment import atomic_torch_save, repair_interrupted_epoch
 
@@ -181,17 +180,20 @@ class RetrievalTrainer(Trainer):
             batch = to_device(batch, device)
             # the precision of the training steps (and of inference): the config's amp_dtype
             with autocast(device, options.use_amp, options.amp_dtype):
-                out = core.encode_speech(batch["speech"], batch["speech_lengths"], batch.get("text_lengths"))
+                out, unit_count = core.forward_speech(
+                    batch["speech"], batch["speech_lengths"], batch.get("text_lengths")
+                )
                 img = core.encode_image(batch.get("image"), batch.get("image_emb"))
                 text = core.text_encoder(batch["text"]) if "text" in batch else None
             image_id = batch["image_id"].view(-1)
             stats = {}
             for b in core.branches:
                 # per-batch loss without the cross-rank gather: dev shards may differ in size
-                stats[f"loss_{b}"] = masked_infonce(out[b], img, image_id, scale).item()
-                collected[b].append(out[b].float().cpu())
-            if "quantity_loss" in out:
-                stats.update({k: v.item() for k, v in unit_stats(out).items()})
+                emb = out.branch(b)
+                stats[f"loss_{b}"] = masked_infonce(emb, img, image_id, scale).item()
+                collected[b].append(emb.float().cpu())
+            if unit_count is not None:
+                stats.update({k: v.item() for k, v in unit_count.stats().items()})
             reporter.register(stats, weight=image_id.numel())
             reporter.next()
             images.append(img.float().cpu())

@@ -32,10 +32,11 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, load_audio
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.inference.speech2image import QueryResult, Speech2Image
 from espnet_speechclip.web import render
-from espnet_speechclip.web.figure import keyword_figure
 from espnet_speechclip.web.index import SearchIndex
+from espnet_speechclip.web.keyword_figure import keyword_figure
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +81,9 @@ class DemoPage:
 
     def __init__(self, s2i: Speech2Image, index: SearchIndex, topk: int = 5, max_seconds: float = 60.0):
         if topk < 1:
-            raise ValueError(f"topk must be at least 1, got {topk}")
+            raise InputError(f"topk must be at least 1, got {topk}")
         if max_seconds <= 0:
-            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+            raise InputError(f"max_seconds must be positive, got {max_seconds}")
         self.s2i = s2i
         self.index = index
         self.topk = topk

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
+from espnet_speechclip.errors import RunError
+
 CHROMIUM_ENV = "SPEECHCLIP_CHROMIUM"
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Headless, as root in containers (no sandbox), and quiet: no QUIC, first-run, sync, component
@@ -54,16 +56,14 @@ def headless_page(timeout_s: float = 60.0) -> Iterator:
     """
     executable = find_chromium()
     if executable is None:
-        raise RuntimeError(
+        raise RunError(
             f"no Chromium found (looked for ${CHROMIUM_ENV} and {', '.join(CHROMIUM_NAMES)} on PATH): "
             f"install it, e.g. apt-get install chromium"
         )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as e:
-        raise RuntimeError(
-            "the page's browser needs Playwright: pip install 'espnet-speechclip[test]'"
-        ) from e
+        raise RunError("the page's browser needs Playwright: pip install 'espnet-speechclip[test]'") from e
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=executable, headless=True, args=list(CHROMIUM_FLAGS), timeout=timeout_s * 1000
@@ -137,7 +137,7 @@ def screenshot(
             state = upload_speech(page, speech, timeout_s)
             if state != "ok":
                 message = page.inner_text("#speech-status")
-                raise RuntimeError(f"the page did not take {speech}: {message}")
+                raise RunError(f"the page did not take {speech}: {message}")
             wait_for_images(page, "speech-images", timeout_s)
         page.screenshot(path=str(out_png), full_page=True)
     return out_png

@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Union
 import numpy as np
 
 from espnet_speechclip.data.datadir import read_kv
+from espnet_speechclip.errors import InputError, MissingFileError
 from espnet_speechclip.inference.speech2image import (
     Hit,
     Keyword,
@@ -62,21 +63,21 @@ def read_media_lists(source: PathLike, max_utterances: Optional[int] = None) -> 
     """
     source = Path(source)
     if not source.is_dir():
-        raise FileNotFoundError(f"--images {source} is neither an image folder nor a data dir")
+        raise MissingFileError(f"--images {source} is neither an image folder nor a data dir")
     if not (source / "img.scp").is_file():
         if (source / "wav.scp").is_file():
-            raise FileNotFoundError(f"data dir {source} has wav.scp but no img.scp: the page needs images")
+            raise MissingFileError(f"data dir {source} has wav.scp but no img.scp: the page needs images")
         return MediaLists(source, {p.name: str(p) for p in list_images(source)})
     images = dict(sorted(read_kv(source / "img.scp").items()))
     if not images:
-        raise FileNotFoundError(f"{source}/img.scp lists no image")
+        raise MissingFileError(f"{source}/img.scp lists no image")
     _check_files(images, source / "img.scp", "image")
     lists = MediaLists(source, images)
     if (source / "wav.scp").is_file():
         utts = dict(sorted(read_kv(source / "wav.scp").items()))
         commands = [u for u, path in utts.items() if path.endswith("|")]
         if commands:
-            raise ValueError(
+            raise InputError(
                 f"{source}/wav.scp: utterance {commands[0]} is a command, not a file; the page reads audio "
                 f"files (run the recipe's audio format stage, which writes dump/raw/<set>)"
             )
@@ -97,7 +98,7 @@ def _check_files(table: Dict[str, str], listed_in: Path, kind: str) -> None:
     missing = [key for key, path in table.items() if not Path(path).is_file()]
     if missing:
         key = missing[0]
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{listed_in}: {kind} file {table[key]} of {key} does not exist ({len(missing)} of "
             f"{len(table)} missing; relative paths are read from the current directory, {Path.cwd()})"
         )
@@ -164,7 +165,7 @@ class SearchIndex:
     def utterances_for(self, query: np.ndarray, branch: str, topk: Optional[int]) -> List[Hit]:
         """The utterances closest to a query embedding in ``branch``'s space; hits carry utterance ids."""
         if not self.has_utterances:
-            raise ValueError(f"{self.lists.source} is an image folder: it has no utterances to search")
+            raise InputError(f"{self.lists.source} is an image folder: it has no utterances to search")
         return rank(query, self.utt_emb[branch], self.utt_ids, topk)
 
     def folders(self) -> List[str]:

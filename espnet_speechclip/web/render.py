@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 from urllib.parse import quote
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.inference.speech2image import Hit, Keyword
-from espnet_speechclip.web.figure import PALETTE  # one colour per keyword slot, as in the figure
+from espnet_speechclip.web.keyword_figure import PALETTE  # one colour per keyword slot, as in the figure
 
 # Gradio serves files of the folders it was launched with (allowed_paths) under this route.
 FILE_ROUTE = "/gradio_api/file="
@@ -62,7 +63,7 @@ def status(state: str, message: str, detail: str = "", seq: Optional[int] = None
     """A status line: ``state`` is info, ok or error; ``detail`` a second, quieter line. ``seq`` and
     ``data`` become ``data-*`` attributes (the browser test waits on ``data-seq``)."""
     if state not in ("info", "ok", "error"):
-        raise ValueError(f"status state must be info, ok or error, got {state!r}")
+        raise InputError(f"status state must be info, ok or error, got {state!r}")
     attrs = f' data-state="{state}"'
     if seq is not None:
         attrs += f' data-seq="{seq}"'

@@ -166,13 +166,6 @@ def test_flickr8k_missing_listing_errors(flickr_root: Path, tmp_path: Path, miss
     assert "FLICKR8K" in str(err.value)
 
 
-def test_flickr8k_cli(flickr_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    flickr8k.main(["--root", str(flickr_root), "--out_dir", str(tmp_path / "data"), "--nj", "1"])
-    printed = capsys.readouterr().out
-    assert "flickr8k_train" in printed and "flickr8k_test" in printed
-    assert (tmp_path / "data" / "flickr8k_dev" / "wav.scp").is_file()
-
-
 def test_flickr8k_parsers() -> None:
     assert flickr8k.parse_wav2capt(["a_0.wav a.jpg #0", "", "a_1.wav a.jpg #1"]) == {
         "a_0.wav": ("a.jpg", 0),

@@ -164,26 +164,6 @@ def test_spokencoco_missing_inputs_error(tmp_path: Path) -> None:
         spokencoco.prepare_spokencoco(sc, coco, karpathy, tmp_path / "data")
 
 
-def test_spokencoco_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    sc, coco, karpathy = build_spokencoco(tmp_path)
-    spokencoco.main(
-        [
-            "--spokencoco",
-            str(sc),
-            "--mscoco",
-            str(coco),
-            "--karpathy",
-            str(karpathy),
-            "--out_dir",
-            str(tmp_path / "data"),
-            "--nj",
-            "2",
-        ]
-    )
-    assert "spokencoco_test" in capsys.readouterr().out
-    assert (tmp_path / "data" / "spokencoco_train" / "utt2num_samples").is_file()
-
-
 def test_karpathy_parser() -> None:
     obj = {
         "images": [

@@ -248,7 +248,7 @@ def test_parallel_base_equals_authors_math(imported):
     case = imported["base_parallel"]
     model, sd = case["model"], case["state"]
     speech, lengths = waveforms(0)
-    ours = model.encode_speech(speech, lengths)["parallel"]
+    ours = model.encode_speech(speech, lengths).parallel
     # Same frames as ours (see test_known_mismatch_frame_lengths for the authors' framing).
     hidden, frames = model.speech_encoder.upstream(speech, lengths)
     theirs = authors_parallel(sd, authors_features(sd, hidden, normalize=False), frames)
@@ -267,8 +267,8 @@ def test_cascaded_large_equals_authors_math(imported, towers):
         emb, ids = authors_cascaded(
             sd, authors_features(sd, hidden, normalize=True), frames, vocab, clip_heads(towers["clip_conf"])
         )
-        assert torch.equal(out["keyword_ids"], ids), (out["keyword_ids"], ids)
-        torch.testing.assert_close(out["cascaded"], emb, atol=1e-5, rtol=0)
+        assert torch.equal(out.keyword_ids, ids), (out.keyword_ids, ids)
+        torch.testing.assert_close(out.cascaded, emb, atol=1e-5, rtol=0)
         assert not set(ids.flatten().tolist()) & {0, SOT, EOT}
 
 
@@ -289,10 +289,10 @@ def test_hybrid_maps_both_branches(towers, tmp_path):
     out = model.encode_speech(speech, lengths)
     hidden, frames = model.speech_encoder.upstream(speech, lengths)
     feats = authors_features(sd, hidden, normalize=False)
-    torch.testing.assert_close(out["parallel"], authors_parallel(sd, feats, frames), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.parallel, authors_parallel(sd, feats, frames), atol=1e-5, rtol=0)
     emb, ids = authors_cascaded(sd, feats, frames, vocab, clip_heads(towers["clip_conf"]))
-    assert torch.equal(out["keyword_ids"], ids)
-    torch.testing.assert_close(out["cascaded"], emb, atol=1e-5, rtol=0)
+    assert torch.equal(out.keyword_ids, ids)
+    torch.testing.assert_close(out.cascaded, emb, atol=1e-5, rtol=0)
 
 
 def test_written_experiment(imported):
@@ -378,13 +378,13 @@ def test_frame_lengths_equal_the_authors_per_utterance(imported):
     case = imported["base_parallel"]
     model, sd = case["model"], case["state"]
     speech, lengths = waveforms(0)
-    batched = model.encode_speech(speech, lengths)["parallel"]
+    batched = model.encode_speech(speech, lengths).parallel
     expert = model.speech_encoder.upstream.expert
     for i, n in enumerate(lengths.tolist()):
         hidden = list(expert([speech[i, :n]])["hidden_states"])  # HuBERT's own frames, no extension
         frames = torch.tensor([authors_frames(n, hidden[0].shape[1])])
         theirs = authors_parallel(sd, authors_features(sd, hidden, normalize=False), frames)
-        alone = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1])["parallel"]
+        alone = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1]).parallel
         torch.testing.assert_close(alone, theirs, atol=1e-5, rtol=0)
         if n == int(lengths.max()):  # the longest needs no padding: the same in the batch
             torch.testing.assert_close(batched[i : i + 1], theirs, atol=1e-5, rtol=0)
@@ -423,7 +423,7 @@ def test_large_weights_the_raw_last_layer(towers, tmp_path):
         assert not torch.allclose(last, hidden[-1], atol=1e-3)  # s3prl's last state is LayerNorm'd
         frames = torch.tensor([authors_frames(n, hidden[0].shape[1])])
         theirs = authors_parallel(sd, authors_features(sd, hidden[:-1] + [last], normalize=True), frames)
-        ours = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1])["parallel"]
+        ours = model.encode_speech(speech[i : i + 1, :n], lengths[i : i + 1]).parallel
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
 
 

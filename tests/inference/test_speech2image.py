@@ -194,9 +194,9 @@ def test_variable_length_keywords_through_the_api(cif_pipe):
         np.testing.assert_allclose(own[1:, 0], own[:-1, 1])
         with torch.no_grad():
             alone = model.encode_speech(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
-        frames = alone["keyword_frames"][0].numpy()
+        frames = alone.keyword_frames[0].numpy()
         np.testing.assert_allclose(own[1:, 0], frames[1:, 0] * shift + offset, rtol=1e-6)
-        assert alone["keyword_ids"][0].tolist() == ids[i, : n[i]].tolist()
+        assert alone.keyword_ids[0].tolist() == ids[i, : n[i]].tolist()
     # keywords() drops the padding: each utterance its own number of Keyword(token, id, score, start, end)
     keywords = cif_pipe.keywords(wavs, timing=True)
     assert [len(k) for k in keywords] == n.tolist()

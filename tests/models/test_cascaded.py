@@ -45,7 +45,7 @@ def test_gradient_reaches_keyword_head_through_frozen_text_encoder(text_encoder)
     branch = make_branch(text_encoder).train()
     feats, lengths = torch.randn(5, 12, 16), torch.tensor([12, 10, 8, 12, 3])
     out = branch(feats, lengths)
-    out["embedding"][:, 0].sum().backward()
+    out.embedding[:, 0].sum().backward()
     for name in ("cls", "projection.weight", "norm.weight", "norm.bias"):
         grad = dict(branch.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
@@ -67,7 +67,7 @@ def test_keywords_come_from_the_codebook_and_never_special(text_encoder):
     branch = make_branch(text_encoder).eval()
     out = branch(torch.randn(6, 9, 16), torch.full((6,), 9))
     allowed = set(branch.codebook_ids.tolist())
-    assert set(out["keyword_ids"].flatten().tolist()) <= allowed
+    assert set(out.keyword_ids.flatten().tolist()) <= allowed
     assert not set(SPECIAL_IDS) & allowed
     full = full_codebook(text_encoder.vocab_size)
     assert len(full) == text_encoder.vocab_size - 3 and SOT_ID not in full and EOT_ID not in full
@@ -78,14 +78,14 @@ def test_keyword_attention_is_a_distribution_over_the_frames(text_encoder):
     torch.manual_seed(1)
     feats, lengths = torch.randn(3, 10, 16), torch.tensor([10, 6, 2])
     with torch.no_grad():
-        att = branch(feats, lengths, return_attention=True)["attention"]
+        att = branch(feats, lengths, return_attention=True).attention
     assert att.shape == (3, 4, 10)
     torch.testing.assert_close(att.sum(-1), torch.ones(3, 4))
     for b, n in enumerate(lengths.tolist()):
         assert (att[b, :, n:] == 0).all() and (att[b, :, :n] > 0).all()
     # an utterance's attention does not depend on its batch-mates
     with torch.no_grad():
-        alone = branch(feats[1:2, :6], lengths[1:2], return_attention=True)["attention"]
+        alone = branch(feats[1:2, :6], lengths[1:2], return_attention=True).attention
     torch.testing.assert_close(alone[0], att[1, :, :6])
 
 
@@ -93,7 +93,7 @@ def _expected_last_layer_attention(branch, feats, lengths):
     """Each keyword's attention in the last layer, computed by hand from the layer's projections:
     softmax(q k^T / sqrt(d_h)) per head over the unpadded keys, mean over heads, CLS keys dropped,
     renormalised over the frames."""
-    from espnet_speechclip.models.parallel import padding_mask
+    from espnet_speechclip.models.masks import padding_mask
 
     k = branch.num_keywords
     captured = {}
@@ -123,14 +123,14 @@ def test_keyword_attention_is_the_last_layers_head_mean_over_the_frames(text_enc
         plain = branch(feats, lengths)
         timed = branch(feats, lengths, return_attention=True)
         expected = _expected_last_layer_attention(branch, feats, lengths)
-    att = timed["attention"]
-    assert att.shape == (3, 3, 10) and "attention" not in plain
+    att = timed.attention
+    assert att.shape == (3, 3, 10) and plain.attention is None
     torch.testing.assert_close(att, expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(att.sum(-1), torch.ones(3, 3))
     assert att[1, :, 7:].abs().max() == 0 and att[2, :, 4:].abs().max() == 0  # padding gets none
     # asking for the attention changes nothing else, bit for bit
     for name in ("embedding", "keyword_ids", "keyword_scores"):
-        assert torch.equal(plain[name], timed[name]), name
+        assert torch.equal(getattr(plain, name), getattr(timed, name)), name
 
 
 def test_training_never_computes_keyword_attention(text_encoder, monkeypatch):
@@ -142,8 +142,8 @@ def test_training_never_computes_keyword_attention(text_encoder, monkeypatch):
     monkeypatch.setattr(AttentionBlock, "query_attention", refuse)
     branch = make_branch(text_encoder).train()
     out = branch(torch.randn(2, 6, 16), torch.tensor([6, 4]))
-    out["embedding"].sum().backward()
-    assert "attention" not in out
+    out.embedding.sum().backward()
+    assert out.attention is None
 
 
 def test_attention_block_is_layernorm_of_attention_plus_input_in_training():
@@ -170,14 +170,14 @@ def test_keyword_neighbours_are_the_nearest_codebook_subwords(text_encoder):
     assert KEYWORD_NEIGHBOURS == 5
     branch = make_branch(text_encoder).eval()
     out = branch(torch.randn(3, 9, 16), torch.full((3,), 9))
-    near = branch.neighbour_ids(out["keyword_ids"])
+    near = branch.neighbour_ids(out.keyword_ids)
     assert near.shape == (3, 4, 5)
-    assert torch.equal(near[..., 0], out["keyword_ids"])  # a keyword is its own nearest subword
+    assert torch.equal(near[..., 0], out.keyword_ids)  # a keyword is its own nearest subword
     rows = torch.nn.functional.normalize(branch.codebook().float(), dim=-1)
     ids = branch.codebook_ids.tolist()
     for b in range(3):
         for k in range(4):
-            cos = rows @ rows[ids.index(int(out["keyword_ids"][b, k]))]
+            cos = rows @ rows[ids.index(int(out.keyword_ids[b, k]))]
             assert near[b, k].tolist() == [ids[i] for i in cos.topk(5).indices.tolist()]
 
 

@@ -28,21 +28,21 @@ def test_cascaded_plus_shapes_and_padding(text_encoder):
     branch = make_branch(text_encoder).eval()
     x, lengths = feats()
     out = branch(x, lengths)
-    n = out["keyword_lengths"]
-    b, n_max = out["keyword_ids"].shape
+    n = out.keyword_lengths
+    b, n_max = out.keyword_ids.shape
     assert b == 5 and n_max == int(n.max()) and n.min() >= 1
-    assert out["embedding"].shape == (5, text_encoder.embed_dim)
-    torch.testing.assert_close(out["embedding"].norm(dim=-1), torch.ones(5))
+    assert out.embedding.shape == (5, text_encoder.embed_dim)
+    torch.testing.assert_close(out.embedding.norm(dim=-1), torch.ones(5))
     valid = torch.arange(n_max)[None, :] < n[:, None]
-    assert (out["keyword_ids"][~valid] == -1).all() and (out["keyword_scores"][~valid] == 0).all()
-    assert set(out["keyword_ids"][valid].tolist()) <= set(branch.codebook_ids.tolist())
-    spans = out["unit_spans"]
+    assert (out.keyword_ids[~valid] == -1).all() and (out.keyword_scores[~valid] == 0).all()
+    assert set(out.keyword_ids[valid].tolist()) <= set(branch.codebook_ids.tolist())
+    spans = out.unit_spans
     assert spans.shape == (5, n_max, 2)
     for row, k, t in zip(spans, n.tolist(), lengths.tolist()):
         # units tile the utterance from its first to (at most) its last frame
         assert row[0, 0] == 0 and row[k - 1, 1] <= t and (row[:k, 1] > row[:k, 0]).all()
         torch.testing.assert_close(row[1:k, 0], row[: k - 1, 1])
-    assert "parallel_embedding" not in out and branch.cls is None
+    assert out.parallel_embedding is None and branch.cls is None
 
 
 def test_keyword_attention_is_each_units_share_of_the_frames(text_encoder):
@@ -54,10 +54,10 @@ def test_keyword_attention_is_each_units_share_of_the_frames(text_encoder):
         plain = branch(x, lengths)
         timed = branch(x, lengths, return_attention=True)
         c = branch.cif(branch.layers[0](x, padding_mask_of(lengths, x.size(1))), lengths)
-    att, n = timed["attention"], timed["keyword_lengths"]
-    assert "attention" not in plain and att.shape == (5, int(n.max()), x.size(1))
+    att, n = timed.attention, timed.keyword_lengths
+    assert plain.attention is None and att.shape == (5, int(n.max()), x.size(1))
     for name in ("embedding", "keyword_ids", "keyword_scores", "unit_spans"):
-        assert torch.equal(plain[name], timed[name]), name
+        assert torch.equal(getattr(plain, name), getattr(timed, name)), name
     w = c["weights"].float()
     for b, (k, t) in enumerate(zip(n.tolist(), lengths.tolist())):
         torch.testing.assert_close(att[b, :k].sum(-1), torch.ones(k))
@@ -65,7 +65,7 @@ def test_keyword_attention_is_each_units_share_of_the_frames(text_encoder):
         assert (att[b, k:] == 0).all() and (att[b, :, t:] == 0).all()
         # a unit's weight lies between its firing boundaries
         for j in range(k):
-            start, end = timed["unit_spans"][b, j].tolist()
+            start, end = timed.unit_spans[b, j].tolist()
             frames = att[b, j].nonzero().view(-1)
             assert frames.min() >= int(start) and frames.max() < end + 1
 
@@ -76,7 +76,7 @@ def test_keyword_neighbours_of_variable_length_keywords(text_encoder):
     x, lengths = feats()
     with torch.no_grad():
         out = branch(x, lengths)
-    ids, n = out["keyword_ids"], out["keyword_lengths"]
+    ids, n = out.keyword_ids, out.keyword_lengths
     near = branch.neighbour_ids(ids)
     assert near.shape == (*ids.shape, 5)
     valid = torch.arange(ids.size(1))[None, :] < n[:, None]
@@ -90,7 +90,7 @@ def test_keyword_neighbours_of_variable_length_keywords(text_encoder):
 
 
 def padding_mask_of(lengths, t):
-    from espnet_speechclip.models.parallel import padding_mask
+    from espnet_speechclip.models.masks import padding_mask
 
     return padding_mask(lengths, t)
 
@@ -99,7 +99,7 @@ def test_gradients_reach_every_trainable_part_through_the_frozen_text_encoder(te
     branch = make_branch(text_encoder, projection_hidden=24).train()
     x, lengths = feats()
     out = branch(x, lengths)
-    (out["embedding"][:, 0].sum() + out["quantity_loss"]).backward()
+    (out.embedding[:, 0].sum() + out.unit_count.loss).backward()
     for name, p in branch.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     assert all(p.grad is None for p in text_encoder.parameters())
@@ -110,9 +110,9 @@ def test_hybrid_plus_shares_one_attention_layer(text_encoder):
     assert len(branch.layers) == 1 and branch.cls.shape == (1, 1, 16)
     x, lengths = feats()
     out = branch(x, lengths)
-    assert out["parallel_embedding"].shape == (5, text_encoder.embed_dim)
-    torch.testing.assert_close(out["parallel_embedding"].norm(dim=-1), torch.ones(5))
-    out["parallel_embedding"][:, 0].sum().backward()
+    assert out.parallel_embedding.shape == (5, text_encoder.embed_dim)
+    torch.testing.assert_close(out.parallel_embedding.norm(dim=-1), torch.ones(5))
+    out.parallel_embedding[:, 0].sum().backward()
     grads = {name: p.grad for name, p in branch.named_parameters()}
     # the parallel embedding trains the CLS, its projection and the SHARED attention, nothing of CIF
     assert grads["cls"].abs().sum() > 0 and grads["parallel_projection.weight"].abs().sum() > 0
@@ -128,14 +128,14 @@ def test_eval_output_does_not_depend_on_batch_mates(text_encoder, parallel):
     for i in (2, 4):  # short utterances, padded in the batch
         n = int(lengths[i])
         alone = branch(x[i : i + 1, :n], lengths[i : i + 1])
-        k = int(alone["keyword_lengths"][0])
-        assert k == int(batch["keyword_lengths"][i])
-        torch.testing.assert_close(alone["embedding"][0], batch["embedding"][i], atol=1e-5, rtol=0)
-        assert torch.equal(alone["keyword_ids"][0, :k], batch["keyword_ids"][i, :k])
-        torch.testing.assert_close(alone["unit_spans"][0, :k], batch["unit_spans"][i, :k])
+        k = int(alone.keyword_lengths[0])
+        assert k == int(batch.keyword_lengths[i])
+        torch.testing.assert_close(alone.embedding[0], batch.embedding[i], atol=1e-5, rtol=0)
+        assert torch.equal(alone.keyword_ids[0, :k], batch.keyword_ids[i, :k])
+        torch.testing.assert_close(alone.unit_spans[0, :k], batch.unit_spans[i, :k])
         if parallel:
             torch.testing.assert_close(
-                alone["parallel_embedding"][0], batch["parallel_embedding"][i], atol=1e-5, rtol=0
+                alone.parallel_embedding[0], batch.parallel_embedding[i], atol=1e-5, rtol=0
             )
 
 
@@ -148,7 +148,7 @@ def test_keyword_batchnorm_statistics_over_units(text_encoder, norm_padding):
     branch.projection.register_forward_hook(lambda m, i, o: seen.update(z=o.detach()))
     x, lengths = feats()
     out = branch(x, lengths)
-    z, n = seen["z"], out["keyword_lengths"]
+    z, n = seen["z"], out.keyword_lengths
     valid = torch.arange(z.size(1))[None, :] < n[:, None]
     rows = z.reshape(-1, z.size(-1)) if norm_padding else z[valid]
     momentum = branch.norm.momentum
@@ -167,8 +167,8 @@ def test_one_unit_in_a_training_batch_uses_the_running_statistics(text_encoder):
     branch = make_branch(text_encoder, unit_target="caption", cif_conf=dict(scaling_steps=None)).train()
     x, lengths = feats()
     out = branch(x[:1], lengths[:1], text_lengths=torch.tensor([3]))  # [SOT, one token, EOT]
-    assert out["keyword_lengths"].tolist() == [1]
-    assert torch.isfinite(out["embedding"]).all()
+    assert out.keyword_lengths.tolist() == [1]
+    assert torch.isfinite(out.embedding).all()
 
 
 def test_caption_targets(text_encoder):
@@ -177,16 +177,16 @@ def test_caption_targets(text_encoder):
     text_lengths = torch.tensor([6, 4, 9, 3, 5])  # [SOT, ..., EOT]
     out = branch(x, lengths, text_lengths=text_lengths)
     # while the alphas are scaled, each utterance gets exactly its caption's token count of units
-    assert out["keyword_lengths"].tolist() == (text_lengths - 2).tolist()
-    assert out["unit_targets"].tolist() == (text_lengths - 2).tolist()
-    alpha_sum = out["alpha_sum"]
-    torch.testing.assert_close(out["quantity_loss"], (alpha_sum - (text_lengths - 2)).abs().mean())
+    assert out.keyword_lengths.tolist() == (text_lengths - 2).tolist()
+    assert out.unit_count.targets.tolist() == (text_lengths - 2).tolist()
+    alpha_sum = out.alpha_sum
+    torch.testing.assert_close(out.unit_count.loss, (alpha_sum - (text_lengths - 2)).abs().mean())
     with pytest.raises(ValueError, match="no transcripts.*text,text,text"):
         branch(x, lengths)
     # at inference the transcripts are optional: no target, no quantity loss, units from the alphas
     branch.eval()
     out = branch(x, lengths)
-    assert out["quantity_loss"] is None and out["unit_targets"] is None
+    assert out.unit_count is None
 
 
 def test_frame_targets_are_one_unit_per_frames_per_unit(text_encoder):
@@ -194,8 +194,8 @@ def test_frame_targets_are_one_unit_per_frames_per_unit(text_encoder):
     x, lengths = feats()
     out = branch(x, lengths)
     expected = torch.round(lengths.double() / 4).long()  # half to even, as SpeechCLIP+
-    assert out["unit_targets"].tolist() == expected.tolist()
-    assert out["keyword_lengths"].tolist() == expected.clamp(min=1).tolist()
+    assert out.unit_count.targets.tolist() == expected.tolist()
+    assert out.keyword_lengths.tolist() == expected.clamp(min=1).tolist()
 
 
 def test_bad_confs_are_refused(text_encoder):

@@ -1,18 +1,9 @@
-"""models/parallel: the CLS-token branch and its padding mask."""
+"""models/parallel: the CLS-token branch (its mask: tests/models/test_masks.py)."""
 
 import pytest
 import torch
 
-from espnet_speechclip.models.parallel import ParallelBranch, padding_mask
-
-
-def test_padding_mask_marks_padded_frames_after_always_valid_prefix_slots():
-    mask = padding_mask(torch.tensor([3, 1]), 4, prefix=1)
-    assert mask.tolist() == [
-        [False, False, False, False, True],
-        [False, False, True, True, True],
-    ]
-    assert padding_mask(torch.tensor([2]), 2).tolist() == [[False, False]]
+from espnet_speechclip.models.parallel import ParallelBranch
 
 
 def test_branch_embeds_to_unit_vectors_ignoring_padding():

@@ -21,13 +21,13 @@ def recording_model(tiny_clip, seen):
     config = read_config(TINY / "parallel.yaml")
     config["clip_conf"] = dict(tiny_clip)
     model = build_model(config)
-    encode = model.encode_speech
+    encode = model.forward_speech
 
-    def encode_speech(*args, **kwargs):
+    def forward_speech(*args, **kwargs):
         seen.append(torch.get_autocast_dtype("cuda"))
         return encode(*args, **kwargs)
 
-    model.encode_speech = encode_speech
+    model.forward_speech = forward_speech
     return model
 
 

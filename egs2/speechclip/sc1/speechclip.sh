@@ -273,7 +273,7 @@ if runs 3 "${skip_data_prep}"; then
         if [ -z "${fixed_exp}" ] && [ "${corpus}" = synth ] && \
             [ "$(conf_get "${c}" clip_conf.model_name)" = synth-clip ]; then
             # no pretrained CLIP exists for the built-in corpus: train the stand-in once
-            run_logged "${logdir}/stage3_synth_clip.log" ${python} -m espnet_speechclip.training.synth_clip \
+            run_logged "${logdir}/stage3_synth_clip.log" ${python} -m espnet_speechclip.bin.train_synth_clip \
                 --train_dir "${dumpdir}/raw/${train_set}" --eval_dir "${dumpdir}/raw/${test_set}" \
                 --out "${clip_file}" --steps "${clip_steps}" --nj "${nj}"
         fi

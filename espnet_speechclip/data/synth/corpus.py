@@ -6,12 +6,11 @@ split here and written as images, 16 kHz wavs and Kaldi-style data dirs.
 
 Usage::
 
-    python -m espnet_speechclip.data.synth.corpus --out_dir dump/synth --data_dir data --seed 0
+    python -m espnet_speechclip.bin.make_synth_corpus --out_dir dump/synth --data_dir data --seed 0
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -21,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 from espnet_speechclip.config import SPLITS, set_name
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, write_ctm, write_datadir
@@ -36,7 +35,8 @@ from espnet_speechclip.data.synth.speech import (
     _synth_shard,
     make_speakers,
 )
-from espnet_speechclip.errors import run_cli
+from espnet_speechclip.errors import InputError, RunError
+from espnet_speechclip.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def generate(
         ("workers", workers),
     ):
         if n < 1:
-            raise ValueError(f"{name} must be at least 1, got {n}")
+            raise InputError(f"{name} must be at least 1, got {n}")
     dirs = {s: data_dir / set_name(CORPUS, s) for s in SPLITS}
     options = _options(seed, n_train, n_dev, n_test, captions_per_image, out_dir, data_dir)
     if _is_done(out_dir, data_dir, options):
@@ -182,7 +182,7 @@ def generate(
     try:  # fail here with the install hint, not inside a worker
         import espeakng_loader  # noqa: F401
     except ImportError as e:
-        raise RuntimeError(_MISSING_ESPEAK) from e
+        raise RunError(_MISSING_ESPEAK) from e
 
     start = time.time()
     train_speakers, held_out = make_speakers(seed)
@@ -272,40 +272,6 @@ def generate(
             len(spk),
             len(unseen),
         )
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(options, indent=1, sort_keys=True))
-    tmp.replace(marker)  # atomic: an interrupted run never looks finished
+    write_text_atomic(marker, json.dumps(options, indent=1, sort_keys=True))  # never looks finished early
     logger.info("spoken-shapes corpus done in %.1f s", time.time() - start)
     return dirs
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
-    parser.add_argument(
-        "--out_dir", required=True, help="where images/ and wav/ are written, e.g. dump/synth"
-    )
-    parser.add_argument("--data_dir", required=True, help="parent of the synth_{train,dev,test} data dirs")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n_train", type=int, default=1600, help="training images")
-    parser.add_argument("--n_dev", type=int, default=200, help="dev images")
-    parser.add_argument("--n_test", type=int, default=200, help="test images")
-    parser.add_argument("--captions_per_image", type=int, default=3, help="spoken captions per image")
-    parser.add_argument("--nj", type=int, default=2, help="speech synthesis worker processes")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    generate(
-        args.out_dir,
-        args.data_dir,
-        seed=args.seed,
-        n_train=args.n_train,
-        n_dev=args.n_dev,
-        n_test=args.n_test,
-        captions_per_image=args.captions_per_image,
-        workers=args.nj,
-    )
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -13,6 +13,8 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Tuple
 
+from espnet_speechclip.errors import InputError
+
 COLOURS: Dict[str, Tuple[int, int, int]] = {
     "red": (220, 30, 30),
     "green": (30, 160, 40),
@@ -79,7 +81,7 @@ class Scene:
 
     def __post_init__(self) -> None:
         if len(self.objects) not in (1, 2):
-            raise ValueError(f"a scene holds 1 or 2 objects, got {len(self.objects)}")
+            raise InputError(f"a scene holds 1 or 2 objects, got {len(self.objects)}")
         for o in self.objects:
             if (
                 o.colour not in COLOURS
@@ -87,9 +89,9 @@ class Scene:
                 or o.size not in SIZES
                 or o.position not in POSITIONS
             ):
-                raise ValueError(f"unknown attribute in {o}")
+                raise InputError(f"unknown attribute in {o}")
         if len(self.objects) == 2 and self.relation is None:
-            raise ValueError(f"two objects must be left/right or top/bottom of each other: {self.objects}")
+            raise InputError(f"two objects must be left/right or top/bottom of each other: {self.objects}")
 
     @property
     def relation(self) -> Optional[str]:
@@ -158,7 +160,7 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> List[Tuple[float, fl
             (cx - r, cy - w),
             (cx - w, cy - w),
         ]
-    raise ValueError(f"no polygon for shape {shape!r}")
+    raise InputError(f"no polygon for shape {shape!r}")
 
 
 _SUPERSAMPLE = 4  # draw at 4x and downsample: anti-aliased edges without a drawing library

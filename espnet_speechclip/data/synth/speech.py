@@ -16,6 +16,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet_speechclip.data.media import SAMPLE_RATE, resample, write_wav
+from espnet_speechclip.errors import RunError
 
 VOICES: Tuple[str, ...] = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-us-nyc")
 VARIANTS: Tuple[str, ...] = ("m1", "m3", "m5", "m7", "f1", "f2", "f3", "f4", "klatt", "klatt3")
@@ -184,12 +185,12 @@ class Espeak:
         try:
             import espeakng_loader
         except ImportError as e:
-            raise RuntimeError(_MISSING_ESPEAK) from e
+            raise RunError(_MISSING_ESPEAK) from e
         lib_path = espeakng_loader.get_library_path()
         try:
             lib = ctypes.CDLL(lib_path)
         except OSError as e:
-            raise RuntimeError(f"cannot load espeak-ng library {lib_path}: {e}") from e
+            raise RunError(f"cannot load espeak-ng library {lib_path}: {e}") from e
         lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
@@ -212,7 +213,7 @@ class Espeak:
             self._INITIALIZE_DONT_EXIT | self._INITIALIZE_PHONEME_EVENTS,
         )
         if self.sample_rate <= 0:
-            raise RuntimeError(f"espeak_Initialize failed with data path {data_path}")
+            raise RunError(f"espeak_Initialize failed with data path {data_path}")
         self._chunks: List[np.ndarray] = []
         self._events: List[Tuple[int, int, int, int, str]] = []
         callback_type = ctypes.CFUNCTYPE(
@@ -246,7 +247,7 @@ class Espeak:
         """
         name = f"{_ESPEAK_NAME.get(voice, voice)}+{variant}"
         if self._lib.espeak_SetVoiceByName(name.encode()) != 0:
-            raise RuntimeError(f"espeak-ng has no voice {name!r}")
+            raise RunError(f"espeak-ng has no voice {name!r}")
         self._lib.espeak_SetParameter(self._RATE, rate, 0)
         self._lib.espeak_SetParameter(self._PITCH, pitch, 0)
         self._libc.srand(seed)
@@ -256,10 +257,10 @@ class Espeak:
         data = text.encode("utf-8") + b"\0"
         err = self._lib.espeak_Synth(data, len(data), 0, self._POS_CHARACTER, 0, self._CHARS_UTF8, None, None)
         if err != 0:
-            raise RuntimeError(f"espeak_Synth failed ({err}) on {text!r} with voice {name}")
+            raise RunError(f"espeak_Synth failed ({err}) on {text!r} with voice {name}")
         self._lib.espeak_Synchronize()
         if not self._chunks:
-            raise RuntimeError(f"espeak-ng produced no audio for {text!r} with voice {name}")
+            raise RunError(f"espeak-ng produced no audio for {text!r} with voice {name}")
         wav = np.concatenate(self._chunks)
         return wav, word_times(text, self._events, len(wav), self.sample_rate)
 

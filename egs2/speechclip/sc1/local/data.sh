@@ -8,14 +8,14 @@ corpus=$1; nj=$2
 case "${corpus}" in
     synth)
         dumpdir=$3
-        ${python} -m espnet_speechclip.data.synth.corpus --out_dir "${dumpdir}/synth_corpus" --data_dir data \
+        ${python} -m espnet_speechclip.bin.make_synth_corpus --out_dir "${dumpdir}/synth_corpus" --data_dir data \
             --seed "$4" --n_train "$5" --n_dev "$6" --n_test "$7" --captions_per_image "$8" --nj "${nj}" ;;
     flickr8k)
         . ./db.sh
-        ${python} -m espnet_speechclip.data.flickr8k --root "${FLICKR8K}" --out_dir data --nj "${nj}" ;;
+        ${python} -m espnet_speechclip.bin.prepare_flickr8k --root "${FLICKR8K}" --out_dir data --nj "${nj}" ;;
     spokencoco)
         . ./db.sh
-        ${python} -m espnet_speechclip.data.spokencoco --spokencoco "${SPOKENCOCO}" --mscoco "${MSCOCO}" \
+        ${python} -m espnet_speechclip.bin.prepare_spokencoco --spokencoco "${SPOKENCOCO}" --mscoco "${MSCOCO}" \
             --karpathy "${KARPATHY_COCO}" --out_dir data --nj "${nj}" ;;
     *) echo "$0: unknown corpus ${corpus}" >&2; exit 1 ;;
 esac

@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from espnet_speechclip.evaluation.figure import (
+from espnet_speechclip.evaluation.retrieval_examples import (
     MAX_TEXT_W,
     PAD,
     THUMB,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from espnet_speechclip.inference.speech2image import Keyword, KeywordTiming
-from espnet_speechclip.web.figure import LABEL_W, PLOT_W, keyword_figure, tick_step
+from espnet_speechclip.web.keyword_figure import LABEL_W, PLOT_W, keyword_figure, tick_step
 
 SVG = "{http://www.w3.org/2000/svg}"
 

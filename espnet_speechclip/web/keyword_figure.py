@@ -13,6 +13,7 @@ from typing import List, Sequence
 import numpy as np
 
 from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.inference.speech2image import KeywordTiming
 
 # One colour per keyword slot (categorical, readable on white).
@@ -41,7 +42,7 @@ def tick_step(duration: float, max_ticks: int = 10) -> float:
     """The smallest of 0.1, 0.2, 0.25, 0.5, 1, 2, 2.5, 5, 10, ... seconds that puts at most
     ``max_ticks`` ticks on [0, duration]."""
     if duration <= 0:
-        raise ValueError(f"duration must be positive, got {duration}")
+        raise InputError(f"duration must be positive, got {duration}")
     scale = 1.0
     while True:
         for base in (0.1, 0.2, 0.25, 0.5):
@@ -100,9 +101,9 @@ def keyword_figure(wav: Sequence[float], timing: KeywordTiming) -> str:
     """
     wav = np.asarray(wav, dtype=np.float64)
     if wav.ndim != 1 or not len(wav):
-        raise ValueError(f"wav must be a non-empty (T,) waveform, got shape {wav.shape}")
+        raise InputError(f"wav must be a non-empty (T,) waveform, got shape {wav.shape}")
     if len(timing.keywords) != len(timing.attention):
-        raise ValueError(f"{len(timing.keywords)} keywords but {len(timing.attention)} attention rows")
+        raise InputError(f"{len(timing.keywords)} keywords but {len(timing.attention)} attention rows")
     duration = max(len(wav) / SAMPLE_RATE, timing.duration)
     height = WAVE_H + ROW_H * len(timing.keywords) + AXIS_H + 8
 
