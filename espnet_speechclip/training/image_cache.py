@@ -162,10 +162,12 @@ def cache_image_embeddings(
                     bar.update(len(shas))
         if bar is not None:
             bar.close()
-    # keep the entries refreshed by this run (a racy entry becomes a settled one)
+    # keep the entries refreshed by this run (a racy entry becomes a settled one); an embedding written
+    # by this run keeps its new entry, not the one its damaged predecessor was checked against
+    written = set(todo_shas)
     for sha in embeddings:
         key = str(npy(sha))
-        if key in npy_hashes.entries:
+        if key in npy_hashes.entries and sha not in written:
             embeddings[sha] = npy_hashes.entries[key]
     _write_index(folder, {**index["images"], **image_hashes.entries}, embeddings)
 

@@ -67,6 +67,10 @@ def test_damaged_entries_are_recomputed_not_trusted(corpus, tiny_clip, tmp_path,
     cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
     assert embedded(caplog) == 1
     np.testing.assert_allclose(np.load(path), good, atol=1e-6)  # alone, not in a batch of 4
+    # the rebuilt entry is recorded as it is now: the next run trusts it
+    caplog.clear()
+    cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
+    assert embedded(caplog) == 0
 
 
 def test_an_interrupted_run_resumes_from_its_journal(corpus, tiny_clip, tmp_path, caplog, monkeypatch):
