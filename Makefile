@@ -15,7 +15,7 @@ STAMP  := $(VENV)/.installed
 # (it declares a direct-URL extra), older pips install it.
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[test,demo,web]'
+	$(PY) -m pip install -e '.[test,demo,web,mteb,index]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -214,12 +214,13 @@ def main(argv: Optional[List[str]] = None) -> dict:
     import torch
 
     args = parse_args(argv)
-    from espnet_speechclip.config import config_value, read_config
+    from espnet_speechclip.config import read_config
+    from espnet_speechclip.models.builder import option_value
 
     config = read_config(args.config)
     num_workers = config.get("num_workers", 1) if args.num_workers is None else args.num_workers
     ngpu = 1 if torch.cuda.is_available() else 0
-    crop = config_value(config, "speech_encoder_conf.max_train_samples")
+    crop = option_value(config, "speech_encoder_conf.max_train_samples")
     num_batches = args.num_utts // args.batch_size
     with tempfile.TemporaryDirectory(prefix="speechclip_data_bench_") as tmp:
         embed_dim = clip_embed_dim(config["clip_conf"])

@@ -10,9 +10,10 @@ ESPnet itself is imported.
 
 from espnet_speechclip.compat import defer_g2p_downloads, patch_s3prl
 from espnet_speechclip.frontend.registration import install as _install_registration
+from espnet_speechclip.version import __version__
 
 patch_s3prl()
 defer_g2p_downloads()
 _install_registration()
 
-__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional
 
 _PACKAGE = str(Path(__file__).resolve().parent)
 DEBUG_ENV = "SPEECHCLIP_DEBUG"
@@ -51,38 +51,11 @@ class RunError(SpeechCLIPError, RuntimeError):
     ``ProvenanceError``)."""
 
 
-# Modules that still raise builtin errors for bad input (the authors' checkpoint import, whose
-# AuthorsCheckpointError is a ValueError, and the keyword-timing functions): theirs are recognised by where
-# they were raised until they raise SpeechCLIPErrors.
-_UNTYPED_MODULES = tuple(
-    str(Path(_PACKAGE, *name.split("/")))
-    for name in (
-        "inference/authors_checkpoint.py",
-        "bin/import_authors_ckpt.py",
-        "evaluation/keyword_timing.py",
-    )
-)
-_UNTYPED_ERRORS = (ValueError, FileNotFoundError, KeyError, RuntimeError)
-
-
-def raised_in(error: BaseException, files: Tuple[str, ...]) -> bool:
-    """Whether ``error`` was raised by a line of one of ``files`` (not by a library it called)."""
-    tb = error.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return str(Path(tb.tb_frame.f_code.co_filename).resolve()) in files
-
-
 def user_message(error: BaseException) -> Optional[str]:
     """The one-line message for an input error raised by SpeechCLIP, else None (show the traceback)."""
     if os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         return None
-    ours = isinstance(error, SpeechCLIPError) or (
-        isinstance(error, _UNTYPED_ERRORS) and raised_in(error, _UNTYPED_MODULES)
-    )
-    if not ours:
+    if not isinstance(error, SpeechCLIPError):
         return None
     # KeyError's str() quotes its argument
     text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)

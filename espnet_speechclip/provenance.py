@@ -12,7 +12,9 @@ cache, the stand-in CLIP, an experiment folder, decode folders, results) carries
   or deleted file is noticed rather than trusted.
 - ``hashes``: content hashes of the inputs, kept for the next run (see :class:`FileHashes`).
 
-The record is written atomically after every output, and removed before an artifact is rewritten: an
+The record is written atomically after every output. An artifact rewritten in place either has its
+record removed first (its readers then rebuild or refuse it) or keeps the old record until the new one
+replaces it (the results pages: the old record's sha256 no longer match the new files). Either way an
 interrupted writer (``kill -9``, a full disk) leaves an artifact without a valid record, which is rebuilt
 or refused, never trusted.
 

@@ -345,3 +345,170 @@ def save_authors_checkpoint(path: Path, state: Dict[str, torch.Tensor], config: 
         torch.save(ckpt, path, **save_kwargs)
     assert "avssl" not in sys.modules  # loading must work without the authors' package
     return path
+
+
+# ===================================================================== SpeechCLIP+'s checkpoint layout
+
+PLUS_KINDS = ("cascaded+", "hybrid", "hybrid+")
+# their branch classes, as the released yamls spell them
+PLUS_TYPES = {
+    "cascaded+": "CascadedBranch_dynamic",
+    "hybrid": "HybridBranch",
+    "hybrid+": "HybridBranch_dynamic",
+}
+
+
+def plus_variant(kind: str, size: str, corpus: str) -> dict:
+    """What differs between the nine releases (see ShampooWang/SpeechCLIP_plus's model_{base,large} yamls):
+    MLP projections in Large, two width-5 convolutions in Large COCO cascaded+, a TransformerEncoder in
+    Large COCO hybrid, an MLP parallel projection in Large Flickr hybrid, no learned temperature in Large
+    COCO hybrid, eight heads except in Base cascaded+ and the hybrids."""
+    large, coco = size == "large", corpus == "coco"
+    return dict(
+        mlp=large,
+        convs=2 if (kind == "cascaded+" and large and coco) else 1,
+        width=5 if (kind == "cascaded+" and large and coco) else 3,
+        encoder=kind == "hybrid" and large and coco,
+        parallel_mlp=kind == "hybrid" and large and not coco,
+        learnable=not (kind == "hybrid" and large and coco),
+        nhead=1 if kind == "hybrid" or (kind == "cascaded+" and not large) else 8,
+        layer_norm=kind == "hybrid" and large,
+    )
+
+
+def plus_config(kind: str, size: str, corpus: str, d_model: int) -> dict:
+    """A SpeechCLIP+ yaml as stored in its checkpoint (config/speechCLIP+/model_*/...), tiny widths."""
+    v = plus_variant(kind, size, corpus)
+    config = authors_config("hybrid", size == "large", d_model)
+    config["data"]["dataset"].update(name=corpus, normalize_waveform=size == "base")
+    config["dataset_root"] = ""
+    config["audio_encoder"].update(
+        name="hubert_large_ll60k" if size == "large" else "hubert_base",
+        normalize_hiddenstates=v["layer_norm"],
+    )
+    config["cl_loss"]["args"]["temperature_trainable"] = v["learnable"]
+    config["retrieval"]["audio_feat_src"] = "cascaded"  # what four of the six hybrid yamls say
+    branch = config["model_settings"]["cascaded_branch"]
+    del branch["transformer_type"]
+    branch["type"] = PLUS_TYPES[kind]
+    branch["transformer_args"] = dict(
+        branch["transformer_args"],
+        type="TransformerEncoder" if v["encoder"] else "MultiheadAttentionAndNorm",
+        nhead=v["nhead"],
+        dim_feedforward=FF,
+    )
+    branch["downsampling"] = {
+        "type": "cif",
+        "cif": {
+            "quantity_loss_weight": 0.25 if kind != "hybrid" else 0.025,
+            "using_gt_len": False,
+            "cif_output_dim": d_model,
+            "encoder_embed_dim": d_model,
+            "produce_weight_type": "conv",
+            "cif_threshold": 1.0,
+            "num_layer": v["convs"],
+            "conv_cif_width": v["width"],
+            "conv_cif_dropout": 0.1,
+            "apply_scaling": True,
+            "scaling_step": 5000,
+            "apply_tail_handling": True,
+            "tail_handling_firing_threshold": 0.5,
+        },
+    }
+    config["model_settings"]["parallel_branch"]["transformer_args"]["type"] = "TransformerEncoder"
+    del config["model_settings"]["parallel_branch"]["transformer_type"]
+    if kind == "cascaded+":
+        config["model_settings"]["parallel_objective_weight"] = 0.0
+    return config
+
+
+def plus_state_dict(
+    kind: str,
+    size: str,
+    corpus: str,
+    hubert_weights: Dict[str, torch.Tensor],
+    clip_weights: Dict[str, torch.Tensor],
+    vocab: np.ndarray,
+    seed: int = 0,
+    ff: int = FF,
+) -> OrderedDict[str, torch.Tensor]:
+    """SpeechCLIP+'s KWClip_GeneralTransformer state dict: one cascaded_branch module, exact key names
+    (``ff``: the feed-forward width of Large COCO hybrid's TransformerEncoder, 4096 released)."""
+    v = plus_variant(kind, size, corpus)
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int, scale: float = 0.2) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    sd = authors_state_dict("parallel", False, hubert_weights, clip_weights, vocab, 256, seed)
+    for key in [k for k in sd if k.startswith("parallel_branch.") or k.startswith("criterion.")]:
+        del sd[key]
+    clip = OrderedDict((k, v_) for k, v_ in sd.items() if k.startswith("clip."))
+    d_a = hubert_weights["encoder.layers.0.fc2.weight"].shape[0]
+    d_t = clip_weights["token_embedding.weight"].shape[1]
+    d_c = clip_weights["text_projection"].shape[1]
+    c = "cascaded_branch."
+
+    def linear(prefix: str, d_in: int, d_out: int, mlp: bool) -> None:
+        if not mlp:
+            sd[prefix + "weight"], sd[prefix + "bias"] = rand(d_out, d_in), rand(d_out)
+            return
+        # MLPLayers: Linear, ReLU, Dropout, Linear (hidden width = the input width)
+        sd[prefix + "sequential.0.weight"], sd[prefix + "sequential.0.bias"] = rand(d_in, d_in), rand(d_in)
+        sd[prefix + "sequential.3.weight"], sd[prefix + "sequential.3.bias"] = rand(d_out, d_in), rand(d_out)
+
+    if kind == "hybrid":
+        sd[c + "parallel_cls"] = rand(1, 1, d_a, scale=1.0)
+        sd[c + "cascaded_cls"] = rand(1, K, d_a, scale=1.0)
+    elif kind == "hybrid+":
+        sd[c + "cls"] = rand(1, 1, d_a, scale=1.0)
+    att = c + "self_att."
+    if v["encoder"]:
+        layer = att + "model.layers.0."
+        for name, shape in (
+            ("self_attn.in_proj_weight", (3 * d_a, d_a)),
+            ("self_attn.in_proj_bias", (3 * d_a,)),
+            ("self_attn.out_proj.weight", (d_a, d_a)),
+            ("self_attn.out_proj.bias", (d_a,)),
+            ("linear1.weight", (ff, d_a)),
+            ("linear1.bias", (ff,)),
+            ("linear2.weight", (d_a, ff)),
+            ("linear2.bias", (d_a,)),
+        ):
+            sd[layer + name] = rand(*shape)
+        for norm in ("norm1", "norm2"):
+            sd[layer + norm + ".weight"], sd[layer + norm + ".bias"] = 1 + rand(d_a), rand(d_a)
+        sd[att + "model.norm.weight"], sd[att + "model.norm.bias"] = 1 + rand(d_a), rand(d_a)
+    else:
+        sd[att + "multihead_attn_layer.in_proj_weight"] = rand(3 * d_a, d_a)
+        sd[att + "multihead_attn_layer.in_proj_bias"] = rand(3 * d_a)
+        sd[att + "multihead_attn_layer.out_proj.weight"] = rand(d_a, d_a)
+        sd[att + "multihead_attn_layer.out_proj.bias"] = rand(d_a)
+        sd[att + "attentionBlock_Norm.weight"] = 1 + rand(d_a)
+        sd[att + "attentionBlock_Norm.bias"] = rand(d_a)
+    linear(c + "linear_proj.", d_a, d_t, v["mlp"])
+    sd[c + "vector_quantizer.curr_temp"] = torch.tensor([0.1])
+    n_bn = K * d_t if kind == "hybrid" else d_t
+    bn = c + "bn_layer.bn_layer."
+    sd[bn + "weight"], sd[bn + "bias"] = 1 + rand(n_bn), rand(n_bn)
+    sd[bn + "running_mean"], sd[bn + "running_var"] = rand(n_bn), 0.5 + torch.rand(n_bn, generator=g)
+    sd[bn + "num_batches_tracked"] = torch.tensor(48729)
+    if kind != "cascaded+":
+        linear(c + "parallel_proj.", d_a, d_c, v["parallel_mlp"])
+    if kind != "hybrid":
+        for i in range(v["convs"]):  # Conv1d, Dropout, ReLU per layer
+            sd[f"{c}downsampling.conv.{3 * i}.weight"] = rand(d_a, d_a, v["width"], scale=0.1)
+            sd[f"{c}downsampling.conv.{3 * i}.bias"] = rand(d_a)
+        sd[c + "downsampling.weight_proj.1.weight"] = rand(1, d_a)
+        sd[c + "downsampling.weight_proj.1.bias"] = torch.tensor([0.5])
+    for k, v_ in clip.items():  # the branch holds the model's CLIP: same tensors, saved again
+        sd[c + k] = v_
+    if v["learnable"]:
+        sd["criterion.temperature"] = torch.tensor(math.log(1 / 0.07) + 0.2)
+    eye_mat = torch.eye(256, dtype=torch.bool)
+    sd["criterion.eye_mat"], sd["criterion.neg_eye_mat"], sd["criterion.eye_mat_fl"] = (
+        eye_mat,
+        ~eye_mat,
+        eye_mat.float(),
+    )
+    return sd

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 from espnet_speechclip.compat import answer_help_first, quiet_espnet_import
 from espnet_speechclip.errors import run_cli
-from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE
+from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE
 
 
 def main(cmd: Optional[List[str]] = None) -> None:

@@ -12,6 +12,7 @@ import tempfile
 
 from espnet_speechclip.config import config_value, read_config
 from espnet_speechclip.errors import run_cli
+from espnet_speechclip.models.builder import option_value
 from espnet_speechclip.models.random_weights import build_random, count_parameters
 
 
@@ -27,7 +28,7 @@ def main(cmd=None) -> None:
             model = build_random(config, work, image_tower=True)
             rows[path] = dict(
                 model=config_value(config, "model"),
-                upstream=config_value(config, "speech_encoder_conf.upstream"),
+                upstream=option_value(config, "speech_encoder_conf.upstream"),
                 clip=config_value(config, "clip_conf.model_name"),
                 **count_parameters(model),
             )

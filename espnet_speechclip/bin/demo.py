@@ -9,7 +9,9 @@ text -> images or utterances, image -> utterances.
 ``--model`` takes what ``Speech2Image.from_pretrained`` takes (a packed archive or an experiment folder).
 ``--images`` is a folder of images or a data dir (``img.scp``; with ``wav.scp`` its utterances can be
 searched too, with ``text`` and ``utt2img`` shown). Relative paths in a data dir are read from the
-current directory: start the page where the recipe runs. The set is embedded once at start-up.
+current directory: start the page where the recipe runs. The set is embedded once at start-up;
+``--index IDX`` instead searches an image collection indexed by ``python -m espnet_speechclip.bin.index
+build`` (nothing is embedded at start-up; the index must have been built with this model).
 
 The page is served on 127.0.0.1 (``--host 0.0.0.0`` to reach it from elsewhere) and uses no network.
 ``--screenshot PNG`` serves it, opens it in headless Chromium, searches with ``--screenshot_speech``
@@ -32,7 +34,10 @@ def get_parser() -> argparse.ArgumentParser:
         help="weights in the experiment folder (default: valid.mean_r10.best.pth, else latest.pth)",
     )
     p.add_argument(
-        "--images", required=True, help="image folder, or data dir (img.scp [wav.scp text utt2img])"
+        "--images", default=None, help="image folder, or data dir (img.scp [wav.scp text utt2img])"
+    )
+    p.add_argument(
+        "--index", default=None, help="an image index folder (bin.index build) instead of --images"
     )
     p.add_argument("--host", default="127.0.0.1", help="address to serve on")
     p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
@@ -53,6 +58,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = parser.parse_args(cmd)
     if args.topk < 1:
         parser.error("--topk must be at least 1")
+    if (args.images is None) == (args.index is None):
+        parser.error("give --images or --index")
     if args.max_utterances is not None and args.max_utterances < 1:
         parser.error("--max_utterances must be at least 1")
     # this package's progress at INFO; the libraries' (model loading, HTTP checks) only when they warn
@@ -60,7 +67,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     logging.getLogger("espnet_speechclip").setLevel(logging.INFO)
     from espnet_speechclip.config import ConfigError
     from espnet_speechclip.data.media import MediaError
-    from espnet_speechclip.inference.packing import PackError
+    from espnet_speechclip.inference.archive import PackError
     from espnet_speechclip.inference.speech2image import Speech2Image
     from espnet_speechclip.web.app import DemoPage, launch
     from espnet_speechclip.web.index import SearchIndex
@@ -70,7 +77,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
         s2i = Speech2Image.from_pretrained(
             args.model, args.model_file, device=args.device, batch_size=args.batch_size
         )
-        index = SearchIndex.build(s2i, args.images, max_utterances=args.max_utterances)
+        if args.index is not None:
+            from espnet_speechclip.index.search import EmbeddingIndex
+            from espnet_speechclip.web.index import IndexedImages
+
+            collection = EmbeddingIndex(args.index)
+            collection.check(s2i)
+            index = IndexedImages(collection)
+        else:
+            index = SearchIndex.build(s2i, args.images, max_utterances=args.max_utterances)
         page = DemoPage(s2i, index, topk=args.topk, max_seconds=args.max_seconds)
     except (FileNotFoundError, MediaError, PackError, ConfigError, ValueError) as e:
         parser.exit(1, f"{parser.prog}: error: {e}\n")

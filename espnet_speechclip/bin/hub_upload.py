@@ -35,8 +35,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
     parser = get_parser()
     args = parser.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    from espnet_speechclip.inference.archive import PackError
     from espnet_speechclip.inference.hub import HubError, parse_repo_id, quiet_http_logs, stage_repo, upload
-    from espnet_speechclip.inference.packing import PackError
 
     quiet_http_logs()
 

@@ -1,9 +1,13 @@
-"""Import one of the authors' released SpeechCLIP checkpoints (github atosystem/SpeechCLIP) as an experiment.
+"""Import one of the authors' released checkpoints as an experiment: the six SpeechCLIP files (github
+atosystem/SpeechCLIP) and the nine SpeechCLIP+ files (github ShampooWang/SpeechCLIP_plus).
 
-    python -m espnet_speechclip.bin.import_authors_ckpt \
-        --ckpt epoch_56-step_6668-val_recall_mean_10_89.0000.ckpt \
+    python -m espnet_speechclip.bin.import_authors_ckpt --ckpt model.ckpt \
         --out_dir exp/authors_large_flickr_parallel [--vocab_usage text_clip_vocab_usage_byfreq.npy] \
         [--clip_pretrained FILE_OR_TAG] [--upstream_path hubert_large_ll60k.pt] [--pack]
+
+The release is recognised from the file's content (any file name works; SpeechCLIP+'s download script
+saves every file as model.ckpt) and named in ``import.json``; a file that matches no release still
+imports when its architecture is understood.
 
 writes ``config.yaml``, ``valid.mean_r10.best.pth``, ``codebook.txt`` (cascaded) and ``import.json`` into
 ``--out_dir``: the inference entry, scoring, the recipe (``--skip_train``), the query CLI and the Python
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+from pathlib import Path
 from typing import List, Optional
 
 from espnet_speechclip.errors import run_cli
@@ -66,33 +70,38 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def pack_imported(out_dir: str | Path) -> Path:
+    """Pack an imported experiment folder into ``out_dir/packed/model.zip`` (recipe stage 8's archive)."""
+    from espnet_speechclip.authors.importer import WEIGHTS_NAME, import_card_text
+    from espnet_speechclip.inference.packing import pack_model
+
+    out_dir = Path(out_dir)
+    return pack_model(
+        out_dir / "config.yaml",
+        out_dir / WEIGHTS_NAME,
+        out_dir / "packed" / "model.zip",
+        card_text=import_card_text(out_dir),
+    )
+
+
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     # Imported here so that --help answers without loading torch.
-    from espnet_speechclip.inference.authors_checkpoint import (
-        AuthorsCheckpointError,
-        import_checkpoint,
-        pack_imported,
-    )
+    from espnet_speechclip.authors.importer import import_checkpoint
 
-    try:
-        out = import_checkpoint(
-            args.ckpt,
-            args.out_dir,
-            vocab_usage=args.vocab_usage,
-            clip_pretrained=args.clip_pretrained,
-            upstream_path=args.upstream_path,
-            clip_model_name=args.clip_model_name,
-            clip_config_file=args.clip_config_file,
-            verify=not args.no_verify,
-        )
-        if args.pack:
-            logging.info("wrote %s", pack_imported(out))
-    except (AuthorsCheckpointError, FileNotFoundError) as e:
-        # Bad input gets one line, no traceback: the message names the file, key or setting at fault.
-        print(f"import_authors_ckpt: error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(1)
+    out = import_checkpoint(
+        args.ckpt,
+        args.out_dir,
+        vocab_usage=args.vocab_usage,
+        clip_pretrained=args.clip_pretrained,
+        upstream_path=args.upstream_path,
+        clip_model_name=args.clip_model_name,
+        clip_config_file=args.clip_config_file,
+        verify=not args.no_verify,
+    )
+    if args.pack:
+        logging.info("wrote %s", pack_imported(out))
     logging.info("imported %s into %s", args.ckpt, out)
 
 

@@ -9,6 +9,10 @@ experiment's model on the data as it is now: rerun the inference stage first.
 For an experiment imported from one of the authors' released checkpoints (``import.json`` in the folder,
 see ``espnet_speechclip.bin.import_authors_ckpt``), RESULTS.md also puts the paper's numbers of that
 checkpoint beside ours (and, with ``--dev_set``, the dev metric the authors selected the file by).
+
+With ``--mteb_dir``, the result folder of ``python -m espnet_speechclip.bin.mteb_eval --data_dir
+<data_root>/<test set>`` for this model (needs no ``mteb`` here), RESULTS.md also puts MTEB's evaluator's
+numbers (its main score nDCG@10, its recall and hit rate) beside ours.
 """
 
 import argparse
@@ -18,24 +22,27 @@ from pathlib import Path
 from typing import List
 
 from espnet_speechclip.errors import MissingFileError, run_cli
-from espnet_speechclip.evaluation.results import clear_results_record, write_results
+from espnet_speechclip.evaluation.results import write_results
+from espnet_speechclip.identity import model_identity
 from espnet_speechclip.inference.decode_dir import require_current
-from espnet_speechclip.inference.loader import find_weights, model_identity
+from espnet_speechclip.inference.loader import find_weights
+from espnet_speechclip.locks import folder_lock
 
 
 def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) -> List[str]:
     """RESULTS.md sections of an imported experiment: the paper's numbers beside ours."""
-    from espnet_speechclip.evaluation.published import comparison_section, release_of
+    from espnet_speechclip.evaluation.published import comparison_section, identify
 
     record = json.loads((exp_dir / "import.json").read_text(encoding="utf-8"))
-    release = release_of(record)
+    release, identified_by = identify(record)
     source = record.get("source", {})
     if release is None:
         return [
             "## Imported weights",
             "",
             f"Imported from `{source.get('name')}` (sha256 `{source.get('sha256')}`), which is not one of "
-            "the authors' released checkpoints: there are no published numbers to compare with.",
+            f"the authors' released checkpoints ({identified_by}): there are no published numbers to "
+            "compare with.",
             "",
         ]
     dev_scores = None
@@ -47,7 +54,9 @@ def imported_sections(exp_dir: Path, test_sets: List[str], dev_set: str = None) 
     lines: List[str] = []
     for test_set in test_sets:
         scores = json.loads((exp_dir / f"decode_{test_set}" / "scores.json").read_text(encoding="utf-8"))
-        lines += comparison_section(release, test_set, scores, dev_set, dev_scores)
+        lines += comparison_section(
+            release, test_set, scores, dev_set, dev_scores, identified_by, source.get("name")
+        )
     return lines
 
 
@@ -73,16 +82,28 @@ def main(cmd=None) -> None:
         help="folder of the data dirs (<data_root>/<test set>): the decode folders must hold their "
         "inference as the data is now; draws retrieval examples",
     )
+    p.add_argument(
+        "--mteb_dir",
+        default=None,
+        help="MTEB results of this model on the test sets (mteb_eval --data_dir <data_root>/<test set> "
+        "--output_folder DIR): RESULTS.md shows MTEB's numbers beside ours",
+    )
     args = p.parse_args(cmd)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     exp_dir = Path(args.exp_dir)
+    # one writer of the experiment folder at a time (training holds it too)
+    with folder_lock(exp_dir, "scoring"):
+        _make_results(args, exp_dir)
+
+
+def _make_results(args: argparse.Namespace, exp_dir: Path) -> None:
+    """RESULTS.md, results.json, the pictures and their record for ``exp_dir``."""
     model_file = Path(args.model_file) if args.model_file else find_weights(exp_dir)
     model = model_identity(exp_dir / "config.yaml", model_file)
     # Only the inference of this model on the data as it is now may be scored.
     for test_set in args.test_set:
         data_dir = Path(args.data_root) / test_set if args.data_root else None
         require_current(exp_dir / f"decode_{test_set}", model, data_dir)
-    clear_results_record(exp_dir)
 
     from espnet_speechclip.inference.speech2image import Speech2Image
     from espnet_speechclip.models.random_weights import count_parameters
@@ -103,6 +124,10 @@ def main(cmd=None) -> None:
             )
             pictures.append(png)
             extra += [f"## Retrieval examples ({test_set})", "", f"![retrieval examples]({png.name})", ""]
+    if args.mteb_dir:
+        from espnet_speechclip.benchmark.mteb_scores import results_sections
+
+        extra += results_sections(args.mteb_dir, exp_dir, args.test_set, model, args.data_root)
     extra += [
         "## Where the outputs live",
         "",

@@ -17,7 +17,9 @@ import logging
 from pathlib import Path
 
 from espnet_speechclip.errors import run_cli
-from espnet_speechclip.inference.packing import CARD_DEFAULTS, pack_model
+from espnet_speechclip.inference.model_card import CARD_DEFAULTS
+from espnet_speechclip.inference.packing import pack_model
+from espnet_speechclip.locks import folder_lock
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -25,7 +27,17 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="config.yaml written by training")
     p.add_argument("--model_file", required=True, help="trained weights (.pth)")
     p.add_argument("--out", required=True, help="archive to write (.zip)")
-    p.add_argument("--results_json", default=None, help="test results (e.g. scores.json) for the model card")
+    p.add_argument(
+        "--results_json",
+        default=None,
+        help="test results for the model card: results.json of the scoring stage (or a decode folder's "
+        "scores.json), refused unless it was computed for --model_file",
+    )
+    p.add_argument(
+        "--hand_written_results",
+        action="store_true",
+        help="--results_json was written by hand (any JSON): put it in the card as given, unchecked",
+    )
     p.add_argument("--card_text", default=None, help="free text (markdown) for the top of the model card")
     p.add_argument("--dataset", default=None, help="corpus the model was trained on, for the model card")
     p.add_argument(
@@ -47,20 +59,23 @@ def main(cmd=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     card_text = args.card_text
     if card_text is None and (Path(args.config).parent / "import.json").is_file():
-        from espnet_speechclip.inference.authors_checkpoint import import_card_text
+        from espnet_speechclip.authors.importer import import_card_text
 
         card_text = import_card_text(Path(args.config).parent)
-    out = pack_model(
-        args.config,
-        args.model_file,
-        args.out,
-        card_text=card_text,
-        results_json=args.results_json,
-        base_dir=args.base_dir,
-        dataset=args.dataset,
-        license=args.license,
-        language=args.language,
-    )
+    # one packing into a folder at a time (an archive is written beside its final name, then renamed)
+    with folder_lock(Path(args.out).parent, "packing"):
+        out = pack_model(
+            args.config,
+            args.model_file,
+            args.out,
+            card_text=card_text,
+            results_json=args.results_json,
+            base_dir=args.base_dir,
+            dataset=args.dataset,
+            license=args.license,
+            language=args.language,
+            hand_written_results=args.hand_written_results,
+        )
     logging.info("wrote %s", out)
 
 

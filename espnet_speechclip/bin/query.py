@@ -7,8 +7,16 @@
 latest.pth) or a Hub repo id <namespace>/<name>. ``--images`` takes a folder (every image file in it) or
 files. ``--texts`` is a file with one text per line. Cascaded and hybrid models (SpeechCLIP+'s cascaded+
 and hybrid+ too) also print their keywords, each with its score and the span of the utterance it was
-heard in (seconds: the frames holding the central 90% of the keyword's attention; for SpeechCLIP+, the
-stretch its CIF unit integrated). Results go to stdout, logs to stderr.
+heard in (seconds: the run of frames around the peak of the keyword's attention, ``not localised``
+where the attention has no confident peak; for SpeechCLIP+, the stretch its CIF unit integrated). Results
+go to stdout, logs to stderr.
+
+``--index IDX`` searches a collection indexed by ``python -m espnet_speechclip.bin.index build`` (nothing
+is embedded but the query: ``--speech``, ``--text`` or ``--image``); the index refuses a model it was not
+built with::
+
+    python -m espnet_speechclip.bin.query --model exp/x --index photos.idx --speech a.wav --topk 10
+    python -m espnet_speechclip.bin.query --model exp/x --index talks.idx --text "a red circle"
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ from typing import List, Optional
 
 from espnet_speechclip.data.media import MediaError, probe_audio, probe_image
 from espnet_speechclip.errors import run_cli
+from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE, PackError
 from espnet_speechclip.inference.hub import HubError, parse_repo_id
-from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE, PackError
-from espnet_speechclip.inference.speech2image import Hit, Keyword, Speech2Image, list_images
+from espnet_speechclip.inference.inputs import list_images
+from espnet_speechclip.inference.result_types import Hit, Keyword
+from espnet_speechclip.inference.speech2image import Speech2Image
+from espnet_speechclip.weights import WeightsError
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -39,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=None,
         help="weights in the experiment folder (default: valid.mean_r10.best.pth, else latest.pth)",
     )
-    p.add_argument("--speech", required=True, help="the query utterance (audio file, any sample rate)")
+    p.add_argument("--speech", default=None, help="the query utterance (audio file, any sample rate)")
     p.add_argument("--images", nargs="+", default=[], help="image folder(s) or file(s) to rank")
     p.add_argument("--texts", default=None, help="text file, one candidate text per line, to rank")
     p.add_argument("--topk", type=int, default=5, help="how many images / texts to print")
@@ -51,7 +62,33 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch_size", type=int, default=16)
+    p.add_argument("--index", default=None, help="search this index folder (bin.index build) instead")
+    p.add_argument("--text", default=None, help="with --index: a query text")
+    p.add_argument("--image", default=None, help="with --index: a query image file")
+    p.add_argument("--mmap", action="store_true", help="with --index: memory-map the index (else by size)")
     return p
+
+
+def _query_index(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--index``: one query (speech, text or image) through a prebuilt index of a collection."""
+    from espnet_speechclip.index.search import EmbeddingIndex
+
+    given = [(k, v) for k, v in (("speech", args.speech), ("text", args.text), ("image", args.image)) if v]
+    if len(given) != 1 or args.images or args.texts:
+        parser.error("with --index give exactly one of --speech, --text, --image (and no --images / --texts)")
+    what, value = given[0]
+    try:
+        if what != "text":
+            (probe_audio if what == "speech" else probe_image)(value)
+    except MediaError as e:
+        parser.exit(1, f"{parser.prog}: error: {e}\n")
+    index = EmbeddingIndex(args.index, mmap=True if args.mmap else None)
+    s2i = Speech2Image.from_pretrained(
+        args.model, args.model_file, device=args.device, batch_size=args.batch_size
+    )
+    hits = s2i.search(index, **{what: value}, topk=args.topk, branch=args.branch)
+    print(f"query: {value}  (model {args.model}; {index.describe()})")
+    _print_hits(f"{index.modality} files", hits, len(index))
 
 
 def _print_hits(title: str, hits: List[Hit], total: int) -> None:
@@ -64,7 +101,8 @@ def _print_keywords(keywords: List[Keyword]) -> None:
     print(f"keywords ({len(keywords)}; score, heard from-to seconds):")
     width = max((len(k.token) for k in keywords), default=0)
     for rank, k in enumerate(keywords, 1):
-        print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {k.start:6.2f}-{k.end:.2f}")
+        span = "not localised" if k.start is None or k.end is None else f"{k.start:6.2f}-{k.end:.2f}"
+        print(f"{rank:4d}  {k.token:<{width}}  {k.score:.3f}  {span}")
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
@@ -73,6 +111,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
     if args.topk < 1:
         parser.error("--topk must be at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    if args.index is not None:
+        return _query_index(parser, args)
+    if args.speech is None:
+        parser.error("--speech is required (or --index with --speech, --text or --image)")
     # Every input is checked before the model loads (which can take many seconds): a wrong path or an
     # undecodable file fails at once, named.
     if not Path(args.model).exists() and parse_repo_id(args.model) is None:
@@ -104,7 +146,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         if not images and not texts and "cascaded" not in s2i.branches:
             parser.error("give --images and/or --texts (a parallel model has no keywords to show)")
         result = s2i.query(args.speech, images, texts, args.topk, args.branch, timing=True)
-    except (FileNotFoundError, MediaError, PackError, HubError) as e:  # bad input: the message names it
+    except (FileNotFoundError, MediaError, PackError, HubError, WeightsError) as e:  # bad input, named
         parser.exit(1, f"{parser.prog}: error: {e}\n")
     print(f"query: {args.speech}  (model {args.model}, {result.branch} branch)")
     if images:

@@ -8,11 +8,14 @@
         "conf/synth/parallel.yaml conf/synth/cascaded.yaml" [--tag T --expdir exp --dumpdir dump]
     python -m espnet_speechclip.bin.recipe_info data-dir exp/flickr8k_parallel_base test
         # dump/raw/flickr8k_test
+    python -m espnet_speechclip.bin.recipe_info download-exp-name org/name@v1    # org/name@v1
 
 ``config-value`` prints a value of a config (its default when the file leaves it out; nothing for
 None); see :mod:`espnet_speechclip.config`. ``demo-command`` prints the command that opens the web page
 (:mod:`espnet_speechclip.bin.demo`) on a run's packed model with keywords and its test set.
 ``data-dir`` prints the data dir of a split of the corpus an experiment folder was trained on.
+``download-exp-name`` prints the experiment folder (under ``exp/``) of ``--download_model``: a packed
+model's file name, or the Hub repo id (refused when its revision would leave ``exp/``).
 """
 
 from __future__ import annotations
@@ -22,16 +25,9 @@ import shlex
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from espnet_speechclip.config import (
-    SPLITS,
-    ConfigError,
-    config_value,
-    exp_name,
-    experiment_data_dir,
-    read_config,
-    set_name,
-)
+from espnet_speechclip.config import CLASS_SECTIONS, ConfigError, config_value, read_config
 from espnet_speechclip.errors import InputError, run_cli
+from espnet_speechclip.naming import SPLITS, exp_name, experiment_data_dir, set_name
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -60,6 +56,8 @@ def get_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data-dir", help="the data dir of a split of an experiment's corpus")
     data.add_argument("exp_dir", help="experiment folder of the recipe (holds config.yaml)")
     data.add_argument("split", choices=SPLITS)
+    download = sub.add_parser("download-exp-name", help="the experiment folder of --download_model")
+    download.add_argument("model", help="a packed model (.zip or folder) or a Hub repo id")
     return p
 
 
@@ -99,11 +97,21 @@ def main(cmd: Optional[List[str]] = None) -> None:
     try:
         if args.command == "config-value":
             value = config_value(read_config(args.config), args.key)
+            if value is None and args.key.split(".")[0] in CLASS_SECTIONS:
+                # a constructor's default: only then import the model classes (and with them ESPnet)
+                from espnet_speechclip.models.builder import option_value
+
+                value = option_value(read_config(args.config), args.key)
             print("" if value is None else value)
         elif args.command == "data-dir":
             print(experiment_data_dir(read_config(Path(args.exp_dir) / "config.yaml"), args.split))
         elif args.command == "set-name":
             print(set_name(args.corpus, args.split))
+        elif args.command == "download-exp-name":
+            # the Hub id rules live with the Hub code (which imports the inference package: only here)
+            from espnet_speechclip.inference.hub import exp_folder_name
+
+            print(exp_folder_name(args.model))
         elif args.command == "demo-command":
             print(
                 demo_command(

@@ -22,6 +22,7 @@ from pathlib import Path
 from espnet_speechclip.errors import run_cli
 from espnet_speechclip.evaluation.scoring import score_decode_dir
 from espnet_speechclip.files import write_text_atomic
+from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE
 from espnet_speechclip.inference.decode_dir import (
     decode_made_from,
     embed_datadir,
@@ -31,7 +32,7 @@ from espnet_speechclip.inference.decode_dir import (
     reset_decode_dir,
     write_decode_record,
 )
-from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE
+from espnet_speechclip.locks import folder_lock
 from espnet_speechclip.provenance import RECORD_NAME, FileHashes, clear_record, read_record
 
 
@@ -87,8 +88,8 @@ def main(cmd=None) -> None:
         torch.set_num_threads(args.num_threads)
     if args.split is not None and args.merge:
         parser.error("--split (a job) and --merge (after the jobs) exclude each other")
-    from espnet_speechclip.inference.loader import model_identity, resolve_model
-    from espnet_speechclip.inference.speech2image import Speech2Image
+
+    from espnet_speechclip.inference.loader import resolve_model
 
     # the model's files, without building it: the merge with an image cache needs no model at all
     config, weights = (args.config, args.model_file) if args.model is None else resolve_model(args.model)
@@ -98,6 +99,16 @@ def main(cmd=None) -> None:
     out_dir = Path(args.output_dir)
     parts = out_dir / f"split{args.num_splits}"
     here = out_dir if args.split is None else parts / str(args.split)
+    # one inference per folder at a time (the jobs of a split run each write their own part)
+    with folder_lock(here, "inference"):
+        _decode(args, config, weights, out_dir, parts, here)
+
+
+def _decode(args: argparse.Namespace, config, weights, out_dir: Path, parts: Path, here: Path) -> None:
+    """Write the decode folder ``out_dir`` (or, with ``--split``, its part ``here``)."""
+    from espnet_speechclip.identity import model_identity
+    from espnet_speechclip.inference.speech2image import Speech2Image
+
     # the hashes recorded by the last decode here (and by the jobs a merge joins): unchanged files are
     # not read again
     seeds = [here] + ([parts / str(j) for j in range(1, args.num_splits + 1)] if args.merge else [])

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from espnet_speechclip.config import exp_name, set_name
 from espnet_speechclip.data.synth.scenes import COLOURS, SHAPES
 from espnet_speechclip.errors import run_cli
 from espnet_speechclip.evaluation.keywords import content_word_hit_rate
 from espnet_speechclip.inference.decode_dir import DecodeDir
 from espnet_speechclip.models.clip import decode_token, text_token_ids
+from espnet_speechclip.naming import exp_name, set_name
 
 CORPUS = "synth"
 STOP_WORDS = (

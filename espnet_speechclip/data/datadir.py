@@ -21,7 +21,6 @@ to :func:`write_datadir`, so every later stage is corpus-agnostic.
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,33 +200,3 @@ class DropLog:
             return f"{self.name}: nothing dropped"
         parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
         return f"{self.name}: dropped {sum(self.counts.values())} ({parts})"
-
-
-def datadir_identity(path: str | Path, hashes=None) -> Dict[str, str]:
-    """What a data dir holds, by content: its lists and every audio and image file they name.
-
-    ``hashes``: a :class:`espnet_speechclip.provenance.FileHashes` (earlier hashes are reused while a
-    file is unchanged); the format stage's record of ``path`` seeds it, so its outputs are not reread.
-    """
-    from espnet_speechclip.data.format import vouched_audio
-    from espnet_speechclip.provenance import FileHashes, content_digest
-
-    path = Path(path)
-    vouched = {str(p): e for p, e in vouched_audio(path / "wav.scp").items()}
-    hashes = hashes if hashes is not None else FileHashes()
-    seeded = FileHashes(vouched)
-    identity = {
-        name: hashes.sha256(path / name)
-        # the word alignment too: keyword timing is scored against it
-        for name in ("wav.scp", "utt2img", "img.scp", "text", WORD_ALIGNMENT)
-        if (path / name).is_file()
-    }
-    wavs = read_kv(path / "wav.scp")
-    audio = {}
-    for utt, wav in wavs.items():
-        audio[utt] = hashes.known(wav) or seeded.known(os.path.abspath(wav)) or hashes.sha256(wav)
-    identity["audio"] = content_digest(audio.items())
-    images = read_kv(path / "img.scp") if (path / "img.scp").is_file() else {}
-    image_sha = hashes.sha256_many(images.values())
-    identity["images"] = content_digest((k, image_sha[p]) for k, p in images.items())
-    return identity

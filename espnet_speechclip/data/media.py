@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from math import gcd
 from pathlib import Path
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -42,20 +42,65 @@ def probe_audio(path: str | Path) -> Tuple[int, int, int]:
     return data.shape[0], rate, data.shape[1]
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Load an audio file as mono float32 at ``sample_rate``: (T,)."""
+class TooLongError(MediaError):
+    """An audio file longer than the caller takes; ``seconds`` is its length when known (else None)."""
+
+    def __init__(self, message: str, seconds: Optional[float]):
+        super().__init__(message)
+        self.seconds = seconds
+
+
+def load_audio(
+    path: str | Path, sample_rate: int = SAMPLE_RATE, max_seconds: Optional[float] = None
+) -> np.ndarray:
+    """Load an audio file as mono float32 at ``sample_rate``: (T,).
+
+    With ``max_seconds``, a longer file is refused (:class:`TooLongError`) from its header's length
+    before any decoding, and decoding stops once past the limit when the header is wrong or silent
+    (some MP3 or OGG files): memory stays bounded by the limit, whatever the file's real length (a
+    small FLAC of hours of silence decodes to gigabytes).
+    """
     import soundfile as sf
 
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"audio file {path} does not exist")
     try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            rate = f.samplerate
+            limit = None if max_seconds is None else int(max_seconds * rate) + 1
+            if limit is not None and 0 < f.frames < (1 << 62) and f.frames >= limit:
+                raise TooLongError(
+                    f"audio file {path} is {f.frames / rate:.1f} s long, more than {max_seconds:g} s",
+                    f.frames / rate,
+                )
+            if limit is None:
+                data = f.read(dtype="float32", always_2d=True)
+            else:
+                data = _read_at_most(f, limit)
+                if data.shape[0] >= limit:
+                    raise TooLongError(
+                        f"audio file {path} is longer than {max_seconds:g} s (decoding stopped there)", None
+                    )
+    except MediaError:
+        raise
     except Exception as e:
         raise MediaError(f"audio file {path} cannot be decoded: {e}") from e
     if data.shape[0] == 0:
         raise MediaError(f"audio file {path} is empty")
     return resample(data.mean(axis=1), rate, sample_rate)
+
+
+def _read_at_most(f, frames: int, block: int = 1 << 16) -> np.ndarray:
+    """Up to ``frames`` frames of an open ``soundfile.SoundFile``, (T, C) float32, read in blocks."""
+    parts, total = [], 0
+    while total < frames:
+        part = f.read(min(block, frames - total), dtype="float32", always_2d=True)
+        if part.shape[0] == 0:
+            break
+        parts.append(part)
+        total += part.shape[0]
+    return np.concatenate(parts) if parts else np.zeros((0, f.channels), np.float32)
 
 
 def resample(wav: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from espnet_speechclip.config import set_name
 from espnet_speechclip.data.datadir import DropLog, Utterance, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, probe_audio, probe_image
 from espnet_speechclip.errors import InputError, MissingFileError
+from espnet_speechclip.naming import set_name
 
 logger = logging.getLogger(__name__)
 

@@ -27,13 +27,13 @@ import posixpath
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from espnet_speechclip.config import SPLITS
 from espnet_speechclip.data.prepare import (
     Candidate,
     prepare_corpus,
     require_file,
 )
 from espnet_speechclip.errors import InputError, MissingFileError
+from espnet_speechclip.naming import SPLITS
 
 logger = logging.getLogger(__name__)
 

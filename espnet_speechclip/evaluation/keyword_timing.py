@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
-import torch
+from espnet_speechclip.errors import InputError
 
 __all__ = [
-    "attention_spans",
     "boundary_prf",
     "equal_spans",
     "interior_boundaries",
     "keyword_timing_scores",
+    "keyword_word_matches",
+    "KeywordMatch",
     "span_contains_word",
     "spans_to_boundaries",
 ]
@@ -84,9 +86,9 @@ def boundary_prf(
     count one hit and one false alarm.
     """
     if len(predicted) != len(reference):
-        raise ValueError(f"{len(predicted)} predicted and {len(reference)} reference utterances")
+        raise InputError(f"{len(predicted)} predicted and {len(reference)} reference utterances")
     if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+        raise InputError(f"tolerance must be >= 0, got {tolerance}")
     n_pred = n_ref = n_hit = 0
     for pred, ref in zip(predicted, reference):
         p, r = sorted(float(x) for x in pred), sorted(float(x) for x in ref)
@@ -124,45 +126,69 @@ def spans_to_boundaries(spans: Sequence[tuple[float, float]], merge_tolerance: f
     return out
 
 
-def span_contains_word(
+class KeywordMatch(NamedTuple):
+    """How one keyword's span relates to the words of its utterance that hold its subword.
+
+    ``in_transcript``: some word of the alignment holds the keyword's CLIP subword (only such keywords
+    can be timed against the alignment); ``timed``: the keyword has a span (not NaN); ``overlap``,
+    ``contains``, ``within``: the span relates so to one such word (see :func:`span_contains_word`);
+    ``overlap_chance``, ``contains_chance``: the probability of the same for a span of the same length
+    placed uniformly at random inside the utterance's speech, first word start to last word end."""
+
+    in_transcript: bool
+    timed: bool
+    overlap: bool = False
+    contains: bool = False
+    within: bool = False
+    overlap_chance: float = 0.0
+    contains_chance: float = 0.0
+
+
+def _covered(intervals: list[tuple[float, float]], lo: float, hi: float) -> float:
+    """Length of the union of ``intervals`` clipped to [lo, hi]."""
+    total, reach = 0.0, lo
+    for a, b in sorted((max(a, lo), min(b, hi)) for a, b in intervals):
+        if b <= max(a, reach):
+            continue
+        total += b - max(a, reach)
+        reach = b
+    return total
+
+
+def _placement_chance(length: float, extent: tuple[float, float], starts: list[tuple[float, float]]) -> float:
+    """Probability that a span of ``length`` seconds whose start is uniform on [lo, hi - length]
+    (``extent`` = (lo, hi)) starts in one of the intervals ``starts``; a span as long as the extent or
+    longer can only start at lo."""
+    lo, hi = extent
+    room = hi - lo - length
+    if room <= _SLACK:
+        return float(any(a <= lo + _SLACK and lo <= b + _SLACK for a, b in starts))
+    return min(1.0, _covered(starts, lo, lo + room) / room)
+
+
+def keyword_word_matches(
     keyword_spans: Sequence[Sequence[tuple[float, float]]],
     keyword_ids: Sequence[Sequence[int]],
     word_alignments: Sequence[Sequence[tuple[str, float, float]]],
     word_token_ids: Callable[[str], Sequence[int]],
-    mode: str = "overlap",
     tolerance: float = 0.02,
     special_ids: Sequence[int] = CLIP_SPECIAL_IDS,
-) -> float:
-    """Share of keywords whose time span matches a word that contains the keyword's CLIP subword.
-
-    A keyword k of an utterance (span [s_k, e_k] seconds, CLIP BPE id v_k) is a HIT iff the utterance's
-    alignment has a word w (span [s_w, e_w]) such that v_k is one of the BPE ids of w, i.e.
-    ``v_k in word_token_ids(w)``, and the spans relate according to ``mode``:
-
-    - ``"overlap"``: they overlap for a positive time, min(e_k, e_w) - max(s_k, s_w) > 0 (spans that
-      only touch do not count);
-    - ``"contains"``: the keyword span covers the word, s_k <= s_w + tolerance and e_k >= e_w - tolerance;
-    - ``"within"``: the keyword span lies inside the word, s_k >= s_w - tolerance and e_k <= e_w + tolerance
-      (the natural test for subword units such as CIF's).
+) -> list[KeywordMatch]:
+    """One :class:`KeywordMatch` per keyword of a corpus, utterance by utterance.
 
     Args:
-        keyword_spans: per utterance, one (start, end) per keyword (e.g. CIF unit spans or
-            :func:`attention_spans`, in seconds).
+        keyword_spans: per utterance, one (start, end) per keyword in seconds; (NaN, NaN) for a keyword
+            that has no span (a span rule that found no confident peak).
         keyword_ids: per utterance, the CLIP BPE id of each keyword (same lengths as ``keyword_spans``).
         word_alignments: per utterance, (word, start, end) entries of a forced alignment; drop silence
             and noise entries first.
-        word_token_ids: word -> its CLIP BPE ids (``espnet_speechclip.encoders.clip.text_token_ids``).
+        word_token_ids: word -> its CLIP BPE ids (``espnet_speechclip.models.clip.text_token_ids``).
             CLIP's BPE splits text into words before merging, so a word's ids do not depend on context.
-        mode, tolerance: see above; ``tolerance`` in seconds, unused by ``"overlap"``.
-        special_ids: ids that never hit (pad, SOT, EOT) but still count as keywords.
-
-    Returns:
-        hits / keywords over the whole corpus, in [0, 1].
+        tolerance: seconds a span may miss a word's edges by and still contain it (or lie within it).
+        special_ids: ids that never match a word (pad, SOT, EOT).
     """
-    if mode not in ("overlap", "contains", "within"):
-        raise ValueError(f"mode must be overlap, contains or within, got {mode!r}")
     if not len(keyword_spans) == len(keyword_ids) == len(word_alignments):
-        raise ValueError(
+        raise InputError(
             f"{len(keyword_spans)} span lists, {len(keyword_ids)} id lists and "
             f"{len(word_alignments)} alignments: one of each per utterance expected"
         )
@@ -174,74 +200,82 @@ def span_contains_word(
             cache[word] = frozenset(int(i) for i in word_token_ids(word))
         return cache[word]
 
-    def related(sk: float, ek: float, sw: float, ew: float) -> bool:
-        if mode == "overlap":
-            return min(ek, ew) - max(sk, sw) > 0
-        if mode == "contains":
-            return sk <= sw + tolerance + _SLACK and ek >= ew - tolerance - _SLACK
-        return sk >= sw - tolerance - _SLACK and ek <= ew + tolerance + _SLACK
-
-    hits = total = 0
+    tol = tolerance + _SLACK
+    out: list[KeywordMatch] = []
     for u, (spans, ids, words) in enumerate(zip(keyword_spans, keyword_ids, word_alignments)):
         if len(spans) != len(ids):
-            raise ValueError(f"utterance {u}: {len(spans)} keyword spans but {len(ids)} keyword ids")
+            raise InputError(f"utterance {u}: {len(spans)} keyword spans but {len(ids)} keyword ids")
+        extent = (
+            min((float(s) for _, s, _ in words), default=0.0),
+            max((float(e) for *_, e in words), default=0.0),
+        )
         for (sk, ek), v in zip(spans, ids):
-            total += 1
-            v = int(v)
-            if v in special:
+            sk, ek, v = float(sk), float(ek), int(v)
+            held = [] if v in special else [(float(s), float(e)) for w, s, e in words if v in ids_of(w)]
+            timed = not (math.isnan(sk) or math.isnan(ek))
+            if not held or not timed:
+                out.append(KeywordMatch(bool(held), timed))
                 continue
-            hits += any(
-                v in ids_of(w) and related(float(sk), float(ek), float(sw), float(ew)) for w, sw, ew in words
+            length = ek - sk
+            out.append(
+                KeywordMatch(
+                    True,
+                    True,
+                    overlap=any(min(ek, ew) - max(sk, sw) > 0 for sw, ew in held),
+                    contains=any(sk <= sw + tol and ek >= ew - tol for sw, ew in held),
+                    within=any(sk >= sw - tol and ek <= ew + tol for sw, ew in held),
+                    # starts s of a span of this length that overlap word [sw, ew]: sw - length < s < ew;
+                    # that contain it: ew - tol - length <= s <= sw + tol
+                    overlap_chance=_placement_chance(length, extent, [(sw - length, ew) for sw, ew in held]),
+                    contains_chance=_placement_chance(
+                        length,
+                        extent,
+                        [(ew - tol - length, sw + tol) for sw, ew in held if ew - sw <= length + 2 * tol],
+                    ),
+                )
             )
-    if total == 0:
-        raise ValueError("no keywords to score")
-    return hits / total
+    return out
 
 
-def attention_spans(
-    attention: torch.Tensor | Sequence[Sequence[float]],
-    frame_rate: float,
-    mass: float = 0.9,
-    offset: float = 0.0,
-) -> list[tuple[float, float]]:
-    """Per keyword, the time span of the frames holding the central ``mass`` of its attention.
+def span_contains_word(
+    keyword_spans: Sequence[Sequence[tuple[float, float]]],
+    keyword_ids: Sequence[Sequence[int]],
+    word_alignments: Sequence[Sequence[tuple[str, float, float]]],
+    word_token_ids: Callable[[str], Sequence[int]],
+    mode: str = "overlap",
+    tolerance: float = 0.02,
+    special_ids: Sequence[int] = CLIP_SPECIAL_IDS,
+) -> float:
+    """Share of the keywords that occur in the transcript whose time span matches a word that holds
+    the keyword's CLIP subword.
 
-    Args:
-        attention: (K, T) non-negative attention weights of K keyword (CLS) queries over the T speech
-            frames only (slice the CLS keys off; padded frames should be 0). Each row is normalised to sum
-            1 here.
-        frame_rate: frames per second (50 for HuBERT).
-        mass: X, the central share of attention to cover, in (0, 1].
-        offset: seconds added to every time (see the module docstring).
+    A keyword k of an utterance (span [s_k, e_k] seconds, CLIP BPE id v_k) OCCURS in the transcript iff
+    the utterance's alignment has a word w with v_k among the BPE ids of w (``word_token_ids(w)``); it
+    is a HIT iff for one such word (span [s_w, e_w]) the spans relate according to ``mode``:
+
+    - ``"overlap"``: they overlap for a positive time, min(e_k, e_w) - max(s_k, s_w) > 0 (spans that
+      only touch do not count);
+    - ``"contains"``: the keyword span covers the word, s_k <= s_w + tolerance and e_k >= e_w - tolerance;
+    - ``"within"``: the keyword span lies inside the word, s_k >= s_w - tolerance and e_k <= e_w + tolerance
+      (the natural test for subword units such as CIF's).
+
+    A keyword without a span (NaN) is never a hit. Keywords that do not occur in the transcript are left
+    out: whether a wrong keyword was heard in the right place has no answer (the keyword hit rate scores
+    which keywords are right). Arguments as :func:`keyword_word_matches`.
 
     Returns:
-        K (start, end) spans in seconds. With P_t the cumulative attention of frames 0..t and
-        lo = (1 - X) / 2, hi = 1 - lo, the span runs from the first frame with P_t > lo to the first frame
-        with P_t >= hi, both included: [offset + t_lo / rate, offset + (t_hi + 1) / rate). X = 1 gives the
-        span from the first to the last frame with non-zero attention. Frame granular: it never splits a
-        frame. (A 1e-9 slack on lo and hi keeps float rounding of the cumulative sum from moving a span.)
+        hits / keywords occurring in the transcript, over the whole corpus, in [0, 1] (0.0 when none
+        occurs). Raises ValueError when there are no keywords at all.
     """
-    att = torch.as_tensor(attention, dtype=torch.float64).detach().cpu()
-    if att.dim() != 2:
-        raise ValueError(f"attention must be (K, T), got shape {tuple(att.shape)}")
-    if not 0 < mass <= 1:
-        raise ValueError(f"mass must be in (0, 1], got {mass}")
-    if frame_rate <= 0:
-        raise ValueError(f"frame_rate must be positive, got {frame_rate}")
-    if bool((att < 0).any()) or not bool(torch.isfinite(att).all()):
-        raise ValueError("attention weights must be finite and non-negative")
-    sums = att.sum(dim=1, keepdim=True)
-    if bool((sums <= 0).any()):
-        raise ValueError("every keyword needs some attention on the frames (a row sums to 0)")
-    cum = torch.cumsum(att / sums, dim=1)  # (K, T)
-    lo = (1.0 - mass) / 2
-    hi = 1.0 - lo
-    spans = []
-    for row in cum:
-        start = int(torch.nonzero(row > lo + 1e-9)[0])
-        end = max(int(torch.nonzero(row >= hi - 1e-9)[0]), start)
-        spans.append((offset + start / frame_rate, offset + (end + 1) / frame_rate))
-    return spans
+    if mode not in ("overlap", "contains", "within"):
+        raise InputError(f"mode must be overlap, contains or within, got {mode!r}")
+    matches = keyword_word_matches(
+        keyword_spans, keyword_ids, word_alignments, word_token_ids, tolerance, special_ids
+    )
+    if not matches:
+        raise InputError("no keywords to score")
+    occurring = [m for m in matches if m.in_transcript]
+    return sum(getattr(m, mode) for m in occurring) / len(occurring) if occurring else 0.0
 
 
 def interior_boundaries(spans: Sequence[tuple[float, float]]) -> list[float]:
@@ -262,6 +296,11 @@ def equal_spans(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float
     return [(lo + k * step, lo + (k + 1) * step) for k in range(len(spans))]
 
 
+def _timed(spans: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The spans that are not NaN (keywords a span rule gave a span)."""
+    return [(float(s), float(e)) for s, e in spans if not (math.isnan(float(s)) or math.isnan(float(e)))]
+
+
 def keyword_timing_scores(
     keyword_spans: Sequence[Sequence[tuple[float, float]]],
     keyword_ids: Sequence[Sequence[int]],
@@ -273,27 +312,42 @@ def keyword_timing_scores(
 
     Args:
         keyword_spans, keyword_ids, word_alignments, word_token_ids: one entry per utterance, as in
-            :func:`span_contains_word`.
+            :func:`keyword_word_matches` ((NaN, NaN): a keyword without a span).
         tolerance: seconds; boundaries match within it (20 ms, the word-discovery convention), and a span
             may miss a word's edges by it and still contain the word.
 
     Returns:
-        dict(``boundary_precision``, ``boundary_recall``, ``boundary_f1``, ``boundary_r_value``: the
-        interior boundaries of the keyword spans (:func:`interior_boundaries`) against those of the
-        words, :func:`boundary_prf`; ``boundary_f1_equal``: the F1 of :func:`equal_spans` of the same
-        keywords, what the number of keywords alone would score; ``over_segmentation``: predicted /
-        reference boundaries - 1;
-        ``span_contains_word``: share of keywords whose span covers a word containing the keyword's
-        subword, edges within ``tolerance``; ``span_overlaps_word``: ... whose span overlaps such a
-        word; ``mean_span``: mean keyword span in seconds (wide spans contain words easily);
-        ``keywords``: keywords scored; ``tolerance``).
+        dict of
+
+        - ``boundary_precision``, ``boundary_recall``, ``boundary_f1``, ``boundary_r_value``: the interior
+          boundaries of the keyword spans (:func:`interior_boundaries`) against those of the words,
+          :func:`boundary_prf`; ``boundary_f1_equal``: the F1 of :func:`equal_spans` of the same spans,
+          what the number of spans alone would score (the chance level); ``over_segmentation``:
+          predicted / reference boundaries - 1;
+        - ``span_overlaps_word``, ``span_contains_word``: of the keywords that occur in the transcript, the
+          share whose span overlaps / covers (edges within ``tolerance``) a word holding the keyword's
+          subword (:func:`span_contains_word`); ``span_overlaps_word_chance``,
+          ``span_contains_word_chance``: the same for the same spans placed uniformly at random inside the
+          utterance's speech (expected value);
+        - ``mean_span``: mean span in seconds of the keywords that have one; ``mean_word``: mean word
+          duration of the alignment (a span that localises a word is about as long);
+        - ``timed``: share of keywords with a span (a span rule may find no confident one);
+        - ``keywords``: keywords scored; ``keywords_in_transcript``: those whose subword a word of the
+          transcript holds; ``tolerance``.
     """
-    pred = [interior_boundaries(spans) for spans in keyword_spans]
+    timed_spans = [_timed(spans) for spans in keyword_spans]
+    pred = [interior_boundaries(spans) for spans in timed_spans]
     ref = [interior_boundaries([(s, e) for _, s, e in words]) for words in word_alignments]
     prf = boundary_prf(pred, ref, tolerance)
-    equal = boundary_prf([interior_boundaries(equal_spans(spans)) for spans in keyword_spans], ref, tolerance)
-    args = (keyword_spans, keyword_ids, word_alignments, word_token_ids)
-    durations = [float(e) - float(s) for spans in keyword_spans for s, e in spans]
+    equal = boundary_prf([interior_boundaries(equal_spans(spans)) for spans in timed_spans], ref, tolerance)
+    matches = keyword_word_matches(keyword_spans, keyword_ids, word_alignments, word_token_ids, tolerance)
+    occurring = [m for m in matches if m.in_transcript]
+
+    def share(values: Sequence[float]) -> float:
+        return 100.0 * sum(values) / len(occurring) if occurring else 0.0
+
+    durations = [e - s for spans in timed_spans for s, e in spans]
+    word_durations = [float(e) - float(s) for words in word_alignments for _, s, e in words]
     return {
         "boundary_precision": 100.0 * prf["precision"],
         "boundary_recall": 100.0 * prf["recall"],
@@ -301,9 +355,14 @@ def keyword_timing_scores(
         "boundary_r_value": 100.0 * prf["r_value"],
         "boundary_f1_equal": 100.0 * equal["f1"],
         "over_segmentation": prf["os"],
-        "span_contains_word": 100.0 * span_contains_word(*args, mode="contains", tolerance=tolerance),
-        "span_overlaps_word": 100.0 * span_contains_word(*args, mode="overlap"),
+        "span_overlaps_word": share([m.overlap for m in occurring]),
+        "span_overlaps_word_chance": share([m.overlap_chance for m in occurring]),
+        "span_contains_word": share([m.contains for m in occurring]),
+        "span_contains_word_chance": share([m.contains_chance for m in occurring]),
         "mean_span": sum(durations) / len(durations) if durations else 0.0,
-        "keywords": len(durations),
+        "mean_word": sum(word_durations) / len(word_durations) if word_durations else 0.0,
+        "timed": 100.0 * len(durations) / len(matches) if matches else 0.0,
+        "keywords": len(matches),
+        "keywords_in_transcript": len(occurring),
         "tolerance": tolerance,
     }

@@ -7,8 +7,10 @@ results.json maps each test set to its branches:
 :mod:`espnet_speechclip.evaluation.scoring`).
 
 The pages carry a record (``.results.json.made_from.json``, :mod:`espnet_speechclip.provenance`) of the
-model and decode folders they were computed from, written after them; packing refuses results whose
-record names another model.
+model and decode folders they were computed from and of the pages' own sha256, written after them and
+never removed before: results pass :func:`require_results_of` only when their record names the model and
+matches them byte for byte, so packing refuses results of another model, of an interrupted scoring run,
+or without a record (unless the user says they were written by hand).
 """
 
 from __future__ import annotations
@@ -17,21 +19,25 @@ import datetime
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 
 from espnet_speechclip.config import config_value, read_config
 from espnet_speechclip.errors import MissingFileError
+from espnet_speechclip.evaluation.tables import hit_rate_table, keyword_timing_table, retrieval_table
+from espnet_speechclip.files import write_text_atomic
 from espnet_speechclip.inference.decode_dir import RECORD_KIND as DECODE_KIND
 from espnet_speechclip.inference.decode_dir import DecodeDir
+from espnet_speechclip.models.builder import option_value
 from espnet_speechclip.provenance import (
     RECORD_NAME,
+    ProvenanceError,
+    check_record,
     clear_record,
     digest,
     read_record,
@@ -40,14 +46,6 @@ from espnet_speechclip.provenance import (
 )
 
 RECORD_KIND = "results"
-
-DIRECTIONS = [
-    ("speech_to_image", "S→I"),
-    ("image_to_speech", "I→S"),
-    ("speech_to_text", "S→T (zero-shot)"),
-    ("text_to_speech", "T→S (zero-shot)"),
-]
-
 
 # Where numbers can be compared: the same seed and thread count reproduce them on one machine, but
 # float results differ in the last bits across CPU models, BLAS builds and GPUs, and training amplifies
@@ -90,7 +88,7 @@ def environment() -> List[str]:
     """The ``## Environments`` header of a results page, in ESPnet's RESULTS.md format (date, python,
     espnet and pytorch versions, git hash and commit date), plus the versions SpeechCLIP's numbers
     depend on (s3prl, open_clip, this package) and the GPU."""
-    from espnet_speechclip import __version__
+    from espnet_speechclip.version import __version__
 
     lines = [
         "## Environments",
@@ -125,83 +123,6 @@ def environment() -> List[str]:
     return lines
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.1f}"
-
-
-def retrieval_table(scores: Dict[str, Dict]) -> List[str]:
-    lines = ["| branch | direction | R@1 | R@5 | R@10 |", "|---|---|---:|---:|---:|"]
-    for branch, res in scores.items():
-        for key, name in DIRECTIONS:
-            if key in res:
-                r = res[key]
-                lines.append(
-                    f"| {branch} | {name} | {_fmt(r['R@1'])} | {_fmt(r['R@5'])} | {_fmt(r['R@10'])} |"
-                )
-    return lines
-
-
-def is_results(results: Any) -> bool:
-    """Whether ``results`` has results.json's shape: ``{test set: {branch: {direction: {R@K: x}}}}``."""
-    return (
-        isinstance(results, dict)
-        and bool(results)
-        and all(
-            isinstance(scores, dict)
-            and bool(scores)
-            and all(isinstance(r, dict) and any(key in r for key, _ in DIRECTIONS) for r in scores.values())
-            for scores in results.values()
-        )
-    )
-
-
-def keyword_rate_rows(scores: Dict[str, Dict]) -> List[Tuple[str, Dict[str, float]]]:
-    """(row name, its rates) of every keyword hit rate in a cascaded branch's scores: kw1..kwK + avg
-    for K keyword slots; pooled, utterance_avg, keywords_per_utterance for CIF keywords."""
-    rows = [("top-1 (the keyword itself)", scores["keyword_hit_rate"])]
-    for key, rates in scores.items():
-        m = re.fullmatch(r"keyword_hit_rate_top(\d+)_neighbours", key)
-        if m:
-            rows.append((f"top-{m.group(1)} neighbours (the authors' metric)", rates))
-    return rows
-
-
-def hit_rate_table(scores: Dict[str, Dict]) -> List[str]:
-    """Every keyword hit rate of a cascaded branch's ``scores`` as a markdown table, with what it counts."""
-    rows = keyword_rate_rows(scores)
-    if "pooled" in rows[0][1]:  # variable-length keywords (CIF): no slots
-        lines = [
-            "A keyword hits when it (top-1), or any of its nearest codebook subwords by cosine, the keyword "
-            "first (top-5, as the authors counted), occurs among the CLIP subwords of the transcript; "
-            "special tokens never count. CIF keywords have no slots: pooled over all keywords emitted, "
-            "and the mean of the utterances' own rates. The two rows do not compare with each other.",
-            "",
-            "| keyword hit rate | pooled | utterance avg | keywords per utterance |",
-            "|---|---:|---:|---:|",
-        ]
-        for name, rates in rows:
-            lines.append(
-                f"| {name} | {_fmt(rates['pooled'])} | {_fmt(rates['utterance_avg'])} | "
-                f"{rates['keywords_per_utterance']:.2f} |"
-            )
-        return lines
-    slots = [k for k in rows[0][1] if k != "avg"]
-    lines = [
-        "A slot hits when its keyword (top-1), or any of its nearest codebook subwords by cosine, the "
-        "keyword first (top-5: how the authors' published averages were counted), occurs among the CLIP "
-        "subwords of the transcript; special tokens never count. The two rows do not compare with each "
-        "other.",
-        "",
-        "| keyword hit rate | " + " | ".join(slots) + " | avg |",
-        "|---|" + "---:|" * (len(slots) + 1),
-    ]
-    for name, rates in rows:
-        lines.append(
-            f"| {name} | " + " | ".join(_fmt(rates[k]) for k in slots) + f" | {_fmt(rates['avg'])} |"
-        )
-    return lines
-
-
 def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 10) -> List[str]:
     """Keyword hit rates (every variant in ``scores``, the cascaded branch's) and example keywords."""
     lines = hit_rate_table(scores) + [""]
@@ -211,51 +132,28 @@ def keyword_tables(decode_dir: Path, scores: Dict[str, Dict], n_examples: int = 
     _, spans = d.keyword_lists()
     lines += [
         "Example keywords (cosine score to the codebook subword"
-        + (", and the seconds of speech each came from" if spans is not None else "")
+        + (
+            ", and the seconds of speech each came from, none where it is not localised"
+            if spans is not None
+            else ""
+        )
         + "):",
         "",
         "| utterance | transcript | keywords |",
         "|---|---|---|",
     ]
+
+    def heard(i: int, k: int) -> str:
+        if spans is None:
+            return ""
+        start, end = spans[i][k]
+        return ", not localised" if np.isnan(start) or np.isnan(end) else f", {start:.2f}-{end:.2f}"
+
     for i in np.linspace(0, len(utts) - 1, min(n_examples, len(utts))).astype(int):
         kws = keywords[utts[i]].split()
-        shown = " ".join(
-            f"{w} ({s:.2f}"
-            + (f", {spans[i][k][0]:.2f}-{spans[i][k][1]:.2f}" if spans is not None else "")
-            + ")"
-            for k, (w, s) in enumerate(zip(kws, kw_scores[i]))
-        )
+        shown = " ".join(f"{w} ({s:.2f}{heard(i, k)})" for k, (w, s) in enumerate(zip(kws, kw_scores[i])))
         lines.append(f"| {utts[i]} | {text.get(utts[i], '')} | {shown} |")
     return lines
-
-
-def keyword_timing_table(timing: Dict[str, float]) -> List[str]:
-    """The keyword-timing scores of :mod:`espnet_speechclip.evaluation.scoring` as a table."""
-    source = {
-        "cif": "the units CIF integrated",
-        "attention": "the frames holding the central 90 % of each keyword's attention",
-    }.get(timing.get("spans_from", ""), timing.get("spans_from", "?"))
-    ms = round(1000 * timing["tolerance"])
-    return [
-        f"Keyword time spans ({source}) against the word alignment: boundary precision / recall / F1 / "
-        f"R-value within {ms} ms (utterance edges left out on both sides), the F1 of as many equal spans "
-        f"over the same stretch (the chance level), how often a keyword's span contains (edges within "
-        f"{ms} ms) or overlaps a word holding its subword, and the mean span.",
-        "",
-        "| boundary P | R | F1 | R-value | F1 of equal spans | over-segmentation | span contains word "
-        "| span overlaps word | mean span (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {_fmt(timing['boundary_precision'])} | {_fmt(timing['boundary_recall'])} | "
-        f"{_fmt(timing['boundary_f1'])} | {_fmt(timing['boundary_r_value'])} | "
-        f"{_fmt(timing['boundary_f1_equal'])} | {timing['over_segmentation']:+.2f} | "
-        f"{_fmt(timing['span_contains_word'])} | {_fmt(timing['span_overlaps_word'])} | "
-        f"{timing['mean_span']:.2f} |",
-    ]
-
-
-def clear_results_record(exp_dir: str | Path) -> None:
-    """Drop the record of ``exp_dir``'s results before any of them is rewritten."""
-    clear_record(record_path(Path(exp_dir) / "results.json"))
 
 
 def write_results(
@@ -273,14 +171,16 @@ def write_results(
     (:func:`espnet_speechclip.inference.decode_dir.require_current`).
     """
     exp_dir = Path(exp_dir)
-    clear_results_record(exp_dir)
     results: Dict[str, Dict] = {}
     for s in test_sets:
         f = exp_dir / f"decode_{s}" / "scores.json"
         if not f.is_file():
             raise MissingFileError(f"{f} is missing: run the inference stage for {s} first")
         results[s] = json.loads(f.read_text(encoding="utf-8"))
-    (exp_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    # The earlier record stays until the new one replaces it: it holds the sha256 of the pages it was
+    # written with, so a run stopped between writing a page and its record leaves pages that do not
+    # match their record, refused by require_results_of, never results without a record.
+    write_text_atomic(exp_dir / "results.json", json.dumps(results, indent=2) + "\n")
 
     config = read_config(exp_dir / "config.yaml")
     clip = config_value(config, "clip_conf")
@@ -294,7 +194,7 @@ def write_results(
         "## Model",
         f"- config: `{exp_dir / 'config.yaml'}`",
         f"- model: `{config_value(config, 'model')}`, speech upstream: "
-        f"`{config_value(config, 'speech_encoder_conf.upstream')}`, "
+        f"`{option_value(config, 'speech_encoder_conf.upstream')}`, "
         f"CLIP: `{clip.get('model_name')}` (`{clip.get('pretrained')}`)",
     ]
     if params:
@@ -319,8 +219,10 @@ def write_results(
             md += ["### Keyword timing (cascaded)", ""]
             md += keyword_timing_table(cascaded["keyword_timing"]) + [""]
     md += extra_sections or []
-    (exp_dir / "RESULTS.md").write_text("\n".join(md) + "\n", encoding="utf-8")
-    if model is not None:
+    write_text_atomic(exp_dir / "RESULTS.md", "\n".join(md) + "\n")
+    if model is None:  # pages of no known model: none of their earlier record may vouch for them
+        clear_record(record_path(exp_dir / "results.json"))
+    else:
         decodes = {}
         for s in test_sets:
             record = read_record(exp_dir / f"decode_{s}" / RECORD_NAME) or {}
@@ -335,3 +237,25 @@ def write_results(
             outputs=outputs,
         )
     return results
+
+
+def require_results_of(results_json: str | Path, model: dict) -> None:
+    """Refuse ``results_json`` unless the scoring stage wrote it for ``model`` (its identity,
+    :func:`espnet_speechclip.inference.loader.model_identity`) and it is unchanged since: its record
+    names that model and the file's sha256. A decode folder's ``scores.json`` passes on the decode
+    folder's record.
+
+    Raises:
+        ProvenanceError: no record (an interrupted scoring run, a copied or hand-written file), a record
+            of another model, or a file changed since its record was written; the message says what to do.
+    """
+    results_json = Path(results_json)
+    record, kind = record_path(results_json), RECORD_KIND
+    if read_record(record) is None and results_json.name == "scores.json":
+        record, kind = results_json.parent / RECORD_NAME, DECODE_KIND
+    problem = check_record(record, kind, {"model": model}, keys=["model"])
+    if problem is not None:
+        raise ProvenanceError(
+            f"{results_json} {problem}: rerun the scoring stage (stage 7) for this model; for results "
+            f"written by hand, say so (pack --hand_written_results)"
+        )

@@ -12,9 +12,11 @@ and for the cascaded branch:
   subwords: the same with a hit when any of the 5 nearest (the keyword itself first) occurs, the variant
   the authors published (22.7 / 32.7 / 38.2). The two are not comparable with each other;
 - ``keyword_timing``, when the data has a word alignment (``words.ctm``): boundary precision / recall /
-  F1 / R-value of the keyword spans at 20 ms and how often a keyword's span contains (overlaps) a word
-  holding its subword (:func:`espnet_speechclip.evaluation.keyword_timing.keyword_timing_scores`), plus
-  ``spans_from``: ``cif`` (integrated units) or ``attention`` (K-token models' attention mass).
+  F1 / R-value of the keyword spans at 20 ms and how often the span of a keyword that occurs in the
+  transcript contains (overlaps) a word holding its subword, each with its chance level
+  (:func:`espnet_speechclip.evaluation.keyword_timing.keyword_timing_scores`), plus ``spans_from``:
+  ``cif`` (integrated units) or ``attention_peak`` (K-token models, see
+  :func:`espnet_speechclip.evaluation.keyword_spans.peak_spans`).
 """
 
 from __future__ import annotations
@@ -87,6 +89,6 @@ def _keyword_scores(d: DecodeDir) -> Dict[str, Dict]:
                 [words[u] for u in d.utts],
                 text_token_ids,
             ),
-            spans_from="cif" if d.variable_keywords else "attention",
+            spans_from="cif" if d.variable_keywords else "attention_peak",
         )
     return res

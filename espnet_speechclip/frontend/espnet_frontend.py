@@ -27,6 +27,7 @@ from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from torch import nn
 
 from espnet_speechclip.errors import InputError
+from espnet_speechclip.inference.loader import resolve_model
 from espnet_speechclip.inference.speech2image import Speech2Image
 from espnet_speechclip.models.frozen import keep_frozen_out_of_state_dict
 from espnet_speechclip.models.masks import padding_mask
@@ -117,8 +118,6 @@ class SpeechCLIPFrontend(AbsFrontend):
         if model_file is not None and config_file is None:
             raise InputError("frontend speechclip: model_file needs the config_file it was trained with")
         if packed_model is not None:
-            from espnet_speechclip.inference.loader import resolve_model
-
             config_file, model_file = resolve_model(packed_model)
         self._source = (str(config_file), None if model_file is None else str(model_file))
         self.freeze = freeze

@@ -11,9 +11,10 @@ parts joined by :func:`merge_utterance_parts`, then :func:`embed_images_of_datad
   (``utt kw_1 ... kw_K`` subword strings), ``keyword_neighbour_ids.npy`` (N, K, 5) CLIP ids of each
   keyword's 5 nearest codebook subwords (cosine, nearest first: the authors' keyword hit rate),
   ``keyword_spans.npy`` (N, K, 2) float32: where in the utterance each keyword was heard, start and end
-  in seconds (a CIF keyword's unit between its firing boundaries, a K-token keyword's central 90% of its
-  attention; see :class:`espnet_speechclip.inference.speech2image.KeywordTiming`; the attention itself
-  is not kept: K x T floats per utterance would outweigh everything else in the folder);
+  in seconds (a CIF keyword's unit between its firing boundaries, a K-token keyword's frames around its
+  attention peak, NaN where that has no confident peak; see
+  :class:`espnet_speechclip.inference.result_types.KeywordTiming`; the attention itself is not kept:
+  K x T floats per utterance would outweigh everything else in the folder);
 - variable-length keywords (cascaded+ / hybrid+): also ``keyword_lengths.npy`` (N,) keywords per
   utterance; K is the largest, and the slots beyond an utterance's own keywords hold id -1, score 0,
   neighbour ids -1 and span NaN (``keywords`` lists only the utterance's own);
@@ -40,9 +41,10 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from espnet_speechclip.data.datadir import WORD_ALIGNMENT, WordSpan, datadir_identity, read_ctm, read_kv
+from espnet_speechclip.data.datadir import WORD_ALIGNMENT, WordSpan, read_ctm, read_kv
+from espnet_speechclip.data.identity import datadir_identity
 from espnet_speechclip.errors import InputError, MissingFileError, MissingKeyError
-from espnet_speechclip.inference.speech2image import KEYWORD_PADDING, concat_padded
+from espnet_speechclip.inference.result_types import KEYWORD_PADDING, concat_padded
 from espnet_speechclip.models.outputs import BRANCHES
 from espnet_speechclip.provenance import (
     RECORD_NAME,
@@ -85,8 +87,8 @@ def decode_made_from(
     model: dict, data_dir: PathLike, image_emb_scp: Optional[PathLike] = None, hashes=None
 ) -> Dict:
     """What a decode folder is made from: ``model``
-    (:func:`espnet_speechclip.inference.loader.model_identity`), the data dir by content
-    (:func:`espnet_speechclip.data.datadir.datadir_identity`) and the image cache list (its entries point
+    (:func:`espnet_speechclip.identity.model_identity`), the data dir by content
+    (:func:`espnet_speechclip.data.identity.datadir_identity`) and the image cache list (its entries point
     at content-addressed embeddings), if one was used."""
     hashes = hashes if hashes is not None else FileHashes()
     return {

@@ -2,7 +2,7 @@
 
 Repo layout: the packed model UNPACKED, as ESPnet's upload stage puts its packed models on the Hub::
 
-    README.md        the model card (packing's model_card with the repo id in its usage lines)
+    README.md        the model card (model_card.model_card with the repo id in its usage lines)
     config.yaml      \
     model.pth         | the members of the packed archive, byte for byte
     meta.json         | (meta.json: sha256 of each, which config keys point at which file)
@@ -30,7 +30,9 @@ from typing import Optional, Tuple, Union
 import yaml
 
 from espnet_speechclip.errors import InputError, RunError
-from espnet_speechclip.inference.packing import PackError, extract_archive, model_card
+from espnet_speechclip.inference.archive import PackError, extract_archive
+from espnet_speechclip.inference.model_card import model_card
+from espnet_speechclip.version import __version__
 
 PathLike = Union[str, Path]
 
@@ -54,11 +56,45 @@ def quiet_http_logs() -> None:
 
 def parse_repo_id(source: str) -> Optional[Tuple[str, Optional[str]]]:
     """``"org/name"`` -> ``("org/name", None)``, ``"org/name@v1"`` -> ``("org/name", "v1")``; ``None``
-    for anything that is not a Hub repo id (a path with more parts, a file name, a URL)."""
+    for anything that is not a Hub repo id (a path with more parts, a file name, a URL).
+
+    The one place a Hub id is read: the id and its revision name folders (the Hub cache, the recipe's
+    ``exp/<namespace>/<name>[@revision]``), so a revision with an empty, ``.`` or ``..`` part is refused.
+
+    Raises:
+        InputError: a repo id with such a revision.
+    """
     m = _REPO_ID.match(str(source))
     if m is None or m.group("repo").endswith((".zip", ".pth", ".yaml")):
         return None
-    return m.group("repo"), m.group("revision")
+    revision = m.group("revision")
+    if revision is not None and any(part in ("", ".", "..") for part in revision.split("/")):
+        raise InputError(
+            f"{source}: revision {revision!r} is not a branch, tag or commit name (it has an empty, "
+            f"'.' or '..' part)"
+        )
+    return m.group("repo"), revision
+
+
+def exp_folder_name(source: str) -> str:
+    """The experiment folder the recipe's ``--download_model`` fills, under its ``exp/``: a packed
+    model's file name without ``.zip`` (a local archive or folder), else the Hub repo id as ESPnet lays
+    them out (``<namespace>/<name>``, ``@<revision>`` appended when pinned).
+
+    Raises:
+        InputError: neither an existing path nor a Hub repo id (or one with an unsafe revision).
+    """
+    path = Path(source)
+    if path.exists():
+        name = path.name[: -len(".zip")] if path.name.endswith(".zip") else path.name
+        if name in ("", ".", ".."):
+            raise InputError(f"{source}: a packed model's folder or file name names no experiment folder")
+        return name
+    parsed = parse_repo_id(source)
+    if parsed is None:
+        raise InputError(f"{source} is neither a local packed model nor a Hub repo id <namespace>/<name>")
+    repo_id, revision = parsed
+    return repo_id if revision is None else f"{repo_id}@{revision}"
 
 
 def download(repo_id: str, revision: Optional[str] = None) -> Path:
@@ -75,8 +111,6 @@ def download(repo_id: str, revision: Optional[str] = None) -> Path:
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
-
-    from espnet_speechclip import __version__
 
     where = f"Hub model {repo_id}" + (f" at revision {revision}" if revision else "")
     try:

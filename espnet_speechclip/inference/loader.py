@@ -19,7 +19,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
+import espnet_speechclip.inference.hub as hub
 from espnet_speechclip.errors import InputError, MissingFileError
+from espnet_speechclip.inference.archive import (
+    PackError,
+    is_packed_folder,
+    resolve_packed_folder,
+    unpack_model,
+)
 
 PathLike = Union[str, Path]
 
@@ -59,8 +66,6 @@ def resolve_model(
         HubError: a Hub repo that cannot be fetched (not found; offline and not cached).
         ValueError: ``model_file`` or ``revision`` given for a source that takes none.
     """
-    from espnet_speechclip.inference.packing import is_packed_folder, resolve_packed_folder, unpack_model
-
     path = Path(source)
     if path.exists():
         if revision is not None:
@@ -82,8 +87,6 @@ def resolve_model(
             return resolve_packed_folder(path, cache_dir)
         return unpack_model(path, cache_dir)
 
-    from espnet_speechclip.inference import hub
-
     parsed = hub.parse_repo_id(str(source))
     if parsed is None:
         raise MissingFileError(
@@ -102,23 +105,8 @@ def resolve_model(
     except hub.HubError as e:
         raise hub.HubError(f"{source} is no local model, and as a Hub repo id: {e}") from e
     if not is_packed_folder(folder):
-        from espnet_speechclip.inference.packing import PackError
-
         raise PackError(
             f"Hub repo {repo_id} has no meta.json: not a SpeechCLIP model uploaded by espnet_speechclip "
             f"(its layout: {', '.join(hub.REPO_FILES)})"
         )
     return resolve_packed_folder(folder, cache_dir)
-
-
-def model_identity(config_file: PathLike, model_file: PathLike, hashes=None) -> dict:
-    """Which trained model ``(config, weights)`` is, by content: the weights' sha256 and a digest of the
-    options the model is built from (local files such as the CLIP weights or the codebook by content,
-    see :func:`espnet_speechclip.config.training_options`). The same model from an experiment folder or
-    from its packed archive has the same identity. Decode folders and results record it."""
-    from espnet_speechclip.config import read_config, training_options
-    from espnet_speechclip.files import sha256_file
-    from espnet_speechclip.provenance import digest
-
-    options = training_options(read_config(config_file), hashes, model_only=True)
-    return {"weights": sha256_file(model_file), "options": digest(options)}

@@ -24,141 +24,40 @@ the same numbers.) On a GPU, a model trained with ``use_amp`` runs under autocas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from espnet_speechclip.data.media import MediaError, load_audio, load_image, resample
-from espnet_speechclip.errors import InputError, MissingFileError, RunError
-
-PathLike = Union[str, Path]
-# A file path, a 16 kHz waveform (T,), or a waveform at any rate as (waveform, sample_rate).
-SpeechInput = Union[PathLike, np.ndarray, torch.Tensor, Tuple[Any, int]]
-ImageInput = Any  # a file path or a PIL image
-
-
-class Hit(NamedTuple):
-    """One retrieved candidate: its position in the candidate list, the candidate as given, the
-    cosine similarity to the query."""
-
-    index: int
-    item: Any
-    score: float
-
-
-class Keyword(NamedTuple):
-    """One cascaded keyword: the CLIP subword, its vocabulary id, its cosine score to the codebook,
-    and, when timing was asked for, the span of the utterance it was heard in (seconds; else None)."""
-
-    token: str
-    id: int
-    score: float
-    start: Optional[float] = None
-    end: Optional[float] = None
-
-
-@dataclass
-class KeywordTiming:
-    """Where in one utterance each keyword was heard.
-
-    Attributes:
-        keywords: the K keywords, with their spans, cut to the utterance: for K-token cascaded models
-            the frames holding the central ``attention_mass`` (90%) of the keyword's attention
-            (:func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`); for CIF models
-            (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated, from the
-            firing boundary before it to its own (fractional frames, see
-            :func:`espnet_speechclip.models.cif.cif`).
-        attention: (K, T) float32, each keyword's weight on each of the utterance's T frames, rows
-            summing to 1; for K-token cascaded models, the attention of the keyword's CLS query in the
-            branch's last layer (mean over heads; see
-            :meth:`espnet_speechclip.models.cascaded.CascadedBranch.keywords`); for CIF models, the
-            share of each frame's weight its unit integrated (see
-            :meth:`espnet_speechclip.models.cif_branch.CIFCascadedBranch.forward`).
-        frame_rate: frames per second; frame t covers [t, t + 1) / frame_rate + frame_offset seconds.
-        duration: the utterance's length in seconds (at 16 kHz).
-        frame_offset: seconds by which the frames are shifted (see
-            :attr:`espnet_speechclip.models.speech_encoder.S3PRLSpeechEncoder.frame_offset`).
-    """
-
-    keywords: List[Keyword]
-    attention: np.ndarray
-    frame_rate: float
-    duration: float
-    frame_offset: float = 0.0
-
-
-# Outputs of Speech2Image.__call__ whose keyword axis (axis 1) varies with the utterances of CIF models,
-# and the value that pads it: -1 is no CLIP id; a padded slot has no time span.
-KEYWORD_PADDING = {
-    "keyword_ids": -1,
-    "keyword_scores": 0.0,
-    "keyword_spans": np.nan,
-    "keyword_neighbour_ids": -1,
-}
-
-
-def concat_padded(arrays: Sequence[np.ndarray], fill: Any = None) -> np.ndarray:
-    """Concatenate (B_i, K_i, ...) arrays along axis 0, padding axis 1 to the largest K_i with ``fill``
-    (``None``: no padding, the arrays must agree)."""
-    arrays = list(arrays)
-    if fill is not None and arrays and arrays[0].ndim > 1:
-        width = max(a.shape[1] for a in arrays)
-        arrays = [
-            np.pad(a, [(0, 0), (0, width - a.shape[1])] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
-            for a in arrays
-        ]
-    return np.concatenate(arrays)
-
-
-def list_images(folder: PathLike) -> List[Path]:
-    """Image files (by extension PIL knows) directly inside ``folder``, sorted by name."""
-    from PIL import Image
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MissingFileError(f"image folder {folder} does not exist")
-    extensions = {ext.lower() for ext in Image.registered_extensions()}
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
-    if not files:
-        raise MediaError(f"image folder {folder} holds no image files")
-    return files
-
-
-def _is_one_speech(x: Any) -> bool:
-    """A single utterance (path, waveform, (waveform, rate)) rather than a list of them."""
-    if isinstance(x, (str, Path, np.ndarray, torch.Tensor)):
-        return True
-    return (
-        isinstance(x, tuple)
-        and len(x) == 2
-        and isinstance(x[1], (int, np.integer))
-        and not isinstance(x[0], (str, Path))
-    )
-
-
-def _is_one_image(x: Any) -> bool:
-    from PIL import Image
-
-    return isinstance(x, (str, Path, Image.Image))
-
-
-def _as_list(x: Any, one: bool) -> List[Any]:
-    return [x] if one else list(x)
-
-
-def rank(query: np.ndarray, candidates: np.ndarray, items: Sequence[Any], topk: Optional[int]) -> List[Hit]:
-    """query (D,), candidates (M, D) normalised -> the ``topk`` (None: all) hits by cosine similarity,
-    best first; ties keep the candidates' order. ``items`` (M) are what the hits carry."""
-    if topk is not None and topk < 1:
-        raise InputError(f"topk must be at least 1, got {topk}")
-    if len(items) != len(candidates):
-        raise InputError(f"{len(items)} items for {len(candidates)} candidate embeddings")
-    scores = candidates @ query
-    order = np.argsort(-scores, kind="stable")[:topk]
-    return [Hit(int(i), items[i], float(scores[i])) for i in order]
+from espnet_speechclip.config import config_value, read_config
+from espnet_speechclip.data.media import SAMPLE_RATE
+from espnet_speechclip.errors import InputError, RunError
+from espnet_speechclip.evaluation.keyword_spans import peak_spans
+from espnet_speechclip.inference.inputs import (
+    ImageInput,
+    PathLike,
+    SpeechInput,
+    as_list,
+    is_one_image,
+    is_one_speech,
+    load_image_input,
+    load_speech_inputs,
+)
+from espnet_speechclip.inference.loader import resolve_model
+from espnet_speechclip.inference.result_types import (
+    KEYWORD_PADDING,
+    Hit,
+    Keyword,
+    KeywordTiming,
+    QueryResult,
+    concat_padded,
+    keywords_of,
+    pad_batch,
+    rank,
+)
+from espnet_speechclip.precision import autocast, check_amp_dtype
+from espnet_speechclip.weights import load_weights
 
 
 class Speech2Image:
@@ -173,9 +72,10 @@ class Speech2Image:
         batch_size: utterances / images per forward pass.
         clip_weights: load CLIP's pretrained weights; ``False`` for users of the speech side only
             (no CLIP download; image and text embeddings are then meaningless).
-        attention_mass: the time span of a K-token model's keyword holds this central share of the
-            keyword's attention over the frames (see
-            :func:`espnet_speechclip.evaluation.keyword_timing.attention_spans`).
+        span_share, min_peak_ratio: a K-token model's keyword span is the run of frames around its
+            attention peak with weights >= ``span_share`` x the peak's, and only when the peak is
+            >= ``min_peak_ratio`` x an even spread's weight (see
+            :func:`espnet_speechclip.evaluation.keyword_spans.peak_spans`).
 
     Raises:
         FileNotFoundError: a missing config or weights file.
@@ -189,20 +89,20 @@ class Speech2Image:
         device: str = "cpu",
         batch_size: int = 16,
         clip_weights: bool = True,
-        attention_mass: float = 0.9,
+        span_share: float = 0.5,
+        min_peak_ratio: float = 2.0,
     ):
-        from espnet_speechclip.config import config_value, read_config
+        # the model classes (ESPnet, s3prl, open_clip) load with the first model, not with the package
         from espnet_speechclip.models.builder import build_model
-        from espnet_speechclip.precision import check_amp_dtype
 
         self.config = read_config(train_config)
         source = "config" if isinstance(train_config, Mapping) else str(train_config)
         self.source = source if model_file is None else str(model_file)
+        self.model_file = None if model_file is None else Path(model_file)  # identifies the model (index)
+        # the weights first: an unusable file is refused before the towers are built
+        state = None if model_file is None else load_weights(model_file, "SpeechCLIP model file")
         model = build_model(self.config, clip_weights=clip_weights)
-        if model_file is not None:
-            if not Path(model_file).is_file():
-                raise MissingFileError(f"SpeechCLIP model file {model_file} does not exist")
-            state = torch.load(model_file, map_location="cpu", weights_only=True)
+        if state is not None:
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as e:
@@ -210,7 +110,8 @@ class Speech2Image:
         self.device = str(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
-        self.attention_mass = attention_mass
+        self.span_share = span_share
+        self.min_peak_ratio = min_peak_ratio
         self._image_encoder = model.image_encoder
         self._use_amp = bool(config_value(self.config, "use_amp", False))
         self._amp_dtype = config_value(self.config, "amp_dtype")
@@ -218,8 +119,6 @@ class Speech2Image:
 
     def _precision(self):
         """The training run's autocast (CUDA only), for every pass through the model."""
-        from espnet_speechclip.precision import autocast
-
         return autocast(self.device, self._use_amp, self._amp_dtype)
 
     @classmethod
@@ -235,7 +134,7 @@ class Speech2Image:
         resolves: an experiment folder (``config.yaml`` + ``model_file``, default
         ``valid.mean_r10.best.pth``, else ``latest.pth``), a packed archive (.zip of
         ``espnet_speechclip.bin.pack``, extracted once into the unpack cache ``cache_dir``, default
-        :func:`espnet_speechclip.inference.packing.default_cache_dir`: ``$ESPNET_SPEECHCLIP_CACHE``, else
+        :func:`espnet_speechclip.inference.archive.default_cache_dir`: ``$ESPNET_SPEECHCLIP_CACHE``, else
         ``$XDG_CACHE_HOME/espnet_speechclip``, else ``~/.cache/espnet_speechclip``), a packed folder, or a
         Hugging Face Hub repo id ``<namespace>/<name>`` at ``revision`` (the Hub's cache,
         ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` / ``HF_HOME`` apply). ``kwargs`` go to the constructor.
@@ -245,8 +144,6 @@ class Speech2Image:
             PackError: a corrupt or tampered packed model.
             HubError: a Hub repo that cannot be fetched.
         """
-        from espnet_speechclip.inference.loader import resolve_model
-
         config, weights = resolve_model(source, model_file, cache_dir, revision)
         s2i = cls(config, weights, **kwargs)
         s2i.source = str(source) if revision is None else f"{source}@{revision}"
@@ -261,58 +158,6 @@ class Speech2Image:
         return dict(self.config["clip_conf"])
 
     # ------------------------------------------------------------------------------------ inputs
-    def _load_speech(self, item: SpeechInput, name: str) -> np.ndarray:
-        """One input -> mono float32 16 kHz waveform (T,), checked; errors start with ``name``."""
-        from espnet_speechclip.models.speech_encoder import check_min_samples
-
-        if isinstance(item, (str, Path)):
-            try:
-                wav = load_audio(item)  # resamples; names the file on any failure
-            except MediaError as e:
-                raise MediaError(str(e) if name == str(item) else f"{name}: {e}") from e
-        elif isinstance(item, tuple):
-            wav, rate = item
-            if int(rate) <= 0:
-                raise InputError(f"{name}: sample rate must be positive, got {rate}")
-            wav = self._mono(wav, name)
-            if wav.size:
-                wav = resample(wav, int(rate))
-        elif isinstance(item, (np.ndarray, torch.Tensor)):
-            wav = self._mono(item, name)
-        else:
-            raise TypeError(
-                f"{name}: expected a file path, a 16 kHz waveform or "
-                f"(waveform, sample_rate), got {type(item).__name__}"
-            )
-        if wav.size == 0:
-            raise MediaError(f"{name} is empty")
-        if not np.isfinite(wav).all():
-            raise MediaError(f"{name} contains NaN or infinite samples")
-        check_min_samples(len(wav), self.model.speech_encoder.min_samples, name)
-        return wav
-
-    @staticmethod
-    def _mono(wav: Any, name: str) -> np.ndarray:
-        if isinstance(wav, torch.Tensor):
-            wav = wav.detach().cpu().numpy()
-        wav = np.asarray(wav, dtype=np.float32)
-        if wav.ndim != 1:
-            raise InputError(
-                f"{name}: expected a mono waveform (T,), got shape {wav.shape}; "
-                f"give several utterances as a list"
-            )
-        return wav
-
-    @staticmethod
-    def _load_image(item: ImageInput, name: str):
-        from PIL import Image
-
-        if isinstance(item, (str, Path)):
-            return load_image(item)  # names the file when missing or undecodable
-        if isinstance(item, Image.Image):
-            return item.convert("RGB")
-        raise TypeError(f"image input {name}: expected a file path or a PIL image, got {type(item).__name__}")
-
     def _check_branch(self, branch: Optional[str]) -> str:
         branch = branch or self.branches[0]
         if branch not in self.branches:
@@ -323,18 +168,9 @@ class Speech2Image:
     def _load_all(
         self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]]
     ) -> List[np.ndarray]:
-        """One or a list of inputs -> their checked 16 kHz waveforms; errors name the input."""
-        items = _as_list(speech, _is_one_speech(speech))
-        if not items:
-            raise InputError("Speech2Image needs at least one utterance")
-        if names is not None and len(names) != len(items):
-            raise InputError(f"{len(names)} names for {len(items)} utterances")
-        labels = (
-            list(names)
-            if names is not None
-            else [str(x) if isinstance(x, (str, Path)) else f"speech input #{i}" for i, x in enumerate(items)]
-        )
-        return [self._load_speech(x, n) for x, n in zip(items, labels)]
+        """One or a list of inputs -> their checked 16 kHz waveforms, at least as long as the speech
+        encoder needs; errors name the input."""
+        return load_speech_inputs(speech, names, self.model.speech_encoder.min_samples)
 
     @torch.no_grad()
     def _encode(
@@ -345,8 +181,6 @@ class Speech2Image:
         keywords' weights over its own frames (K_i, T_i) and their spans (K_i, 2) in seconds, cut to
         the utterance."""
         from tqdm import tqdm
-
-        from espnet_speechclip.data.media import SAMPLE_RATE
 
         chunks: Dict[str, List[np.ndarray]] = {}
         rows: List[Tuple[np.ndarray, np.ndarray]] = []
@@ -389,15 +223,14 @@ class Speech2Image:
     ) -> Tuple[np.ndarray, np.ndarray]:
         """One utterance's keyword weights (K, T) and, CIF, its units' (start, end) frames (K, 2) ->
         (attention (K, T) float32, spans (K, 2) float64 seconds within [0, duration])."""
-        from espnet_speechclip.evaluation.keyword_timing import attention_spans
-
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset
         if unit_frames is not None:  # CIF: the unit between its firing boundaries
             spans = unit_frames / rate + offset
         else:
-            spans = np.array(attention_spans(attention, rate, self.attention_mass, offset), np.float64)
-        # a span never leaves its utterance (the first and last frames' nominal spans can)
+            spans = peak_spans(attention, rate, offset, self.span_share, self.min_peak_ratio)
+        # a span never leaves its utterance (the first and last frames' nominal spans can); NaN, no
+        # confident span, stays NaN
         spans = np.clip(spans.reshape(-1, 2), 0.0, duration)
         return attention.astype(np.float32), spans
 
@@ -418,7 +251,8 @@ class Speech2Image:
         Inputs are file paths (any rate, resampled), 16 kHz waveforms (T,), or (waveform, rate);
         ``names`` (one per input, e.g. utterance ids) label them in error messages. With ``timing``
         (cascaded branch) also ``keyword_spans`` (N, K, 2) float32: where each keyword was heard, start
-        and end in seconds (see :class:`KeywordTiming`; NaN beyond an utterance's own keywords).
+        and end in seconds (see :class:`KeywordTiming`; NaN beyond an utterance's own keywords and for a
+        keyword without a confident span).
         ``progress`` shows a progress bar on stderr.
         """
         wavs = self._load_all(speech, names)
@@ -448,7 +282,7 @@ class Speech2Image:
         progress bar on stderr)."""
         from tqdm import tqdm
 
-        items = _as_list(images, _is_one_image(images))
+        items = as_list(images, is_one_image(images))
         if not items:
             raise InputError("embed_images needs at least one image")
         tower = self._image_tower()
@@ -457,7 +291,7 @@ class Speech2Image:
             for start in range(0, len(items), self.batch_size):
                 # loaded one batch at a time: a corpus' images need not fit in memory at once
                 pil = [
-                    self._load_image(x, str(x) if isinstance(x, (str, Path)) else f"#{start + i}")
+                    load_image_input(x, str(x) if isinstance(x, (str, Path)) else f"#{start + i}")
                     for i, x in enumerate(items[start : start + self.batch_size])
                 ]
                 with self._precision():
@@ -480,7 +314,7 @@ class Speech2Image:
 
     # ------------------------------------------------------------------------------ retrieval
     def _one_speech(self, speech: SpeechInput, what: str) -> SpeechInput:
-        if not _is_one_speech(speech):
+        if not is_one_speech(speech):
             raise TypeError(
                 f"{what} takes one utterance as the query (a path, a waveform or "
                 f"(waveform, rate)), got {type(speech).__name__}"
@@ -497,7 +331,7 @@ class Speech2Image:
         """Rank ``images`` for one utterance (``branch``: default the model's first)."""
         branch = self._check_branch(branch)
         query = self.embed_speech(self._one_speech(speech, "retrieve_images"))[branch][0]
-        items = _as_list(images, _is_one_image(images))
+        items = as_list(images, is_one_image(images))
         return rank(query, self.embed_images(items), items, topk)
 
     def retrieve_speech(
@@ -509,7 +343,7 @@ class Speech2Image:
     ) -> List[Hit]:
         """Rank utterances for one image."""
         branch = self._check_branch(branch)
-        items = _as_list(speech_items, _is_one_speech(speech_items))
+        items = as_list(speech_items, is_one_speech(speech_items))
         query = self.embed_images([image])[0]
         return rank(query, self.embed_speech(items)[branch], items, topk)
 
@@ -521,6 +355,30 @@ class Speech2Image:
         query = self.embed_speech(self._one_speech(speech, "retrieve_texts"))[branch][0]
         items = [texts] if isinstance(texts, str) else list(texts)
         return rank(query, self.embed_texts(items), items, topk)
+
+    def search(
+        self,
+        index: Any,
+        speech: Optional[SpeechInput] = None,
+        text: Optional[str] = None,
+        image: Optional[ImageInput] = None,
+        topk: int = 5,
+        branch: Optional[str] = None,
+    ) -> List[Hit]:
+        """One query (exactly one of ``speech``, ``text``, ``image``) through a prebuilt index of a
+        collection (:class:`espnet_speechclip.index.search.EmbeddingIndex`): its ``topk`` hits, best
+        first, carrying the files' paths. The index refuses a model it was not built with."""
+        given = [x is not None for x in (speech, text, image)]
+        if sum(given) != 1:
+            raise InputError("search takes exactly one of speech, text, image")
+        index.check(self)
+        if speech is not None:
+            query = self.embed_speech(self._one_speech(speech, "search"))[self._check_branch(branch)]
+        elif text is not None:
+            query = self.embed_texts([text])
+        else:
+            query = self.embed_images([image])
+        return index.search(query, topk)[0]
 
     # ------------------------------------------------------------------------------- keywords
     def _check_keywords(self) -> None:
@@ -540,9 +398,9 @@ class Speech2Image:
         self._check_keywords()
         if timing:
             timings = self.keyword_timing(speech)
-            return timings.keywords if _is_one_speech(speech) else [t.keywords for t in timings]
+            return timings.keywords if is_one_speech(speech) else [t.keywords for t in timings]
         rows = keywords_of(self.embed_speech(speech))
-        return rows[0] if _is_one_speech(speech) else rows
+        return rows[0] if is_one_speech(speech) else rows
 
     def keyword_timing(
         self, speech: Union[SpeechInput, Sequence[SpeechInput]], names: Optional[Sequence[str]] = None
@@ -553,18 +411,19 @@ class Speech2Image:
         wavs = self._load_all(speech, names)
         out, rows = self._encode(wavs, attention=True)
         timings = self._timings(out, rows, wavs)
-        return timings[0] if _is_one_speech(speech) else timings
+        return timings[0] if is_one_speech(speech) else timings
 
     def _timings(
         self, out: Dict[str, np.ndarray], rows: List[Tuple[np.ndarray, np.ndarray]], wavs: List[np.ndarray]
     ) -> List[KeywordTiming]:
         """_encode's outputs -> one KeywordTiming per utterance."""
-        from espnet_speechclip.data.media import SAMPLE_RATE
-
         encoder = self.model.speech_encoder
         timings = []
         for keywords, (att, spans), wav in zip(keywords_of(out), rows, wavs):
-            timed = [k._replace(start=float(a), end=float(b)) for k, (a, b) in zip(keywords, spans)]
+            timed = [
+                k if np.isnan(a) or np.isnan(b) else k._replace(start=float(a), end=float(b))
+                for k, (a, b) in zip(keywords, spans)
+            ]
             timings.append(
                 KeywordTiming(timed, att, encoder.frame_rate, len(wav) / SAMPLE_RATE, encoder.frame_offset)
             )
@@ -589,7 +448,7 @@ class Speech2Image:
         wavs = self._load_all(self._one_speech(speech, "query"), None if name is None else [name])
         out, rows = self._encode(wavs, attention=timing)
         query = out[branch][0]
-        images = _as_list(images, _is_one_image(images))
+        images = as_list(images, is_one_image(images))
         texts = [texts] if isinstance(texts, str) else list(texts)
         keyword_timing = self._timings(out, rows, wavs)[0] if rows is not None else None
         keywords = None
@@ -605,36 +464,3 @@ class Speech2Image:
             keywords=keywords,
             timing=keyword_timing,
         )
-
-
-@dataclass
-class QueryResult:
-    """What :meth:`Speech2Image.query` found for one utterance; ``embedding`` (D_c,) is the utterance's
-    in ``branch``'s space (rank other precomputed candidates with :func:`rank`)."""
-
-    branch: str
-    embedding: np.ndarray
-    images: List[Hit]
-    texts: List[Hit]
-    keywords: Optional[List[Keyword]]
-    timing: Optional[KeywordTiming] = None
-
-
-def keywords_of(out: Dict[str, np.ndarray]) -> List[List[Keyword]]:
-    """:meth:`Speech2Image.__call__`'s output (``keyword_ids``, ``keyword_scores``) -> per utterance,
-    its keywords (no spans; a CIF model's padding left out), as the inference entry writes them."""
-    from espnet_speechclip.models.clip import decode_token
-
-    return [
-        [Keyword(decode_token(int(i)), int(i), float(s)) for i, s in zip(ids, scores) if i >= 0]
-        for ids, scores in zip(out["keyword_ids"], out["keyword_scores"])
-    ]
-
-
-def pad_batch(wavs: List[np.ndarray]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """List of (T_i,) -> zero-padded (B, T_max), lengths (B,)."""
-    lengths = torch.tensor([len(w) for w in wavs])
-    out = torch.zeros(len(wavs), int(lengths.max()))
-    for i, w in enumerate(wavs):
-        out[i, : len(w)] = torch.from_numpy(w)
-    return out, lengths

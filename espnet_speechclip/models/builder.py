@@ -7,12 +7,14 @@ because importing ESPnet's AbsTask costs ~10 s, which inference and the Python A
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+import inspect
+from typing import Any, Mapping, Optional
 
 import torch
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
 
+from espnet_speechclip.config import CLASS_SECTIONS, MISSING, config_value, read_config
 from espnet_speechclip.errors import InputError
 from espnet_speechclip.models.clip import CLIPImageEncoder, CLIPTextEncoder, load_clip
 from espnet_speechclip.models.speech_encoder import S3PRLSpeechEncoder
@@ -22,6 +24,7 @@ from espnet_speechclip.models.speechclip import (
     HybridPlusSpeechCLIP,
     HybridSpeechCLIP,
     ParallelSpeechCLIP,
+    SharedHybridSpeechCLIP,
     SpeechCLIP,
 )
 
@@ -40,10 +43,46 @@ model_choices = ClassChoices(
         # SpeechCLIP+ (Wang et al., 2024): variable-length keywords by continuous integrate-and-fire
         cascaded_plus=CascadedPlusSpeechCLIP,
         hybrid_plus=HybridPlusSpeechCLIP,
+        # SpeechCLIP+'s hybrid: one attention block shared by a parallel CLS and the keyword CLS tokens
+        hybrid_shared=SharedHybridSpeechCLIP,
     ),
     type_check=AbsESPnetModel,
     default="parallel",
 )
+
+
+def constructor_default(config: Mapping, section: str, name: str) -> Any:
+    """The default of ``<section>.<name>`` (``section`` one of
+    :data:`espnet_speechclip.config.CLASS_SECTIONS`): the keyword default of the constructor the section
+    configures, or :data:`espnet_speechclip.config.MISSING` when it has none."""
+    choices = {"speech_encoder_conf": speech_encoder_choices, "model_conf": model_choices}.get(section)
+    if choices is None:
+        return MISSING
+    cls = choices.get_class(read_config(config)[choices.name])
+    param = inspect.signature(cls.__init__).parameters.get(name)
+    if param is None or param.default is inspect.Parameter.empty:
+        return MISSING
+    return param.default
+
+
+def option_value(config: Mapping, dotted: str, default: Any = None) -> Any:
+    """:func:`espnet_speechclip.config.config_value`, with the keys of ``speech_encoder_conf`` and
+    ``model_conf`` defaulting to the configured class's keyword arguments.
+
+    Example::
+
+        option_value(read_config("conf/paper/parallel_base.yaml"), "speech_encoder_conf.upstream")  # "hubert"
+    """
+    value = config_value(config, dotted, MISSING)
+    if value is not MISSING:
+        return value
+    parts = dotted.split(".")
+    if len(parts) == 2 and parts[0] in CLASS_SECTIONS:
+        value = constructor_default(config, parts[0], parts[1])
+        if value is not MISSING:
+            return value
+    return default
+
 
 CLIP_KEYS = ("model_name", "pretrained", "config_file")
 
@@ -78,8 +117,6 @@ def build_model(config: Mapping, clip_weights: bool = True, image_tower: Optiona
 
         model = build_model(read_config("exp/synth_parallel/config.yaml"))
     """
-    from espnet_speechclip.config import read_config
-
     config = read_config(config)
 
     # 1. The frozen CLIP: the text tower always (keywords, zero-shot text), the image tower on demand.

@@ -136,6 +136,16 @@ def codebook_neighbours(
     return torch.where(used.unsqueeze(-1), nearest[inverse], -1)  # (B, K, k)
 
 
+def projection(input_size: int, output_size: int, hidden: Optional[int], dropout: float) -> nn.Module:
+    """Linear(input, output), or with ``hidden`` the MLP Linear(input, H) -> ReLU -> Dropout -> Linear(H,
+    output) of SpeechCLIP+ Large (its MLPLayers: the linear layers sit at indices 0 and 3)."""
+    if hidden is None:
+        return nn.Linear(input_size, output_size)
+    return nn.Sequential(
+        nn.Linear(input_size, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, output_size)
+    )
+
+
 class CascadedBranch(nn.Module):
     """Keyword head + vector quantiser + CLIP text encoder over the K+2 keyword positions.
 
@@ -147,6 +157,12 @@ class CascadedBranch(nn.Module):
         num_layers, nhead, dim_feedforward: the attention layer(s); paper: 1 layer, 1 head, no
             feed-forward (dim_feedforward 0).
         vq_temperature: straight-through softmax temperature (paper: 0.1).
+        projection_hidden: None: the keyword projection is Linear(D_a, D_t); a width H: an MLP
+            Linear(D_a, H) -> ReLU -> Dropout(projection_dropout) -> Linear(H, D_t) (SpeechCLIP+ Large).
+        parallel_dim: SpeechCLIP+'s hybrid: D_c, and one parallel CLS token goes in front of the K keyword
+            tokens through the SAME attention layer(s); its output, projected (``parallel_projection_hidden``
+            as for the keywords), is a parallel utterance embedding. None: keywords only (SpeechCLIP).
+        final_norm: a LayerNorm after the last layer (SpeechCLIP+'s hybrid built on a TransformerEncoder).
     """
 
     def __init__(
@@ -160,6 +176,11 @@ class CascadedBranch(nn.Module):
         dim_feedforward: int = 0,
         dropout: float = 0.1,
         vq_temperature: float = 0.1,
+        projection_hidden: Optional[int] = None,
+        projection_dropout: float = 0.1,
+        parallel_dim: Optional[int] = None,
+        parallel_projection_hidden: Optional[int] = None,
+        final_norm: bool = False,
     ):
         super().__init__()
         if input_size % nhead:
@@ -173,11 +194,19 @@ class CascadedBranch(nn.Module):
         self._text = (text_encoder,)
         self.register_buffer("codebook_ids", codebook_ids.long().clone())
         self.cls = nn.Parameter(torch.randn(1, num_keywords, input_size))
+        self.parallel_cls = None
+        self.parallel_projection = None
+        if parallel_dim is not None:
+            self.parallel_cls = nn.Parameter(torch.randn(1, 1, input_size))
+            self.parallel_projection = projection(
+                input_size, parallel_dim, parallel_projection_hidden, projection_dropout
+            )
         self.layers = nn.ModuleList(
             AttentionBlock(input_size, nhead, dim_feedforward, dropout) for _ in range(num_layers)
         )
+        self.final_norm = nn.LayerNorm(input_size) if final_norm else None
         width = text_encoder.width
-        self.projection = nn.Linear(input_size, width)
+        self.projection = projection(input_size, width, projection_hidden, projection_dropout)
         self.norm = nn.BatchNorm1d(num_keywords * width)
         self.quantizer = CosineVectorQuantizer(vq_temperature)
         self.reset_norm()
@@ -211,25 +240,43 @@ class CascadedBranch(nn.Module):
         only mix frames with each other. The weights on the K CLS keys are dropped and each row is
         renormalised over the utterance's frames (0 at padding).
         """
+        z, attention, _ = self._attend(feats, lengths, return_attention)
+        return z, attention
+
+    def _attend(
+        self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """-> keywords (B, K, D_t), attention (B, K, T) or None, parallel embedding (B, D_c) normalised
+        or None (see :meth:`keywords`). The parallel CLS (SpeechCLIP+'s hybrid) sits in front of the K
+        keyword tokens: [P, CLS_1..CLS_K, frames]."""
         b, k = feats.size(0), self.num_keywords
-        x = torch.cat([self.cls.expand(b, -1, -1).to(feats.dtype), feats], dim=1)
-        mask = padding_mask(lengths, feats.size(1), prefix=k)
+        tokens = self.cls.expand(b, -1, -1)
+        if self.parallel_cls is not None:
+            tokens = torch.cat([self.parallel_cls.expand(b, -1, -1), tokens], dim=1)
+        p = tokens.size(1) - k  # 1 with a parallel CLS, else 0
+        x = torch.cat([tokens.to(feats.dtype), feats], dim=1)
+        mask = padding_mask(lengths, feats.size(1), prefix=p + k)
         attention = None
         for i, layer in enumerate(self.layers):
             if return_attention and i == len(self.layers) - 1:
-                frames = layer.query_attention(x, mask, k)[:, :, k:].float()  # (B, K, T)
+                frames = layer.query_attention(x, mask, p + k)[:, p:, p + k :].float()  # (B, K, T)
                 attention = frames / frames.sum(dim=-1, keepdim=True).clamp_min(1e-12)
             x = layer(x, mask)
-        z = self.projection(x[:, :k])  # (B, K, D_t)
-        return self.norm(z.reshape(b, -1)).view(b, k, -1), attention
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        parallel = None
+        if self.parallel_projection is not None:
+            parallel = F.normalize(self.parallel_projection(x[:, 0]), dim=-1)
+        z = self.projection(x[:, p : p + k])  # (B, K, D_t)
+        return self.norm(z.reshape(b, -1)).view(b, k, -1), attention, parallel
 
     def forward(
         self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool = False
     ) -> KeywordOutput:
         """feats (B, T, D_a), lengths (B,) -> embedding, keyword ids, scores and similarity, plus the
         keywords' attention with ``return_attention`` (see :meth:`keywords`; training never asks, so it
-        never pays for it)."""
-        z, attention = self.keywords(feats, lengths, return_attention)
+        never pays for it) and, with a parallel CLS (SpeechCLIP+'s hybrid), the parallel embedding."""
+        z, attention, parallel = self._attend(feats, lengths, return_attention)
         codebook = self.codebook()
         vq = self.quantizer(z, codebook)
         text = self.text_encoder
@@ -244,4 +291,5 @@ class CascadedBranch(nn.Module):
             keyword_scores=vq["score"],
             similarity=vq["similarity"],
             attention=attention,
+            parallel_embedding=parallel,
         )

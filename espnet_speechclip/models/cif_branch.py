@@ -28,6 +28,7 @@ from espnet_speechclip.models.cascaded import (
     CosineVectorQuantizer,
     codebook_neighbours,
     init_keyword_norm,
+    projection,
 )
 from espnet_speechclip.models.cif import CIFDownsampler, encode_variable_keywords
 from espnet_speechclip.models.clip import CLIPTextEncoder
@@ -111,15 +112,7 @@ class CIFCascadedBranch(nn.Module):
         )
         self.cif = CIFDownsampler(input_size, **cif_conf)
         width = text_encoder.width
-        if projection_hidden is None:
-            self.projection = nn.Linear(input_size, width)
-        else:
-            self.projection = nn.Sequential(
-                nn.Linear(input_size, projection_hidden),
-                nn.ReLU(),
-                nn.Dropout(projection_dropout),
-                nn.Linear(projection_hidden, width),
-            )
+        self.projection = projection(input_size, width, projection_hidden, projection_dropout)
         # one BatchNorm shared by every unit position (their number varies)
         self.norm = nn.BatchNorm1d(width)
         self.quantizer = CosineVectorQuantizer(vq_temperature)

@@ -50,6 +50,15 @@ def _register_config(model_name: str, config_file: Optional[str]) -> None:
     open_clip.add_model_config(path)
 
 
+def clip_model_config(model_name: str, config_file: Optional[str] = None) -> Optional[dict]:
+    """open_clip's architecture config of ``model_name`` (``config_file`` registered first), or None if
+    open_clip does not know it. Reads JSON only: no model is built."""
+    import open_clip
+
+    _register_config(model_name, config_file)
+    return open_clip.get_model_config(model_name)
+
+
 # open_clip logs this warning whenever a model is built without pretrained weights; here that is what
 # the caller asked for (parameter counts, frontends that never use CLIP, training from scratch).
 RANDOM_INIT_WARNING = "No pretrained weights loaded for model"

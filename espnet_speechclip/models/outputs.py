@@ -28,7 +28,7 @@ class SpeechEmbeddings:
     starting at :attr:`S3PRLSpeechEncoder.frame_offset` + t / frame_rate seconds).
 
     Attributes:
-        parallel: (B, D) L2-normalised parallel embedding (parallel, hybrid, hybrid+).
+        parallel: (B, D) L2-normalised parallel embedding (parallel, hybrid, hybrid+, hybrid_shared).
         cascaded: (B, D) L2-normalised cascaded embedding (cascaded, hybrid, cascaded+, hybrid+).
         keyword_ids: (B, K) CLIP vocabulary ids of the keywords (cascaded branch).
         keyword_scores: (B, K) cosine of each keyword vector with its codebook subword.
@@ -114,7 +114,8 @@ class KeywordOutput:
         keyword_scores: (B, K) cosine of each keyword vector with its codebook subword (CIF: 0 beyond).
         similarity: (B, K, V) cosine of each keyword vector with every codebook row (K-token branch).
         attention: (B, K, T') each keyword's weight over the frames (``return_attention`` only).
-        parallel_embedding: (B, D) L2-normalised parallel embedding of hybrid+'s shared attention.
+        parallel_embedding: (B, D) L2-normalised parallel embedding of the shared attention (hybrid+,
+            hybrid_shared).
         keyword_lengths: (B,) units per utterance (CIF).
         unit_spans: (B, K, 2) fractional (start, end) frames of each unit, 0 beyond (CIF).
         alpha_sum: (B,) the predicted quantity, the unscaled sum of the CIF weights (CIF).

@@ -110,12 +110,12 @@ def build_random(config: dict, workdir: str | Path | None = None, image_tower: b
     depend on it). ``image_tower`` builds the CLIP image tower too (part of the system even when
     training reads cached embeddings).
     """
-    from espnet_speechclip.config import config_value, read_config
-    from espnet_speechclip.models.builder import build_model
+    from espnet_speechclip.config import read_config
+    from espnet_speechclip.models.builder import build_model, option_value
 
     config = read_config(config)
     speech_conf = config["speech_encoder_conf"]
-    upstream = config_value(config, "speech_encoder_conf.upstream")
+    upstream = option_value(config, "speech_encoder_conf.upstream")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="speechclip_random_"))
     if upstream in HUBERT_ARCHITECTURES:
         # one random checkpoint per architecture and workdir: several configs share it (1.2 GB for Large)

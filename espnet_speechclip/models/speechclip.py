@@ -41,7 +41,9 @@ class Variant:
         parallel: a :class:`ParallelBranch` (parallel, hybrid).
         cascaded: the cascaded branch's class, :class:`CascadedBranch` (K keywords) or SpeechCLIP+'s
             :class:`CIFCascadedBranch` (a variable number), or None.
-        shared_parallel: hybrid+: the CIF branch also gives the parallel embedding (shared attention).
+        shared_parallel: the cascaded branch also gives the parallel embedding from a CLS token in its
+            own attention (hybrid+ with the CIF branch; SpeechCLIP+'s hybrid, ``hybrid_shared``, with the
+            K-keyword branch).
     """
 
     parallel: bool = False
@@ -72,7 +74,8 @@ class SpeechCLIP(AbsESPnetModel):
     """Speech encoder + parallel and/or cascaded branch, trained with masked symmetric InfoNCE.
 
     One subclass per :class:`Variant` (:class:`ParallelSpeechCLIP`, :class:`CascadedSpeechCLIP`,
-    :class:`HybridSpeechCLIP`, :class:`CascadedPlusSpeechCLIP`, :class:`HybridPlusSpeechCLIP`); each takes
+    :class:`HybridSpeechCLIP`, :class:`CascadedPlusSpeechCLIP`, :class:`HybridPlusSpeechCLIP`,
+    :class:`SharedHybridSpeechCLIP`); each takes
     the options of :meth:`Variant.options` as keywords (``model_conf``), and its signature says which
     (ESPnet's ``--print_config`` reads it). The task builds the frozen towers and passes them in, the
     model builds its branches from their confs.
@@ -192,12 +195,12 @@ class SpeechCLIP(AbsESPnetModel):
             return out, None
         if self.variable_keywords:
             c = self.cascaded(feats, lengths, text_lengths, return_attention=keyword_attention)
-            if c.parallel_embedding is not None:
-                out.parallel = c.parallel_embedding
             out.keyword_lengths = c.keyword_lengths
             out.keyword_frames = c.unit_spans
         else:
             c = self.cascaded(feats, lengths, return_attention=keyword_attention)
+        if c.parallel_embedding is not None:  # hybrid+ and SpeechCLIP+'s hybrid: one block gives both
+            out.parallel = c.parallel_embedding
         out.cascaded = c.embedding
         out.keyword_ids = c.keyword_ids
         out.keyword_scores = c.keyword_scores
@@ -308,6 +311,15 @@ class HybridPlusSpeechCLIP(SpeechCLIP):
     variant = Variant(cascaded=CIFCascadedBranch, shared_parallel=True)
 
 
+class SharedHybridSpeechCLIP(SpeechCLIP):
+    """SpeechCLIP+'s hybrid: ONE attention block runs over [parallel CLS, K keyword CLS, frames]; the
+    parallel CLS output, projected, is the parallel embedding, the K keyword outputs go on through the
+    cascaded keyword path (not this package's two-branch ``hybrid``). Loss w_p * L_parallel + w_c *
+    L_cascaded."""
+
+    variant = Variant(cascaded=CascadedBranch, shared_parallel=True)
+
+
 def branch_conf_defaults(model_class: type) -> Dict[str, dict]:
     """The options of the branches ``model_class`` builds, with their defaults:
     ``{"parallel_conf": {...}, "cascaded_conf": {...}}`` for the ``*_conf`` keywords it takes (what an
@@ -318,11 +330,13 @@ def branch_conf_defaults(model_class: type) -> Dict[str, dict]:
         if key not in variant.options():
             continue
         params = inspect.signature(branch.__init__).parameters.values()
-        # parallel_dim: hybrid+ sets it from CLIP's width, it is no option of the conf
+        # parallel_dim: hybrid+ / hybrid_shared set it from CLIP's width, it is no option of the conf; the
+        # shared parallel CLS's projection is an option of hybrid_shared only
+        hidden = set() if variant.shared_parallel else {"parallel_projection_hidden"}
         out[key] = {
             p.name: p.default
             for p in params
-            if p.default is not inspect.Parameter.empty and p.name != "parallel_dim"
+            if p.default is not inspect.Parameter.empty and p.name not in {"parallel_dim", *hidden}
         }
         if key == "cascaded_conf":
             out[key]["codebook"] = FULL_CODEBOOK

@@ -151,8 +151,17 @@ def scan_audio_list(
     return content_digest(sha.items())
 
 
-def scan_embedding_list(npy_scp: str, checked: FileHashes, threads: int = 4) -> str:
-    """Check every cached embedding of ``npy_scp`` (``utt path.npy``); return their content digest."""
+def scan_embedding_list(
+    npy_scp: str, checked: FileHashes, threads: int = 4, legacy: Optional[Dict[str, str]] = None
+) -> str:
+    """Check every cached embedding of ``npy_scp`` (``utt path.npy``); return the digest of what they
+    are made from (:func:`espnet_speechclip.training.image_cache.embedding_identities`: the image and the
+    CLIP for a cache's file, so that a repaired cache entry leaves it unchanged).
+
+    ``legacy``: gets ``{npy_scp: digest of the files' bytes}``, the identity older records hold.
+    """
+    from espnet_speechclip.training.image_cache import embedding_identities
+
     scp = read_kv(npy_scp)
     paths = sorted(set(scp.values()))
     todo = [p for p in paths if checked.known(p) is None]
@@ -180,15 +189,24 @@ def scan_embedding_list(npy_scp: str, checked: FileHashes, threads: int = 4) -> 
             raise DataCheckError(f"{npy_scp}: cached embeddings of different widths {sorted(widths)}")
         for path in todo:
             checked.sha256(path)
-    return content_digest((utt, checked.sha256(p)) for utt, p in scp.items())
+    if legacy is not None:
+        legacy[npy_scp] = content_digest((utt, checked.sha256(p)) for utt, p in scp.items())
+    made_of = embedding_identities(paths, checked)
+    return content_digest((utt, made_of[p]) for utt, p in scp.items())
 
 
 def scan_training_data(
-    args: Any, checked: FileHashes, vouched: Optional[Mapping[str, Mapping]] = None, threads: int = 4
+    args: Any,
+    checked: FileHashes,
+    vouched: Optional[Mapping[str, Mapping]] = None,
+    threads: int = 4,
+    legacy: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Dict[str, str]]:
     """Check the train and valid data of a run (parsed ESPnet arguments) and return its identity:
     ``{"train.speech": {"type", "list": sha256, "content": digest}, "train.image_id": ..., "valid...": ...}``
-    (``content`` for audio and embedding lists: the hashes of every file they name).
+    (``content`` for audio lists: the hashes of every file they name; ``embeddings`` for embedding lists:
+    what every file is made from, see :func:`scan_embedding_list`). ``legacy`` gets ``{"train.image_emb":
+    the digest of the embedding files' bytes}``, as records of older versions hold it.
 
     Raises:
         DataCheckError: naming every unusable file of the first bad list.
@@ -209,6 +227,9 @@ def scan_training_data(
                 shape = shape_files[0] if shape_files and name == "speech" else None
                 entry["content"] = scan_audio_list(path, shape, checked, vouched or {}, threads)
             elif kind in EMBEDDING_TYPES:
-                entry["content"] = scan_embedding_list(path, checked, threads)
+                by_bytes: Dict[str, str] = {}
+                entry["embeddings"] = scan_embedding_list(path, checked, threads, by_bytes)
+                if legacy is not None:
+                    legacy[f"{mode}.{name}"] = by_bytes[path]
             identity[f"{mode}.{name}"] = entry
     return identity

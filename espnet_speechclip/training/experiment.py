@@ -4,7 +4,7 @@
 config the weights were trained with. ESPnet rewrites it at the start of every run; before it does,
 :func:`guard_experiment` compares the run with the folder's record (``exp/<tag>/.made_from.json``):
 
-- the training options (:func:`espnet_speechclip.config.training_options`: everything except how and
+- the training options (:func:`espnet_speechclip.identity.training_options`: everything except how and
   where the run executes, e.g. ``max_epoch``, ``ngpu``, ``resume``, logging), with local files such as
   the CLIP weights or the codebook identified by content;
 - the data, by content (:func:`espnet_speechclip.training.data_check.scan_training_data`, which also
@@ -26,12 +26,12 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence
 
 import torch
 
-from espnet_speechclip.config import training_options
 from espnet_speechclip.files import atomic_path
+from espnet_speechclip.identity import training_options
 from espnet_speechclip.provenance import (
     RECORD_NAME,
     FileHashes,
@@ -40,6 +40,7 @@ from espnet_speechclip.provenance import (
     read_record,
     write_record,
 )
+from espnet_speechclip.weights import WeightsError, load_file, load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,18 @@ def process_rank(args: Any) -> int:
     return int(get_rank(args.dist_rank, args.dist_launcher) or 0)
 
 
+def _upgraded(before: Dict[str, Any], now: Dict[str, Any], by_bytes: Mapping[str, str]) -> Dict[str, Any]:
+    """An older record's ``made_from`` in today's terms: its embedding lists were identified by the
+    files' bytes (``content``); where those bytes are unchanged, the list is today's (``embeddings``)."""
+    data = dict(before.get("data") or {})
+    for key, digest in by_bytes.items():
+        entry = data.get(key)
+        if isinstance(entry, dict) and "embeddings" not in entry and entry.get("content") == digest:
+            data[key] = {k: v for k, v in entry.items() if k != "content"}
+            data[key]["embeddings"] = now["data"][key]["embeddings"]
+    return {**before, "data": data}
+
+
 def guard_experiment(args: Any, threads: Optional[int] = None) -> Dict[str, Any]:
     """Check the run's data and compare the run with its folder; write the folder's record (rank 0).
 
@@ -93,15 +106,16 @@ def guard_experiment(args: Any, threads: Optional[int] = None) -> Dict[str, Any]
         old = None
     checked = FileHashes((old or {}).get("hashes"))
     threads = threads or max(1, min(8, os.cpu_count() or 1))
+    by_bytes: Dict[str, str] = {}
     made_from = _jsonable(
         {
             "options": training_options(vars(args), checked),
-            "data": scan_training_data(args, checked, threads=threads),
+            "data": scan_training_data(args, checked, threads=threads, legacy=by_bytes),
         }
     )
     if has_trained_weights(output_dir):
         if old is not None:
-            before, now = old["made_from"], made_from
+            before, now = _upgraded(old["made_from"], made_from, by_bytes), made_from
         else:  # trained by an older version: its config.yaml tells the options, nothing tells the data
             before, now = _previous_options(output_dir, checked), made_from["options"]
         if before is not None and before != now:
@@ -163,11 +177,13 @@ def repair_interrupted_epoch(output_dir: Path, best_model_criterion: Iterable[Se
     if not ckpt.exists():
         return
     try:
-        states = torch.load(ckpt, map_location="cpu", weights_only=False)
-    except Exception as e:
+        # training's own file (optimizer and scheduler states too): read as ESPnet reads it
+        states = load_file(ckpt, "checkpoint", trusted_pickle=True)
+    except WeightsError as e:
         raise ProvenanceError(
-            f"{ckpt} cannot be read ({type(e).__name__}: {e}): it was damaged, e.g. by a run stopped "
-            f"while writing it. Delete it to restart this experiment from epoch 1, or start a new one."
+            f"{ckpt} cannot be read ({str(e).removeprefix(f'{ckpt}: ')}): it was damaged, e.g. by a "
+            f"run stopped while writing it. Delete it to restart this experiment from epoch 1, or start "
+            f"a new one."
         ) from None
     reporter = Reporter()
     reporter.load_state_dict(states["reporter"])
@@ -176,8 +192,8 @@ def repair_interrupted_epoch(output_dir: Path, best_model_criterion: Iterable[Se
         return
     weights = Path(output_dir) / f"{epoch}epoch.pth"
     try:
-        intact = torch.load(weights, map_location="cpu", weights_only=True).keys() == states["model"].keys()
-    except Exception:
+        intact = load_weights(weights).keys() == states["model"].keys()
+    except (FileNotFoundError, WeightsError):  # missing or half-written: rewritten below
         intact = False
     if not intact:
         logger.info("completing %s from %s (the last run stopped before writing it)", weights, ckpt)

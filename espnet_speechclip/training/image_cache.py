@@ -23,7 +23,7 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import load_image
 from espnet_speechclip.errors import MissingFileError, MissingKeyError
 from espnet_speechclip.files import atomic_path, sha256_file, write_text_atomic
+from espnet_speechclip.locks import folder_lock
 from espnet_speechclip.provenance import FileHashes, file_entry
 
 logger = logging.getLogger(__name__)
@@ -96,8 +97,23 @@ def cache_image_embeddings(
     Returns the cache folder ``cache_root/<clip fingerprint>``; its ``img_emb.scp`` lists ``key path.npy``
     for every image of every call so far (see the module doc for the layout).
     """
-    images = read_kv(img_scp)
     folder = Path(cache_root) / clip_fingerprint(**clip_conf)
+    with folder_lock(folder, "image caching"):  # one writer of a cache folder at a time
+        _fill_cache(read_kv(img_scp), str(img_scp), clip_conf, folder, batch_size, device, progress, threads)
+    return folder
+
+
+def _fill_cache(
+    images: Dict[str, str],
+    img_scp: str,
+    clip_conf: dict,
+    folder: Path,
+    batch_size: int,
+    device: str,
+    progress: bool,
+    threads: int,
+) -> None:
+    """:func:`cache_image_embeddings` for the ``images`` (key -> file) of ``img_scp``, lock held."""
     (folder / "emb").mkdir(parents=True, exist_ok=True)
     index = _read_index(folder)
     image_hashes = FileHashes(index["images"])
@@ -162,12 +178,12 @@ def cache_image_embeddings(
                     bar.update(len(shas))
         if bar is not None:
             bar.close()
-    # keep the entries refreshed by this run (a racy entry becomes a settled one); an embedding written
-    # by this run keeps its new entry, not the one its damaged predecessor was checked against
-    written = set(todo_shas)
+    # keep the entries refreshed by this run (a racy entry becomes a settled one), not those of the
+    # damaged files that were just replaced
+    recomputed = set(todo_shas)
     for sha in embeddings:
         key = str(npy(sha))
-        if key in npy_hashes.entries and sha not in written:
+        if key in npy_hashes.entries and sha not in recomputed:
             embeddings[sha] = npy_hashes.entries[key]
     _write_index(folder, {**index["images"], **image_hashes.entries}, embeddings)
 
@@ -177,7 +193,29 @@ def cache_image_embeddings(
         entries.update(read_kv(scp))
     entries.update({k: str(npy(content[p]).resolve()) for k, p in images.items()})
     write_text_atomic(scp, "".join(f"{k} {entries[k]}\n" for k in sorted(entries)))
-    return folder
+
+
+def embedding_identities(paths: Iterable[str], hashes: FileHashes) -> Dict[str, str]:
+    """What each cached embedding file is made from, for an identity that a repair keeps:
+    ``"<clip fingerprint>/<image sha256>"`` for a file of a cache whose index vouches for it (the bytes
+    are the ones the cache wrote for that image and CLIP), else ``"sha256:<the file's sha256>"``.
+
+    A repaired entry (recomputed outside its original batch) matches the original only within float
+    rounding (about 1e-7: the CLIP tower's kernels round differently for other batch sizes), so the
+    bytes cannot identify it; the image and the CLIP can, and they are what the embedding is of.
+    """
+    indexes: Dict[Path, Dict] = {}
+    out = {}
+    for path in paths:
+        p = Path(path)
+        folder = p.parent.parent
+        if p.parent.name == "emb" and folder not in indexes:
+            indexes[folder] = _read_index(folder)["embeddings"] if (folder / "index.json").is_file() else {}
+        entry = indexes.get(folder, {}).get(p.stem) if p.parent.name == "emb" else None
+        sha = hashes.sha256(path)
+        vouched = isinstance(entry, dict) and entry.get("sha256") == sha
+        out[path] = f"{folder.name}/{p.stem}" if vouched else f"sha256:{sha}"
+    return out
 
 
 def write_utt_emb_scp(utt2img: str | Path, img_emb_scp: str | Path, out: str | Path) -> Path:

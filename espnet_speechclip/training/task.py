@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -30,6 +31,7 @@ from espnet_speechclip.config import TASK_DEFAULTS
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import MediaError
 from espnet_speechclip.errors import InputError
+from espnet_speechclip.locks import folder_lock
 from espnet_speechclip.models.builder import (
     build_model,
     check_clip_conf,
@@ -125,9 +127,12 @@ class SpeechCLIPTask(AbsTask):
             level=args.log_level if rank0 else "ERROR",
             format=f"[{host}] %(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
         )
-        # Before ESPnet rewrites config.yaml: refuse unusable data and a changed experiment.
-        guard_experiment(args)
-        super().main_worker(args)
+        # One training per experiment folder (rank 0 holds it for the run's ranks), taken before ESPnet
+        # rewrites config.yaml; then refuse unusable data and a changed experiment.
+        lock = folder_lock(args.output_dir, "training") if rank0 and args.output_dir else nullcontext()
+        with lock:
+            guard_experiment(args)
+            super().main_worker(args)
 
     @classmethod
     def get_default_config(cls) -> Dict[str, Any]:

@@ -31,14 +31,27 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, load_audio
+from espnet_speechclip.data.media import SAMPLE_RATE, MediaError, TooLongError, load_audio
 from espnet_speechclip.errors import InputError
-from espnet_speechclip.inference.speech2image import QueryResult, Speech2Image
+from espnet_speechclip.inference.result_types import QueryResult
+from espnet_speechclip.inference.speech2image import Speech2Image
 from espnet_speechclip.web import render
 from espnet_speechclip.web.index import SearchIndex
 from espnet_speechclip.web.keyword_figure import keyword_figure
 
 logger = logging.getLogger(__name__)
+
+# How the keyword figure is read, and how each keyword's span is chosen (see
+# espnet_speechclip.evaluation.keyword_spans).
+KEYWORD_FIGURE_NOTE = (
+    "Each row is one keyword's weight over the utterance: for cascaded and hybrid models its query's "
+    "attention in the cascaded branch's last layer (mean over heads), for SpeechCLIP+ models the share of "
+    "each frame its CIF unit integrated. The dashed line is what attention spread evenly would be. The "
+    "shaded span is where the keyword was heard: the run of frames around its attention peak whose weight "
+    "stays at least half the peak's; a keyword whose peak is under twice the dashed line was heard nowhere "
+    "in particular and is marked not localised. For SpeechCLIP+ models the span is the stretch its unit "
+    "integrated, between its firing boundaries."
+)
 
 # Set before Gradio is imported: no telemetry, no version check, nothing sent to the Hub.
 OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -153,12 +166,13 @@ class DemoPage:
     ) -> Answer:
         seq = next(self._seq)
         try:
-            wav = load_audio(audio)  # any rate and channel count -> 16 kHz mono
-            if len(wav) > self.max_seconds * SAMPLE_RATE:
+            try:  # any rate and channel count -> 16 kHz mono; the length checked before decoding
+                wav = load_audio(audio, max_seconds=self.max_seconds)
+            except TooLongError as e:
+                length = f"over {self.max_seconds:g} s" if e.seconds is None else f"{e.seconds:.1f} s"
                 raise MediaError(
-                    f"{name} is {len(wav) / SAMPLE_RATE:.1f} s long; this page takes up to "
-                    f"{self.max_seconds:g} s (--max_seconds)"
-                )
+                    f"{name} is {length} long; this page takes up to {self.max_seconds:g} s (--max_seconds)"
+                ) from None
             result = self.s2i.query(wav, branch=branch, timing=self.has_keywords, name=name)
         except (MediaError, ValueError, TypeError) as e:
             message = _input_error(e, audio, name)
@@ -187,11 +201,7 @@ class DemoPage:
             "<h3>Keywords and where they were heard</h3>"
             + render.keyword_chips(result.keywords)
             + keyword_figure(wav, result.timing)
-            + render.note(
-                "Each row is one keyword's attention over the utterance (its query in the cascaded branch's "
-                "last layer, mean over heads); the shaded span holds the central 90% of it, the dashed line "
-                "is what attention spread evenly would be."
-            )
+            + render.note(KEYWORD_FIGURE_NOTE)
         )
 
     def pick_utterance(self, utt: Optional[str]) -> Tuple[Optional[str], Optional[str]]:

@@ -17,20 +17,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.errors import InputError, MissingFileError
-from espnet_speechclip.inference.speech2image import (
-    Hit,
-    Keyword,
-    Speech2Image,
-    keywords_of,
-    list_images,
-    rank,
-)
+from espnet_speechclip.index.search import EmbeddingIndex
+from espnet_speechclip.inference.inputs import list_images
+from espnet_speechclip.inference.result_types import Hit, Keyword, keywords_of, rank
+from espnet_speechclip.inference.speech2image import Speech2Image
 
 logger = logging.getLogger(__name__)
 
@@ -172,3 +168,59 @@ class SearchIndex:
         """The folders holding the set's files (the page may serve files from these only)."""
         files = list(self.lists.images.values()) + list(self.lists.utterances.values())
         return sorted({str(Path(f).resolve().parent) for f in files})
+
+
+# How many images a speech search through a prebuilt index ranks (the page shows the first topk).
+INDEXED_RANKING = 100
+
+
+class _SameKey(Mapping):
+    """``{path: path}`` over an index's files without listing them: hits carry paths, cards look them up."""
+
+    def __init__(self, n: int):
+        self._n = n
+
+    def __getitem__(self, key: str) -> str:
+        return key
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return self._n
+
+
+class _IndexedKeys(Sequence):
+    """The first files of an index, read from its metadata only when asked for (the page's pick list)."""
+
+    def __init__(self, index: EmbeddingIndex):
+        self._index = index
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._index.item(j) for j in range(*i.indices(len(self)))]
+        return self._index.item(i)
+
+
+class IndexedImages(SearchIndex):
+    """The page's search set from a prebuilt image index (``demo --index IDX``): nothing is embedded at
+    start-up; searches go through the index (hits carry file paths, the keys shown on the page)."""
+
+    def __init__(self, index: EmbeddingIndex):
+        if index.modality != "image":
+            raise ValueError(
+                f"{index.root} indexes recordings; the page's --index takes an image index (recordings are "
+                f"searched with python -m espnet_speechclip.bin.query --index)"
+            )
+        lists = MediaLists(index.root, _SameKey(len(index)))  # type: ignore[arg-type]
+        super().__init__(lists, _IndexedKeys(index), np.zeros((0, index.dim), np.float32))  # type: ignore[arg-type]
+        self.embedding_index = index
+
+    def images_for(self, query: np.ndarray, topk: Optional[int]) -> List[Hit]:
+        return self.embedding_index.search(query, topk or INDEXED_RANKING)[0]
+
+    def folders(self) -> List[str]:
+        return self.embedding_index.folders

@@ -14,7 +14,7 @@ import numpy as np
 
 from espnet_speechclip.data.media import SAMPLE_RATE
 from espnet_speechclip.errors import InputError
-from espnet_speechclip.inference.speech2image import KeywordTiming
+from espnet_speechclip.inference.result_types import KeywordTiming
 
 # One colour per keyword slot (categorical, readable on white).
 PALETTE = (
@@ -33,6 +33,8 @@ WIDTH = 880
 LABEL_W = 170  # keyword and score, left of the plot
 SPAN_W = 120  # "0.42-0.80 s", right of the plot
 WAVE_H = 72
+# the span column of a keyword whose attention has no confident peak (see KeywordTiming)
+NO_SPAN = "not localised"
 ROW_H = 30
 AXIS_H = 26
 PLOT_W = WIDTH - LABEL_W - SPAN_W
@@ -121,10 +123,11 @@ def keyword_figure(wav: Sequence[float], timing: KeywordTiming) -> str:
     for i, (kw, att) in enumerate(zip(timing.keywords, timing.attention)):
         colour = PALETTE[i % len(PALETTE)]
         top = WAVE_H + i * ROW_H
-        start = kw.start if kw.start is not None else 0.0
-        end = kw.end if kw.end is not None else duration
+        # a keyword whose attention has no confident peak has no span: say so rather than shade anything
+        timed = kw.start is not None and kw.end is not None
+        start, end = (kw.start, kw.end) if timed else (0.0, 0.0)
         token = html.escape(kw.token)
-        span = f"{start:.2f}\u2013{end:.2f} s"
+        span = f"{start:.2f}\u2013{end:.2f} s" if timed else NO_SPAN
         att = np.asarray(att, dtype=np.float64)
         base, scale = top + ROW_H - 3, ROW_H - 8
         curve = _attention_path(att, timing.frame_rate, x_of, base, scale, timing.frame_offset)
@@ -132,13 +135,20 @@ def keyword_figure(wav: Sequence[float], timing: KeywordTiming) -> str:
         even = base - scale * (1.0 / len(att)) / (float(att.max()) or 1.0)
         parts += [
             f'<g class="keyword" data-token="{token}" data-score="{kw.score:.3f}" '
-            f'data-start="{start:.2f}" data-end="{end:.2f}">',
-            f"<title>{token}: heard {span} (score {kw.score:.3f})</title>",
+            + (f'data-start="{start:.2f}" data-end="{end:.2f}">' if timed else 'data-span="none">'),
+            f"<title>{token}: "
+            + (f"heard {span}" if timed else f"{span}, its attention has no confident peak")
+            + f" (score {kw.score:.3f})</title>",
             f'<rect x="{LABEL_W}" y="{top}" width="{PLOT_W}" height="{ROW_H}" '
             f'fill="{"#f6f7f9" if i % 2 else "#ffffff"}"/>',
-            f'<rect x="{x_of(start):.1f}" y="{top + 1}" width="{max(x_of(end) - x_of(start), 1.0):.1f}" '
-            f'height="{ROW_H - 2}" fill="{colour}" fill-opacity="0.16" stroke="{colour}" '
-            f'stroke-opacity="0.5"/>',
+        ]
+        if timed:
+            parts.append(
+                f'<rect x="{x_of(start):.1f}" y="{top + 1}" width="{max(x_of(end) - x_of(start), 1.0):.1f}" '
+                f'height="{ROW_H - 2}" fill="{colour}" fill-opacity="0.16" stroke="{colour}" '
+                f'stroke-opacity="0.5"/>'
+            )
+        parts += [
             f'<path d="{curve}" fill="{colour}" fill-opacity="0.85"/>',
             f'<line class="uniform" x1="{LABEL_W}" x2="{LABEL_W + PLOT_W}" y1="{even:.1f}" y2="{even:.1f}" '
             f'stroke="#333" stroke-opacity="0.45" stroke-dasharray="3 3"/>',

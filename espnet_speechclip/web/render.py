@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 from urllib.parse import quote
 
 from espnet_speechclip.errors import InputError
-from espnet_speechclip.inference.speech2image import Hit, Keyword
+from espnet_speechclip.inference.result_types import Hit, Keyword
 from espnet_speechclip.web.keyword_figure import PALETTE  # one colour per keyword slot, as in the figure
 
 # Gradio serves files of the folders it was launched with (allowed_paths) under this route.

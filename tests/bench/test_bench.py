@@ -186,3 +186,15 @@ def test_default_run_stage_seconds_and_recipe_copy(tmp_path):
     assert (rec / "run.sh").is_file() and (rec / "utils" / "run.pl").is_file()
     assert (rec / "conf").resolve() == (ROOT / "conf").resolve()
     assert not (rec / "exp").exists() and not (rec / "dump").exists()
+
+
+def test_index_bench_small():
+    """bench/index.py at a toy size, its budget forcing the compressed index: every figure is there and
+    the recall and size are what such an index gives."""
+    report = load_bench("index").main(
+        ["--n", "3000", "--dim", "32", "--clusters", "20", "--queries", "20", "--memory_gb", "0.0001"]
+    )["vector"]
+    assert report["factory"] == "IVF128,SQ6" and 1 <= report["nprobe"] <= 128
+    assert 0.9 <= report["recall_at_10"] <= 1.0 and report["build_recall_at_10"] >= 0.95
+    assert report["index_fraction"] < 0.5 and report["serving"]["rss_mib"] > 0
+    assert report["search"]["p50_ms"] <= report["search"]["p99_ms"]

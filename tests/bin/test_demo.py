@@ -21,7 +21,8 @@ from helpers import ROOT
 
 from espnet_speechclip.bin import demo
 from espnet_speechclip.data.datadir import read_kv
-from espnet_speechclip.inference.speech2image import Speech2Image, rank
+from espnet_speechclip.inference.result_types import rank
+from espnet_speechclip.inference.speech2image import Speech2Image
 from espnet_speechclip.web import browser
 
 

@@ -18,3 +18,29 @@ def test_inference_needs_exactly_one_way_to_give_the_model(tmp_path, capsys):
         assert "--model" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="m.zip"):
         speechclip_inference.main(base + ["--model", str(tmp_path / "m.zip")])
+
+
+def test_truncated_weights_are_one_line_naming_the_file(tmp_path, capsys):
+    """Recipe stage 6 on a checkpoint cut short (e.g. a copy interrupted): one line, no torch traceback."""
+    import numpy as np
+    import torch
+
+    from espnet_speechclip.data.media import write_wav
+    from espnet_speechclip.errors import run_cli
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_wav(data / "u1.wav", np.zeros(8000, np.float32))
+    (data / "wav.scp").write_text(f"u1 {data / 'u1.wav'}\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("model: parallel\nclip_conf: {model_name: ViT-B-32, pretrained: openai}\n")
+    torch.save({"w": torch.zeros(1000)}, tmp_path / "full.pth")
+    weights = tmp_path / "1epoch.pth"
+    weights.write_bytes((tmp_path / "full.pth").read_bytes()[:2000])
+    args = ["--config", str(config), "--model_file", str(weights), "--data_dir", str(data)]
+    with pytest.raises(SystemExit) as e:
+        run_cli(lambda: speechclip_inference.main(args + ["--output_dir", str(tmp_path / "o")]), prog="inf")
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"inf: error: {weights}: not a complete PyTorch file, truncated or damaged")
+    assert len(err.splitlines()) == 1

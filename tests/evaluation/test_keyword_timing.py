@@ -7,10 +7,8 @@ import math
 import random
 
 import pytest
-import torch
 
 from espnet_speechclip.evaluation.keyword_timing import (
-    attention_spans,
     boundary_prf,
     equal_spans,
     interior_boundaries,
@@ -105,44 +103,23 @@ def tokens(word: str) -> list[int]:
     ],
 )
 def test_span_contains_word_hand_example(mode, hits):
+    # four keywords occur in the transcript (SOT does not): the share is of those four
     rate = span_contains_word([SPANS], [IDS], [ALIGN], tokens, mode=mode, tolerance=0.02)
+    assert rate == pytest.approx(hits / 4)
+    # a keyword without a span (NaN) occurs but is never a hit
+    rate = span_contains_word([SPANS + [(math.nan, math.nan)]], [IDS + [10]], [ALIGN], tokens, mode=mode)
     assert rate == pytest.approx(hits / 5)
 
 
 def test_span_contains_word_pools_utterances_and_checks_inputs():
     rate = span_contains_word([SPANS, [(1.0, 1.4)]], [IDS, [30]], [ALIGN, ALIGN], tokens)
-    assert rate == pytest.approx(3 / 6)
+    assert rate == pytest.approx(3 / 5)
     with pytest.raises(ValueError, match="mode"):
         span_contains_word([SPANS], [IDS], [ALIGN], tokens, mode="near")
     with pytest.raises(ValueError, match="utterance 0"):
         span_contains_word([SPANS], [IDS[:2]], [ALIGN], tokens)
     with pytest.raises(ValueError, match="no keywords"):
         span_contains_word([[]], [[]], [ALIGN], tokens)
-
-
-# --------------------------------------------------------------------------------- attention spans
-def test_attention_spans_hand_example():
-    att = torch.tensor(
-        [[0.0, 0.1, 0.4, 0.4, 0.1, 0.0], [2.0, 0.0, 0.0, 0.0, 0.0, 2.0]]
-    )  # rows are normalised
-    # row 0: P = 0, .1, .5, .9, 1, 1. X = 0.8 -> lo .1, hi .9 -> frames 2..3 -> [0.04, 0.08) at 50 Hz
-    # row 1: P = .5, .5, .5, .5, .5, 1 -> frames 0..5 (the central 80% straddles the silent middle)
-    spans = attention_spans(att, frame_rate=50, mass=0.8)
-    assert spans == [pytest.approx((0.04, 0.08)), pytest.approx((0.0, 0.12))]
-    # X = 1: first to last attended frame; offset shifts everything
-    spans = attention_spans(att[:1], frame_rate=50, mass=1.0, offset=0.0125)
-    assert spans == [pytest.approx((0.0325, 0.1125))]
-    # a peaked row gives its single frame for any X
-    assert attention_spans([[0, 0, 1.0, 0]], 50, mass=0.5) == [pytest.approx((0.04, 0.06))]
-
-
-def test_attention_spans_rejects_bad_input():
-    with pytest.raises(ValueError, match="sums to 0"):
-        attention_spans([[0.0, 0.0]], 50)
-    with pytest.raises(ValueError, match="mass"):
-        attention_spans([[1.0]], 50, mass=0.0)
-    with pytest.raises(ValueError, match=r"\(K, T\)"):
-        attention_spans([1.0, 2.0], 50)
 
 
 # ------------------------------------------------------------------------------------ corpus scores
@@ -177,3 +154,30 @@ def test_keyword_timing_scores_hand_example():
     # a keyword whose span lies over another word does not count
     out = keyword_timing_scores([[(0.45, 0.80)]], [[736]], words, ids.__getitem__)
     assert out["span_contains_word"] == 0.0 and out["span_overlaps_word"] == 0.0
+
+
+def test_keyword_timing_scores_chance_and_untimed_keywords_hand_computed():
+    words = [[("a", 0.00, 0.10), ("red", 0.10, 0.40), ("star", 0.40, 0.80)]]
+    ids = {"a": [320], "red": [736], "star": [2634]}
+    # "red" heard over "star"; "a" covering "a"; "star" without a span; id 999 occurs in no word
+    spans = [[(0.5, 0.7), (0.0, 0.2), (math.nan, math.nan), (0.3, 0.5)]]
+    out = keyword_timing_scores(spans, [[736, 320, 2634, 999]], words, ids.__getitem__, tolerance=0.02)
+    assert (out["keywords"], out["keywords_in_transcript"], out["timed"]) == (4, 3, 75.0)
+    # of the three occurring keywords only "a" overlaps and contains its word
+    assert out["span_overlaps_word"] == pytest.approx(100 / 3)
+    assert out["span_contains_word"] == pytest.approx(100 / 3)
+    # chance: a 0.2 s span starts uniformly in [0, 0.6]. It overlaps "red" (0.1-0.4) for starts in
+    # [0, 0.4): 2/3; "a" (0-0.1) for [0, 0.1): 1/6. It contains "a" for starts in [0, 0.02]: 1/30,
+    # and can never contain the 0.3 s "red". The untimed "star" counts 0.
+    assert out["span_overlaps_word_chance"] == pytest.approx(100 * (2 / 3 + 1 / 6) / 3)
+    assert out["span_contains_word_chance"] == pytest.approx(100 * (1 / 30) / 3)
+    assert out["mean_span"] == pytest.approx(0.2) and out["mean_word"] == pytest.approx(0.8 / 3)
+    # boundaries of the timed spans only: 0.2, 0.3, 0.5 against 0.1, 0.4
+    assert out["boundary_f1"] == 0.0 and out["over_segmentation"] == pytest.approx(0.5)
+
+
+def test_placement_chance_of_a_span_as_long_as_the_speech():
+    words = [[("a", 0.0, 0.5), ("red", 0.5, 1.0)]]
+    # a 1.0 s span can only start at 0: it overlaps and contains both words
+    out = keyword_timing_scores([[(0.0, 1.0)]], [[736]], words, {"a": [320], "red": [736]}.__getitem__)
+    assert out["span_overlaps_word_chance"] == 100.0 and out["span_contains_word_chance"] == 100.0

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from espnet_speechclip.data.datadir import write_ctm
-from espnet_speechclip.evaluation.results import keyword_tables, keyword_timing_table, write_results
+from espnet_speechclip.evaluation.results import keyword_tables, write_results
 from espnet_speechclip.evaluation.scoring import score_decode_dir
+from espnet_speechclip.evaluation.tables import keyword_timing_table
 from espnet_speechclip.inference.decode_dir import DecodeDir, merge_utterance_parts
 from espnet_speechclip.models.clip import text_token_ids
 
@@ -87,7 +88,10 @@ def test_variable_length_keywords_and_their_timing(cif_folder):
     page = "\n".join(keyword_tables(cif_folder, res) + keyword_timing_table(t))
     assert "| top-1 (the keyword itself) | 100.0 | 100.0 | 2.50 |" in page
     assert "star (0.50, 0.44-0.80)" in page and "circle (0.50, 0.50-1.00)" in page
-    assert "| 66.7 | 50.0 | 57.1 |" in page
+    assert (
+        "| boundary F1 | 57.1 | 28.6 |" in page and "| boundary precision / recall | 66.7 / 50.0 | |" in page
+    )
+    assert "| span contains its word (%) | 80.0 |" in page
     json.dumps(res)  # scores.json
 
 
@@ -100,7 +104,7 @@ def test_k_token_keywords_keep_slot_rates_and_take_attention_spans(tmp_path):
     write_ctm(d / "words.ctm", WORDS)
     res = score_decode_dir(d)["cascaded"]
     assert res["keyword_hit_rate"] == {"kw1": 100.0, "kw2": 50.0, "avg": 75.0}
-    assert res["keyword_timing"]["spans_from"] == "attention"
+    assert res["keyword_timing"]["spans_from"] == "attention_peak"
     # without a word alignment there is nothing to time against
     (d / "words.ctm").unlink()
     assert "keyword_timing" not in score_decode_dir(d)["cascaded"]

@@ -81,7 +81,7 @@ def frontend_keys(asr_state: dict, sc_state: dict, branch: str = "parallel") -> 
 def test_frontend_equals_the_speechclip_speech_branch(sc, caplog):
     from espnet_speechclip.data.media import load_audio
     from espnet_speechclip.frontend.espnet_frontend import SpeechCLIPFrontend
-    from espnet_speechclip.inference.speech2image import pad_batch
+    from espnet_speechclip.inference.result_types import pad_batch
 
     model = Speech2Image(sc["exp"] / "config.yaml", sc["weights"]).model
     wavs = [load_audio(p) for p in list(read_kv(sc["data"] / "wav.scp").values())[:3]]

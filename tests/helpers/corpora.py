@@ -103,6 +103,20 @@ def make_jpg(path: Path, shade: int = 100) -> None:
     Image.new("RGB", (8, 8), (shade, 50, 200)).save(path, "JPEG")
 
 
+def make_photos(folder: Path, n: int, seed: int = 0) -> List[Path]:
+    """``n`` distinct random 16x16 JPEGs in ``folder`` (sorted names); returns their paths."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        p = folder / f"photo_{i:03d}.jpg"
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), np.uint8)).save(p, "JPEG")
+        paths.append(p)
+    return paths
+
+
 def make_wav(path: Path, n: int = OK_LEN, rate: int = 16000) -> None:
     import soundfile as sf
 

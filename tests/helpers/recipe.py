@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -9,7 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from . import RECIPE, ROOT
 
@@ -133,3 +134,25 @@ def copy_of_run(run: RecipeRun, dest: Path) -> RecipeRun:
     shutil.copytree(run.rec, rec, symlinks=True)
     corpus = Path(shutil.copytree(run.corpus, dest / "flickr8k"))
     return RecipeRun(rec, corpus, run.out)
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder: Path, what: str = "training") -> Iterator[subprocess.Popen]:
+    """Another process holding ``folder``'s lock (:mod:`espnet_speechclip.locks`) while the block runs;
+    it is killed with SIGKILL at the end, as a crashed holder would be."""
+    code = (
+        "import time\n"
+        "from espnet_speechclip.locks import folder_lock\n"
+        f"with folder_lock({str(folder)!r}, {what!r}):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

@@ -9,8 +9,9 @@ import yaml
 from huggingface_hub import ModelCard
 
 from espnet_speechclip.bin import hub_upload
-from espnet_speechclip.inference.hub import parse_repo_id, stage_repo, upload
-from espnet_speechclip.inference.packing import PackError, model_card
+from espnet_speechclip.inference.archive import PackError
+from espnet_speechclip.inference.hub import exp_folder_name, parse_repo_id, stage_repo, upload
+from espnet_speechclip.inference.model_card import model_card
 
 REPO = "speechclip-test/tiny-hybrid"
 
@@ -34,6 +35,21 @@ def test_repo_ids():
     assert parse_repo_id("my-org/SpeechCLIP_base.flickr") == ("my-org/SpeechCLIP_base.flickr", None)
     for not_an_id in ("model.zip", "exp/x/packed/model.zip", "a/b/c", "packed/model.zip", "/abs/x", "org/"):
         assert parse_repo_id(not_an_id) is None, not_an_id
+    assert parse_repo_id("org/name@refs/pr/1") == ("org/name", "refs/pr/1")
+    # a revision names a folder (the recipe's exp/<namespace>/<name>@<revision>): no way out of it
+    for unsafe in (
+        "org/name@../../../../x",
+        "org/name@a/../b",
+        "org/name@./x",
+        "org/name@x//y",
+        "org/name@x/",
+    ):
+        with pytest.raises(ValueError, match="is not a branch, tag or commit name"):
+            parse_repo_id(unsafe)
+    assert exp_folder_name("org/name") == "org/name"
+    assert exp_folder_name("org/name@v1") == "org/name@v1"
+    with pytest.raises(ValueError, match="neither a local packed model nor a Hub repo id"):
+        exp_folder_name("no/such/model.zip")
 
 
 def test_upload_sends_exactly_the_packed_model_and_its_card(sc, fake_hub, tmp_path):

@@ -13,9 +13,9 @@ from helpers import ROOT
 from helpers.hub import place_in_hub_cache
 
 from espnet_speechclip.inference import Speech2Image
+from espnet_speechclip.inference.archive import PackError, extract_archive
 from espnet_speechclip.inference.hub import HubError, stage_repo
 from espnet_speechclip.inference.loader import resolve_model
-from espnet_speechclip.inference.packing import PackError, extract_archive
 
 REPO = "speechclip-test/tiny-hybrid"
 MAIN = "a" * 40  # commit of the main branch

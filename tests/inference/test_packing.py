@@ -86,6 +86,7 @@ def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch, caplog
             str(archive),
             "--results_json",
             str(results),
+            "--hand_written_results",
         ]
     )
     with zipfile.ZipFile(archive) as zf:
@@ -123,7 +124,7 @@ def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch, caplog
     # the archive alone suffices: the exp dir and every local file it was built from are gone
     shutil.rmtree(exp)
     shutil.rmtree(trained["local"])
-    with caplog.at_level(logging.INFO, logger="espnet_speechclip.inference.packing"):
+    with caplog.at_level(logging.INFO, logger="espnet_speechclip.inference.archive"):
         packed = infer(tmp_path / "dec_zip", data, emb, "--model", str(archive))
     unpacked = [r.getMessage() for r in caplog.records if r.getMessage().startswith("unpacked ")]
     assert len(unpacked) == 1 and str(tmp_path / "cache") in unpacked[0]
@@ -138,7 +139,7 @@ def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch, caplog
     # unpacking again reuses the extraction (no member is read again)
     first = unpack_model(archive)
     monkeypatch.setattr(
-        "espnet_speechclip.inference.packing._extract_verified",
+        "espnet_speechclip.inference.archive._extract_verified",
         lambda *a: pytest.fail("re-extracted an unchanged archive"),
     )
     assert unpack_model(archive) == first
@@ -150,7 +151,13 @@ def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch, caplog
     weights["speech_encoder.layer_sum.weights"] += 1.0
     buf = tmp_path / "w.pth"
     torch.save(weights, buf)
-    bad = rewrite_zip(archive, tmp_path / "tampered.zip", {"model.pth": buf.read_bytes()})
+    bad = rewrite_zip(archive, tmp_path / "resized.zip", {"model.pth": buf.read_bytes()})
+    with pytest.raises(PackError, match="member model.pth of .*resized.zip is .* bytes in the zip, but meta"):
+        unpack_model(bad, tmp_path / "cache2")
+    # the same size, other bytes (the last byte of the stored weights changed)
+    same_size = bytearray(first[1].read_bytes())
+    same_size[-1] ^= 0xFF
+    bad = rewrite_zip(archive, tmp_path / "tampered.zip", {"model.pth": bytes(same_size)})
     with pytest.raises(PackError, match="member model.pth of .*tampered.zip fails its sha256 check"):
         unpack_model(bad, tmp_path / "cache2")
     with pytest.raises(PackError, match=re.escape("lacks member files/clip/tiny-clip.pt")):
@@ -207,83 +214,40 @@ def test_pack_cascaded_codebook_and_relative_paths(tmp_path):
     assert torch.equal(rebuilt.cascaded.codebook_ids, model.cascaded.codebook_ids)
 
 
-def test_model_card_is_what_the_hub_reads(sc, tmp_path):
-    """The card's YAML header parses with huggingface_hub's own card classes; its results tables are
-    RESULTS.md's; the config and usage lines are in it; the Hub's card is the same with the repo id."""
-    from huggingface_hub import ModelCard, ModelCardData
+def test_pack_refuses_results_of_other_weights_or_without_a_record(parallel_exp, tmp_path):
+    """Stage 7 for other weights stopped before its record (or results copied without one): stage 8
+    refuses the results instead of putting another model's recalls in the card."""
+    from espnet_speechclip.evaluation.results import write_results
+    from espnet_speechclip.identity import model_identity
+    from espnet_speechclip.provenance import ProvenanceError, record_path
 
-    from espnet_speechclip.inference.packing import model_card
-
-    results = {
-        "tiny_test": {
-            "parallel": {
-                "speech_to_image": {"R@1": 12.5, "R@5": 50.0, "R@10": 75.0},
-                "image_to_speech": {"R@1": 25.0, "R@5": 62.5, "R@10": 100.0},
-            },
-            "cascaded": {
-                "speech_to_image": {"R@1": 10.0, "R@5": 40.0, "R@10": 70.0},
-                "keyword_hit_rate": {"kw1": 12.0, "kw2": 8.0, "avg": 10.0},
-                "keyword_timing": {
-                    "spans_from": "attention",
-                    "tolerance": 0.02,
-                    "boundary_precision": 40.0,
-                    "boundary_recall": 20.0,
-                    "boundary_f1": 26.7,
-                    "boundary_r_value": 35.0,
-                    "boundary_f1_equal": 18.0,
-                    "over_segmentation": -0.5,
-                    "span_contains_word": 30.0,
-                    "span_overlaps_word": 60.0,
-                    "mean_span": 0.25,
-                },
-            },
-        }
-    }
-    (tmp_path / "results.json").write_text(json.dumps(results))
-    archive = pack_model(
-        sc["exp"] / "config.yaml",
-        sc["weights"],
-        tmp_path / "model.zip",
-        results_json=tmp_path / "results.json",
-        dataset="flickr8k",
-        card_text="Trained for the test suite.",
-    )
-    with zipfile.ZipFile(archive) as zf:
-        text = zf.read("README.md").decode()
-        meta = json.loads(zf.read("meta.json"))
-        config = yaml.safe_load(zf.read("config.yaml"))
-    card = ModelCard(text)
-    assert isinstance(card.data, ModelCardData)
-    data = card.data.to_dict()
-    assert data["library_name"] == "espnet-speechclip"
-    assert data["tags"] == [
-        "espnet",
-        "speechclip",
-        "audio",
-        "image-retrieval",
-        "visually-grounded-speech",
-    ] + ["speechclip-hybrid"]
-    assert data["datasets"] == ["flickr8k"] and data["license"] == "cc-by-4.0" and data["language"] == "en"
-    body = card.text
-    for needle in (
-        "Trained for the test suite.",
-        "### tiny_test",
-        "| parallel | S→I | 12.5 | 50.0 | 75.0 |",
-        "| parallel | I→S | 25.0 | 62.5 | 100.0 |",
-        "| cascaded | S→I | 10.0 | 40.0 | 70.0 |",
-        "| kw1 | kw2 | avg |",
-        "| 12.0 | 8.0 | 10.0 |",
-        "Keyword timing (cascaded):",
-        "| 40.0 | 20.0 | 26.7 | 35.0 | 18.0 | -0.50 | 30.0 | 60.0 | 0.25 |",
-        'Speech2Image.from_pretrained("model.zip")',
-        "--model model.zip",
-        "```yaml\n" + yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-        "@inproceedings{shih2022speechclip",
-    ):
-        assert needle in body, needle
-    # the card's inputs travel in meta.json: the same card, for a Hub repo, from the archive alone
-    assert meta["card"]["results"] == results and meta["card"]["dataset"] == "flickr8k"
-    assert model_card(config, meta) == text
-    hub_card = ModelCard(model_card(config, meta, repo_id="me/tiny"))
-    assert hub_card.data.to_dict() == data
-    assert "./run.sh --download_model me/tiny --skip_train true --corpus flickr8k" in hub_card.text
+    config = parallel_exp / "config.yaml"
+    exp = tmp_path / "exp"
+    (exp / "decode_test").mkdir(parents=True)
+    shutil.copy(config, exp / "config.yaml")
+    scores = {"parallel": {"speech_to_image": {"R@1": 6.67, "R@5": 28.3, "R@10": 46.7}}}
+    (exp / "decode_test" / "scores.json").write_text(json.dumps(scores))
+    write_results(exp, ["test"], model=model_identity(config, parallel_exp / "latest.pth"))
+    weights = torch.load(parallel_exp / "latest.pth", weights_only=True)
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key] += 1.0
+    torch.save(weights, tmp_path / "other.pth")
+    results = ["--results_json", str(exp / "results.json")]
+    args = [
+        "--config",
+        str(config),
+        "--model_file",
+        str(tmp_path / "other.pth"),
+        "--out",
+        str(tmp_path / "m.zip"),
+    ]
+    # what a scoring run killed after removing the record left: the first model's results, no record
+    record = record_path(exp / "results.json")
+    kept = record.read_bytes()
+    record.unlink()
+    with pytest.raises(ProvenanceError, match="results.json has no record of a finished run"):
+        pack.main([*args, *results])
+    record.write_bytes(kept)
+    with pytest.raises(ProvenanceError, match=r"results.json was made from other inputs \(model.weights: "):
+        pack.main([*args, *results])
+    assert not (tmp_path / "m.zip").exists()

@@ -192,3 +192,44 @@ def test_quantizer_cosine_is_float32_under_autocast():
         out = CosineVectorQuantizer(0.1).eval()(z, codebook)
     assert out["similarity"].dtype == torch.float32
     assert torch.equal(out["index"], reference["index"])
+
+
+def test_shared_parallel_cls_goes_through_the_same_attention(text_encoder):
+    """SpeechCLIP+'s hybrid: [P, CLS_1..CLS_K, frames] through one block; the parallel embedding is the
+    projected P output, the keywords are what the K-token branch makes of positions 1..K."""
+    torch.manual_seed(0)
+    ids = torch.tensor(full_codebook(text_encoder.vocab_size))
+    branch = CascadedBranch(16, text_encoder, ids, num_keywords=3, parallel_dim=text_encoder.embed_dim).eval()
+    feats, lengths = torch.randn(2, 7, 16), torch.tensor([7, 4])
+    with torch.no_grad():
+        out = branch(feats, lengths)
+        x = torch.cat([branch.parallel_cls.expand(2, -1, -1), branch.cls.expand(2, -1, -1), feats], 1)
+        pad = torch.nn.functional.pad(torch.arange(7)[None] >= lengths[:, None], (4, 0))
+        x = branch.layers[0](x, pad)
+        p = torch.nn.functional.normalize(branch.parallel_projection(x[:, 0]), dim=-1)
+        z = branch.norm(branch.projection(x[:, 1:4]).reshape(2, -1)).view(2, 3, -1)
+    torch.testing.assert_close(out.parallel_embedding, p)
+    assert torch.equal(out.keyword_ids, branch.codebook_ids[branch.quantizer(z, branch.codebook())["index"]])
+
+
+def test_hybrid_shared_builds_and_trains_from_its_config(tiny_clip):
+    """The ESPnet task's builder makes model ``hybrid_shared``: both embeddings, a training step."""
+    from pathlib import Path
+
+    from espnet_speechclip.config import read_config
+    from espnet_speechclip.models.builder import build_model
+
+    config = read_config(Path(__file__).resolve().parents[2] / "conf/tiny/hybrid_shared.yaml")
+    config["clip_conf"] = dict(tiny_clip)
+    model = build_model(config)
+    assert (
+        model.branches == ["parallel", "cascaded"]
+        and model.cascaded.parallel_projection[0].out_features == 32
+    )
+    speech, lengths = torch.randn(3, 16000), torch.tensor([16000, 12000, 9000])
+    loss, stats, _ = model(
+        speech, lengths, image_id=torch.arange(3), image_emb=torch.randn(3, model.text_encoder.embed_dim)
+    )
+    loss.backward()
+    assert {"loss_parallel", "loss_cascaded"} <= set(stats)
+    assert model.cascaded.parallel_cls.grad is not None

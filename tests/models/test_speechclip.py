@@ -1,4 +1,4 @@
-"""The SpeechCLIP model: its five variants (one table, ESPnet's class choices) and the typed output of
+"""The SpeechCLIP model: its six variants (one table, ESPnet's class choices) and the typed output of
 ``encode_speech`` / ``forward_speech``."""
 
 import inspect
@@ -17,6 +17,7 @@ OPTIONS = {
     "hybrid": ["parallel_conf", "cascaded_conf", "parallel_weight", "cascaded_weight"] + TEMPERATURE,
     "cascaded_plus": ["cascaded_conf", "quantity_weight"] + TEMPERATURE,
     "hybrid_plus": ["cascaded_conf", "parallel_weight", "cascaded_weight", "quantity_weight"] + TEMPERATURE,
+    "hybrid_shared": ["cascaded_conf", "parallel_weight", "cascaded_weight"] + TEMPERATURE,
 }
 MODEL_BRANCHES = {"parallel": ["parallel"], "cascaded": ["cascaded"], "cascaded_plus": ["cascaded"]}
 

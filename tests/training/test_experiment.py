@@ -87,3 +87,12 @@ def test_bad_training_audio_is_named_before_any_step(data, tiny_clip, tmp_path, 
     with pytest.raises(DataCheckError, match=rf"utterance spk1-trainimg003_1 \({wav}\)"):
         train(data, tiny_clip, tmp_path / "exp")
     assert not list((tmp_path / "exp").glob("*.pth"))
+
+
+def test_records_of_older_versions_keep_their_embedding_lists_while_the_files_are_unchanged():
+    from espnet_speechclip.training.experiment import _upgraded
+
+    old = {"options": {}, "data": {"train.image_emb": {"type": "npy", "list": "l", "content": "bytes"}}}
+    now = {"options": {}, "data": {"train.image_emb": {"type": "npy", "list": "l", "embeddings": "made"}}}
+    assert _upgraded(old, now, {"train.image_emb": "bytes"}) == now
+    assert _upgraded(old, now, {"train.image_emb": "other bytes"}) == old

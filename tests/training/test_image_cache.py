@@ -108,3 +108,38 @@ def test_an_interrupted_run_resumes_from_its_journal(corpus, tiny_clip, tmp_path
     assert len(resumed) == 4
     for k, v in read_kv(whole / "img_emb.scp").items():
         assert np.load(v).tobytes() == resumed[k].tobytes()
+
+
+def test_a_repaired_entry_leaves_the_data_identity_as_it_was(
+    corpus, tiny_clip, tmp_path, monkeypatch, caplog
+):
+    """A truncated embedding recomputed alone (not in its first batch) matches the original within float
+    rounding only; the experiment's data identity does not change, so training resumes after a repair."""
+    from espnet_speechclip.models import clip
+    from espnet_speechclip.provenance import FileHashes
+    from espnet_speechclip.training.data_check import scan_embedding_list
+    from espnet_speechclip.training.image_cache import write_utt_emb_scp
+
+    original = clip.CLIPImageEncoder.embed_images
+
+    def batch_dependent(self, images, device):  # as CPU kernels round differently for other batch sizes
+        return original(self, images, device) * (1 + 1e-7 * len(images))
+
+    monkeypatch.setattr(clip.CLIPImageEncoder, "embed_images", batch_dependent)
+    folder = cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
+    scp = write_utt_emb_scp(corpus / "utt2img", folder / "img_emb.scp", tmp_path / "train.scp")
+    before = scan_embedding_list(str(scp), FileHashes())
+    path = read_kv(folder / "img_emb.scp")["trainimg002"]
+    good = np.load(path)
+    open(path, "r+b").truncate(os.path.getsize(path) - 10)
+    cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
+    repaired = np.load(path)
+    assert repaired.tobytes() != good.tobytes()
+    np.testing.assert_allclose(repaired, good, atol=1e-6)
+    assert scan_embedding_list(str(scp), FileHashes()) == before
+    caplog.set_level(logging.INFO)
+    cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
+    assert embedded(caplog) == 0  # the repair is recorded: not recomputed again
+
+    np.save(path, good)  # a file the cache did not write (its index vouches for other bytes)
+    assert scan_embedding_list(str(scp), FileHashes()) != before

@@ -492,6 +492,9 @@ def test_print_config_shows_the_branch_options_of_each_model(argv, branches, mon
             "dropout",
             "vq_temperature",
             "codebook",
+            "projection_hidden",
+            "projection_dropout",
+            "final_norm",
         }
         assert conf["vq_temperature"] == 0.1 and conf["codebook"] == "full"
         if "--config" in argv:  # the file's keys and the command line's win; the rest are defaults

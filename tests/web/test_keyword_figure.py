@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from espnet_speechclip.inference.speech2image import Keyword, KeywordTiming
+from espnet_speechclip.inference.result_types import Keyword, KeywordTiming
 from espnet_speechclip.web.keyword_figure import LABEL_W, PLOT_W, keyword_figure, tick_step
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -13,11 +13,15 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 def _timing():
     """A 1.0 s utterance at 25 frames/s: keyword 0 heard at 0.20-0.40 s, keyword 1 (a token to escape)
-    spread over everything."""
-    att = np.zeros((2, 25), dtype=np.float32)
+    spread over everything, keyword 2 spread evenly and so without a span."""
+    att = np.zeros((3, 25), dtype=np.float32)
     att[0, 5:10] = 0.2
-    att[1] = 1 / 25
-    kws = [Keyword("red", 1000, 0.81, 0.2, 0.4), Keyword("<b>&", 1001, 0.5, 0.0, 1.0)]
+    att[1:] = 1 / 25
+    kws = [
+        Keyword("red", 1000, 0.81, 0.2, 0.4),
+        Keyword("<b>&", 1001, 0.5, 0.0, 1.0),
+        Keyword("star", 1002, 0.4),
+    ]
     return KeywordTiming(kws, att, 25.0, 1.0)
 
 
@@ -25,8 +29,19 @@ def test_one_row_per_keyword_with_its_span_on_a_shared_time_axis():
     svg = keyword_figure(np.sin(np.arange(16000) / 10.0), _timing())
     root = ET.fromstring(svg)  # well-formed: the token is escaped
     rows = root.findall(f"{SVG}g[@class='keyword']")
-    assert [r.get("data-token") for r in rows] == ["red", "<b>&"]
-    assert [(r.get("data-start"), r.get("data-end")) for r in rows] == [("0.20", "0.40"), ("0.00", "1.00")]
+    assert [r.get("data-token") for r in rows] == ["red", "<b>&", "star"]
+    assert [(r.get("data-start"), r.get("data-end")) for r in rows] == [
+        ("0.20", "0.40"),
+        ("0.00", "1.00"),
+        (None, None),
+    ]
+    # no span: nothing shaded, and the row says why
+    assert rows[2].get("data-span") == "none" and len(rows[2].findall(f"{SVG}rect")) == 1
+    assert (
+        rows[2].find(f"{SVG}title").text
+        == "star: not localised, its attention has no confident peak (score 0.400)"
+    )
+    assert [t.text for t in rows[2].findall(f"{SVG}text")][-1] == "not localised"
     assert rows[0].find(f"{SVG}title").text == "red: heard 0.20\u20130.40 s (score 0.810)"
     span = rows[0].findall(f"{SVG}rect")[1]  # the row's background, then its span
     assert float(span.get("x")) == pytest.approx(LABEL_W + 0.2 * PLOT_W, abs=0.1)
@@ -57,7 +72,7 @@ def test_bad_inputs_are_refused():
         keyword_figure(np.zeros(0), _timing())
     t = _timing()
     t.attention = t.attention[:1]
-    with pytest.raises(ValueError, match="2 keywords but 1 attention rows"):
+    with pytest.raises(ValueError, match="3 keywords but 1 attention rows"):
         keyword_figure(np.zeros(160), t)
 
 

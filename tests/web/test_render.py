@@ -2,7 +2,7 @@
 
 import pytest
 
-from espnet_speechclip.inference.speech2image import Hit, Keyword
+from espnet_speechclip.inference.result_types import Hit, Keyword
 from espnet_speechclip.web import render
 
 

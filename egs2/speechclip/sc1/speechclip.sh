@@ -66,6 +66,8 @@ Inference and scoring (stages 6-7):
   --inference_nj N             inference jobs per data set (each embeds 1/N of the utterances, then
                                one merges); up to nj inference processes run at a time
   --inference_args "..."       extra options for espnet_speechclip.bin.speechclip_inference
+  --mteb BOOL                  stage 7 also runs MTEB's evaluator on the test set (needs the extra:
+                               pip install -e '.[mteb]'); RESULTS.md then shows its nDCG@10 beside ours
 
 Packing and upload (stages 8-9):
   --hf_repo NAMESPACE/NAME     stage 9: upload the packed model with its model card to this Hub repo
@@ -110,6 +112,7 @@ import_args=""            # extra options of espnet_speechclip.bin.import_author
 inference_model=valid.mean_r10.best.pth  # checkpoint that stages 6-8 use
 inference_nj=1            # inference jobs per data set
 inference_args=""         # extra options of espnet_speechclip.bin.speechclip_inference
+mteb=false                # stage 7 also runs MTEB's evaluator
 
 # Packing and upload
 hf_repo=""                # Hub repo of stage 9 (none: stage 9 is skipped)
@@ -122,7 +125,7 @@ case "${corpus}" in
     synth|flickr8k|spokencoco) ;;
     *) log "unknown --corpus ${corpus} (synth, flickr8k or spokencoco)"; exit 1 ;;
 esac
-for flag in skip_data_prep skip_train skip_eval skip_packing skip_upload_hf; do
+for flag in skip_data_prep skip_train skip_eval skip_packing skip_upload_hf mteb; do
     case "${!flag}" in
         true|false) ;;
         *) log "--${flag} must be true or false, got '${!flag}'"; exit 1 ;;
@@ -140,12 +143,17 @@ fi
 if [ -n "${pretrained_model}" ] && [ ! -f "${pretrained_model}" ]; then
     log "--pretrained_model ${pretrained_model} does not exist"; exit 1
 fi
+info() { ${python} -m espnet_speechclip.bin.recipe_info "$@"; }
 # A model given instead of trained: its one experiment folder stands in for the training configs.
 fixed_exp=""
-if [ -n "${download_model}" ] && [ -e "${download_model}" ]; then  # a local packed model
-    fixed_exp=${expdir}/${tag:-$(basename "${download_model}" .zip)}
-elif [ -n "${download_model}" ]; then  # a Hub repo id, as ESPnet lays them out: exp/<namespace>/<name>
-    fixed_exp=${expdir}/${tag:-${download_model}}
+if [ -n "${download_model}" ]; then
+    # a local packed model: its file name; a Hub repo id, as ESPnet lays them out: exp/<namespace>/<name>
+    # (checked first: a revision with '..' parts must not name a folder outside exp/)
+    exp_folder=${tag}
+    if [ -z "${exp_folder}" ]; then
+        exp_folder=$(info download-exp-name "${download_model}") || exit 1
+    fi
+    fixed_exp=${expdir}/${exp_folder}
 elif [ -n "${pretrained_model}" ]; then
     fixed_exp=${expdir}/${tag:-${corpus}_$(basename "${pretrained_model}" .ckpt)}
 fi
@@ -165,7 +173,6 @@ if [ -z "${fixed_exp}" ]; then
     done
 fi
 
-info() { ${python} -m espnet_speechclip.bin.recipe_info "$@"; }
 train_set=$(info set-name "${corpus}" train)
 dev_set=$(info set-name "${corpus}" dev)
 test_set=$(info set-name "${corpus}" test)
@@ -298,7 +305,7 @@ model_args=()
 set_model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
     model_args=()
     case "$(conf_get "$1" model)" in
-        cascaded|hybrid|cascaded_plus|hybrid_plus) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
+        cascaded|hybrid|cascaded_plus|hybrid_plus|hybrid_shared) model_args=(--model_conf "cascaded_conf.codebook=${codebook}") ;;
     esac
 }
 
@@ -320,6 +327,8 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         exp=$(exp_of "${c}")
         emb=$(emb_of "${c}")
         mkdir -p "${exp}"
+        # another training of this folder: refused here, before its train.log is opened anew
+        ${python} -m espnet_speechclip.locks "${exp}" || exit 1
         # SpeechCLIP+ models counting keywords towards caption lengths read the transcripts
         unit_target=$(conf_get "${c}" model_conf.cascaded_conf.unit_target)
         data=()
@@ -394,11 +403,27 @@ fi
 
 if runs 7 "${skip_eval}"; then
     log "Stage 7: scoring"
+    score_exp() {  # score_exp <exp> <model>: (with --mteb true, MTEB's evaluator, then) RESULTS.md
+        local exp=$1 model=$2 mteb_args=()
+        if "${mteb}"; then
+            run_quiet "${exp}/mteb.log" ${python} -m espnet_speechclip.bin.mteb_eval --model "${exp}" \
+                --model_file "${model}" --data_dir "${dumpdir}/raw/${test_set}" --output_folder "${exp}/mteb" \
+                --device "${device}"
+            mteb_args=(--mteb_dir "${exp}/mteb")
+        fi
+        # an imported release: our value of the dev metric its file was selected by, from stage 6's dev decode
+        local dev_args=()
+        if [ -f "${exp}/import.json" ] && [ -f "${exp}/decode_${dev_set}/scores.json" ]; then
+            dev_args=(--dev_set "${dev_set}")
+        fi
+        run_quiet "${exp}/scoring.log" ${python} -m espnet_speechclip.bin.make_results \
+            --exp_dir "${exp}" --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw" \
+            "${mteb_args[@]}" "${dev_args[@]}"
+    }
     for c in ${train_config}; do  # one process per config, up to nj at a time
         exp=$(exp_of "${c}")
         model=$(model_of "${exp}")
-        bg_run "${nj}" run_quiet "${exp}/scoring.log" ${python} -m espnet_speechclip.bin.make_results \
-            --exp_dir "${exp}" --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw"
+        bg_run "${nj}" score_exp "${exp}" "${model}"
     done
     bg_wait
     for c in ${train_config}; do

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from espnet_speechclip.config import SPLITS, set_name
 from espnet_speechclip.data.datadir import WORD_ALIGNMENT, Utterance, write_ctm, write_datadir
 from espnet_speechclip.data.media import SAMPLE_RATE
 from espnet_speechclip.data.synth.captions import captions
@@ -37,6 +36,7 @@ from espnet_speechclip.data.synth.speech import (
 )
 from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.files import write_text_atomic
+from espnet_speechclip.naming import SPLITS, set_name
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import torch
 from helpers.corpora import SYNTH_SIZES as SIZES
 from helpers.corpora import assert_describes, generate_synth_corpus
 
-from espnet_speechclip.config import SPLITS
 from espnet_speechclip.data.datadir import read_ctm, read_datadir, read_kv
 from espnet_speechclip.data.synth import corpus as corpus_writer
 from espnet_speechclip.data.synth import speech
+from espnet_speechclip.naming import SPLITS
 
 torch.set_num_threads(1)
 
