@@ -3,7 +3,7 @@
 import pytest
 
 from espnet_speechclip.bin import asr_inference
-from espnet_speechclip.inference.packing import UNPACK_CACHE_NOTE
+from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE
 
 
 def test_help_names_the_unpack_cache(capsys):
