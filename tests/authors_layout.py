@@ -1,4 +1,4 @@
-"""The authors' released-checkpoint layout, written around tiny towers (tests/helpers.py's HuBERT and CLIP).
+"""The authors' released-checkpoint layout, written around tiny towers (the tests' stand-in HuBERT and CLIP).
 
 Lightning 1.5's top-level keys, the authors' state-dict key names and shapes (tiny widths), random trainable
 weights, and a stored config whose classes live in modules named like the authors' (``avssl...``,

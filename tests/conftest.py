@@ -17,14 +17,14 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
     """clip_conf of a random tiny CLIP saved as a local open_clip weights file."""
-    from helpers import make_tiny_clip
+    from helpers.stand_ins import make_tiny_clip
 
     return make_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt")
 
 
 @pytest.fixture(scope="session")
 def tiny_hubert(tmp_path_factory):
-    from helpers import make_tiny_hubert
+    from helpers.stand_ins import make_tiny_hubert
 
     return make_tiny_hubert(tmp_path_factory.mktemp("hubert") / "tiny_hubert.pt")
 
@@ -40,7 +40,7 @@ def text_encoder(tiny_clip):
 @pytest.fixture(scope="session")
 def synth_corpus(tmp_path_factory) -> Path:
     """The spoken-shapes corpus at tiny sizes (needs espeak-ng)."""
-    from helpers import generate_synth_corpus
+    from helpers.corpora import generate_synth_corpus
 
     return generate_synth_corpus(tmp_path_factory.mktemp("synth_a"), workers=2)
 
@@ -49,7 +49,8 @@ def synth_corpus(tmp_path_factory) -> Path:
 def sc(tmp_path_factory, tiny_clip, tiny_hubert):
     """A tiny hybrid SpeechCLIP trained 1 epoch through the real entry point (exp dir + packed archive)
     and its data; the frontend, Speech2Image and query tests share it."""
-    from helpers import TINY, train_tiny_speechclip
+    from helpers import TINY
+    from helpers.stand_ins import train_tiny_speechclip
 
     from espnet_speechclip.data.datadir import read_kv
     from espnet_speechclip.inference.packing import pack_model

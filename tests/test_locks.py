@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, TINY, lock_held_elsewhere, training_data_args
+from helpers import ROOT, TINY
+from helpers.recipe import lock_held_elsewhere
+from helpers.stand_ins import training_data_args
 
 from espnet_speechclip.locks import FolderLockedError, check_free, folder_lock, lock_path
 

@@ -50,6 +50,9 @@ def get_parser() -> argparse.ArgumentParser:
     demo.add_argument("--tag", default="")
     demo.add_argument("--expdir", default="exp")
     demo.add_argument("--dumpdir", default="dump")
+    demo.add_argument(
+        "--python", default="python3", help="the interpreter the command runs (run.sh --python)"
+    )
     data = sub.add_parser("data-dir", help="the data dir of a split of an experiment's corpus")
     data.add_argument("exp_dir", help="experiment folder of the recipe (holds config.yaml)")
     data.add_argument("split", choices=SPLITS)
@@ -65,12 +68,14 @@ def demo_command(
     expdir: str = "exp",
     dumpdir: str = "dump",
     recipe_dir: Optional[str] = None,
+    python: str = "python3",
 ) -> str:
     """The one command that serves the web page on a recipe run's models: the packed model of the first
     config with keywords (cascaded or hybrid; else the first config) and the test set's data dir.
 
     Its paths are relative to the recipe folder, as the data dirs' are, so it starts with ``cd`` there
-    (``recipe_dir``, default the current directory) and sources ``path.sh`` (the project's virtualenv).
+    (``recipe_dir``, default the current directory) and sources ``path.sh`` (the project's virtualenv);
+    ``python`` is the recipe's interpreter (its ``--python``).
     """
     if not configs:
         raise InputError("no training config given")
@@ -81,7 +86,7 @@ def demo_command(
     images = f"{dumpdir}/raw/{set_name(corpus, 'test')}"
     where = Path(recipe_dir or ".").resolve()
     return (
-        f"cd {shlex.quote(str(where))} && . ./path.sh && python3 -m espnet_speechclip.bin.demo "
+        f"cd {shlex.quote(str(where))} && . ./path.sh && {python} -m espnet_speechclip.bin.demo "
         f"--model {shlex.quote(model)} --images {shlex.quote(images)}"
     )
 
@@ -108,7 +113,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
 
             print(exp_folder_name(args.model))
         elif args.command == "demo-command":
-            print(demo_command(args.corpus, args.configs.split(), args.tag, args.expdir, args.dumpdir))
+            print(
+                demo_command(
+                    args.corpus, args.configs.split(), args.tag, args.expdir, args.dumpdir, python=args.python
+                )
+            )
         else:
             print(exp_name(args.corpus, args.config, args.tag or None, args.n_configs))
     except (FileNotFoundError, ConfigError, ValueError) as e:

@@ -57,26 +57,26 @@ HUBERT_ARCHITECTURES["hubert"] = HUBERT_ARCHITECTURES["hubert_base"]
 NUM_HUBERT_CLASSES = 504  # k-means targets of the released models' final iteration
 
 
-def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
-    """A random HuBERT of the released architecture ``name`` in s3prl's converted format."""
+def random_hubert(model_cfg: dict, task_cfg: dict, seed: int = 0, num_classes: int = NUM_HUBERT_CLASSES):
+    """A randomly initialised s3prl ``HubertModel`` of the fairseq-style ``model_cfg`` / ``task_cfg``
+    (keys as in :data:`HUBERT_ARCHITECTURES`) with ``num_classes`` k-means targets."""
     from espnet_speechclip.compat import patch_s3prl
 
     patch_s3prl()
     from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
     from s3prl.upstream.utils import merge_with_parent
 
-    if name not in HUBERT_ARCHITECTURES:
-        raise InputError(
-            f"no random architecture for upstream {name!r}; known: {sorted(HUBERT_ARCHITECTURES)}"
-        )
-    model_cfg, task_cfg = HUBERT_ARCHITECTURES[name]
-    symbols = [[str(i) for i in range(NUM_HUBERT_CLASSES)]]
     torch.manual_seed(seed)
-    model = HubertModel(
+    return HubertModel(
         merge_with_parent(HubertConfig, model_cfg),
         merge_with_parent(HubertPretrainingConfig, task_cfg),
-        symbols,
+        [[str(i) for i in range(num_classes)]],
     )
+
+
+def save_hubert(model: torch.nn.Module, model_cfg: dict, task_cfg: dict, path: str | Path) -> Path:
+    """Write ``model`` (a :func:`random_hubert`) as s3prl's converted checkpoint, which its
+    ``hubert_local`` upstream loads."""
     path = Path(path)
     with atomic_path(path) as tmp:  # renamed into place: never half a checkpoint
         torch.save(
@@ -84,11 +84,21 @@ def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
                 task_cfg=task_cfg,
                 model_cfg=model_cfg,
                 model_weight=model.state_dict(),
-                dictionaries_symbols=symbols,
+                dictionaries_symbols=[[str(i) for i in range(model.num_classes[0])]],
             ),
             tmp,
         )
     return path
+
+
+def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
+    """A random HuBERT of the released architecture ``name`` in s3prl's converted format."""
+    if name not in HUBERT_ARCHITECTURES:
+        raise InputError(
+            f"no random architecture for upstream {name!r}; known: {sorted(HUBERT_ARCHITECTURES)}"
+        )
+    model_cfg, task_cfg = HUBERT_ARCHITECTURES[name]
+    return save_hubert(random_hubert(model_cfg, task_cfg, seed), model_cfg, task_cfg, path)
 
 
 def build_random(config: dict, workdir: str | Path | None = None, image_tower: bool = False):

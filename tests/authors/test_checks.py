@@ -12,7 +12,7 @@ from espnet_speechclip.authors import AuthorsCheckpointError, import_checkpoint
 def test_another_clip_is_refused(towers, tmp_path):
     """Same architecture, other weights (as another open_clip tag would be): the frozen copy in the file
     tells, and the error names the first differing key."""
-    from helpers import make_tiny_clip
+    from helpers.stand_ins import make_tiny_clip
 
     other = make_tiny_clip(tmp_path / "other-clip.pt", seed=1)
     ckpt, _, _ = make_checkpoint(towers, tmp_path / "a.ckpt", "parallel", False)

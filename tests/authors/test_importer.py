@@ -137,7 +137,7 @@ def test_frame_lengths_equal_the_authors_per_utterance(imported):
 def test_large_weights_the_raw_last_layer(towers, tmp_path):
     """A tiny HuBERT with HuBERT Large's pre-norm layout (layer_norm_first, a trained final LayerNorm): the
     imported model weights the raw output of the last layer, as the authors' hooked forward does."""
-    from helpers import make_pre_norm_hubert
+    from helpers.stand_ins import make_pre_norm_hubert
 
     from espnet_speechclip.inference import Speech2Image
 

@@ -22,7 +22,7 @@ from espnet_speechclip.inference.speech2image import Speech2Image  # noqa: E402
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from helpers import make_tiny_corpus
+    from helpers.corpora import make_tiny_corpus
 
     return make_tiny_corpus(tmp_path_factory.mktemp("mteb_corpus"), n_images=3, captions=2, split="test")
 

@@ -153,7 +153,7 @@ def test_names_and_revisions():
 
 
 def test_results_sections_put_mteb_beside_ours_for_this_model_and_data(tmp_path):
-    from helpers import make_tiny_corpus
+    from helpers.corpora import make_tiny_corpus
 
     from espnet_speechclip.benchmark.mteb_scores import results_sections
     from espnet_speechclip.data.identity import datadir_identity

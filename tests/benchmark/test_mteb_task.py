@@ -11,7 +11,7 @@ from espnet_speechclip.benchmark.mteb_task import datadir_tasks  # noqa: E402
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    from helpers import make_tiny_corpus
+    from helpers.corpora import make_tiny_corpus
 
     return make_tiny_corpus(tmp_path_factory.mktemp("mteb_task"), n_images=3, captions=2, split="test")
 

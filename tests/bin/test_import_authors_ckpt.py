@@ -17,7 +17,7 @@ from authors_reference import (
     make_checkpoint,
     waveforms,
 )
-from helpers import make_flickr8k_tree
+from helpers.corpora import make_flickr8k_tree
 
 from espnet_speechclip.bin import (
     cache_images,

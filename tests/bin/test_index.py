@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import make_photos
+from helpers.corpora import make_photos
 
 from espnet_speechclip.bin import index as index_cli
 from espnet_speechclip.bin import query as query_cli

@@ -16,7 +16,7 @@ from espnet_speechclip.inference.loader import resolve_model  # noqa: E402
 
 
 def test_local_tasks_run_through_mteb(parallel_exp, tmp_path, capsys):
-    from helpers import make_tiny_corpus
+    from helpers.corpora import make_tiny_corpus
 
     data = make_tiny_corpus(tmp_path / "corpus", n_images=4, captions=2, split="test")
     out = tmp_path / "results"

@@ -75,7 +75,7 @@ def test_query_cli_prints_ranked_images_and_keywords(sc, capsys, tmp_path):
 
 @pytest.mark.parametrize("bad", ["speech", "image", "model"])
 def test_query_checks_its_inputs_before_loading_the_model(tmp_path, capsys, monkeypatch, bad):
-    from helpers import make_garbage, make_jpg, make_wav
+    from helpers.corpora import make_garbage, make_jpg, make_wav
 
     def no_loading(*args, **kwargs):
         raise AssertionError("the model was loaded before the inputs were checked")

@@ -28,6 +28,9 @@ def test_demo_command_opens_the_page_on_the_model_with_keywords(capsys, tmp_path
         "flickr8k", ["conf/paper/parallel_base.yaml", "conf/paper/hybrid_base.yaml"]
     )
     assert "--model exp/flickr8k_hybrid_base/packed/model.zip" in cmd
+    # the recipe's --python is the interpreter the command runs
+    recipe_info.main(["demo-command", "synth", "conf/synth/parallel.yaml", "--python", "/opt/py/bin/python"])
+    assert " && /opt/py/bin/python -m espnet_speechclip.bin.demo " in capsys.readouterr().out
 
 
 def test_download_exp_name_stays_inside_exp(capsys, tmp_path):

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import List, Tuple
 
 import pytest
-from helpers import OK_LEN, assert_kaldi_sorted, make_garbage, make_jpg, make_wav, prep_log, write_lines
+from helpers.corpora import (
+    OK_LEN,
+    assert_kaldi_sorted,
+    make_garbage,
+    make_jpg,
+    make_wav,
+    prep_log,
+    write_lines,
+)
 
 from espnet_speechclip.data import flickr8k
 from espnet_speechclip.data.datadir import read_datadir, read_kv
@@ -182,7 +190,7 @@ def test_flickr8k_parsers() -> None:
 def test_flickr8k_transcripts_have_no_final_full_stop(tmp_path: Path) -> None:
     """The official token file ends captions with " ."; kept, "." would enter the training codebook and
     score a keyword hit in nearly every caption."""
-    from helpers import make_flickr8k_tree
+    from helpers.corpora import make_flickr8k_tree
 
     from espnet_speechclip.models.clip import text_token_ids
     from espnet_speechclip.models.codebook import codebook_from_texts

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 import pytest
-from helpers import OK_LEN, assert_kaldi_sorted, make_garbage, make_jpg, make_wav, prep_log
+from helpers.corpora import OK_LEN, assert_kaldi_sorted, make_garbage, make_jpg, make_wav, prep_log
 
 from espnet_speechclip.data import spokencoco
 from espnet_speechclip.data.datadir import read_datadir

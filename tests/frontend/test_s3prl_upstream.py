@@ -22,7 +22,7 @@ def s3prl_nn():
 @pytest.fixture(scope="module")
 def paper_shaped(tmp_path_factory, tiny_clip, tiny_hubert):
     """A parallel model whose branch takes the (tiny) HuBERT frames, as the paper's configs do."""
-    from helpers import pack_random_model
+    from helpers.stand_ins import pack_random_model
 
     return pack_random_model(tmp_path_factory.mktemp("paper_shaped"), tiny_clip, tiny_hubert)
 

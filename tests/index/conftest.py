@@ -1,5 +1,5 @@
 import pytest
-from helpers import make_photos
+from helpers.corpora import make_photos
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import make_photos
+from helpers.corpora import make_photos
 
 from espnet_speechclip.index import build, layout
 from espnet_speechclip.index.collection import IMAGE, read_collection

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import make_tiny_corpus
+from helpers.corpora import make_tiny_corpus
 
 from espnet_speechclip.inference.decode_dir import (
     decode_made_from,

@@ -18,7 +18,7 @@ REPO = "speechclip-test/tiny-hybrid"
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    from helpers import FakeHub
+    from helpers.hub import FakeHub
     from huggingface_hub import constants
 
     hub = FakeHub()

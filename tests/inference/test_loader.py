@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, place_in_hub_cache
+from helpers import ROOT
+from helpers.hub import place_in_hub_cache
 
 from espnet_speechclip.inference import Speech2Image
 from espnet_speechclip.inference.archive import PackError, extract_archive

@@ -26,7 +26,7 @@ CONF = ROOT / "conf" / "tiny"
 def trained(tmp_path_factory, tiny_clip, tiny_hubert):
     """A tiny parallel model trained 1 epoch through the real entry point, on a local HuBERT checkpoint,
     CLIP weights and CLIP JSON that are private copies (the test deletes them later)."""
-    from helpers import train_tiny_speechclip
+    from helpers.stand_ins import train_tiny_speechclip
 
     root = tmp_path_factory.mktemp("pack")
     local = root / "local"
@@ -171,7 +171,8 @@ def test_pack_unpack_infer_self_contained(trained, tmp_path, monkeypatch, caplog
 def test_pack_cascaded_codebook_and_relative_paths(tmp_path):
     """A cascaded model's codebook file goes into the archive too; relative config paths resolve
     against base_dir. The weights are the freshly built model's (no training needed for packing)."""
-    from helpers import TINY_CLIP_CONFIG, make_tiny_clip
+    from helpers import TINY_CLIP_CONFIG
+    from helpers.stand_ins import make_tiny_clip
 
     from espnet_speechclip.inference import Speech2Image
     from espnet_speechclip.models.codebook import codebook_from_texts, write_codebook

@@ -83,7 +83,7 @@ def test_too_short_audio_is_an_error_naming_the_minimum(encoder):
 
 
 def test_hubert_receptive_field_and_normalisation(tmp_path):
-    from helpers import make_tiny_hubert
+    from helpers.stand_ins import make_tiny_hubert
 
     ckpt = make_tiny_hubert(tmp_path / "norm.pt", normalize=True)
     enc = S3PRLSpeechEncoder("hubert_local", str(ckpt)).eval()

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import make_pre_norm_hubert
+from helpers.stand_ins import make_pre_norm_hubert
 
 from espnet_speechclip.models.upstream import Upstream
 

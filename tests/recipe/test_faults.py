@@ -1,107 +1,65 @@
 """Faults injected into the recipe the way a user's week goes wrong: nothing stale is reused, nothing fails
-silently. A miniature Flickr8k with the tiny parallel config, in a dump folder whose name has a space."""
+silently. The shared miniature Flickr8k run (tests/recipe/conftest.py), its tiny parallel config, in a dump
+folder whose name has a space."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import ROOT, copy_recipe
+from helpers import ROOT
+from helpers.recipe import MINI_DUMP as DUMP
+from helpers.recipe import MINI_EPOCHS, MINI_IMAGES, copy_of_run, copy_recipe, failed
 
 CONFIG = "conf/tiny/parallel.yaml"
 EXP = "exp/flickr8k_parallel"
-DUMP = "dump dir"
+# The tiny parallel config alone, the inference split as in the shared run (its decode logs stay the same)
+ARGS = ("--train_config", CONFIG, "--nj", "1", "--inference_nj", "2")
 
 
-def attempt(rec: Path, *args: str, corpus: Path) -> subprocess.CompletedProcess:
-    """``./run.sh --corpus flickr8k ...`` in ``rec``; the finished process (any exit status)."""
-    env = dict(os.environ, FLICKR8K=str(corpus), OMP_NUM_THREADS="1")
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
-    env.pop("SPEECHCLIP_DEBUG", None)
-    common = ["--corpus", "flickr8k", "--train_config", CONFIG, "--nj", "1", "--dumpdir", DUMP]
-    return subprocess.run(
-        ["./run.sh", *common, *args], cwd=rec, env=env, capture_output=True, text=True, timeout=900
-    )
-
-
-def ok(proc: subprocess.CompletedProcess) -> str:
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def failed(proc: subprocess.CompletedProcess) -> str:
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0, out[-4000:]
-    assert "Traceback" not in out, out[-4000:]  # a one-line cause, not a stack
-    return out
-
-
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    from helpers import make_flickr8k_tree, make_tiny_clip
-
-    tmp = tmp_path_factory.mktemp("faults")
-    corpus = make_flickr8k_tree(tmp / "flickr8k", n_images={"train": 8, "dev": 4, "test": 4})
-    rec = copy_recipe(tmp / "sc1")
-    (rec / "exp" / "clip").mkdir(parents=True)
-    make_tiny_clip(rec / "exp" / "clip" / "tiny-clip.pt")
-    out = ok(attempt(rec, "--stop_stage", "7", "--train_args", "--max_epoch 2", corpus=corpus))
-    return rec, corpus, out
-
-
-def test_a_dump_folder_with_a_space_and_an_honest_last_line(recipe):
-    rec, corpus, out = recipe
+def test_a_dump_folder_with_a_space_and_an_honest_last_line(flickr8k_run):
+    rec, out = flickr8k_run.rec, flickr8k_run.out
     assert (rec / DUMP / "raw" / "flickr8k_train" / "wav.scp").is_file()
     assert json.loads((rec / EXP / "results.json").read_text())["flickr8k_test"]["parallel"]
     assert f"Results: {EXP}/RESULTS.md" in out
-    out = ok(attempt(rec, "--stage", "4", "--stop_stage", "4", corpus=corpus))
+    out = flickr8k_run.run(*ARGS, "--stage", "4", "--stop_stage", "4")
     assert "Successfully finished stages 4-4." in out and "Results:" not in out
 
 
-def test_a_damaged_cached_embedding_is_rebuilt(recipe):
-    rec, corpus, _ = recipe
-    cache = next((rec / DUMP / "image_emb").iterdir())
-    npy = sorted((cache / "emb").glob("*.npy"))[0]
+def test_a_damaged_cached_embedding_is_rebuilt(flickr8k_run):
+    npy = sorted((flickr8k_run.image_cache() / "emb").glob("*.npy"))[0]
     good = np.load(npy)
     npy.write_bytes(npy.read_bytes()[:-8])  # truncated
-    out = ok(attempt(rec, "--stage", "3", "--stop_stage", "3", corpus=corpus))
+    out = flickr8k_run.run(*ARGS, "--stage", "3", "--stop_stage", "3")
     assert "1 to embed (1 damaged cached embedding(s) recomputed)" in out
     np.testing.assert_allclose(np.load(npy), good, atol=1e-6)
 
 
-def test_changed_training_options_are_refused_and_the_log_kept(recipe):
-    rec, corpus, _ = recipe
-    exp = rec / EXP
+def test_changed_training_options_are_refused_and_the_log_kept(flickr8k_run):
+    exp = flickr8k_run.rec / EXP
     config, log = (exp / "config.yaml").read_bytes(), (exp / "train.log").read_text()
-    out = failed(
-        attempt(
-            rec, "--stage", "5", "--stop_stage", "5", "--train_args", "--optim_conf lr=0.5", corpus=corpus
-        )
-    )
+    args = ("--stage", "5", "--stop_stage", "5", "--train_args", "--optim_conf lr=0.5")
+    out = failed(flickr8k_run.attempt(*ARGS, *args))
     assert "optim_conf.lr: 0.003 -> 0.5" in out and "start a new experiment" in out
     assert (exp / "config.yaml").read_bytes() == config
     now = (exp / "train.log").read_text()
     assert now.startswith(log) and now.count("# Started at") == log.count("# Started at") + 1
-    assert now.count("epoch results") == log.count("epoch results") == 2
+    assert now.count("epoch results") == log.count("epoch results") == MINI_EPOCHS
 
 
-def test_a_config_error_is_one_line(recipe, tmp_path):
-    rec, corpus, _ = recipe
+def test_a_config_error_is_one_line(flickr8k_run):
+    rec = flickr8k_run.rec
     bad = (ROOT / CONFIG).read_text().replace("upstream: fbank", "upstream: hubert_nope")
     (rec / "bad.yaml").write_text(bad)
-    proc = attempt(rec, "--stage", "5", "--stop_stage", "5", "--train_config", "bad.yaml", corpus=corpus)
+    proc = flickr8k_run.attempt(*ARGS, "--stage", "5", "--stop_stage", "5", "--train_config", "bad.yaml")
     out = failed(proc)
     assert "error: unknown s3prl upstream 'hubert_nope'" in out
     assert "Traceback" not in (rec / "exp" / "flickr8k_bad" / "train.log").read_text()
 
 
-def test_a_failed_inference_cannot_be_scored(recipe):
-    rec, corpus, _ = recipe
+def test_a_failed_inference_cannot_be_scored(flickr8k_run):
+    rec = flickr8k_run.rec
     exp = rec / EXP
     results = (exp / "results.json").read_bytes()
     wav = Path((rec / DUMP / "raw" / "flickr8k_test" / "wav.scp").read_text().split()[1])
@@ -110,43 +68,44 @@ def test_a_failed_inference_cannot_be_scored(recipe):
     audio = wav.read_bytes()
     wav.write_bytes(b"RIFF" + b"\0" * 40)  # undecodable: inference fails on it
     try:
-        failed(attempt(rec, "--stage", "6", "--stop_stage", "6", corpus=corpus))
+        failed(flickr8k_run.attempt(*ARGS, "--stage", "6", "--stop_stage", "6"))
     finally:
         wav.write_bytes(audio)
-    out = failed(attempt(rec, "--stage", "7", "--stop_stage", "7", corpus=corpus))
+    out = failed(flickr8k_run.attempt(*ARGS, "--stage", "7", "--stop_stage", "7"))
     assert "decode_flickr8k_test has no record of a finished run" in out and "stage 6" in out
     assert (exp / "results.json").read_bytes() == results
     # and packing refuses nothing stale: the results on disk are still those of the model
-    ok(attempt(rec, "--stage", "6", "--stop_stage", "8", corpus=corpus))
+    flickr8k_run.run(*ARGS, "--stage", "6", "--stop_stage", "8")
 
 
-def test_a_regenerated_corpus_rebuilds_caches_and_refuses_stale_outputs(recipe):
-    from helpers import make_flickr8k_tree
+def test_a_regenerated_corpus_rebuilds_caches_and_refuses_stale_outputs(flickr8k_run, tmp_path):
+    from helpers.corpora import make_flickr8k_tree
     from PIL import Image
 
-    rec, corpus, _ = recipe
+    mine = copy_of_run(flickr8k_run, tmp_path)  # changed for good: a copy of the shared run
+    rec, corpus = mine.rec, mine.corpus
     exp = rec / EXP
     results = (exp / "results.json").read_bytes()
     # the same file names with other contents: new audio (another seed) and one new picture
-    make_flickr8k_tree(corpus, n_images={"train": 8, "dev": 4, "test": 4}, seed=1)
+    make_flickr8k_tree(corpus, n_images=MINI_IMAGES, seed=1)
     first_test_image = sorted((corpus / "Flicker8k_Dataset").glob("*_test0.jpg"))[0]
     Image.new("RGB", (48, 48), (0, 255, 255)).save(first_test_image, "JPEG")
-    out = ok(attempt(rec, "--stage", "1", "--stop_stage", "3", corpus=corpus))
+    out = mine.run(*ARGS, "--stage", "1", "--stop_stage", "3")
     assert "1 to embed" in out  # the changed picture, and only it
 
     # the old decode is not the inference of the data as it is now
-    out = failed(attempt(rec, "--stage", "7", "--stop_stage", "7", corpus=corpus))
+    out = failed(mine.attempt(*ARGS, "--stage", "7", "--stop_stage", "7"))
     assert "was made from other inputs" in out and "data." in out
     assert (exp / "results.json").read_bytes() == results
     # and the experiment was trained on the old data: continuing it is refused
-    out = failed(attempt(rec, "--stage", "5", "--stop_stage", "5", corpus=corpus))
+    out = failed(mine.attempt(*ARGS, "--stage", "5", "--stop_stage", "5"))
     assert "data.train.speech.content" in out and "start a new experiment" in out
 
 
 def test_a_reseeded_synth_corpus_retrains_the_stand_in_clip_and_reembeds(tmp_path):
     """``./run.sh --synth_seed 1``: the same file names with new pictures and speech."""
     pytest.importorskip("espeakng_loader")
-    from helpers import run_recipe
+    from helpers.recipe import run_recipe
 
     rec = copy_recipe(tmp_path / "sc1")
     sizes = (

@@ -1,17 +1,18 @@
-"""The recipe egs2/speechclip/sc1 end to end (stages 1-9) on a miniature Flickr8k with the tiny configs
-(parallel, cascaded, and hybrid+, whose keyword counts train towards the captions' token counts): the
-ESPnet-style flags, and the Hub round trip (upload to a Hub stand-in on 127.0.0.1, then
-``--download_model`` from the Hub cache with HF_HUB_OFFLINE=1)."""
+"""The recipe egs2/speechclip/sc1 end to end (stages 1-9) on the shared miniature Flickr8k run (tests/recipe/
+conftest.py: the tiny parallel, cascaded, and hybrid+ configs, whose keyword counts train towards the
+captions' token counts): the ESPnet-style flags, --python and the run log, and the Hub round trip (upload
+to a Hub stand-in on 127.0.0.1, then ``--download_model`` from the Hub cache with HF_HUB_OFFLINE=1)."""
 
 import json
 import re
 import zipfile
 
 import pytest
-from helpers import ROOT, copy_recipe
-from helpers import run_recipe as run
+from helpers import ROOT
+from helpers.recipe import MINI_CAPTIONS, MINI_CONFIGS, MINI_DUMP, MINI_IMAGES, copy_recipe
+from helpers.recipe import run_recipe as run
 
-TINY = "conf/tiny/parallel.yaml conf/tiny/cascaded.yaml conf/tiny/hybrid_plus.yaml"
+TINY = " ".join(MINI_CONFIGS)
 
 
 FLAGS = (
@@ -67,33 +68,8 @@ def test_help_lists_every_option():
         assert f"--{name}" in out, name
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    from helpers import make_flickr8k_tree, make_tiny_clip
-
-    tmp = tmp_path_factory.mktemp("recipe")
-    corpus = make_flickr8k_tree(tmp / "flickr8k")
-    rec = copy_recipe(tmp / "sc1")
-    (rec / "exp" / "clip").mkdir(parents=True)
-    make_tiny_clip(rec / "exp" / "clip" / "tiny-clip.pt")
-    # --nj 1: the configs train one after the other; --inference_nj 2: split inference jobs and a merge
-    out = run(
-        rec,
-        "--corpus",
-        "flickr8k",
-        "--train_config",
-        TINY,
-        "--nj",
-        "1",
-        "--inference_nj",
-        "2",
-        env={"FLICKR8K": str(corpus)},
-    )
-    return rec, out, corpus
-
-
-def test_stages_1_to_8_produce_results(recipe):
-    rec, out, _ = recipe
+def test_stages_1_to_8_produce_results(flickr8k_run):
+    rec, out = flickr8k_run.rec, flickr8k_run.out
     for name in ("flickr8k_parallel", "flickr8k_cascaded"):
         exp = rec / "exp" / name
         results = json.loads((exp / "results.json").read_text())
@@ -128,39 +104,28 @@ def test_stages_1_to_8_produce_results(recipe):
     assert list(res) == ["parallel", "cascaded"]
     assert set(res["cascaded"]["keyword_hit_rate"]) == {"pooled", "utterance_avg", "keywords_per_utterance"}
     assert "pooled" in (exp / "RESULTS.md").read_text() and (exp / "packed" / "model.zip").is_file()
-    # data dirs in the documented layout, 12/4/4 images x 2 captions
-    for split, n in (("train", 24), ("dev", 8), ("test", 8)):
+    # data dirs in the documented layout, 8/4/4 images x 2 captions
+    for split, images in MINI_IMAGES.items():
+        n = images * MINI_CAPTIONS
         d = rec / "data" / f"flickr8k_{split}"
         for f in ("wav.scp", "text", "utt2spk", "utt2img", "img.scp", "utt2num_samples"):
             assert (d / f).is_file()
         assert len((d / "wav.scp").read_text().splitlines()) == n
 
 
-def test_rerun_of_finished_stage_does_no_work(recipe):
-    rec, _, corpus = recipe
-    cache = next((rec / "dump" / "image_emb").iterdir())
+def test_rerun_of_finished_stage_does_no_work(flickr8k_run):
+    cache = flickr8k_run.image_cache()
     before = {p: p.stat().st_mtime_ns for p in cache.glob("emb/*.npy")}
     assert before
-    out = run(
-        rec,
-        "--corpus",
-        "flickr8k",
-        "--train_config",
-        TINY,
-        "--stage",
-        "3",
-        "--stop_stage",
-        "3",
-        env={"FLICKR8K": str(corpus)},
-    )
+    out = flickr8k_run.run("--train_config", TINY, "--stage", "3", "--stop_stage", "3")
     assert "0 to embed" in out
     assert {p: p.stat().st_mtime_ns for p in cache.glob("emb/*.npy")} == before
 
 
-def test_different_clip_recomputes_the_image_cache(recipe):
-    from helpers import make_tiny_clip
+def test_different_clip_recomputes_the_image_cache(flickr8k_run):
+    from helpers.stand_ins import make_tiny_clip
 
-    rec, _, corpus = recipe
+    rec = flickr8k_run.rec
     make_tiny_clip(rec / "exp" / "clip" / "other-clip.pt", seed=1)
     conf = (
         (ROOT / "conf" / "tiny" / "parallel.yaml")
@@ -168,22 +133,11 @@ def test_different_clip_recomputes_the_image_cache(recipe):
         .replace("exp/clip/tiny-clip.pt", "exp/clip/other-clip.pt")
     )
     (rec / "other.yaml").write_text(conf)
-    out = run(
-        rec,
-        "--corpus",
-        "flickr8k",
-        "--train_config",
-        "other.yaml",
-        "--stage",
-        "3",
-        "--stop_stage",
-        "3",
-        env={"FLICKR8K": str(corpus)},
-    )
-    caches = sorted((rec / "dump" / "image_emb").iterdir())
+    out = flickr8k_run.run("--train_config", "other.yaml", "--stage", "3", "--stop_stage", "3")
+    caches = sorted((rec / MINI_DUMP / "image_emb").iterdir())
     assert len(caches) == 2
     embedded = [int(n) for n in re.findall(r"(\d+) to embed", out)]
-    # one per distinct image (12 + 4 + 4 files, embedded by content: equal files once), not per caption
+    # one per distinct image (8 + 4 + 4 files, embedded by content: equal files once), not per caption
     from espnet_speechclip.data.datadir import read_kv
     from espnet_speechclip.files import sha256_file
 
@@ -192,7 +146,7 @@ def test_different_clip_recomputes_the_image_cache(recipe):
         for s in ("train", "dev", "test")
         for p in read_kv(rec / "data" / f"flickr8k_{s}" / "img.scp").values()
     }
-    assert len(files) == 20
+    assert len(files) == sum(MINI_IMAGES.values())
     assert sum(embedded) == len({sha256_file(p) for p in files})
 
 
@@ -205,10 +159,32 @@ def test_run_ends_with_the_command_that_opens_the_web_page(tmp_path):
     )
 
 
-def test_skip_flags(recipe):
-    rec, _, corpus = recipe
-    env = {"FLICKR8K": str(corpus)}
-    args = ["--corpus", "flickr8k", "--train_config", "conf/tiny/parallel.yaml"]
+def test_python_option_and_the_run_log(tmp_path):
+    """--python names the interpreter of every stage (and of the closing command); each run appends its
+    command line, date and commit to <expdir>/logs/run.<date>.log."""
+    import sys
+
+    rec = copy_recipe(tmp_path / "sc1")
+    run(rec, "--stage", "10", "--stop_stage", "8")
+    out = run(rec, "--python", sys.executable, "--stage", "10", "--stop_stage", "8", "--tag", "it's mine")
+    assert out.strip().splitlines()[-1].startswith(f"cd {rec} && . ./path.sh && {sys.executable} -m ")
+    (log,) = (rec / "exp" / "logs").glob("run.*.log")
+    assert re.fullmatch(r"run\.\d{8}\.log", log.name)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 6  # two runs, three lines each
+    assert re.fullmatch(r"# \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d in " + re.escape(str(rec)), lines[0])
+    assert lines[1] == "# git (not a git checkout)"  # the copy lies outside the repository
+    assert lines[2] == "./run.sh --stage 10 --stop_stage 8"
+    # quoted as the shell reads it back
+    assert lines[5] == f"./run.sh --python {sys.executable} --stage 10 --stop_stage 8 --tag it\\'s\\ mine"
+    # an interpreter that is not there stops the run at its first use, naming it
+    with pytest.raises(AssertionError, match="no-such-python"):
+        run(rec, "--python", "no-such-python", "--stage", "10", "--stop_stage", "8")
+
+
+def test_skip_flags(flickr8k_run):
+    rec = flickr8k_run.rec
+    args = ["--train_config", "conf/tiny/parallel.yaml"]
     exp = rec / "exp" / "flickr8k_parallel"
     outputs = [
         exp / "packed" / "model.zip",
@@ -216,8 +192,7 @@ def test_skip_flags(recipe):
         exp / "decode_flickr8k_test" / "scores.json",
     ]
     before = [p.stat().st_mtime_ns for p in outputs]
-    out = run(
-        rec,
+    out = flickr8k_run.run(
         *args,
         *("--skip_data_prep", "true", "--skip_train", "true", "--skip_eval", "true"),
         *(
@@ -228,7 +203,6 @@ def test_skip_flags(recipe):
             "--skip_upload_hf",
             "true",
         ),
-        env=env,
     )
     for stage in range(1, 10):
         assert f"Stage {stage}:" not in out, stage
@@ -237,28 +211,26 @@ def test_skip_flags(recipe):
     with pytest.raises(
         AssertionError, match=r"nope.pth does not exist \(--inference_model nope.pth\).*latest.pth"
     ):
-        run(rec, *args, "--stage", "6", "--stop_stage", "6", "--inference_model", "nope.pth", env=env)
+        flickr8k_run.run(*args, "--stage", "6", "--stop_stage", "6", "--inference_model", "nope.pth")
     with pytest.raises(AssertionError, match="--skip_train must be true or false"):
-        run(rec, *args, "--skip_train", "yes", env=env)
+        flickr8k_run.run(*args, "--skip_train", "yes")
 
 
-def test_hub_round_trip_through_the_recipe(recipe, tmp_path):
+def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
     """Stage 9 uploads the packed model with the real huggingface_hub (to a stand-in on 127.0.0.1);
     what arrived, placed in a Hub cache, evaluates offline through --download_model with the same
     numbers as the trained experiment."""
-    from helpers import FakeHub, place_in_hub_cache
+    from helpers.hub import FakeHub, place_in_hub_cache
     from huggingface_hub import ModelCard
 
-    rec, _, corpus = recipe
+    rec = flickr8k_run.rec
     exp = rec / "exp" / "flickr8k_parallel"
-    args = ["--corpus", "flickr8k", "--train_config", "conf/tiny/parallel.yaml"]
     hub = FakeHub(lifetime=300)
     try:
-        out = run(
-            rec,
-            *args,
+        out = flickr8k_run.run(
+            *("--train_config", "conf/tiny/parallel.yaml"),
             *("--stage", "9", "--hf_repo", "speechclip-test/tiny-parallel"),
-            env={"FLICKR8K": str(corpus), "HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token_not_real"},
+            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token_not_real"},
         )
     finally:
         hub.close()
@@ -283,12 +255,10 @@ def test_hub_round_trip_through_the_recipe(recipe, tmp_path):
     place_in_hub_cache(staged, tmp_path / "hub", "speechclip-test/tiny-parallel", "c" * 40)
     # ESPnet's way: a downloaded model, evaluated without data preparation or training (the data and
     # the image cache of its CLIP are there); its weights linked under the --inference_model name
-    out = run(
-        rec,
-        *("--corpus", "flickr8k", "--download_model", "speechclip-test/tiny-parallel"),
+    out = flickr8k_run.run(
+        *("--download_model", "speechclip-test/tiny-parallel"),
         *("--skip_data_prep", "true", "--skip_train", "true", "--inference_model", "latest.pth"),
         env={
-            "FLICKR8K": str(corpus),
             "HF_HUB_OFFLINE": "1",
             "HF_HUB_CACHE": str(tmp_path / "hub"),
             "ESPNET_SPEECHCLIP_CACHE": str(tmp_path / "unpack"),
@@ -308,13 +278,16 @@ def test_hub_round_trip_through_the_recipe(recipe, tmp_path):
     assert_environment_header((downloaded / "RESULTS.md").read_text())
 
 
-def test_reuse_commands_run_after_a_flickr8k_run(recipe):
-    """The README's reuse commands (local/reuse_example.sh) on a corpus other than synth: the
-    experiment folder is the only thing they are told."""
-    from helpers import check_reuse_example_output, run_reuse_example
+def test_reuse_commands_run_after_a_flickr8k_run(flickr8k_run):
+    """The README's reuse commands (local/reuse_example.sh) on a corpus other than synth, the ESPnet ASR
+    on the SpeechCLIP encoder included: the experiment folder is the only thing they are told (its data
+    in a folder whose name has a space)."""
+    from helpers.recipe import check_reuse_example_output, run_reuse_example
 
-    rec, _, _ = recipe
+    rec = flickr8k_run.rec
     out = run_reuse_example(rec, "exp/flickr8k_cascaded")
-    check_reuse_example_output(out, rec, "exp/flickr8k_cascaded", "flickr8k", n_test_images=4)
+    check_reuse_example_output(
+        out, rec, "exp/flickr8k_cascaded", "flickr8k", n_test_images=MINI_IMAGES["test"], dumpdir=MINI_DUMP
+    )
     assert "Keyword(token=" in out  # a cascaded model: keywords from the API and the query
     assert re.search(r"^keywords \(\d+; score, heard from-to seconds\):$", out, re.M)

@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import make_garbage, make_wav, write_lines
+from helpers.corpora import make_garbage, make_wav, write_lines
 
 from espnet_speechclip.data import format as fmt
 from espnet_speechclip.data.datadir import Utterance, write_datadir

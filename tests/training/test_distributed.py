@@ -18,7 +18,9 @@ import subprocess
 import sys
 
 import torch
-from helpers import ROOT, make_tiny_corpus, training_data_args
+from helpers import ROOT
+from helpers.corpora import make_tiny_corpus
+from helpers.stand_ins import training_data_args
 
 from espnet_speechclip.bin import speechclip_train
 from espnet_speechclip.training.image_cache import cache_image_embeddings, write_utt_emb_scp

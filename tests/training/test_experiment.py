@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import ROOT, make_tiny_corpus, training_data_args
+from helpers import ROOT
+from helpers.corpora import make_tiny_corpus
+from helpers.stand_ins import training_data_args
 
 from espnet_speechclip.bin import speechclip_train
 from espnet_speechclip.data.datadir import read_kv

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import make_tiny_corpus
+from helpers.corpora import make_tiny_corpus
 
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.inference.decode_dir import read_image_cache
@@ -67,6 +67,10 @@ def test_damaged_entries_are_recomputed_not_trusted(corpus, tiny_clip, tmp_path,
     cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
     assert embedded(caplog) == 1
     np.testing.assert_allclose(np.load(path), good, atol=1e-6)  # alone, not in a batch of 4
+    # the rebuilt entry is recorded as it is now: the next run trusts it
+    caplog.clear()
+    cache_image_embeddings(corpus / "img.scp", tiny_clip, tmp_path / "cache", progress=False)
+    assert embedded(caplog) == 0
 
 
 def test_an_interrupted_run_resumes_from_its_journal(corpus, tiny_clip, tmp_path, caplog, monkeypatch):

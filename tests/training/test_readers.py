@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import soundfile as sf
-from helpers import make_garbage, make_jpg, make_wav, write_lines
+from helpers.corpora import make_garbage, make_jpg, make_wav, write_lines
 
 from espnet_speechclip.data.media import MediaError
 from espnet_speechclip.training.readers import ImageReader, Sound16kReader, register_data_types

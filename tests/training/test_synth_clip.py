@@ -6,7 +6,7 @@ import json
 import logging
 
 import torch
-from helpers import SYNTH_SIZES as SIZES
+from helpers.corpora import SYNTH_SIZES as SIZES
 
 
 def test_synth_clip_smoke(synth_corpus, tmp_path, caplog):

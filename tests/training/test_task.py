@@ -18,7 +18,7 @@ CONF = ROOT / "conf" / "tiny"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, tiny_clip):
-    from helpers import make_tiny_corpus
+    from helpers.corpora import make_tiny_corpus
 
     root = tmp_path_factory.mktemp("corpus")
     dirs = {
@@ -33,7 +33,7 @@ def corpus(tmp_path_factory, tiny_clip):
 
 
 def data_args(corpus):
-    from helpers import training_data_args
+    from helpers.stand_ins import training_data_args
 
     # transcripts: validation also scores zero-shot speech->text; CIF models with caption-length unit
     # targets train on them (the other models leave them unused)

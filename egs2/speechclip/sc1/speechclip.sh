@@ -6,10 +6,18 @@
 # trained otherwise, a decode of another model or data) when that changes.
 set -euo pipefail
 
+# The command line as given, quoted so that it can be pasted back (parse_options.sh consumes "$@"); it
+# goes to <expdir>/logs/run.<date>.log.
+run_cmdline="./run.sh"
+[ $# -eq 0 ] || run_cmdline+=$(printf ' %q' "$@")
+
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*"; }
 
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
+Every option is --name value (or --name=value); BOOL is true or false.
+
+General:
   --stage N / --stop_stage M   stages to run (1 data, 2 audio format, 3 image cache, 4 codebook,
                                5 training, 6 inference, 7 scoring/RESULTS.md, 8 packing, 9 Hub upload;
                                10 serves the web page on the packed model until Ctrl-C, only when asked for)
@@ -18,22 +26,28 @@ Usage: ./run.sh [options]
   --skip_eval BOOL             skip stages 6-7 (inference, scoring)
   --skip_packing BOOL          skip stage 8 (packing into exp/<tag>/packed/model.zip)
   --skip_upload_hf BOOL        skip stage 9 (it runs only with --hf_repo anyway)
-  --mteb BOOL                  stage 7 also runs MTEB's evaluator on the test set (needs the extra:
-                               pip install -e '.[mteb]'); RESULTS.md then shows its nDCG@10 beside ours
-  --corpus NAME                synth (default, generated here), flickr8k or spokencoco (paths in db.sh)
-  --train_config "A [B ...]"   training config(s); one experiment each
-  --ngpu N                     GPUs per node (0: CPU; >1: DDP)   --num_nodes N   nodes (>1: espnet2.bin.launch)
+  --python CMD                 the Python interpreter every stage runs (default python3, the one path.sh
+                               puts first on PATH: the project's .venv when there is one)
+  --ngpu N                     GPUs per node (0: CPU; >1: DDP)
+  --num_nodes N                nodes (>1: espnet2.bin.launch)
   --nj N                       parallel jobs of the data stages, inference and scoring; on CPU
                                (--ngpu 0) the training threads, shared by configs trained side by side
-  --inference_nj N             inference jobs per data set (each embeds 1/N of the utterances, then
-                               one merges); up to nj inference processes run at a time
-  --inference_model FILE       checkpoint of the experiment folder that stages 6-8 use
-                               (default valid.mean_r10.best.pth: the best by dev mean R@10; e.g. latest.pth,
-                               3epoch.pth)
+  --dumpdir DIR                where data, audio and image embeddings go (default dump)
+  --expdir DIR                 where experiments go (default exp); every run appends its command line,
+                               date and git commit to <expdir>/logs/run.<date>.log
+
+Data preparation (stages 1-4):
+  --corpus NAME                synth (default, generated here), flickr8k or spokencoco (paths in db.sh)
+  --synth_n_train N --synth_n_dev N --synth_n_test N
+                               images of each set of the built-in synth corpus
+  --synth_captions N           spoken captions per synth image
+  --synth_seed N               seed of the synth corpus (a new seed: new pictures and speech)
+  --clip_steps N               training steps of the synth corpus's stand-in CLIP (default 500)
+
+Training (stage 5):
+  --train_config "A [B ...]"   training config(s); one experiment each
   --tag NAME                   experiment tag (default <corpus>_<config name>)
   --train_args "..."           extra options for espnet_speechclip.bin.speechclip_train
-  --inference_args "..."       extra options for espnet_speechclip.bin.speechclip_inference
-  --dumpdir DIR --expdir DIR   where features and experiments go (dump, exp)
   --download_model REPO        evaluate a trained model instead of training one: a Hugging Face Hub repo
                                id <namespace>/<name>[@revision] (or a packed .zip), fetched into
                                <expdir>/<REPO>/ (HF_HUB_OFFLINE=1 uses the Hub cache only), e.g.
@@ -43,45 +57,65 @@ Usage: ./run.sh [options]
                                and packed
   --import_args "..."          extra options for espnet_speechclip.bin.import_authors_ckpt (e.g. local
                                HuBERT / CLIP files: --upstream_path F --clip_pretrained F)
+  Training logs TensorBoard curves to <expdir>/<tag>/tensorboard/ (tensorboard --logdir exp).
+
+Inference and scoring (stages 6-7):
+  --inference_model FILE       checkpoint of the experiment folder that stages 6-8 use
+                               (default valid.mean_r10.best.pth: the best by dev mean R@10; e.g. latest.pth,
+                               3epoch.pth)
+  --inference_nj N             inference jobs per data set (each embeds 1/N of the utterances, then
+                               one merges); up to nj inference processes run at a time
+  --inference_args "..."       extra options for espnet_speechclip.bin.speechclip_inference
+  --mteb BOOL                  stage 7 also runs MTEB's evaluator on the test set (needs the extra:
+                               pip install -e '.[mteb]'); RESULTS.md then shows its nDCG@10 beside ours
+
+Packing and upload (stages 8-9):
   --hf_repo NAMESPACE/NAME     stage 9: upload the packed model with its model card to this Hub repo
                                (log in first: hf auth login, or set HF_TOKEN); with several configs each
                                goes to <NAMESPACE/NAME>_<config name>
-  synth corpus: --synth_n_train --synth_n_dev --synth_n_test --synth_captions --synth_seed
-                               --clip_steps (training steps of the stand-in CLIP, default 500)
-Training logs TensorBoard curves to <expdir>/<tag>/tensorboard/ (tensorboard --logdir exp).
 HELP
 )
 
-stage=1
-stop_stage=9  # stage 10 (the web page) blocks, so it runs only when asked for
-skip_data_prep=false
-skip_train=false
-skip_eval=false
-skip_packing=false
-skip_upload_hf=false
-mteb=false
-corpus=synth
-train_config=""
-ngpu=0
-num_nodes=1
-nj=2
-inference_nj=1
-inference_model=valid.mean_r10.best.pth
-tag=""
-train_args=""
-inference_args=""
-dumpdir=dump
-expdir=exp
-download_model=""
-pretrained_model=""
-import_args=""
-hf_repo=""
-synth_n_train=1600
+# General
+stage=1                   # first stage to run
+stop_stage=9              # last stage; stage 10 (the web page) blocks, so it runs only when asked for
+skip_data_prep=false      # skip stages 1-4
+skip_train=false          # skip stage 5
+skip_eval=false           # skip stages 6-7
+skip_packing=false        # skip stage 8
+skip_upload_hf=false      # skip stage 9
+python=python3            # the interpreter of every stage
+ngpu=0                    # GPUs per node (0: CPU)
+num_nodes=1               # nodes of a multi-node training
+nj=2                      # parallel jobs (and CPU training threads)
+dumpdir=dump              # data, audio, image embeddings, codebook
+expdir=exp                # experiments and logs
+
+# Data preparation
+corpus=synth              # synth, flickr8k or spokencoco
+synth_n_train=1600        # synth corpus: images per set, captions per image, seed
 synth_n_dev=200
 synth_n_test=200
 synth_captions=3
 synth_seed=0
-clip_steps=500
+clip_steps=500            # training steps of the synth corpus's stand-in CLIP
+
+# Training
+train_config=""           # training configs (default: the corpus's parallel and cascaded)
+tag=""                    # experiment tag (default <corpus>_<config name>)
+train_args=""             # extra options of espnet_speechclip.bin.speechclip_train
+download_model=""         # a packed model (Hub repo id or .zip) evaluated instead of training
+pretrained_model=""       # the authors' checkpoint, imported instead of training
+import_args=""            # extra options of espnet_speechclip.bin.import_authors_ckpt
+
+# Inference and scoring
+inference_model=valid.mean_r10.best.pth  # checkpoint that stages 6-8 use
+inference_nj=1            # inference jobs per data set
+inference_args=""         # extra options of espnet_speechclip.bin.speechclip_inference
+mteb=false                # stage 7 also runs MTEB's evaluator
+
+# Packing and upload
+hf_repo=""                # Hub repo of stage 9 (none: stage 9 is skipped)
 
 . ./path.sh
 . ./cmd.sh
@@ -109,7 +143,7 @@ fi
 if [ -n "${pretrained_model}" ] && [ ! -f "${pretrained_model}" ]; then
     log "--pretrained_model ${pretrained_model} does not exist"; exit 1
 fi
-info() { python3 -m espnet_speechclip.bin.recipe_info "$@"; }
+info() { ${python} -m espnet_speechclip.bin.recipe_info "$@"; }
 # A model given instead of trained: its one experiment folder stands in for the training configs.
 fixed_exp=""
 if [ -n "${download_model}" ]; then
@@ -145,6 +179,13 @@ test_set=$(info set-name "${corpus}" test)
 sets="${train_set} ${dev_set} ${test_set}"
 logdir=${expdir}/logs
 mkdir -p "${logdir}"
+# Every run leaves its command line in the log of the day, with what it ran on: rerunning it reproduces it.
+{
+    echo "# $(date '+%Y-%m-%dT%H:%M:%S') in $(pwd)"
+    echo "# git $(git rev-parse HEAD 2>/dev/null || echo '(not a git checkout)')$(
+        [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ] && echo ' with local changes')"
+    echo "${run_cmdline}"
+} >> "${logdir}/run.$(date '+%Y%m%d').log"
 device=cpu
 [ "${ngpu}" -gt 0 ] && device=cuda
 codebook=${dumpdir}/codebook/${train_set}.txt
@@ -204,25 +245,25 @@ bg_wait() {  # wait for every bg_run job; fail if any failed (each names its log
 if [ -n "${fixed_exp}" ] && { runs 5 "${skip_train}" || [ ! -f "${fixed_exp}/config.yaml" ]; }; then
     if [ -n "${download_model}" ]; then
         log "Stage 5 replaced: fetching ${download_model} into ${fixed_exp}"
-        run_logged "${logdir}/download_model.log" python3 -m espnet_speechclip.bin.hub_download \
+        run_logged "${logdir}/download_model.log" ${python} -m espnet_speechclip.bin.hub_download \
             --model "${download_model}" --exp_dir "${fixed_exp}" --model_name "${inference_model}"
     else
         log "Stage 5 replaced: importing the authors' checkpoint ${pretrained_model} into ${fixed_exp}"
-        run_logged "${logdir}/import_authors_ckpt.log" python3 -m espnet_speechclip.bin.import_authors_ckpt \
+        run_logged "${logdir}/import_authors_ckpt.log" ${python} -m espnet_speechclip.bin.import_authors_ckpt \
             --ckpt "${pretrained_model}" --out_dir "${fixed_exp}" ${import_args}
     fi
 fi
 
 if runs 1 "${skip_data_prep}"; then
     log "Stage 1: data preparation (${corpus})"
-    run_logged "${logdir}/stage1_data.log" local/data.sh "${corpus}" "${nj}" "${dumpdir}" "${synth_seed}" \
+    run_logged "${logdir}/stage1_data.log" local/data.sh --python "${python}" "${corpus}" "${nj}" "${dumpdir}" "${synth_seed}" \
         "${synth_n_train}" "${synth_n_dev}" "${synth_n_test}" "${synth_captions}"
 fi
 
 if runs 2 "${skip_data_prep}"; then
     log "Stage 2: audio format (16 kHz mono)"
     for s in ${sets}; do
-        run_logged "${logdir}/stage2_format_${s}.log" python3 -m espnet_speechclip.bin.format_audio \
+        run_logged "${logdir}/stage2_format_${s}.log" ${python} -m espnet_speechclip.bin.format_audio \
             --data_dir "data/${s}" --out_dir "${dumpdir}/raw/${s}" --audio_dir "${dumpdir}/audio/${s}" --nj "${nj}"
     done
 fi
@@ -239,26 +280,26 @@ if runs 3 "${skip_data_prep}"; then
         if [ -z "${fixed_exp}" ] && [ "${corpus}" = synth ] && \
             [ "$(conf_get "${c}" clip_conf.model_name)" = synth-clip ]; then
             # no pretrained CLIP exists for the built-in corpus: train the stand-in once
-            run_logged "${logdir}/stage3_synth_clip.log" python3 -m espnet_speechclip.bin.train_synth_clip \
+            run_logged "${logdir}/stage3_synth_clip.log" ${python} -m espnet_speechclip.bin.train_synth_clip \
                 --train_dir "${dumpdir}/raw/${train_set}" --eval_dir "${dumpdir}/raw/${test_set}" \
                 --out "${clip_file}" --steps "${clip_steps}" --nj "${nj}"
         fi
         data_dirs=()
         for s in ${sets}; do data_dirs+=(--data_dir "${dumpdir}/raw/${s}"); done
         run_logged "${logdir}/stage3_image_cache_$(basename "${c}" .yaml).log" \
-            python3 -m espnet_speechclip.bin.cache_images --config "${c}" --cache_root "${dumpdir}/image_emb" \
+            ${python} -m espnet_speechclip.bin.cache_images --config "${c}" --cache_root "${dumpdir}/image_emb" \
             --device "${device}" --num_threads "${nj}" "${data_dirs[@]}"
     done
 fi
 
 if runs 4 "${skip_data_prep}"; then
     log "Stage 4: cascaded codebook from the training transcripts"
-    run_logged "${logdir}/stage4_codebook.log" python3 -m espnet_speechclip.bin.make_codebook \
+    run_logged "${logdir}/stage4_codebook.log" ${python} -m espnet_speechclip.bin.make_codebook \
         --text "${dumpdir}/raw/${train_set}/text" --out "${codebook}"
 fi
 
 emb_of() {  # image-embedding cache folder of a config's CLIP
-    python3 -m espnet_speechclip.bin.cache_images --config "$1" --cache_root "${dumpdir}/image_emb" --print_dir
+    ${python} -m espnet_speechclip.bin.cache_images --config "$1" --cache_root "${dumpdir}/image_emb" --print_dir
 }
 model_args=()
 set_model_args() {  # options every run of a config needs: the codebook of this corpus for cascaded models
@@ -276,6 +317,7 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
     train_one() {  # train_one <exp> <command...>: one config's training, its log named on failure
         local exp=$1; shift
         ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" "$@" || failed "${exp}/train.log"
+        log "finished training ${exp}"
     }
     side_by_side=1
     if [ "${ngpu}" -eq 0 ] && [ "${num_nodes}" -eq 1 ] && [ "${nj}" -ge "${n_configs}" ]; then
@@ -286,7 +328,7 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         emb=$(emb_of "${c}")
         mkdir -p "${exp}"
         # another training of this folder: refused here, before its train.log is opened anew
-        python3 -m espnet_speechclip.locks "${exp}" || exit 1
+        ${python} -m espnet_speechclip.locks "${exp}" || exit 1
         # SpeechCLIP+ models counting keywords towards caption lengths read the transcripts
         unit_target=$(conf_get "${c}" model_conf.cascaded_conf.unit_target)
         data=()
@@ -308,11 +350,11 @@ if runs 5 "${skip_train}" && [ -z "${fixed_exp}" ]; then
         [ "${ngpu}" -eq 0 ] && dist=(--use_amp false) && threads=$((nj / side_by_side))
         set_model_args "${c}"
         # shellcheck disable=SC2206  # --train_args is a string of options, split into words on purpose
-        train_cmdline=(python3 -m espnet_speechclip.bin.speechclip_train --config "${c}" --output_dir "${exp}"
+        train_cmdline=(${python} -m espnet_speechclip.bin.speechclip_train --config "${c}" --output_dir "${exp}"
             --ngpu "${ngpu}" --resume true "${dist[@]}" "${model_args[@]}" "${data[@]}" ${train_args})
         log "training ${exp} (log: ${exp}/train.log)"
         if [ "${num_nodes}" -gt 1 ]; then
-            python3 -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${exp}" --log "${exp}/train.log" \
+            ${python} -m espnet2.bin.launch --cmd "${cuda_cmd} --name ${exp}" --log "${exp}/train.log" \
                 --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
                 --multiprocessing_distributed true -- "${train_cmdline[@]}" || failed "${exp}/train.log"
         else
@@ -350,7 +392,7 @@ if runs 6 "${skip_eval}"; then
         emb=$(emb_of "${c}")
         for s in ${dev_set} ${test_set}; do
             # shellcheck disable=SC2206  # --inference_args is a string of options, split on purpose
-            bg_run "${at_once}" decode_set "${exp}" "${s}" python3 -m espnet_speechclip.bin.speechclip_inference \
+            bg_run "${at_once}" decode_set "${exp}" "${s}" ${python} -m espnet_speechclip.bin.speechclip_inference \
                 --config "${exp}/config.yaml" --model_file "${model}" \
                 --data_dir "${dumpdir}/raw/${s}" --image_emb_scp "${emb}/img_emb.scp" \
                 --output_dir "${exp}/decode_${s}" --device "${device}" ${inference_args}
@@ -364,7 +406,7 @@ if runs 7 "${skip_eval}"; then
     score_exp() {  # score_exp <exp> <model>: (with --mteb true, MTEB's evaluator, then) RESULTS.md
         local exp=$1 model=$2 mteb_args=()
         if "${mteb}"; then
-            run_quiet "${exp}/mteb.log" python3 -m espnet_speechclip.bin.mteb_eval --model "${exp}" \
+            run_quiet "${exp}/mteb.log" ${python} -m espnet_speechclip.bin.mteb_eval --model "${exp}" \
                 --model_file "${model}" --data_dir "${dumpdir}/raw/${test_set}" --output_folder "${exp}/mteb" \
                 --device "${device}"
             mteb_args=(--mteb_dir "${exp}/mteb")
@@ -374,7 +416,7 @@ if runs 7 "${skip_eval}"; then
         if [ -f "${exp}/import.json" ] && [ -f "${exp}/decode_${dev_set}/scores.json" ]; then
             dev_args=(--dev_set "${dev_set}")
         fi
-        run_quiet "${exp}/scoring.log" python3 -m espnet_speechclip.bin.make_results \
+        run_quiet "${exp}/scoring.log" ${python} -m espnet_speechclip.bin.make_results \
             --exp_dir "${exp}" --test_set "${test_set}" --model_file "${model}" --data_root "${dumpdir}/raw" \
             "${mteb_args[@]}" "${dev_args[@]}"
     }
@@ -399,7 +441,7 @@ if runs 8 "${skip_packing}"; then
             model=$(model_of "${exp}")
             results=()
             [ -f "${exp}/results.json" ] && results=(--results_json "${exp}/results.json")
-            bg_run "${nj}" run_quiet "${exp}/pack.log" python3 -m espnet_speechclip.bin.pack \
+            bg_run "${nj}" run_quiet "${exp}/pack.log" ${python} -m espnet_speechclip.bin.pack \
                 --config "${exp}/config.yaml" --model_file "${model}" --out "${exp}/packed/model.zip" \
                 --dataset "${corpus}" "${results[@]}"
         done
@@ -417,7 +459,7 @@ if runs 9 "${skip_upload_hf}"; then
             # several models: one repo each, named like their experiments (<repo>_<config name>)
             repo=$(info exp-name "${corpus}" "${c}" --tag "${hf_repo}" --n_configs "${n_configs}")
             [ -f "${exp}/packed/model.zip" ] || { log "${exp}/packed/model.zip is missing: run stage 8"; exit 1; }
-            run_logged "${exp}/upload_hf.log" python3 -m espnet_speechclip.bin.hub_upload \
+            run_logged "${exp}/upload_hf.log" ${python} -m espnet_speechclip.bin.hub_upload \
                 --model "${exp}/packed/model.zip" --hf_repo "${repo}"
             log "uploaded: https://huggingface.co/${repo} (./run.sh --download_model ${repo} --skip_train true)"
         done
@@ -425,7 +467,7 @@ if runs 9 "${skip_upload_hf}"; then
 fi
 
 # the one command that serves the web page on the packed model with keywords and the test set
-demo_cmd=$(info demo-command "${corpus}" "${train_config}" --tag "${tag}" --expdir "${expdir}" --dumpdir "${dumpdir}")
+demo_cmd=$(info demo-command "${corpus}" "${train_config}" --python "${python}" --tag "${tag}" --expdir "${expdir}" --dumpdir "${dumpdir}")
 if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     log "Stage 10: web page (Ctrl-C stops it): ${demo_cmd}"
     (eval "${demo_cmd}")

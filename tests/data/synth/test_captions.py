@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from helpers import assert_describes
+from helpers.corpora import assert_describes
 
 from espnet_speechclip.data.synth import captions, scenes
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from helpers import SYNTH_SIZES as SIZES
-from helpers import assert_describes, generate_synth_corpus
+from helpers.corpora import SYNTH_SIZES as SIZES
+from helpers.corpora import assert_describes, generate_synth_corpus
 
 from espnet_speechclip.data.datadir import read_ctm, read_datadir, read_kv
 from espnet_speechclip.data.synth import corpus as corpus_writer
