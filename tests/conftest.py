@@ -104,3 +104,13 @@ def parallel_exp(tiny_clip, tmp_path_factory):
     model = Speech2Image(exp / "config.yaml").model
     torch.save(model.state_dict(), exp / "latest.pth")
     return exp
+
+
+# The suite runs on every core (``make test`` passes ``-n``, pytest-xdist, ``--dist loadgroup``). A test
+# file's tests stay on one worker, so that its module fixtures are built once; the tests sharing the
+# miniature recipe run (the session fixture ``flickr8k_run``) stay on one worker across files, so that
+# the run is made once. Without xdist the marks do nothing.
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        group = "flickr8k_run" if "flickr8k_run" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))

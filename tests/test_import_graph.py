@@ -28,6 +28,7 @@ LAYERS = {
     "authors": 2,
     "benchmark": 2,
     "frontend": 3,
+    "index": 3,
     "web": 4,
     "bin": 4,
 }

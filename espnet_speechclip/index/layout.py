@@ -65,7 +65,7 @@ def write_shard(
     import pyarrow.parquet as pq
 
     if len(emb) != len(keys) or len(keys) != len(paths):
-        raise ValueError(f"shard {shard}: {len(emb)} embeddings for {len(keys)} keys and {len(paths)} paths")
+        raise InputError(f"shard {shard}: {len(emb)} embeddings for {len(keys)} keys and {len(paths)} paths")
     npy, meta = emb_file(root, modality, shard), metadata_file(root, shard)
     for f in (npy, meta):
         f.parent.mkdir(parents=True, exist_ok=True)

@@ -211,7 +211,7 @@ class IndexedImages(SearchIndex):
 
     def __init__(self, index: EmbeddingIndex):
         if index.modality != "image":
-            raise ValueError(
+            raise InputError(
                 f"{index.root} indexes recordings; the page's --index takes an image index (recordings are "
                 f"searched with python -m espnet_speechclip.bin.query --index)"
             )

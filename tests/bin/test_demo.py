@@ -116,7 +116,11 @@ def test_the_page_in_a_browser(server, sc, tmp_path):
         rows = page.eval_on_selector_all(
             "#keywords g.keyword", "els => els.map(e => [e.dataset.token, e.dataset.start, e.dataset.end])"
         )
-        assert rows == [[k.token, f"{k.start:.2f}", f"{k.end:.2f}"] for k in keywords]
+        # a keyword without a confident span is drawn without one (data-span="none", no start/end)
+        assert rows == [
+            [k.token, f"{k.start:.2f}", f"{k.end:.2f}"] if k.start is not None else [k.token, None, None]
+            for k in keywords
+        ]
         assert page.is_visible("#keywords svg.keyword-figure")
 
         # a text file as speech: a message naming it, and the page goes on
