@@ -4,11 +4,11 @@ Pure functions: arrays in, spans (seconds) out; nothing here imports a model. Ti
 :mod:`espnet_speechclip.evaluation.keyword_timing`: frame t at ``frame_rate`` covers
 [offset + t / frame_rate, offset + (t + 1) / frame_rate).
 
-- :func:`peak_spans` (the rule inference uses for K-token cascaded and hybrid models): the run of frames
-  around the attention peak whose weight stays above half the peak's, or NO span (NaN) when the peak
+- :func:`peak_spans` (the measured alternative to :func:`segment_spans`, kept for comparison): the run of
+  frames around the attention peak whose weight stays above half the peak's, or NO span (NaN) when the peak
   does not stand out of an even spread (a keyword that attends everywhere was heard nowhere in
-  particular). On the built-in corpus' test set this localises the word a keyword names; the
-  central 90 % of the attention mass (:func:`attention_spans`, the rule before it) spans most of the
+  particular). On the built-in corpus' test set its peak falls on the keyword's word more often than
+  chance; the central 90 % of the attention mass (:func:`attention_spans`, the rule before it) spans most of the
   utterance, because a softmax over all frames leaves a long, low tail that the mass rule must cover.
 - :func:`attention_spans`: the frames holding the central X % of a keyword's attention mass (kept for
   comparison and for callers that want a mass guarantee).
@@ -17,11 +17,12 @@ Pure functions: arrays in, spans (seconds) out; nothing here imports a model. Ti
   with a words-per-second target). No transcript is used.
 - :func:`segment_spans` (the rule inference uses for K-token cascaded and hybrid models, fed with the
   keywords' input x gradient saliency): the word-like segment holding a keyword's peak, joined with
-  neighbouring segments that hold at least half as much weight per frame. A span then starts and
+  neighbouring segments that hold at least ``SEGMENT_SHARE`` of its weight per frame. A span then starts and
   ends where the signal changes, not where a weight crosses a threshold, so it covers a whole word
   more often than a run of frames above half the peak does.
 - :func:`box_weights`: each CIF unit (cascaded+ / hybrid+) as an even weight over its firing interval,
-  so that :func:`segment_spans` snaps a unit onto the word segments it covers.
+  so that :func:`segment_spans` snaps a unit onto the word segments it covers (not used by inference
+  yet: CIF spans stay the firing intervals until it is measured on a trained CIF model).
 """
 
 from __future__ import annotations
