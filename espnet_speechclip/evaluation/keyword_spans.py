@@ -9,7 +9,8 @@ Pure functions: arrays in, spans (seconds) out; nothing here imports a model. Ti
   does not stand out of an even spread (a keyword that attends everywhere was heard nowhere in
   particular). On the built-in corpus' test set its peak falls on the keyword's word more often than
   chance; the central 90 % of the attention mass (:func:`attention_spans`, the rule before it) spans
-  most of the utterance, because a softmax over all frames leaves a long, low tail that the mass rule must cover.
+  most of the utterance, because a softmax over all frames leaves a long, low tail that the mass rule
+  must cover.
 - :func:`attention_spans`: the frames holding the central X % of a keyword's attention mass (kept for
   comparison and for callers that want a mass guarantee).
 - :func:`change_boundaries`: an unsupervised word segmentation of the utterance from its signal: the
