@@ -98,9 +98,9 @@ def hit_rate_table(scores: Dict[str, Dict]) -> List[str]:
 SPANS_FROM = {
     "cif": "the stretch each CIF unit integrated, between its firing boundaries",
     "saliency_segment": (
-        "the word-like segment of the signal (where its spectrum changes most) holding the peak of each "
-        "keyword's input x gradient saliency, joined with neighbouring segments holding at least 0.3 of its "
-        "saliency per frame; no span where the peak is under twice the weight of an even spread"
+        "the syllable-sized segment of the signal (cut where its spectrum changes most or its energy dips) "
+        "holding the peak of each keyword's input x gradient saliency, with one segment on either side; "
+        "no span where the peak is under twice the weight of an even spread"
     ),
     "attention_peak": (
         "the run of frames around each keyword's attention peak whose weight is at least half the peak's; "

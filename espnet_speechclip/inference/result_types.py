@@ -43,8 +43,8 @@ class KeywordTiming:
 
     Attributes:
         keywords: the K keywords, with their spans, cut to the utterance: for K-token cascaded models
-            the word-like signal segment holding the peak of the keyword's input x gradient saliency
-            (:func:`espnet_speechclip.evaluation.keyword_spans.segment_spans`), no span
+            the signal segment holding the peak of the keyword's input x gradient saliency and one
+            segment on either side (:func:`espnet_speechclip.evaluation.keyword_spans.segment_spans`), no span
             (``start`` and ``end`` None) where the peak does not stand out of an even spread; for CIF models
             (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated, from the
             firing boundary before it to its own (fractional frames, see

@@ -78,8 +78,8 @@ class Speech2Image:
             (no CLIP download; image and text embeddings are then meaningless).
         span_share, min_peak_ratio: a K-token model's keyword span is the word-like segment of the
             signal holding the peak of its input x gradient saliency, joined with neighbouring segments
-            holding >= ``span_share`` x its saliency per frame, and only when the peak is >=
-            ``min_peak_ratio`` x an even spread's weight (see
+            holding >= ``span_share`` x its saliency per frame, then one more segment on either side,
+            and only when the peak is >= ``min_peak_ratio`` x an even spread's weight (see
             :func:`espnet_speechclip.evaluation.keyword_spans.segment_spans`).
 
     Raises:
@@ -236,9 +236,10 @@ class Speech2Image:
         keywords' saliency (K, T), and its 16 kHz waveform (S,) -> (attention (K, T) float32, spans
         (K, 2) float64 seconds within the utterance).
 
-        K-token keyword: the word-like segment of the signal (:func:`change_boundaries` on the log-mel
-        spectrum) holding its saliency peak, joined with neighbours holding at least ``span_share`` of
-        its saliency per frame (:func:`segment_spans`). CIF unit: its firing interval (snapping it onto
+        K-token keyword: the segment of the signal (:func:`change_boundaries`: spectral change and
+        energy dips of the log-mel spectrum) holding its saliency peak, joined with neighbours holding at
+        least ``span_share`` of its saliency per frame, and one more segment on either side
+        (:func:`segment_spans`). CIF unit: its firing interval (snapping it onto
         the segments, :func:`box_weights`, is not measured on a trained CIF model yet)."""
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset

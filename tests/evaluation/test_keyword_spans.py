@@ -11,6 +11,7 @@ from espnet_speechclip.evaluation.keyword_spans import (
     attention_spans,
     box_weights,
     change_boundaries,
+    energy_dips,
     peak_ratio,
     peak_spans,
     segment_spans,
@@ -104,7 +105,8 @@ def word_features(hop: float = 0.01) -> np.ndarray:
 
 def test_change_boundaries_find_the_word_boundaries_of_a_constructed_signal():
     f = word_features()
-    # five segments wanted (2.0 s / 0.4 s): the four changes, at the words' boundaries
+    # five segments wanted (2.0 s / 0.4 s): the four changes, at the words' boundaries (the log energy
+    # log(e^a + e^b + e^c) only rises or falls at each boundary: no dip, the spectral change decides)
     assert change_boundaries(f, 0.01, seconds_per_segment=0.4) == pytest.approx([0, 0.2, 0.6, 1.2, 1.4, 2.0])
     # the largest change comes first (1.4 s: |(0,0,4) - (4,4,0)| = 6.9 > 5.7 at 0.6 and 1.2 > 4 at 0.2);
     # boundaries 30 rows apart and from the ends keep 1.4, then 0.6, and drop 1.2 (too near) and 0.2
@@ -117,6 +119,35 @@ def test_change_boundaries_find_the_word_boundaries_of_a_constructed_signal():
     assert change_boundaries(np.zeros((5, 2)), 0.01) == pytest.approx([0, 0.05])
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         change_boundaries(np.zeros(5), 0.01)
+    with pytest.raises(ValueError, match="energy_weight"):
+        change_boundaries(f, 0.01, energy_weight=-1.0)
+
+
+def test_energy_dips_hand_example():
+    # one band: the log energy is the row itself; row 3 lies 3 below its surroundings
+    e = np.array([0.0, 0, 0, -3, 0, 0, 1, 1])
+    # point t lies between rows t-1 and t: min(max e[t-2:t], max e[t:t+2]) - min(e[t-1], e[t]), >= 0;
+    # t=3 and 4 border the quiet row (0 - (-3)); t=7: min(1, 1) - 1 = 0; both ends 0
+    assert energy_dips(e[:, None], window=2).tolist() == [0, 0, 0, 3, 3, 0, 0, 0, 0]
+    # two equal bands: log(2 e^x) = x + log 2, the same valleys (log-sum-exp over the bands)
+    assert energy_dips(np.stack([e, e], 1), window=2) == pytest.approx([0, 0, 0, 3, 3, 0, 0, 0, 0])
+    # log spectra of silence (-50) do not underflow to -inf
+    assert energy_dips(np.full((4, 3), -50.0), window=2) == pytest.approx([0] * 5)
+
+
+def test_change_boundaries_cut_where_the_energy_dips():
+    # 1.0 s at 10 ms: the spectrum's shape changes at 0.4 s ((0,0) -> (0,1): change 1.0, the largest);
+    # row 70 is 2 quieter in both bands, a valley of depth log(1+e) - log(e^-2+e^-1) = 2.0 at points 70
+    # and 71, where the spectral change is only 0.94 (|(0,1) - (-2/3,1/3)|)
+    f = np.array([(0.0, 0.0)] * 40 + [(0.0, 1.0)] * 60)
+    f[70] -= 2.0
+    assert energy_dips(f)[[40, 70, 71]] == pytest.approx([0.0, 2.0, 2.0])
+    # one boundary wanted: the spectrum alone takes the change at 0.4 s; with the dips, standardised
+    # (2.0 stands ~7 standard deviations out of the zeros), the valley wins, its first point (0.7 s)
+    assert change_boundaries(f, 0.01, seconds_per_segment=0.5, energy_weight=0.0) == pytest.approx(
+        [0, 0.4, 1.0]
+    )
+    assert change_boundaries(f, 0.01, seconds_per_segment=0.5) == pytest.approx([0, 0.7, 1.0])
 
 
 def test_segment_spans_cover_the_peaks_whole_word():
@@ -126,16 +157,37 @@ def test_segment_spans_cover_the_peaks_whole_word():
     star = peaked({8: 1.0, 7: 0.3, 9: 0.3})
     # keyword 1 peaks in "red" with "star" holding more than half its weight per frame: both joined
     red = peaked({2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0, 6: 0.6, 7: 0.6, 8: 0.6, 9: 0.6, 10: 0.6, 11: 0.6})
-    spans = segment_spans(np.stack([star, red, np.ones(20)]), bounds, RATE)
+    spans = segment_spans(np.stack([star, red, np.ones(20)]), bounds, RATE, share=0.3, neighbours=0)
     assert spans[:2] == pytest.approx(np.array([[0.6, 1.2], [0.2, 1.2]]))
     assert np.isnan(spans[2]).all()  # flat: no confident peak, no span
     assert peak_spans(star[None], RATE) == pytest.approx(np.array([[0.8, 0.9]]))
     out = keyword_timing_scores([spans[:2]], [[2634, 736]], [WORDS], TOKENS.__getitem__)
     assert out["span_contains_word"] == 100.0 and out["boundary_f1"] > 0
     # share 1: only the peak's segment
-    assert segment_spans([red], bounds, RATE, share=1.0) == pytest.approx(np.array([[0.2, 0.6]]))
+    assert segment_spans([red], bounds, RATE, share=1.0, neighbours=0) == pytest.approx(
+        np.array([[0.2, 0.6]])
+    )
     with pytest.raises(ValueError, match="increasing"):
         segment_spans([red], [0.0, 0.0, 2.0], RATE)
+    with pytest.raises(ValueError, match="neighbours"):
+        segment_spans([red], bounds, RATE, neighbours=-1)
+
+
+def test_segment_spans_take_a_segment_either_side_of_the_peaks():
+    # syllable-sized cuts: "red" is [0.2, 0.4) + [0.4, 0.6), "star" [0.6, 0.9) + [0.9, 1.2)
+    bounds = [0.0, 0.2, 0.4, 0.6, 0.9, 1.2, 1.4, 2.0]
+    # the peak on frame 4 (the end of "red"'s first half) -> its segment [0.4, 0.6) and one either
+    # side: [0.2, 0.9); the peak on frame 6, the first frame of "star": [0.4, 1.2), all of "star" and
+    # the half of "red" before it; the peak on frame 0: no segment before the first, [0.0, 0.4)
+    rows = np.stack([peaked({4: 1.0}), peaked({6: 1.0}), peaked({0: 1.0})])
+    spans = segment_spans(rows, bounds, RATE)  # defaults: share 1, one neighbour either side
+    assert spans == pytest.approx(np.array([[0.2, 0.9], [0.4, 1.2], [0.0, 0.4]]))
+    # two neighbours: [0.2, 1.4)
+    assert segment_spans(rows[1:2], bounds, RATE, neighbours=2) == pytest.approx(np.array([[0.2, 1.4]]))
+    # scored: [0.2, 0.9) contains "red" [0.2, 0.6) and [0.4, 1.2) "star" [0.6, 1.2)
+    out = keyword_timing_scores([spans[:2]], [[736, 2634]], [WORDS], TOKENS.__getitem__)
+    assert out["span_contains_word"] == 100.0
+    assert out["mean_span"] == pytest.approx((0.7 + 0.8) / 2)
 
 
 def test_box_weights_snap_a_cif_unit_onto_the_segments_it_covers():
@@ -143,5 +195,5 @@ def test_box_weights_snap_a_cif_unit_onto_the_segments_it_covers():
     w = box_weights(np.array([[6.5, 11.5], [3.2, 3.2]]), 20)
     assert w[0, 6] == pytest.approx(0.5) and w[0, 7:11].tolist() == [1, 1, 1, 1] and w[0, 12] == 0
     assert w[1].tolist() == [0, 0, 0, 1] + [0] * 16
-    spans = segment_spans(w, [0.0, 0.2, 0.6, 1.2, 1.4, 2.0], RATE, min_ratio=0.0)
+    spans = segment_spans(w, [0.0, 0.2, 0.6, 1.2, 1.4, 2.0], RATE, share=0.3, min_ratio=0.0, neighbours=0)
     assert spans == pytest.approx(np.array([[0.6, 1.2], [0.2, 0.6]]))

@@ -220,8 +220,8 @@ def test_variable_length_keywords_through_the_api(cif_pipe):
 
 def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
     """Where a keyword was heard: its attention over the utterance's own frames, and its span in seconds:
-    the signal segment holding its saliency peak, at the speech encoder's frame rate (tiny HuBERT: 320
-    samples, 50 Hz)."""
+    the signal segment holding its saliency peak and one either side, at the speech encoder's frame rate
+    (tiny HuBERT: 320 samples, 50 Hz)."""
     pipe = Speech2Image.from_pretrained(sc["archive"])
     wav_scp = read_kv(sc["data"] / "wav.scp")
     utts = sorted(wav_scp)[:3]
@@ -270,10 +270,11 @@ def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
         lambda features, hop: np.array([0.0, 0.03, 0.07, 0.3, len(features) * hop]),
     )
     t = pipe.keyword_timing(wav_scp[utts[0]])
-    # frame 2's centre (0.05 s + offset) lies in [0.03, 0.07); frames 5-9 in [0.07, 0.3)
-    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.03, 0.07))
+    # frame 2's centre (0.05 s + offset) lies in [0.03, 0.07): with a segment either side, [0, 0.3);
+    # frames 5-9 lie in [0.07, 0.3): [0.03, the utterance's end)
+    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.0, 0.3))
     assert t.keywords[1].start is None and t.keywords[1].end is None
-    assert (t.keywords[2].start, t.keywords[2].end) == pytest.approx((0.07, 0.3))
+    assert (t.keywords[2].start, t.keywords[2].end) == pytest.approx((0.03, t.duration))
     result = pipe.query(wav_scp[utts[0]], timing=True)
     assert result.timing is not None and result.keywords == t.keywords
     assert result.embedding.shape == (pipe.embed_speech(wav_scp[utts[0]])["parallel"].shape[1],)
