@@ -98,7 +98,7 @@ def hit_rate_table(scores: Dict[str, Dict]) -> List[str]:
 SPANS_FROM = {
     "cif": "the stretch each CIF unit integrated, between its firing boundaries",
     "saliency_segment": (
-        "the syllable-sized segment of the signal (cut where its spectrum changes most or its energy dips) "
+        "the syllable-sized segment of the signal, cut where its spectrum changes most or its energy dips, "
         "holding the peak of each keyword's input x gradient saliency, with one segment on either side; "
         "no span where the peak is under twice the weight of an even spread"
     ),
