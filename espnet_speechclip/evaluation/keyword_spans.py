@@ -236,7 +236,8 @@ def change_boundaries(
     energy_weight: float = ENERGY_WEIGHT,
     energy_window: int = ENERGY_WINDOW,
 ) -> np.ndarray:
-    """Unsupervised word-like segmentation: boundaries where the spectrum changes most or the energy dips.
+    """Unsupervised segmentation into syllable- to word-sized pieces, cut where the spectrum changes most
+    or the energy dips.
 
     Args:
         features: (N, D) per-hop log spectra of one utterance (e.g. log-mel, 10 ms hops); row j covers
@@ -304,7 +305,7 @@ def segment_spans(
     min_ratio: float = MIN_PEAK_RATIO,
     neighbours: int = SEGMENT_NEIGHBOURS,
 ) -> np.ndarray:
-    """Per keyword, the word-like segment(s) around its peak frame, or NaN without a confident peak.
+    """Per keyword, the segment(s) around its peak frame, or NaN without a confident peak.
 
     Args:
         weights: (K, T) non-negative weights of K keywords over the utterance's T model frames (e.g.

@@ -76,7 +76,7 @@ class Speech2Image:
         batch_size: utterances / images per forward pass.
         clip_weights: load CLIP's pretrained weights; ``False`` for users of the speech side only
             (no CLIP download; image and text embeddings are then meaningless).
-        span_share, min_peak_ratio: a K-token model's keyword span is the word-like segment of the
+        span_share, min_peak_ratio: a K-token model's keyword span is the segment of the
             signal holding the peak of its input x gradient saliency, joined with neighbouring segments
             holding >= ``span_share`` x its saliency per frame, then one more segment on either side,
             and only when the peak is >= ``min_peak_ratio`` x an even spread's weight (see
