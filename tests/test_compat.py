@@ -106,3 +106,56 @@ def test_help_of_model_loading_entry_points_says_where_archives_unpack(capsys):
         out = capsys.readouterr().out
         assert "ESPNET_SPEECHCLIP_CACHE" in out and "~/.cache/espnet_speechclip" in out
     assert "ESPNET_SPEECHCLIP_CACHE" in asr_train.FRONTEND_HELP
+
+
+# Runs in a fresh interpreter: ESPnet's text modules imported after the package, then used.
+DEFERRED_PROBE = """
+import inspect, sys
+import espnet_speechclip
+import espnet2.text.cleaner, espnet2.text.phoneme_tokenizer
+inspect.getmodule(inspect)  # walks sys.modules reading __file__: must not run a deferred module
+print("inflect" in sys.modules)
+print(espnet2.text.cleaner.TextCleaner(["tacotron"])("Hello 2 worlds"))
+print("inflect" in sys.modules, type(sys.modules["tacotron_cleaner.cleaners"]).__name__)
+"""
+
+
+def test_english_text_modules_of_espnet_run_at_first_use():
+    """g2p_en and tacotron's cleaners (inflect, ~5 s of an ESPnet ASR command's start-up) run only when
+    ESPnet cleans or phonemises English text, and then work as if imported normally."""
+    proc = subprocess.run(
+        [sys.executable, "-c", DEFERRED_PROBE], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert proc.stdout.splitlines() == ["False", "HELLO TWO WORLDS", "True module"], proc.stdout + proc.stderr
+
+
+def test_deferred_module_runs_once_at_the_first_missing_name(tmp_path, monkeypatch):
+    from espnet_speechclip.compat import DeferredModule, ModuleExecHook, _defer_exec
+
+    (tmp_path / "deferred_probe_pkg").mkdir()
+    (tmp_path / "deferred_probe_pkg" / "__init__.py").write_text(
+        "import builtins\n"
+        "builtins.deferred_probe_runs = getattr(builtins, 'deferred_probe_runs', 0) + 1\n"
+        "VALUE = 7\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hook = ModuleExecHook(("deferred_probe_pkg",), _defer_exec)
+    monkeypatch.setattr(sys, "meta_path", [hook, *sys.meta_path])
+    import builtins
+
+    import deferred_probe_pkg
+
+    try:
+        assert isinstance(deferred_probe_pkg, DeferredModule) and not hasattr(builtins, "deferred_probe_runs")
+        # import attributes and dunder probes load nothing
+        assert deferred_probe_pkg.__file__.endswith("__init__.py") and not hasattr(
+            deferred_probe_pkg, "__wrapped__"
+        )
+        assert not hasattr(builtins, "deferred_probe_runs")
+        assert deferred_probe_pkg.VALUE == 7 and builtins.deferred_probe_runs == 1
+        assert type(deferred_probe_pkg) is type(sys) and deferred_probe_pkg.VALUE == 7
+        assert builtins.deferred_probe_runs == 1
+    finally:
+        sys.modules.pop("deferred_probe_pkg", None)
+        if hasattr(builtins, "deferred_probe_runs"):
+            del builtins.deferred_probe_runs
