@@ -14,7 +14,7 @@ from helpers.recipe import MINI_EPOCHS, MINI_IMAGES, copy_of_run, copy_recipe, f
 
 CONFIG = "conf/tiny/parallel.yaml"
 EXP = "exp/flickr8k_parallel"
-# The tiny parallel config alone, one inference job per set as in the shared run (its decode logs stay the same)
+# The tiny parallel config alone, one inference job per set as in the shared run (its decode logs unchanged)
 ARGS = ("--train_config", CONFIG, "--nj", "1", "--inference_nj", "1")
 
 
