@@ -14,7 +14,7 @@ from helpers.recipe import run_recipe as run
 def synth_run(tmp_path_factory):
     pytest.importorskip("espeakng_loader")
     rec = copy_recipe(tmp_path_factory.mktemp("synth") / "sc1")
-    args = "--synth_n_train 12 --synth_n_dev 4 --synth_n_test 4 --clip_steps 10 --nj 2".split()
+    args = "--synth_n_train 12 --synth_n_dev 4 --synth_n_test 4 --clip_steps 2 --nj 2".split()
     out = run(rec, *args, "--train_args", "--max_epoch 1 --batch_size 12")
     return rec, out
 
