@@ -150,11 +150,11 @@ def _import_outside_meta(upstream: str) -> None:
     """Import what a build imports lazily, before a ``with torch.device("meta")``: a module first
     imported inside it keeps meta module-level tensors for the whole process (torchaudio's Kaldi
     ``EPSILON``, imported by s3prl, then breaks every later filterbank)."""
+    from espnet_speechclip.models.upstream import hub_entry
+
+    hub_entry(upstream)  # s3prl, the upstream's hub module and its model (HuBERT's for hubert_local)
+    # after the upstream, so that an unknown one is said before this import's seconds
     import open_clip  # noqa: F401
-
-    from espnet_speechclip.models.upstream import _hub_entry
-
-    _hub_entry(upstream)  # s3prl, the upstream's hub module and its model (HuBERT's for hubert_local)
 
 
 def count_parameters(model: torch.nn.Module) -> Dict[str, int]:

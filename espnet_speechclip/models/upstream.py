@@ -37,26 +37,40 @@ from espnet_speechclip.models.frozen import FrozenModule
 
 
 @cache
-def _hub_entry(name: str) -> Callable:
-    """Find the s3prl hub entry ``name`` by reading the hubconf sources, then import only that one."""
+def hub_entry(name: str) -> Callable:
+    """Find the s3prl hub entry ``name`` by reading the hubconf sources, then import only that one.
+
+    Raises:
+        InputError: no s3prl upstream has that name.
+    """
     patch_s3prl()
     import s3prl
 
-    pattern = re.compile(rf"^def {re.escape(name)}\(", re.MULTILINE)
-    root = Path(s3prl.__file__).parent / "upstream"
-    for hubconf in sorted(root.glob("*/hubconf.py")):
-        if pattern.search(hubconf.read_text(encoding="utf-8")):
+    defined = re.compile(rf"^def {re.escape(name)}\(", re.MULTILINE)
+    mentioned = re.compile(rf"\b{re.escape(name)}\b")
+    root = Path(s3prl.__file__).parent
+    sources = {path: path.read_text(encoding="utf-8") for path in sorted(root.glob("upstream/*/hubconf.py"))}
+    for hubconf, source in sources.items():
+        if defined.search(source):
             module = importlib.import_module(f"s3prl.upstream.{hubconf.parent.name}.hubconf")
             return getattr(module, name)
+    # A name no hub source mentions is unknown: said at once, without importing the full hub (10-20 s)
+    sources[root / "hub.py"] = (root / "hub.py").read_text(encoding="utf-8")
+    if not any(mentioned.search(source) for source in sources.values()):
+        raise InputError(_unknown_upstream(name))
     # Not a plain upstream entry (an alias defined by assignment, say): fall back to the full hub.
     from s3prl import hub
 
     if not hasattr(hub, name):
-        raise InputError(
-            f"unknown s3prl upstream {name!r}; names are e.g. hubert, hubert_large_ll60k, wavlm_base_plus, "
-            f"wav2vec2, fbank, mfcc, or hubert_local with path_or_url (see s3prl.hub.options())"
-        )
+        raise InputError(_unknown_upstream(name))
     return getattr(hub, name)
+
+
+def _unknown_upstream(name: str) -> str:
+    return (
+        f"unknown s3prl upstream {name!r}; names are e.g. hubert, hubert_large_ll60k, wavlm_base_plus, "
+        f"wav2vec2, fbank, mfcc, or hubert_local with path_or_url (see s3prl.hub.options())"
+    )
 
 
 class Upstream(FrozenModule):
@@ -86,7 +100,7 @@ class Upstream(FrozenModule):
             raise MissingFileError(f"checkpoint {path_or_url} of s3prl upstream {name} does not exist")
         kwargs = {"ckpt": path_or_url} if path_or_url else {}
         self.name = name
-        entry = _hub_entry(name)
+        entry = hub_entry(name)
         # s3prl's baselines (fbank, mfcc, ...): weight-free, each waveform computed alone
         self.per_utterance = entry.__module__.startswith("s3prl.upstream.baseline")
         # A baseline is built on CPU even inside ``with torch.device("meta")`` (a parameter count): it has
