@@ -129,14 +129,25 @@ def test_no_import_cycle():
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+def write_tree(root: Path, files: Dict[str, str]) -> Path:
+    """Write ``files`` ({relative path: text}) under ``root``; returns ``root``."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
 def test_a_function_level_or_relative_import_is_an_edge(tmp_path):
-    pkg = tmp_path / "pkg"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("from pkg.version import v\n")
-    (pkg / "version.py").write_text("v = 1\n")
-    (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "sub" / "a.py").write_text("def f():\n    from pkg.sub import b\n")
-    (pkg / "sub" / "b.py").write_text("from . import a\nimport pkg\n")
+    pkg = write_tree(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "from pkg.version import v\n",
+            "version.py": "v = 1\n",
+            "sub/__init__.py": "",
+            "sub/a.py": "def f():\n    from pkg.sub import b\n",
+            "sub/b.py": "from . import a\nimport pkg\n",
+        },
+    )
     graph = import_graph(pkg)
     assert graph["pkg.sub.a"] == {"pkg.sub", "pkg.sub.b"}
     assert graph["pkg.sub.b"] == {"pkg.sub", "pkg.sub.a", "pkg"}
@@ -197,13 +208,15 @@ def test_every_module_with_logic_has_its_test_file():
 
 
 def test_the_mirror_check_bites(tmp_path):
-    pkg, tests = tmp_path / "pkg", tmp_path / "tests"
-    (pkg / "sub").mkdir(parents=True)
-    (tests / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("def install():\n    pass\n")
-    (pkg / "constants.py").write_text("X = 1\n")
-    (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "sub" / "a.py").write_text("def f():\n    pass\n")
-    (pkg / "sub" / "b.py").write_text("class B:\n    pass\n")
-    (tests / "sub" / "test_a.py").write_text("")
+    pkg = write_tree(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "def install():\n    pass\n",
+            "constants.py": "X = 1\n",
+            "sub/__init__.py": "",
+            "sub/a.py": "def f():\n    pass\n",
+            "sub/b.py": "class B:\n    pass\n",
+        },
+    )
+    tests = write_tree(tmp_path / "tests", {"sub/test_a.py": ""})
     assert untested_modules(pkg, tests) == ["sub/b.py -> tests/sub/test_b.py"]
