@@ -1,4 +1,5 @@
-"""Quiet entry points: no NLTK download tries from ESPnet's g2p_en import, help first, real output kept."""
+"""Quiet entry points: no NLTK download tries from ESPnet's g2p_en import, help first, real output kept;
+s3prl's hub importable under torchaudio >= 2.9."""
 
 import subprocess
 import sys
@@ -7,9 +8,12 @@ import pytest
 from helpers import ROOT
 
 # Runs in a fresh interpreter: records every nltk.download call, then imports g2p_en as ESPnet does.
+# g2p_en's number spelling (inflect) is stood in for: it takes seconds to import and never calls NLTK.
 G2P_PROBE = """
 import sys
+import types
 import nltk
+sys.modules["inflect"] = types.SimpleNamespace(engine=lambda: None)
 calls = []
 nltk.download = lambda *args, **kwargs: calls.append(args[0]) or False
 if sys.argv[1] == "with_package":
@@ -48,17 +52,47 @@ def test_g2p_import_tries_no_download_after_import_of_the_package():
     assert at_import == missing  # what g2p_en does on its own (nothing when the resources exist)
 
 
-def test_espnet_entry_point_help_starts_with_the_usage():
+# One fresh interpreter for the two checks that need ESPnet imported in it for the first time (10-15 s
+# each; the second costs little once the first has run): `python -m espnet_speechclip.bin.speechclip_train
+# --help` as a user runs it, then s3prl's full hub imported after the plugin. SEPARATOR ends the first
+# part on both streams.
+SEPARATOR = "=== s3prl.hub ==="
+FRESH_ESPNET = f"""
+import runpy, sys
+sys.argv = ["speechclip_train.py", "--help"]
+try:
+    runpy.run_module("espnet_speechclip.bin.speechclip_train", run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    assert e.code == 0, e.code
+print({SEPARATOR!r}, flush=True)
+print({SEPARATOR!r}, file=sys.stderr, flush=True)
+import s3prl.nn, s3prl.hub
+print(len(s3prl.hub.options()) > 50)
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_espnet():
+    """(stdout, stderr) of each part of FRESH_ESPNET: {"help": (...), "hub": (...)}."""
     proc = subprocess.run(
-        [sys.executable, "-m", "espnet_speechclip.bin.speechclip_train", "--help"],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
+        [sys.executable, "-c", FRESH_ESPNET], capture_output=True, text=True, cwd=ROOT, timeout=300
     )
-    assert proc.stdout.startswith("usage: speechclip_train.py")
-    assert "--model_conf" in proc.stdout
-    assert proc.stderr == ""  # no nltk, Flash Attention or command-line lines
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out, err = proc.stdout.split(SEPARATOR + "\n"), proc.stderr.split(SEPARATOR + "\n")
+    return {"help": (out[0], err[0]), "hub": (out[1], err[1])}
+
+
+def test_espnet_entry_point_help_starts_with_the_usage(fresh_espnet):
+    stdout, stderr = fresh_espnet["help"]
+    assert stdout.startswith("usage: speechclip_train.py")
+    assert "--model_conf" in stdout
+    assert stderr == ""  # no nltk, Flash Attention or command-line lines
+
+
+def test_plugin_import_makes_s3prl_hub_importable(fresh_espnet):
+    """s3prl 0.4.18's hub imports two entries that call APIs torchaudio >= 2.9 removed (s3prl #575)."""
+    stdout, _ = fresh_espnet["hub"]
+    assert stdout.strip().endswith("True")
 
 
 def test_answer_help_first_only_on_help(capsys):
