@@ -126,6 +126,8 @@ def _group(item) -> str:
     return "flickr8k_run" if "flickr8k_run" in item.fixturenames else item.nodeid.split("::")[0]
 
 
+# tryfirst: xdist's worker names each test's group from these marks in its own hook of this name.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_group(item)))
