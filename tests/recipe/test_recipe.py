@@ -109,6 +109,86 @@ def test_stages_1_to_8_produce_results(flickr8k_run):
         assert len((d / "wav.scp").read_text().splitlines()) == n
 
 
+def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
+    """Stage 9 uploads the packed model with the real huggingface_hub (to a stand-in on 127.0.0.1);
+    what arrived, placed in a Hub cache, evaluates offline through --download_model with the same
+    numbers as the trained experiment."""
+    from helpers.hub import FakeHub, place_in_hub_cache
+    from huggingface_hub import ModelCard
+
+    rec = flickr8k_run.rec
+    exp = rec / "exp" / "flickr8k_parallel"
+    hub = FakeHub(lifetime=300)
+    try:
+        out = flickr8k_run.run(
+            *("--train_config", "conf/tiny/parallel.yaml"),
+            *("--stage", "9", "--hf_repo", "speechclip-test/tiny-parallel"),
+            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token_not_real"},
+        )
+    finally:
+        hub.close()
+    assert "Stage 9: upload to the Hugging Face Hub" in out
+    files = hub.files("speechclip-test/tiny-parallel")
+    with zipfile.ZipFile(exp / "packed" / "model.zip") as zf:
+        assert set(files) == set(zf.namelist())
+        for name in zf.namelist():
+            if name != "README.md":
+                assert files[name] == zf.read(name), name
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.datasets == ["flickr8k"] and "espnet" in card.data.tags
+    assert (
+        "./run.sh --download_model speechclip-test/tiny-parallel --skip_train true --corpus flickr8k"
+        in card.text
+    )
+
+    staged = tmp_path / "repo"
+    for name, data in files.items():
+        (staged / name).parent.mkdir(parents=True, exist_ok=True)
+        (staged / name).write_bytes(data)
+    place_in_hub_cache(staged, tmp_path / "hub", "speechclip-test/tiny-parallel", "c" * 40)
+    # ESPnet's way: a downloaded model, evaluated without data preparation or training (the data and
+    # the image cache of its CLIP are there); its weights linked under the --inference_model name; each
+    # set's inference in two jobs and a merge that scores
+    out = flickr8k_run.run(
+        *("--download_model", "speechclip-test/tiny-parallel", "--inference_nj", "2"),
+        *("--skip_data_prep", "true", "--skip_train", "true", "--inference_model", "latest.pth"),
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_CACHE": str(tmp_path / "hub"),
+            "ESPNET_SPEECHCLIP_CACHE": str(tmp_path / "unpack"),
+        },
+    )
+    for stage in range(1, 5):
+        assert f"Stage {stage}:" not in out, stage
+    assert "Stage 5 replaced: fetching speechclip-test/tiny-parallel" in out
+    assert "Stage 8: skipped" in out
+    downloaded = rec / "exp" / "speechclip-test" / "tiny-parallel"
+    assert (downloaded / "latest.pth").is_symlink()
+    for s in ("dev", "test"):
+        logdir = downloaded / f"decode_flickr8k_{s}" / "logdir"
+        assert sorted(p.name for p in logdir.iterdir()) == ["inference.1.log", "inference.2.log", "merge.log"]
+        assert "latest.pth" in (logdir / "inference.1.log").read_text()
+    assert json.loads((downloaded / "results.json").read_text()) == json.loads(
+        (exp / "results.json").read_text()
+    )
+    assert_environment_header((downloaded / "RESULTS.md").read_text())
+
+
+def test_reuse_commands_run_after_a_flickr8k_run(flickr8k_run):
+    """The README's reuse commands (local/reuse_example.sh) on a corpus other than synth, the ESPnet ASR
+    on the SpeechCLIP encoder included: the experiment folder is the only thing they are told (its data
+    in a folder whose name has a space)."""
+    from helpers.recipe import check_reuse_example_output, run_reuse_example
+
+    rec = flickr8k_run.rec
+    out = run_reuse_example(rec, "exp/flickr8k_hybrid_plus")
+    check_reuse_example_output(
+        out, rec, "exp/flickr8k_hybrid_plus", "flickr8k", n_test_images=MINI_IMAGES["test"], dumpdir=MINI_DUMP
+    )
+    assert "Keyword(token=" in out  # a model with a cascaded branch: keywords from the API and the query
+    assert re.search(r"^keywords \(\d+; score, heard from-to seconds\):$", out, re.M)
+
+
 def test_rerun_of_finished_stage_does_no_work(flickr8k_run):
     cache = flickr8k_run.image_cache()
     before = {p: p.stat().st_mtime_ns for p in cache.glob("emb/*.npy")}
@@ -210,83 +290,3 @@ def test_skip_flags(flickr8k_run):
         flickr8k_run.run(*args, "--stage", "6", "--stop_stage", "6", "--inference_model", "nope.pth")
     with pytest.raises(AssertionError, match="--skip_train must be true or false"):
         flickr8k_run.run(*args, "--skip_train", "yes")
-
-
-def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
-    """Stage 9 uploads the packed model with the real huggingface_hub (to a stand-in on 127.0.0.1);
-    what arrived, placed in a Hub cache, evaluates offline through --download_model with the same
-    numbers as the trained experiment."""
-    from helpers.hub import FakeHub, place_in_hub_cache
-    from huggingface_hub import ModelCard
-
-    rec = flickr8k_run.rec
-    exp = rec / "exp" / "flickr8k_parallel"
-    hub = FakeHub(lifetime=300)
-    try:
-        out = flickr8k_run.run(
-            *("--train_config", "conf/tiny/parallel.yaml"),
-            *("--stage", "9", "--hf_repo", "speechclip-test/tiny-parallel"),
-            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token_not_real"},
-        )
-    finally:
-        hub.close()
-    assert "Stage 9: upload to the Hugging Face Hub" in out
-    files = hub.files("speechclip-test/tiny-parallel")
-    with zipfile.ZipFile(exp / "packed" / "model.zip") as zf:
-        assert set(files) == set(zf.namelist())
-        for name in zf.namelist():
-            if name != "README.md":
-                assert files[name] == zf.read(name), name
-    card = ModelCard(files["README.md"].decode())
-    assert card.data.datasets == ["flickr8k"] and "espnet" in card.data.tags
-    assert (
-        "./run.sh --download_model speechclip-test/tiny-parallel --skip_train true --corpus flickr8k"
-        in card.text
-    )
-
-    staged = tmp_path / "repo"
-    for name, data in files.items():
-        (staged / name).parent.mkdir(parents=True, exist_ok=True)
-        (staged / name).write_bytes(data)
-    place_in_hub_cache(staged, tmp_path / "hub", "speechclip-test/tiny-parallel", "c" * 40)
-    # ESPnet's way: a downloaded model, evaluated without data preparation or training (the data and
-    # the image cache of its CLIP are there); its weights linked under the --inference_model name; each
-    # set's inference in two jobs and a merge that scores
-    out = flickr8k_run.run(
-        *("--download_model", "speechclip-test/tiny-parallel", "--inference_nj", "2"),
-        *("--skip_data_prep", "true", "--skip_train", "true", "--inference_model", "latest.pth"),
-        env={
-            "HF_HUB_OFFLINE": "1",
-            "HF_HUB_CACHE": str(tmp_path / "hub"),
-            "ESPNET_SPEECHCLIP_CACHE": str(tmp_path / "unpack"),
-        },
-    )
-    for stage in range(1, 5):
-        assert f"Stage {stage}:" not in out, stage
-    assert "Stage 5 replaced: fetching speechclip-test/tiny-parallel" in out
-    assert "Stage 8: skipped" in out
-    downloaded = rec / "exp" / "speechclip-test" / "tiny-parallel"
-    assert (downloaded / "latest.pth").is_symlink()
-    for s in ("dev", "test"):
-        logdir = downloaded / f"decode_flickr8k_{s}" / "logdir"
-        assert sorted(p.name for p in logdir.iterdir()) == ["inference.1.log", "inference.2.log", "merge.log"]
-        assert "latest.pth" in (logdir / "inference.1.log").read_text()
-    assert json.loads((downloaded / "results.json").read_text()) == json.loads(
-        (exp / "results.json").read_text()
-    )
-    assert_environment_header((downloaded / "RESULTS.md").read_text())
-
-
-def test_reuse_commands_run_after_a_flickr8k_run(flickr8k_run):
-    """The README's reuse commands (local/reuse_example.sh) on a corpus other than synth, the ESPnet ASR
-    on the SpeechCLIP encoder included: the experiment folder is the only thing they are told (its data
-    in a folder whose name has a space)."""
-    from helpers.recipe import check_reuse_example_output, run_reuse_example
-
-    rec = flickr8k_run.rec
-    out = run_reuse_example(rec, "exp/flickr8k_hybrid_plus")
-    check_reuse_example_output(
-        out, rec, "exp/flickr8k_hybrid_plus", "flickr8k", n_test_images=MINI_IMAGES["test"], dumpdir=MINI_DUMP
-    )
-    assert "Keyword(token=" in out  # a model with a cascaded branch: keywords from the API and the query
-    assert re.search(r"^keywords \(\d+; score, heard from-to seconds\):$", out, re.M)
