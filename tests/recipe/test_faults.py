@@ -1,5 +1,5 @@
 """Faults injected into the recipe the way a user's week goes wrong: nothing stale is reused, nothing fails
-silently. The shared miniature Flickr8k run (tests/recipe/conftest.py), its tiny parallel config, in a dump
+silently. The shared miniature Flickr8k run (tests/recipe/conftest.py), its tiny hybrid+ config, in a dump
 folder whose name has a space."""
 
 import json
@@ -12,9 +12,9 @@ from helpers import ROOT
 from helpers.recipe import MINI_DUMP as DUMP
 from helpers.recipe import MINI_EPOCHS, MINI_IMAGES, copy_of_run, copy_recipe, failed
 
-CONFIG = "conf/tiny/parallel.yaml"
-EXP = "exp/flickr8k_parallel"
-# The tiny parallel config alone, one inference job per set as in the shared run (its decode logs unchanged)
+CONFIG = "conf/tiny/hybrid_plus.yaml"
+EXP = "exp/flickr8k_hybrid_plus"
+# The shared run's config, one inference job per set as in the shared run (its decode logs unchanged)
 ARGS = ("--train_config", CONFIG, "--nj", "1", "--inference_nj", "1")
 
 

@@ -1,6 +1,6 @@
 """The recipe egs2/speechclip/sc1 end to end (stages 1-9) on the shared miniature Flickr8k run (tests/recipe/
-conftest.py: the tiny parallel and hybrid+ configs; hybrid+'s keyword counts train towards the captions'
-token counts): the ESPnet-style flags, --python and the run log, and the Hub round trip (upload
+conftest.py: the tiny hybrid+ config, whose keyword counts train towards the captions' token counts): the
+ESPnet-style flags, --python and the run log, and the Hub round trip (upload
 to a Hub stand-in on 127.0.0.1, then ``--download_model`` from the Hub cache with HF_HUB_OFFLINE=1)."""
 
 import json
@@ -70,32 +70,26 @@ def test_help_lists_every_option():
 
 def test_stages_1_to_8_produce_results(flickr8k_run):
     rec, out = flickr8k_run.rec, flickr8k_run.out
-    for name, branches in (
-        ("flickr8k_parallel", ["parallel"]),
-        ("flickr8k_hybrid_plus", ["parallel", "cascaded"]),
-    ):
-        exp = rec / "exp" / name
-        results = json.loads((exp / "results.json").read_text())
-        assert list(results) == ["flickr8k_test"]
-        assert list(results["flickr8k_test"]) == branches
-        for branch in branches:
-            res = results["flickr8k_test"][branch]
-            for direction in ("speech_to_image", "image_to_speech", "speech_to_text", "text_to_speech"):
-                assert set(res[direction]) == {"R@1", "R@5", "R@10"}
-        md = (exp / "RESULTS.md").read_text()
-        assert "## flickr8k_test" in md and "trainable" in md
-        assert_environment_header(md)
-        assert "- CPU: `" in md and "deterministic per seed and thread count on one machine" in md
-        assert (exp / "packed" / "model.zip").is_file()
-        # TensorBoard curves by default, where ESPnet puts them
-        assert list((exp / "tensorboard" / "train").glob("events.out.tfevents.*"))
-        assert list((exp / "tensorboard" / "valid").glob("events.out.tfevents.*"))
-        for s in ("dev", "test"):  # one inference job per set (--inference_nj 1)
-            logdir = exp / f"decode_flickr8k_{s}" / "logdir"
-            assert sorted(p.name for p in logdir.iterdir()) == ["inference.log"]
+    exp = rec / "exp" / "flickr8k_hybrid_plus"
+    results = json.loads((exp / "results.json").read_text())
+    assert list(results) == ["flickr8k_test"]
+    assert list(results["flickr8k_test"]) == ["parallel", "cascaded"]
+    for res in results["flickr8k_test"].values():
+        for direction in ("speech_to_image", "image_to_speech", "speech_to_text", "text_to_speech"):
+            assert set(res[direction]) == {"R@1", "R@5", "R@10"}
+    md = (exp / "RESULTS.md").read_text()
+    assert "## flickr8k_test" in md and "trainable" in md
+    assert_environment_header(md)
+    assert "- CPU: `" in md and "deterministic per seed and thread count on one machine" in md
+    assert (exp / "packed" / "model.zip").is_file()
+    # TensorBoard curves by default, where ESPnet puts them
+    assert list((exp / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    assert list((exp / "tensorboard" / "valid").glob("events.out.tfevents.*"))
+    for s in ("dev", "test"):  # one inference job per set (--inference_nj 1)
+        logdir = exp / f"decode_flickr8k_{s}" / "logdir"
+        assert sorted(p.name for p in logdir.iterdir()) == ["inference.log"]
     assert "Stage 9: skipped (no --hf_repo)" in out
     # hybrid+: the recipe gave the training the transcripts its unit targets need
-    exp = rec / "exp" / "flickr8k_hybrid_plus"
     assert "text,text,text" in (exp / "train.log").read_text()
     res = json.loads((exp / "results.json").read_text())["flickr8k_test"]
     assert set(res["cascaded"]["keyword_hit_rate"]) == {"pooled", "utterance_avg", "keywords_per_utterance"}
@@ -117,18 +111,18 @@ def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
     from huggingface_hub import ModelCard
 
     rec = flickr8k_run.rec
-    exp = rec / "exp" / "flickr8k_parallel"
+    exp = rec / "exp" / "flickr8k_hybrid_plus"
     hub = FakeHub(lifetime=300)
     try:
         out = flickr8k_run.run(
-            *("--train_config", "conf/tiny/parallel.yaml"),
-            *("--stage", "9", "--hf_repo", "speechclip-test/tiny-parallel"),
+            *("--train_config", "conf/tiny/hybrid_plus.yaml"),
+            *("--stage", "9", "--hf_repo", "speechclip-test/tiny-hybrid-plus"),
             env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token_not_real"},
         )
     finally:
         hub.close()
     assert "Stage 9: upload to the Hugging Face Hub" in out
-    files = hub.files("speechclip-test/tiny-parallel")
+    files = hub.files("speechclip-test/tiny-hybrid-plus")
     with zipfile.ZipFile(exp / "packed" / "model.zip") as zf:
         assert set(files) == set(zf.namelist())
         for name in zf.namelist():
@@ -137,7 +131,7 @@ def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
     card = ModelCard(files["README.md"].decode())
     assert card.data.datasets == ["flickr8k"] and "espnet" in card.data.tags
     assert (
-        "./run.sh --download_model speechclip-test/tiny-parallel --skip_train true --corpus flickr8k"
+        "./run.sh --download_model speechclip-test/tiny-hybrid-plus --skip_train true --corpus flickr8k"
         in card.text
     )
 
@@ -145,12 +139,12 @@ def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
     for name, data in files.items():
         (staged / name).parent.mkdir(parents=True, exist_ok=True)
         (staged / name).write_bytes(data)
-    place_in_hub_cache(staged, tmp_path / "hub", "speechclip-test/tiny-parallel", "c" * 40)
+    place_in_hub_cache(staged, tmp_path / "hub", "speechclip-test/tiny-hybrid-plus", "c" * 40)
     # ESPnet's way: a downloaded model, evaluated without data preparation or training (the data and
     # the image cache of its CLIP are there); its weights linked under the --inference_model name; each
     # set's inference in two jobs and a merge that scores
     out = flickr8k_run.run(
-        *("--download_model", "speechclip-test/tiny-parallel", "--inference_nj", "2"),
+        *("--download_model", "speechclip-test/tiny-hybrid-plus", "--inference_nj", "2"),
         *("--skip_data_prep", "true", "--skip_train", "true", "--inference_model", "latest.pth"),
         env={
             "HF_HUB_OFFLINE": "1",
@@ -160,9 +154,9 @@ def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
     )
     for stage in range(1, 5):
         assert f"Stage {stage}:" not in out, stage
-    assert "Stage 5 replaced: fetching speechclip-test/tiny-parallel" in out
+    assert "Stage 5 replaced: fetching speechclip-test/tiny-hybrid-plus" in out
     assert "Stage 8: skipped" in out
-    downloaded = rec / "exp" / "speechclip-test" / "tiny-parallel"
+    downloaded = rec / "exp" / "speechclip-test" / "tiny-hybrid-plus"
     assert (downloaded / "latest.pth").is_symlink()
     for s in ("dev", "test"):
         logdir = downloaded / f"decode_flickr8k_{s}" / "logdir"
@@ -260,8 +254,8 @@ def test_python_option_and_the_run_log(tmp_path):
 
 def test_skip_flags(flickr8k_run):
     rec = flickr8k_run.rec
-    args = ["--train_config", "conf/tiny/parallel.yaml"]
-    exp = rec / "exp" / "flickr8k_parallel"
+    args = ["--train_config", "conf/tiny/hybrid_plus.yaml"]
+    exp = rec / "exp" / "flickr8k_hybrid_plus"
     outputs = [
         exp / "packed" / "model.zip",
         exp / "results.json",
