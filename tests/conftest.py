@@ -14,6 +14,16 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test starts and ends on one torch thread: a test that runs an entry point with
+    ``--num_threads`` (or the calibration) in this process must not change the numbers of the tests after
+    it on the same worker (a sum over two threads rounds differently)."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
     """clip_conf of a random tiny CLIP saved as a local open_clip weights file."""

@@ -161,7 +161,8 @@ def test_calibrate_prints_the_median_step(capsys):
     calibrate = load_bench("calibrate")
     times = calibrate.step_seconds(passes=2, warmup=0, threads=1)
     assert len(times) == 2 and all(t > 0 for t in times)
-    calibrate.main(["--passes", "1"])
+    calibrate.main(["--passes", "1"])  # on 2 threads, then back to the caller's
+    assert torch.get_num_threads() == 1
     words = capsys.readouterr().out.split()
     assert words[:2] == ["calibration", "step_s"] and float(words[2]) > 0
     with pytest.raises(SystemExit):
