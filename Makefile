@@ -35,11 +35,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 # The tests run on up to 4 cores (TEST_JOBS=0: all in this one process); a test file's tests, and the
-# tests sharing the miniature recipe run, stay on one worker (tests/conftest.py).
+# tests sharing the miniature recipe run, stay on one worker, and the longest groups start first
+# (tests/conftest.py).
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ "$$n" -gt 4 ] && n=4; echo $$n)
 
 test: $(STAMP) chromium
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup tests
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder tests
 
 demo: $(STAMP)
 	cd egs2/speechclip/sc1 && ./run.sh

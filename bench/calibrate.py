@@ -25,19 +25,24 @@ BATCH, FRAMES = 16, 200
 
 
 def step_seconds(passes: int = 6, warmup: int = 2, threads: int = 2) -> List[float]:
-    """Seconds of each of ``passes`` timed forward + backward passes of the fixed workload."""
+    """Seconds of each of ``passes`` timed forward + backward passes of the fixed workload (on
+    ``threads`` torch threads; the caller's thread count is restored after)."""
     torch.manual_seed(0)
+    caller_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    layer = torch.nn.TransformerEncoderLayer(WIDTH, HEADS, FEED_FORWARD, dropout=0.0, batch_first=True)
-    model = torch.nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=False)
-    x = torch.randn(BATCH, FRAMES, WIDTH)
-    times = []
-    for i in range(warmup + passes):
-        start = time.perf_counter()
-        model(x).square().mean().backward()
-        model.zero_grad(set_to_none=True)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+    try:
+        layer = torch.nn.TransformerEncoderLayer(WIDTH, HEADS, FEED_FORWARD, dropout=0.0, batch_first=True)
+        model = torch.nn.TransformerEncoder(layer, LAYERS, enable_nested_tensor=False)
+        x = torch.randn(BATCH, FRAMES, WIDTH)
+        times = []
+        for i in range(warmup + passes):
+            start = time.perf_counter()
+            model(x).square().mean().backward()
+            model.zero_grad(set_to_none=True)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(caller_threads)
     return times
 
 

@@ -64,9 +64,7 @@ for res in ('taggers/averaged_perceptron_tagger_eng', 'corpora/cmudict'):
   python3 -c "import sys, torch; print('torch', torch.__version__, torch.cuda.get_device_name() if sys.argv[1] == 'cuda' else 'cpu')" "$device"
 } > "$OUT/env.txt"
 cat "$OUT/env.txt"
-SECONDS=0
-python3 -c "import espnet2, s3prl, open_clip, espnet_speechclip.training.task" || exit 1
-echo "imports: ${SECONDS} s"
+# each bench/train_step.py run prints how long its imports took ("imports: N s") before any step
 
 status=0
 step=(python3 bench/train_step.py --device "$device" --dtype bf16 "${sizes[@]}")

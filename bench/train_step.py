@@ -388,8 +388,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def import_seconds() -> float:
+    """Seconds to import what a training step runs on (ESPnet, s3prl, open_clip, the task), timed once
+    per process before anything else: on a machine whose packages come from wheels, a broken install
+    stops here."""
+    start = time.perf_counter()
+    import espnet2  # noqa: F401
+    import open_clip  # noqa: F401
+    import s3prl  # noqa: F401
+
+    from espnet_speechclip.training.task import SpeechCLIPTask  # noqa: F401
+
+    return time.perf_counter() - start
+
+
 def main(argv: Optional[List[str]] = None) -> dict:
     args = parse_args(argv)
+    imports = import_seconds()
+    print(f"imports: {imports:.1f} s", flush=True)
     device = torch.device(args.device)
     results: List[dict] = []
     with tempfile.TemporaryDirectory(prefix="speechclip_bench_") as workdir:
@@ -405,6 +421,7 @@ def main(argv: Optional[List[str]] = None) -> dict:
         device=args.device,
         machine=machine(device),
         torch=torch.__version__,
+        import_s=round(imports, 2),
         steps=args.steps,
         warmup=args.warmup,
         results=results,

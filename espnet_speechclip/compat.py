@@ -66,7 +66,8 @@ class ModuleExecHook(importlib.abc.MetaPathFinder):
 
     Args:
         modules: full module names (any container; read at each import, so it may grow later).
-        around: ``around(exec_module, module)`` must call ``exec_module(module)`` once.
+        around: ``around(exec_module, module)`` must call ``exec_module(module)`` once, now or
+            (:class:`DeferredModule`) at the module's first use.
     """
 
     def __init__(self, modules: Container[str], around: Callable[[ExecModule, types.ModuleType], None]):
@@ -88,6 +89,7 @@ class ModuleExecHook(importlib.abc.MetaPathFinder):
 
 
 # ------------------------------------------------------------------------------------ g2p_en / NLTK
+G2P_PACKAGE = "g2p_en"
 G2P_MODULE = "g2p_en.g2p"
 # (resource path that NLTK looks up, package name that nltk.download takes), as g2p_en checks them
 G2P_NLTK_RESOURCES = (
@@ -132,11 +134,49 @@ class _G2pImportHook(ModuleExecHook):
         super().__init__((G2P_MODULE,), _exec_g2p_without_downloads)
 
 
+class DeferredModule(types.ModuleType):
+    """A module whose code has not run yet: it runs at the first lookup of a name the module does not
+    have (``module.G2p``, ``from module import G2p``). Its import attributes (``__file__``,
+    ``__spec__``, ``__path__``...) are there from the start, so code that walks ``sys.modules`` and reads
+    those (``inspect.getmodule`` does) leaves it unloaded, unlike importlib's LazyLoader."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") and name.endswith("__"):  # probes for optional dunders load nothing
+            raise AttributeError(name)
+        exec_module = _DEFERRED.pop(self.__name__)
+        self.__class__ = types.ModuleType
+        exec_module(self)
+        return getattr(self, name)
+
+
+_DEFERRED: dict = {}  # module name -> the exec_module that DeferredModule runs at first use
+
+
+def _defer_exec(exec_module: ExecModule, module: types.ModuleType) -> None:
+    _DEFERRED[module.__name__] = exec_module
+    module.__class__ = DeferredModule
+
+
+# ESPnet's text modules import these at the top and use them only to phonemise or clean English text
+# (``g2p_en.G2p()``, ``tacotron_cleaner.cleaners.custom_english_cleaners``); each builds an ``inflect``
+# engine at import, and the two cost about 5 s of every ESPnet ASR or tokenizer command's start-up on a
+# small CPU. Their code runs at their first use instead.
+DEFERRED_IMPORTS = (G2P_PACKAGE, "tacotron_cleaner.cleaners")
+
+
+class _DeferredImportHook(ModuleExecHook):
+    def __init__(self):
+        super().__init__(DEFERRED_IMPORTS, _defer_exec)
+
+
 def defer_g2p_downloads() -> None:
-    """Make a later ``import g2p_en`` try no NLTK download; ``g2p_en.G2p()`` fetches what it needs
-    (idempotent; nothing happens if g2p_en was imported already)."""
+    """Make a later ``import g2p_en`` try no NLTK download, and the modules of :data:`DEFERRED_IMPORTS`
+    run at their first use; ``g2p_en.G2p()`` fetches what it needs (idempotent; a module imported
+    already stays as it is)."""
     if G2P_MODULE not in sys.modules and not any(isinstance(f, _G2pImportHook) for f in sys.meta_path):
         sys.meta_path.insert(0, _G2pImportHook())
+    if not any(isinstance(f, _DeferredImportHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _DeferredImportHook())
 
 
 # ------------------------------------------------------------------------------------ ESPnet entry points

@@ -14,6 +14,16 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Every test starts and ends on one torch thread: a test that runs an entry point with
+    ``--num_threads`` (or the calibration) in this process must not change the numbers of the tests after
+    it on the same worker (a sum over two threads rounds differently)."""
+    yield
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory):
     """clip_conf of a random tiny CLIP saved as a local open_clip weights file."""
@@ -110,7 +120,26 @@ def parallel_exp(tiny_clip, tmp_path_factory):
 # file's tests stay on one worker, so that its module fixtures are built once; the tests sharing the
 # miniature recipe run (the session fixture ``flickr8k_run``) stay on one worker across files, so that
 # the run is made once. Without xdist the marks do nothing.
+#
+# xdist hands the groups out in the order they are collected (``make test`` passes
+# ``--no-loadscope-reorder``). The groups below run the recipe or a benchmark, minutes where the others
+# take seconds: starting them first, longest first, keeps the workers busy until the end.
+LONG_GROUPS = (
+    "flickr8k_run",
+    "tests/recipe/test_synth_default_run.py",
+    "tests/bench/test_bench.py",
+    "tests/recipe/test_faults.py",
+)
+
+
+def _group(item) -> str:
+    return "flickr8k_run" if "flickr8k_run" in item.fixturenames else item.nodeid.split("::")[0]
+
+
+# tryfirst: xdist's worker names each test's group from these marks in its own hook of this name.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        group = "flickr8k_run" if "flickr8k_run" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    rank = {group: i for i, group in enumerate(LONG_GROUPS)}
+    items.sort(key=lambda item: rank.get(_group(item), len(LONG_GROUPS)))  # stable: file order kept

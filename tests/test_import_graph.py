@@ -1,4 +1,5 @@
-"""The package's module graph: no import cycle, no module over the size limit, data flows down.
+"""The package's module graph: no import cycle, no module over the size limit, data flows down; every
+module with logic has its test file.
 
 The graph is read from the source (every ``import`` / ``from ... import``, function-level ones
 included), so a cycle hidden behind a lazy import fails here as well.
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Set
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "espnet_speechclip"
+TESTS_DIR = Path(__file__).resolve().parent
 PACKAGE = PACKAGE_DIR.name
 MAX_LINES = 700
 # Modules allowed over MAX_LINES while they are being split (drop an entry once its split lands).
@@ -127,14 +129,25 @@ def test_no_import_cycle():
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+def write_tree(root: Path, files: Dict[str, str]) -> Path:
+    """Write ``files`` ({relative path: text}) under ``root``; returns ``root``."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
 def test_a_function_level_or_relative_import_is_an_edge(tmp_path):
-    pkg = tmp_path / "pkg"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("from pkg.version import v\n")
-    (pkg / "version.py").write_text("v = 1\n")
-    (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "sub" / "a.py").write_text("def f():\n    from pkg.sub import b\n")
-    (pkg / "sub" / "b.py").write_text("from . import a\nimport pkg\n")
+    pkg = write_tree(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "from pkg.version import v\n",
+            "version.py": "v = 1\n",
+            "sub/__init__.py": "",
+            "sub/a.py": "def f():\n    from pkg.sub import b\n",
+            "sub/b.py": "from . import a\nimport pkg\n",
+        },
+    )
     graph = import_graph(pkg)
     assert graph["pkg.sub.a"] == {"pkg.sub", "pkg.sub.b"}
     assert graph["pkg.sub.b"] == {"pkg.sub", "pkg.sub.a", "pkg"}
@@ -164,3 +177,46 @@ def test_data_flows_down_the_layers():
     assert not upward, "imports of a layer above (or of the package root): " + ", ".join(upward)
     # the rule bites: models and data are below inference
     assert layer("espnet_speechclip.models.builder") < layer("espnet_speechclip.inference.loader")
+
+
+def _has_logic(path: Path) -> bool:
+    """Whether a module defines a function or a class (a module of constants alone needs no tests)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in tree.body)
+
+
+def untested_modules(package_dir: Path = PACKAGE_DIR, tests_dir: Path = TESTS_DIR) -> List[str]:
+    """Modules with logic that have no test file where the tests mirror the source tree:
+    ``<package>/x/y.py`` -> ``tests/x/test_y.py`` (``__init__.py`` -> ``tests/x/test_x.py``)."""
+    missing = []
+    for path in sorted(package_dir.rglob("*.py")):
+        rel = path.relative_to(package_dir)
+        if path.name == "__init__.py":
+            if not rel.parent.parts:
+                continue  # the package root: covered by the tests of what it installs
+            test = tests_dir / rel.parent / f"test_{rel.parent.name}.py"
+        else:
+            test = tests_dir / rel.parent / f"test_{path.stem}.py"
+        if _has_logic(path) and not test.is_file():
+            missing.append(f"{rel} -> {test.relative_to(tests_dir.parent)}")
+    return missing
+
+
+def test_every_module_with_logic_has_its_test_file():
+    missing = untested_modules()
+    assert not missing, "modules without their test file: " + ", ".join(missing)
+
+
+def test_the_mirror_check_bites(tmp_path):
+    pkg = write_tree(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "def install():\n    pass\n",
+            "constants.py": "X = 1\n",
+            "sub/__init__.py": "",
+            "sub/a.py": "def f():\n    pass\n",
+            "sub/b.py": "class B:\n    pass\n",
+        },
+    )
+    tests = write_tree(tmp_path / "tests", {"sub/test_a.py": ""})
+    assert untested_modules(pkg, tests) == ["sub/b.py -> tests/sub/test_b.py"]

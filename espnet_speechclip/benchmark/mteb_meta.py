@@ -106,7 +106,7 @@ def speechclip_model_meta(
     source, hub_revision = encoder.source, encoder.hub_revision
     config, weights = resolve_model(source, encoder.model_file, revision=hub_revision)
     revision = hub_revision or revision_of(model_identity(config, weights))
-    card = _packed_card(config)
+    card = _packed_card(source, hub_revision)
     n_parameters = _n_parameters(encoder)
     dim = int(encoder.embed_texts(["a"]).shape[1])
     corpus = corpus or training_corpus(encoder.speech2image.config) or card.get("dataset")
@@ -146,15 +146,19 @@ def speechclip_model_meta(
     return ModelMeta(**fields)
 
 
-def _packed_card(config) -> dict:
-    """The card options a packed model was packed with (``meta.json`` beside its config), else {}."""
-    import json
+def _packed_card(source: str, revision: Optional[str] = None) -> dict:
+    """The card options a packed model was packed with (its meta.json's ``card``), else {}. The meta.json
+    is the packed folder's or archive's own: the config a packed model is loaded from is a resolved copy
+    in the unpack cache, without it."""
     from pathlib import Path
 
-    meta = Path(config).parent / "meta.json"
-    if not meta.is_file():
-        return {}
-    try:
-        return dict(json.loads(meta.read_text(encoding="utf-8")).get("card") or {})
-    except (ValueError, AttributeError):
-        return {}
+    from espnet_speechclip.inference import hub
+    from espnet_speechclip.inference.archive import packed_meta
+
+    path = Path(source)
+    if not path.exists():  # a Hub repo id: its snapshot, downloaded when the encoder loaded it
+        parsed = hub.parse_repo_id(source)
+        if parsed is None:
+            return {}
+        path = hub.download(parsed[0], parsed[1] or revision)
+    return dict((packed_meta(path) or {}).get("card") or {})

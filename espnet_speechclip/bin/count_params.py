@@ -2,7 +2,8 @@
 
     python -m espnet_speechclip.bin.count_params conf/paper/*.yaml
 
-Prints a markdown table. No weights are downloaded: see espnet_speechclip.architectures.
+Prints a markdown table. No weights are downloaded or even allocated: the models are built on PyTorch's
+meta device (see espnet_speechclip.models.random_weights).
 """
 
 import argparse
@@ -25,7 +26,7 @@ def main(cmd=None) -> None:
     with tempfile.TemporaryDirectory() as work:
         for path in args.configs:
             config = read_config(path)
-            model = build_random(config, work, image_tower=True)
+            model = build_random(config, work, image_tower=True, device="meta")
             rows[path] = dict(
                 model=config_value(config, "model"),
                 upstream=option_value(config, "speech_encoder_conf.upstream"),

@@ -24,6 +24,7 @@ from espnet_speechclip.evaluation.scoring import score_decode_dir
 from espnet_speechclip.files import write_text_atomic
 from espnet_speechclip.inference.archive import UNPACK_CACHE_NOTE
 from espnet_speechclip.inference.decode_dir import (
+    check_utterance_audio,
     decode_made_from,
     embed_datadir,
     embed_images_of_datadir,
@@ -122,6 +123,8 @@ def _decode(args: argparse.Namespace, config, weights, out_dir: Path, parts: Pat
 
     # Whatever this call does, the folder is not a finished decode until it ends: drop its record first.
     clear_record(out_dir / RECORD_NAME)
+    if not args.merge:  # a file that does not open is named before the model loads
+        check_utterance_audio(args.data_dir, None if args.split is None else (args.split, args.num_splits))
     if args.split is not None:
         part = parts / str(args.split)
         reset_decode_dir(part)

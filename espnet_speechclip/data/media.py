@@ -42,6 +42,22 @@ def probe_audio(path: str | Path) -> Tuple[int, int, int]:
     return data.shape[0], rate, data.shape[1]
 
 
+def read_audio_header(path: str | Path) -> Tuple[int, int, int]:
+    """``(num_frames, sample_rate, channels)`` from an audio file's header, without decoding it: a
+    quick check that every file of a set opens at all, before a model is loaded to decode them
+    (:func:`probe_audio` decodes fully, to catch damaged data as well)."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"audio file {path} does not exist")
+    try:
+        info = sf.info(str(path))
+    except Exception as e:  # soundfile raises several types for bad data
+        raise MediaError(f"audio file {path} cannot be decoded: {e}") from e
+    return info.frames, info.samplerate, info.channels
+
+
 class TooLongError(MediaError):
     """An audio file longer than the caller takes; ``seconds`` is its length when known (else None)."""
 

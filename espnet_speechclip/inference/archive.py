@@ -399,6 +399,22 @@ def is_packed_folder(path: str | Path) -> bool:
     return (Path(path) / "meta.json").is_file()
 
 
+def packed_meta(source: str | Path) -> Optional[dict]:
+    """The checked meta.json (format, card, sha256 of every member) of a packed model folder or archive
+    ``source``; None for anything else (an experiment folder).
+
+    Raises:
+        PackError: a packed model whose meta.json is damaged.
+    """
+    path = Path(source)
+    if path.is_dir():
+        return _parse_meta(path, (path / "meta.json").read_bytes()) if is_packed_folder(path) else None
+    if path.is_file() and zipfile.is_zipfile(path):
+        with _open_archive(path) as zf:
+            return _read_meta(path, zf)
+    return None
+
+
 def resolve_packed_folder(folder: str | Path, cache_dir: Optional[str | Path] = None) -> Tuple[Path, Path]:
     """``(config_path, model_path)`` of a packed model unpacked into ``folder`` (a Hub repo snapshot,
     :func:`extract_archive`'s output), for :class:`Speech2Image`.

@@ -261,6 +261,37 @@ def _utterances(data_dir: Path) -> Tuple[List[str], Dict[str, str], Dict[str, st
     return utts, wav_scp, utt2img
 
 
+def _share(utts: List[str], split: Optional[Tuple[int, int]]) -> List[str]:
+    """The utterances of part ``split = (j, n)`` (1-based; every n-th from the j-th), or all of them."""
+    if split is None:
+        return utts
+    j, n = split
+    if not 1 <= j <= n:
+        raise InputError(f"split {j} of {n} does not exist")
+    return utts[j - 1 :: n]
+
+
+def check_utterance_audio(data_dir: PathLike, split: Optional[Tuple[int, int]] = None) -> int:
+    """Open the header of every audio file that :func:`embed_utterances` would decode (the same part
+    with ``split``), so that a missing or undecodable file is named before a model is loaded for it.
+    Returns how many were checked.
+
+    Raises:
+        MediaError: naming the utterance and its file.
+    """
+    from espnet_speechclip.data.media import MediaError, read_audio_header
+
+    data_dir = Path(data_dir)
+    utts, wav_scp, _ = _utterances(data_dir)
+    share = _share(utts, split)
+    for u in share:
+        try:
+            read_audio_header(wav_scp[u])
+        except MediaError as e:
+            raise MediaError(f"utterance {u} of {data_dir}/wav.scp: {e}") from None
+    return len(share)
+
+
 def embed_utterances(
     s2i, data_dir: PathLike, output_dir: PathLike, split: Optional[Tuple[int, int]] = None
 ) -> Path:
@@ -276,11 +307,7 @@ def embed_utterances(
     data_dir, output_dir = Path(data_dir), Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     utts, wav_scp, _ = _utterances(data_dir)
-    if split is not None:
-        j, n = split
-        if not 1 <= j <= n:
-            raise InputError(f"split {j} of {n} does not exist")
-        utts = utts[j - 1 :: n]
+    utts = _share(utts, split)
     logger.info("embedding %d utterances of %s", len(utts), data_dir)
     model = s2i.model
     timing = model.cascaded is not None

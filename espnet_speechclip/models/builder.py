@@ -27,6 +27,7 @@ from espnet_speechclip.models.speechclip import (
     SharedHybridSpeechCLIP,
     SpeechCLIP,
 )
+from espnet_speechclip.models.upstream import hub_entry
 
 speech_encoder_choices = ClassChoices(
     "speech_encoder",
@@ -118,6 +119,10 @@ def build_model(config: Mapping, clip_weights: bool = True, image_tower: Optiona
         model = build_model(read_config("exp/synth_parallel/config.yaml"))
     """
     config = read_config(config)
+
+    # 0. The cheap checks first: an unknown upstream is said before CLIP loads (seconds, gigabytes).
+    if config["speech_encoder"] == "s3prl":
+        hub_entry(option_value(config, "speech_encoder_conf.upstream"))
 
     # 1. The frozen CLIP: the text tower always (keywords, zero-shot text), the image tower on demand.
     clip_conf = check_clip_conf(config["clip_conf"], need_weights=clip_weights)

@@ -110,7 +110,13 @@ def load_clip(
     try:
         # random weights were asked for: open_clip's warning would alarm for nothing
         with random_init_intended() if not pretrained else contextlib.nullcontext():
-            model = open_clip.create_model(model_name, pretrained=pretrained or None, pretrained_text=False)
+            # on the default device: CPU, or meta inside ``with torch.device("meta")`` (parameter counts)
+            model = open_clip.create_model(
+                model_name,
+                pretrained=pretrained or None,
+                pretrained_text=False,
+                device=torch.get_default_device(),
+            )
     except RuntimeError as e:
         raise RunError(
             f"could not load CLIP {model_name} weights {pretrained!r} ({e}). Without network access, put the "

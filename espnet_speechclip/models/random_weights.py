@@ -101,14 +101,20 @@ def write_random_hubert(name: str, path: str | Path, seed: int = 0) -> Path:
     return save_hubert(random_hubert(model_cfg, task_cfg, seed), model_cfg, task_cfg, path)
 
 
-def build_random(config: dict, workdir: str | Path | None = None, image_tower: bool = False):
+def build_random(
+    config: dict,
+    workdir: str | Path | None = None,
+    image_tower: bool = False,
+    device: str | torch.device = "cpu",
+):
     """Build the model of a training config with random frozen weights.
 
     The speech upstream is replaced by a random checkpoint of the same architecture (weight-free
     upstreams such as fbank are used as they are), CLIP is built without weights, and a cascaded
     codebook file that is not at hand is replaced by the full vocabulary (the parameter count does not
     depend on it). ``image_tower`` builds the CLIP image tower too (part of the system even when
-    training reads cached embeddings).
+    training reads cached embeddings). ``device="meta"`` builds the architecture without allocating or
+    initialising any weight (parameter counts: seconds instead of minutes and gigabytes for Large).
     """
     from espnet_speechclip.config import read_config
     from espnet_speechclip.models.builder import build_model, option_value
@@ -117,11 +123,16 @@ def build_random(config: dict, workdir: str | Path | None = None, image_tower: b
     speech_conf = config["speech_encoder_conf"]
     upstream = option_value(config, "speech_encoder_conf.upstream")
     workdir = Path(workdir or tempfile.mkdtemp(prefix="speechclip_random_"))
+    device = torch.device(device)
+    if device.type == "meta":
+        _import_outside_meta("hubert_local" if upstream in HUBERT_ARCHITECTURES else upstream)
     if upstream in HUBERT_ARCHITECTURES:
-        # one random checkpoint per architecture and workdir: several configs share it (1.2 GB for Large)
-        path = workdir / f"{upstream}.pt"
+        # one random checkpoint per architecture, device and workdir: several configs share it (1.2 GB for
+        # Large; a meta one holds no data, so it must never serve a build with weights)
+        path = workdir / f"{upstream}.{device.type}.pt"
         if not path.is_file():
-            write_random_hubert(upstream, path)
+            with device:
+                write_random_hubert(upstream, path)
         speech_conf["upstream"] = "hubert_local"
         speech_conf["path_or_url"] = str(path)
     cascaded = config.get("model_conf", {}).get("cascaded_conf")
@@ -131,7 +142,19 @@ def build_random(config: dict, workdir: str | Path | None = None, image_tower: b
         and not Path(cascaded["codebook"]).is_file()
     ):
         cascaded["codebook"] = "full"
-    return build_model(config, clip_weights=False, image_tower=image_tower or None)
+    with device:
+        return build_model(config, clip_weights=False, image_tower=image_tower or None)
+
+
+def _import_outside_meta(upstream: str) -> None:
+    """Import what a build imports lazily, before a ``with torch.device("meta")``: a module first
+    imported inside it keeps meta module-level tensors for the whole process (torchaudio's Kaldi
+    ``EPSILON``, imported by s3prl, then breaks every later filterbank)."""
+    from espnet_speechclip.models.upstream import hub_entry
+
+    hub_entry(upstream)  # s3prl, the upstream's hub module and its model (HuBERT's for hubert_local)
+    # after the upstream, so that an unknown one is said before this import's seconds
+    import open_clip  # noqa: F401
 
 
 def count_parameters(model: torch.nn.Module) -> Dict[str, int]:

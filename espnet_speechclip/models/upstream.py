@@ -18,12 +18,13 @@ computed for the whole batch at once with the same numbers (:mod:`.batched_fbank
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 import re
 from functools import cache
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -36,26 +37,40 @@ from espnet_speechclip.models.frozen import FrozenModule
 
 
 @cache
-def _hub_entry(name: str) -> Callable:
-    """Find the s3prl hub entry ``name`` by reading the hubconf sources, then import only that one."""
+def hub_entry(name: str) -> Callable:
+    """Find the s3prl hub entry ``name`` by reading the hubconf sources, then import only that one.
+
+    Raises:
+        InputError: no s3prl upstream has that name.
+    """
     patch_s3prl()
     import s3prl
 
-    pattern = re.compile(rf"^def {re.escape(name)}\(", re.MULTILINE)
-    root = Path(s3prl.__file__).parent / "upstream"
-    for hubconf in sorted(root.glob("*/hubconf.py")):
-        if pattern.search(hubconf.read_text(encoding="utf-8")):
+    defined = re.compile(rf"^def {re.escape(name)}\(", re.MULTILINE)
+    mentioned = re.compile(rf"\b{re.escape(name)}\b")
+    root = Path(s3prl.__file__).parent
+    sources = {path: path.read_text(encoding="utf-8") for path in sorted(root.glob("upstream/*/hubconf.py"))}
+    for hubconf, source in sources.items():
+        if defined.search(source):
             module = importlib.import_module(f"s3prl.upstream.{hubconf.parent.name}.hubconf")
             return getattr(module, name)
+    # A name no hub source mentions is unknown: said at once, without importing the full hub (10-20 s)
+    sources[root / "hub.py"] = (root / "hub.py").read_text(encoding="utf-8")
+    if not any(mentioned.search(source) for source in sources.values()):
+        raise InputError(_unknown_upstream(name))
     # Not a plain upstream entry (an alias defined by assignment, say): fall back to the full hub.
     from s3prl import hub
 
     if not hasattr(hub, name):
-        raise InputError(
-            f"unknown s3prl upstream {name!r}; names are e.g. hubert, hubert_large_ll60k, wavlm_base_plus, "
-            f"wav2vec2, fbank, mfcc, or hubert_local with path_or_url (see s3prl.hub.options())"
-        )
+        raise InputError(_unknown_upstream(name))
     return getattr(hub, name)
+
+
+def _unknown_upstream(name: str) -> str:
+    return (
+        f"unknown s3prl upstream {name!r}; names are e.g. hubert, hubert_large_ll60k, wavlm_base_plus, "
+        f"wav2vec2, fbank, mfcc, or hubert_local with path_or_url (see s3prl.hub.options())"
+    )
 
 
 class Upstream(FrozenModule):
@@ -85,14 +100,26 @@ class Upstream(FrozenModule):
             raise MissingFileError(f"checkpoint {path_or_url} of s3prl upstream {name} does not exist")
         kwargs = {"ckpt": path_or_url} if path_or_url else {}
         self.name = name
-        self.expert = _hub_entry(name)(**kwargs)
+        entry = hub_entry(name)
+        # s3prl's baselines (fbank, mfcc, ...): weight-free, each waveform computed alone
+        self.per_utterance = entry.__module__.startswith("s3prl.upstream.baseline")
+        # A baseline is built on CPU even inside ``with torch.device("meta")`` (a parameter count): it has
+        # no weights to spare, and its dry run and the batched fbank's check below compute on data.
+        with torch.device("cpu") if self.per_utterance else contextlib.nullcontext():
+            self._build(entry(**kwargs), raw_last_layer)
+
+    def _build(self, expert: nn.Module, raw_last_layer: bool) -> None:
+        """Freeze ``expert`` and read its layout: hidden states, widths, rates, frame rule."""
+        name = self.name
+        self.expert = expert
         self.freeze()
         self.raw_last_layer = raw_last_layer
         if raw_last_layer:
             _last_transformer_layer(self.expert, name).register_forward_hook(_keep_raw_output)
-        # One dry run tells the number of hidden states and their widths, as s3prl does.
-        with torch.no_grad():
-            hs = self._hidden_states([torch.zeros(SAMPLE_RATE)])
+        # One dry run tells the number of hidden states and their widths, as s3prl does; built on the meta
+        # device (a parameter count), the expert has no data to compute with: shapes only.
+        weights = {**dict(self.expert.named_parameters()), **dict(self.expert.named_buffers())}
+        hs = self._dry_run(weights if any(t.is_meta for t in weights.values()) else None)
         self.num_layers = len(hs)
         self.hidden_sizes = [h.size(-1) for h in hs]
         rates = self.expert.get_downsample_rates("hidden_states")
@@ -104,7 +131,6 @@ class Upstream(FrozenModule):
         convs = _extractor_convs(self.expert)
         self.receptive_field = _receptive_field(convs)  # samples of one frame
         self.min_samples = self.receptive_field  # samples an utterance needs
-        self.per_utterance = type(self.expert).__module__.startswith("s3prl.upstream.baseline")
         config = getattr(self.expert, "config", None)
         if self.per_utterance and isinstance(config, dict) and (config.get("cmvn") or {}).get("use_cmvn"):
             # per-utterance CMVN divides by the standard deviation over the frames: one frame has none
@@ -140,8 +166,32 @@ class Upstream(FrozenModule):
             n = n.clamp(min=0)
         return n
 
-    def _hidden_states(self, wav_list: List[torch.Tensor]) -> List[torch.Tensor]:
-        hs = list(self.expert(wav_list)["hidden_states"])
+    def _dry_run(self, meta_weights: Optional[Dict[str, torch.Tensor]] = None) -> List[torch.Tensor]:
+        """The hidden states L x (1, T', D) of one second of silence.
+
+        An expert built on the meta device (``meta_weights``: its parameters and buffers by name) has no
+        data to run on: it runs on data-free stand-ins of its weights (FakeTensorMode), which give the
+        same shapes without any arithmetic or memory.
+        """
+        with torch.no_grad():
+            if meta_weights is None:
+                return self._hidden_states([torch.zeros(SAMPLE_RATE, device="cpu")])
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            with FakeTensorMode(allow_non_fake_inputs=True):
+                stand_ins = {name: torch.empty_like(t, device="cpu") for name, t in meta_weights.items()}
+                return self._hidden_states([torch.zeros(SAMPLE_RATE, device="cpu")], stand_ins)
+
+    def _hidden_states(
+        self, wav_list: List[torch.Tensor], weights: Optional[Dict[str, torch.Tensor]] = None
+    ) -> List[torch.Tensor]:
+        """The expert's hidden states L x (B, T', D) of ``wav_list``, run on ``weights`` (name ->
+        tensor) in place of its own when given."""
+        if weights is None:
+            out = self.expert(wav_list)
+        else:
+            out = torch.func.functional_call(self.expert, weights, (wav_list,))
+        hs = list(out["hidden_states"])
         if self.raw_last_layer:
             layer = _last_transformer_layer(self.expert, self.name)
             raw = layer.__dict__.pop("_speechclip_raw_output")  # (T, B, D), padded to the layer's multiple

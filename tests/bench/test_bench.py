@@ -5,6 +5,7 @@ on the machine."""
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +53,8 @@ def test_gpu_checks_rehearsal_writes_every_result(rehearsal):
     ]
     log = (rehearsal / "log.txt").read_text()
     assert "| config | variant | dtype |" in log and "step / authors' step" in log and "loader / step" in log
-    assert "imports:" in log
+    # each training-step run timed its imports before its steps (large, then base)
+    assert len(re.findall(r"^imports: \d+\.\d s$", log, re.M)) == 2
     assert "## conf/tiny/parallel.yaml step, bf16, 4 x 1 s" in (rehearsal / "profile_large.txt").read_text()
 
 
@@ -61,6 +63,7 @@ def test_train_step_reports_every_variant(rehearsal):
     configs = [str(Path(c).relative_to(ROOT)) for c in TINY]
     by_config = {}
     assert report["device"] == "cpu" and report["steps"] == 1 and report["warmup"] == 0
+    assert isinstance(report["import_s"], float)  # the seconds its imports took, before any step
     for r in report["results"]:
         by_config.setdefault(r["config"], []).append(r)
         assert r["utt_per_s"] > 0 and r["ms_per_iter"] > 0 and r["peak_mem_mib"] > 0
@@ -158,7 +161,8 @@ def test_calibrate_prints_the_median_step(capsys):
     calibrate = load_bench("calibrate")
     times = calibrate.step_seconds(passes=2, warmup=0, threads=1)
     assert len(times) == 2 and all(t > 0 for t in times)
-    calibrate.main(["--passes", "1"])
+    calibrate.main(["--passes", "1"])  # on 2 threads, then back to the caller's
+    assert torch.get_num_threads() == 1
     words = capsys.readouterr().out.split()
     assert words[:2] == ["calibration", "step_s"] and float(words[2]) > 0
     with pytest.raises(SystemExit):

@@ -1,5 +1,4 @@
-"""The MTEB encoder gives exactly Speech2Image's embeddings, through MTEB's own data loaders, and its
-ModelMeta describes the model."""
+"""The MTEB encoder gives exactly Speech2Image's embeddings, through MTEB's own data loaders."""
 
 from __future__ import annotations
 
@@ -12,11 +11,7 @@ from mteb._create_dataloaders import create_dataloader  # noqa: E402
 from mteb.types import PromptType  # noqa: E402
 
 from espnet_speechclip.benchmark.mteb_encoder import SpeechCLIPEncoder  # noqa: E402
-from espnet_speechclip.benchmark.mteb_meta import speechclip_model_meta  # noqa: E402
-from espnet_speechclip.benchmark.mteb_scores import revision_of  # noqa: E402
 from espnet_speechclip.benchmark.mteb_task import build_datasets, datadir_tasks, read_pairs  # noqa: E402
-from espnet_speechclip.identity import model_identity  # noqa: E402
-from espnet_speechclip.inference.loader import resolve_model  # noqa: E402
 from espnet_speechclip.inference.speech2image import Speech2Image  # noqa: E402
 
 
@@ -25,11 +20,6 @@ def corpus(tmp_path_factory):
     from helpers.corpora import make_tiny_corpus
 
     return make_tiny_corpus(tmp_path_factory.mktemp("mteb_corpus"), n_images=3, captions=2, split="test")
-
-
-@pytest.fixture(scope="module")
-def encoder(parallel_exp):
-    return SpeechCLIPEncoder("org/tiny", source=str(parallel_exp), device="cpu", batch_size=4)
 
 
 def encode(encoder, dataset, task, prompt_type, batch_size=4):
@@ -55,21 +45,6 @@ def test_embeddings_equal_speech2image(encoder, parallel_exp, corpus, tmp_path):
     np.testing.assert_array_equal(encode(encoder, data["audio"], i2a, PromptType.document), speech)
     texts = ["a red square", "a blue square", "a green square"]
     np.testing.assert_allclose(encoder.embed_texts(texts), s2i.embed_texts(texts))
-
-
-def test_model_meta_describes_the_model(encoder, parallel_exp):
-    meta = speechclip_model_meta(encoder, name="org/tiny", license="apache-2.0")
-    assert meta.name == "org/tiny"
-    assert meta.revision == revision_of(model_identity(*resolve_model(parallel_exp)))
-    assert meta.modalities == ["audio", "image", "text"]
-    assert meta.embed_dim == 32
-    assert meta.license == "apache-2.0"
-    # the image tower is outside a model trained on cached image embeddings: counted on top
-    in_model = sum(p.numel() for p in encoder.speech2image.model.parameters())
-    assert meta.n_parameters > in_model
-    assert meta.training_datasets is None  # the test config names no recipe training data
-    assert meta.loader_kwargs["source"] == str(parallel_exp)
-    assert meta.experiment_kwargs is None  # the default branch
 
 
 def test_unsupported_inputs_and_branches_fail_clearly(encoder, parallel_exp, corpus):

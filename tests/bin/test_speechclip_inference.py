@@ -32,6 +32,7 @@ def test_truncated_weights_are_one_line_naming_the_file(tmp_path, capsys):
     data.mkdir()
     write_wav(data / "u1.wav", np.zeros(8000, np.float32))
     (data / "wav.scp").write_text(f"u1 {data / 'u1.wav'}\n")
+    (data / "utt2img").write_text("u1 i1\n")
     config = tmp_path / "config.yaml"
     config.write_text("model: parallel\nclip_conf: {model_name: ViT-B-32, pretrained: openai}\n")
     torch.save({"w": torch.zeros(1000)}, tmp_path / "full.pth")
@@ -44,3 +45,39 @@ def test_truncated_weights_are_one_line_naming_the_file(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"inf: error: {weights}: not a complete PyTorch file, truncated or damaged")
     assert len(err.splitlines()) == 1
+
+
+def test_audio_that_does_not_open_stops_the_job_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """Recipe stage 6 on a set with a damaged file: one line naming the utterance, and no model loaded."""
+    import numpy as np
+
+    from espnet_speechclip.data.media import write_wav
+    from espnet_speechclip.errors import run_cli
+    from espnet_speechclip.inference import speech2image
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(speech2image.Speech2Image, "__init__", no_model)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_wav(data / "u1.wav", np.zeros(8000, np.float32))
+    (data / "u2.wav").write_bytes(b"RIFF" + bytes(40))
+    (data / "wav.scp").write_text(f"u1 {data / 'u1.wav'}\nu2 {data / 'u2.wav'}\n")
+    (data / "utt2img").write_text("u1 i1\nu2 i1\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("model: parallel\nclip_conf: {model_name: ViT-B-32, pretrained: openai}\n")
+    (tmp_path / "m.pth").write_bytes(b"weights")
+    args = ["--config", str(config), "--model_file", str(tmp_path / "m.pth"), "--data_dir", str(data)]
+    for job in ([], ["--num_splits", "2", "--split", "2"]):
+        with pytest.raises(SystemExit) as e:
+            run_cli(
+                lambda job=job: speechclip_inference.main(args + ["--output_dir", str(tmp_path / "o")] + job),
+                prog="inf",
+            )
+        assert e.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(
+            f"inf: error: utterance u2 of {data}/wav.scp: audio file {data / 'u2.wav'} cannot be"
+        )
+        assert len(err.splitlines()) == 1

@@ -11,6 +11,7 @@ from espnet_speechclip.data.media import (
     load_image,
     probe_audio,
     probe_image,
+    read_audio_header,
     resample,
     write_wav,
 )
@@ -53,9 +54,11 @@ def test_bad_audio_files_are_named(tmp_path):
         load_audio(tmp_path / "nope.wav")
     garbage = tmp_path / "notes.wav"
     garbage.write_bytes(b"meeting notes" * 20)
-    for fn in (probe_audio, load_audio):
+    for fn in (probe_audio, load_audio, read_audio_header):
         with pytest.raises(MediaError, match=r"audio file .*notes.wav cannot be decoded"):
             fn(garbage)
+    with pytest.raises(MediaError, match=r"audio file .*nope.wav does not exist"):
+        read_audio_header(tmp_path / "nope.wav")
     empty = tmp_path / "empty.wav"
     sf.write(str(empty), np.zeros(0), 16000)
     for fn in (probe_audio, load_audio):
@@ -83,3 +86,12 @@ def test_images_are_probed_and_loaded_as_rgb(tmp_path):
     for fn in (probe_image, load_image):
         with pytest.raises(MediaError, match=r"image file .*broken.jpg cannot be decoded"):
             fn(broken)
+
+
+def test_audio_header_without_decoding(tmp_path):
+    path = tmp_path / "stereo.wav"
+    sf.write(str(path), np.stack([tone(4410, 44100)] * 2, axis=1), 44100)
+    assert read_audio_header(path) == (4410, 44100, 2)
+    # damaged data past the header: the header alone still reads (the decode is what catches that)
+    path.write_bytes(path.read_bytes()[:100])
+    assert read_audio_header(path)[1:] == (44100, 2)

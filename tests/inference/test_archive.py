@@ -17,6 +17,7 @@ from espnet_speechclip.inference.archive import (
     MAX_MEMBERS_ENV,
     PackError,
     extract_archive,
+    packed_meta,
     unpack_limits,
     unpack_model,
 )
@@ -59,6 +60,18 @@ def test_a_packed_archive_unpacks_and_is_reused(tmp_path):
     config, weights = unpack_model(archive, tmp_path / "cache")
     assert weights.read_bytes() == b"weights" and config.is_file()
     assert unpack_model(archive, tmp_path / "cache") == (config, weights)
+
+
+def test_packed_meta_of_an_archive_and_of_its_folder(tmp_path):
+    archive = make_archive(tmp_path / "m.zip", {}, meta=dict(card={"license": "mit"}))
+    folder = tmp_path / "folder"
+    zipfile.ZipFile(archive).extractall(folder)
+    assert packed_meta(archive)["card"] == packed_meta(folder)["card"] == {"license": "mit"}
+    (tmp_path / "exp").mkdir()
+    assert packed_meta(tmp_path / "exp") is None and packed_meta(tmp_path / "absent") is None
+    (folder / "meta.json").write_text("{")
+    with pytest.raises(PackError, match="meta.json is not valid JSON"):
+        packed_meta(folder)
 
 
 def test_a_member_larger_than_declared_is_refused_before_writing(tmp_path):

@@ -1,11 +1,13 @@
 """Decode folders record the model and data they were made from; stale or unfinished ones are refused."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers.corpora import make_tiny_corpus
 
+from espnet_speechclip.errors import InputError
 from espnet_speechclip.inference.decode_dir import (
     decode_made_from,
     merge_utterance_parts,
@@ -105,3 +107,22 @@ def test_merge_refuses_parts_of_another_run_or_an_unfinished_job(data, tmp_path)
     reset_decode_dir(parts[1])  # job 2 restarted and was killed
     with pytest.raises(ProvenanceError, match=r"split2/2 has no record.*--split 2"):
         merge_utterance_parts(parts, dec, made_from)
+
+
+def test_audio_that_does_not_open_is_named_before_a_model_is_needed(data, tmp_path):
+    from espnet_speechclip.data.datadir import read_kv
+    from espnet_speechclip.data.media import MediaError
+    from espnet_speechclip.inference.decode_dir import check_utterance_audio
+
+    wavs = read_kv(data / "wav.scp")
+    utts = sorted(wavs)
+    assert check_utterance_audio(data) == len(utts)
+    assert check_utterance_audio(data, split=(2, 3)) == len(utts[1::3])
+    with pytest.raises(InputError, match="split 4 of 3 does not exist"):
+        check_utterance_audio(data, split=(4, 3))
+    Path(wavs[utts[1]]).write_bytes(b"RIFF" + bytes(40))
+    with pytest.raises(
+        MediaError, match=rf"^utterance {utts[1]} of .*wav.scp: audio file .* cannot be decoded"
+    ):
+        check_utterance_audio(data)
+    assert check_utterance_audio(data, split=(1, 3)) == len(utts[0::3])  # not in that job's share

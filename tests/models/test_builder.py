@@ -57,6 +57,17 @@ def test_an_unknown_model_name_is_refused(tiny_clip):
         build_model(config)
 
 
+def test_an_unknown_upstream_is_said_before_clip_loads(tmp_path):
+    """CLIP is built first; the upstream's name is checked before it (ViT-L takes seconds and gigabytes):
+    the weights file below does not exist, and the error is about the upstream."""
+    config = tiny_config(
+        "parallel", dict(model_name="ViT-L-14-quickgelu", pretrained=str(tmp_path / "no.pt"))
+    )
+    config["speech_encoder_conf"]["upstream"] = "hubert_nope"
+    with pytest.raises(ValueError, match="unknown s3prl upstream 'hubert_nope'"):
+        build_model(config)
+
+
 def test_option_value_reads_constructor_defaults():
     config = {"model": "cascaded", "speech_encoder_conf": {"upstream": None}}
     assert option_value(config, "speech_encoder_conf.upstream") == "hubert"

@@ -90,3 +90,24 @@ def test_raw_last_layer_of_a_post_norm_hubert_is_s3prl_last_state(hubert, tiny_h
 def test_raw_last_layer_needs_transformer_layers():
     with pytest.raises(ValueError, match="raw_last_layer.*fbank"):
         Upstream("fbank", raw_last_layer=True)
+
+
+def test_a_meta_upstream_has_the_layout_of_the_real_one(hubert, tiny_hubert):
+    """Built on the meta device (parameter counts), HuBERT allocates no weight and its dry run computes
+    nothing, yet it reads the same layout; a weight-free filterbank is built on CPU all the same."""
+    with torch.device("meta"):
+        meta = Upstream("hubert_local", str(tiny_hubert), raw_last_layer=True)
+        fbank = Upstream("fbank")
+    assert all(p.is_meta for p in meta.expert.model.encoder.parameters())
+    for attr in (
+        "num_layers",
+        "hidden_sizes",
+        "downsample_rates",
+        "receptive_field",
+        "min_samples",
+        "_convs",
+    ):
+        assert getattr(meta, attr) == getattr(hubert, attr), attr
+    assert not any(t.is_meta for t in fbank.state_dict().values()) and fbank.batched is not None
+    lengths = torch.tensor([16000, 8000])
+    assert fbank(torch.randn(2, 16000), lengths)[1].tolist() == fbank.frame_lengths(lengths).tolist()

@@ -1,6 +1,6 @@
 """The recipe egs2/speechclip/sc1 end to end (stages 1-9) on the shared miniature Flickr8k run (tests/recipe/
-conftest.py: the tiny parallel, cascaded, and hybrid+ configs, whose keyword counts train towards the
-captions' token counts): the ESPnet-style flags, --python and the run log, and the Hub round trip (upload
+conftest.py: the tiny hybrid+ config, whose keyword counts train towards the captions' token counts): the
+ESPnet-style flags, --python and the run log, and the Hub round trip (upload
 to a Hub stand-in on 127.0.0.1, then ``--download_model`` from the Hub cache with HF_HUB_OFFLINE=1)."""
 
 import json
@@ -70,40 +70,30 @@ def test_help_lists_every_option():
 
 def test_stages_1_to_8_produce_results(flickr8k_run):
     rec, out = flickr8k_run.rec, flickr8k_run.out
-    for name in ("flickr8k_parallel", "flickr8k_cascaded"):
-        exp = rec / "exp" / name
-        results = json.loads((exp / "results.json").read_text())
-        assert list(results) == ["flickr8k_test"]
-        branch = name.split("_")[1]
-        res = results["flickr8k_test"][branch]
+    exp = rec / "exp" / "flickr8k_hybrid_plus"
+    results = json.loads((exp / "results.json").read_text())
+    assert list(results) == ["flickr8k_test"]
+    assert list(results["flickr8k_test"]) == ["parallel", "cascaded"]
+    for res in results["flickr8k_test"].values():
         for direction in ("speech_to_image", "image_to_speech", "speech_to_text", "text_to_speech"):
             assert set(res[direction]) == {"R@1", "R@5", "R@10"}
-        if branch == "cascaded":
-            assert set(res["keyword_hit_rate"]) == {"kw1", "kw2", "kw3", "kw4", "avg"}
-        assert list(results["flickr8k_test"]) == [branch]
-        md = (exp / "RESULTS.md").read_text()
-        assert "## flickr8k_test" in md and "trainable" in md
-        assert_environment_header(md)
-        assert "- CPU: `" in md and "deterministic per seed and thread count on one machine" in md
-        assert (exp / "packed" / "model.zip").is_file()
-        # TensorBoard curves by default, where ESPnet puts them
-        assert list((exp / "tensorboard" / "train").glob("events.out.tfevents.*"))
-        assert list((exp / "tensorboard" / "valid").glob("events.out.tfevents.*"))
-        for s in ("dev", "test"):
-            logdir = exp / f"decode_flickr8k_{s}" / "logdir"
-            assert sorted(p.name for p in logdir.iterdir()) == [
-                "inference.1.log",
-                "inference.2.log",
-                "merge.log",
-            ]
+    md = (exp / "RESULTS.md").read_text()
+    assert "## flickr8k_test" in md and "trainable" in md
+    assert_environment_header(md)
+    assert "- CPU: `" in md and "deterministic per seed and thread count on one machine" in md
+    assert (exp / "packed" / "model.zip").is_file()
+    # TensorBoard curves by default, where ESPnet puts them
+    assert list((exp / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    assert list((exp / "tensorboard" / "valid").glob("events.out.tfevents.*"))
+    for s in ("dev", "test"):  # one inference job per set (--inference_nj 1)
+        logdir = exp / f"decode_flickr8k_{s}" / "logdir"
+        assert sorted(p.name for p in logdir.iterdir()) == ["inference.log"]
     assert "Stage 9: skipped (no --hf_repo)" in out
     # hybrid+: the recipe gave the training the transcripts its unit targets need
-    exp = rec / "exp" / "flickr8k_hybrid_plus"
     assert "text,text,text" in (exp / "train.log").read_text()
     res = json.loads((exp / "results.json").read_text())["flickr8k_test"]
-    assert list(res) == ["parallel", "cascaded"]
     assert set(res["cascaded"]["keyword_hit_rate"]) == {"pooled", "utterance_avg", "keywords_per_utterance"}
-    assert "pooled" in (exp / "RESULTS.md").read_text() and (exp / "packed" / "model.zip").is_file()
+    assert "pooled" in (exp / "RESULTS.md").read_text()
     # data dirs in the documented layout, 8/4/4 images x 2 captions
     for split, images in MINI_IMAGES.items():
         n = images * MINI_CAPTIONS
@@ -111,6 +101,86 @@ def test_stages_1_to_8_produce_results(flickr8k_run):
         for f in ("wav.scp", "text", "utt2spk", "utt2img", "img.scp", "utt2num_samples"):
             assert (d / f).is_file()
         assert len((d / "wav.scp").read_text().splitlines()) == n
+
+
+def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
+    """Stage 9 uploads the packed model with the real huggingface_hub (to a stand-in on 127.0.0.1);
+    what arrived, placed in a Hub cache, evaluates offline through --download_model with the same
+    numbers as the trained experiment."""
+    from helpers.hub import FakeHub, place_in_hub_cache
+    from huggingface_hub import ModelCard
+
+    rec = flickr8k_run.rec
+    exp = rec / "exp" / "flickr8k_hybrid_plus"
+    hub = FakeHub(lifetime=300)
+    try:
+        out = flickr8k_run.run(
+            *("--train_config", "conf/tiny/hybrid_plus.yaml"),
+            *("--stage", "9", "--hf_repo", "speechclip-test/tiny-hybrid-plus"),
+            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token_not_real"},
+        )
+    finally:
+        hub.close()
+    assert "Stage 9: upload to the Hugging Face Hub" in out
+    files = hub.files("speechclip-test/tiny-hybrid-plus")
+    with zipfile.ZipFile(exp / "packed" / "model.zip") as zf:
+        assert set(files) == set(zf.namelist())
+        for name in zf.namelist():
+            if name != "README.md":
+                assert files[name] == zf.read(name), name
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.datasets == ["flickr8k"] and "espnet" in card.data.tags
+    assert (
+        "./run.sh --download_model speechclip-test/tiny-hybrid-plus --skip_train true --corpus flickr8k"
+        in card.text
+    )
+
+    staged = tmp_path / "repo"
+    for name, data in files.items():
+        (staged / name).parent.mkdir(parents=True, exist_ok=True)
+        (staged / name).write_bytes(data)
+    place_in_hub_cache(staged, tmp_path / "hub", "speechclip-test/tiny-hybrid-plus", "c" * 40)
+    # ESPnet's way: a downloaded model, evaluated without data preparation or training (the data and
+    # the image cache of its CLIP are there); its weights linked under the --inference_model name; each
+    # set's inference in two jobs and a merge that scores
+    out = flickr8k_run.run(
+        *("--download_model", "speechclip-test/tiny-hybrid-plus", "--inference_nj", "2"),
+        *("--skip_data_prep", "true", "--skip_train", "true", "--inference_model", "latest.pth"),
+        env={
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_CACHE": str(tmp_path / "hub"),
+            "ESPNET_SPEECHCLIP_CACHE": str(tmp_path / "unpack"),
+        },
+    )
+    for stage in range(1, 5):
+        assert f"Stage {stage}:" not in out, stage
+    assert "Stage 5 replaced: fetching speechclip-test/tiny-hybrid-plus" in out
+    assert "Stage 8: skipped" in out
+    downloaded = rec / "exp" / "speechclip-test" / "tiny-hybrid-plus"
+    assert (downloaded / "latest.pth").is_symlink()
+    for s in ("dev", "test"):
+        logdir = downloaded / f"decode_flickr8k_{s}" / "logdir"
+        assert sorted(p.name for p in logdir.iterdir()) == ["inference.1.log", "inference.2.log", "merge.log"]
+        assert "latest.pth" in (logdir / "inference.1.log").read_text()
+    assert json.loads((downloaded / "results.json").read_text()) == json.loads(
+        (exp / "results.json").read_text()
+    )
+    assert_environment_header((downloaded / "RESULTS.md").read_text())
+
+
+def test_reuse_commands_run_after_a_flickr8k_run(flickr8k_run):
+    """The README's reuse commands (local/reuse_example.sh) on a corpus other than synth, the ESPnet ASR
+    on the SpeechCLIP encoder included: the experiment folder is the only thing they are told (its data
+    in a folder whose name has a space)."""
+    from helpers.recipe import check_reuse_example_output, run_reuse_example
+
+    rec = flickr8k_run.rec
+    out = run_reuse_example(rec, "exp/flickr8k_hybrid_plus")
+    check_reuse_example_output(
+        out, rec, "exp/flickr8k_hybrid_plus", "flickr8k", n_test_images=MINI_IMAGES["test"], dumpdir=MINI_DUMP
+    )
+    assert "Keyword(token=" in out  # a model with a cascaded branch: keywords from the API and the query
+    assert re.search(r"^keywords \(\d+; score, heard from-to seconds\):$", out, re.M)
 
 
 def test_rerun_of_finished_stage_does_no_work(flickr8k_run):
@@ -184,8 +254,8 @@ def test_python_option_and_the_run_log(tmp_path):
 
 def test_skip_flags(flickr8k_run):
     rec = flickr8k_run.rec
-    args = ["--train_config", "conf/tiny/parallel.yaml"]
-    exp = rec / "exp" / "flickr8k_parallel"
+    args = ["--train_config", "conf/tiny/hybrid_plus.yaml"]
+    exp = rec / "exp" / "flickr8k_hybrid_plus"
     outputs = [
         exp / "packed" / "model.zip",
         exp / "results.json",
@@ -214,80 +284,3 @@ def test_skip_flags(flickr8k_run):
         flickr8k_run.run(*args, "--stage", "6", "--stop_stage", "6", "--inference_model", "nope.pth")
     with pytest.raises(AssertionError, match="--skip_train must be true or false"):
         flickr8k_run.run(*args, "--skip_train", "yes")
-
-
-def test_hub_round_trip_through_the_recipe(flickr8k_run, tmp_path):
-    """Stage 9 uploads the packed model with the real huggingface_hub (to a stand-in on 127.0.0.1);
-    what arrived, placed in a Hub cache, evaluates offline through --download_model with the same
-    numbers as the trained experiment."""
-    from helpers.hub import FakeHub, place_in_hub_cache
-    from huggingface_hub import ModelCard
-
-    rec = flickr8k_run.rec
-    exp = rec / "exp" / "flickr8k_parallel"
-    hub = FakeHub(lifetime=300)
-    try:
-        out = flickr8k_run.run(
-            *("--train_config", "conf/tiny/parallel.yaml"),
-            *("--stage", "9", "--hf_repo", "speechclip-test/tiny-parallel"),
-            env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test_token_not_real"},
-        )
-    finally:
-        hub.close()
-    assert "Stage 9: upload to the Hugging Face Hub" in out
-    files = hub.files("speechclip-test/tiny-parallel")
-    with zipfile.ZipFile(exp / "packed" / "model.zip") as zf:
-        assert set(files) == set(zf.namelist())
-        for name in zf.namelist():
-            if name != "README.md":
-                assert files[name] == zf.read(name), name
-    card = ModelCard(files["README.md"].decode())
-    assert card.data.datasets == ["flickr8k"] and "espnet" in card.data.tags
-    assert (
-        "./run.sh --download_model speechclip-test/tiny-parallel --skip_train true --corpus flickr8k"
-        in card.text
-    )
-
-    staged = tmp_path / "repo"
-    for name, data in files.items():
-        (staged / name).parent.mkdir(parents=True, exist_ok=True)
-        (staged / name).write_bytes(data)
-    place_in_hub_cache(staged, tmp_path / "hub", "speechclip-test/tiny-parallel", "c" * 40)
-    # ESPnet's way: a downloaded model, evaluated without data preparation or training (the data and
-    # the image cache of its CLIP are there); its weights linked under the --inference_model name
-    out = flickr8k_run.run(
-        *("--download_model", "speechclip-test/tiny-parallel"),
-        *("--skip_data_prep", "true", "--skip_train", "true", "--inference_model", "latest.pth"),
-        env={
-            "HF_HUB_OFFLINE": "1",
-            "HF_HUB_CACHE": str(tmp_path / "hub"),
-            "ESPNET_SPEECHCLIP_CACHE": str(tmp_path / "unpack"),
-        },
-    )
-    for stage in range(1, 5):
-        assert f"Stage {stage}:" not in out, stage
-    assert "Stage 5 replaced: fetching speechclip-test/tiny-parallel" in out
-    assert "Stage 8: skipped" in out
-    downloaded = rec / "exp" / "speechclip-test" / "tiny-parallel"
-    assert (downloaded / "latest.pth").is_symlink() and "latest.pth" in (
-        downloaded / "decode_flickr8k_test" / "logdir" / "inference.log"
-    ).read_text()
-    assert json.loads((downloaded / "results.json").read_text()) == json.loads(
-        (exp / "results.json").read_text()
-    )
-    assert_environment_header((downloaded / "RESULTS.md").read_text())
-
-
-def test_reuse_commands_run_after_a_flickr8k_run(flickr8k_run):
-    """The README's reuse commands (local/reuse_example.sh) on a corpus other than synth, the ESPnet ASR
-    on the SpeechCLIP encoder included: the experiment folder is the only thing they are told (its data
-    in a folder whose name has a space)."""
-    from helpers.recipe import check_reuse_example_output, run_reuse_example
-
-    rec = flickr8k_run.rec
-    out = run_reuse_example(rec, "exp/flickr8k_cascaded")
-    check_reuse_example_output(
-        out, rec, "exp/flickr8k_cascaded", "flickr8k", n_test_images=MINI_IMAGES["test"], dumpdir=MINI_DUMP
-    )
-    assert "Keyword(token=" in out  # a cascaded model: keywords from the API and the query
-    assert re.search(r"^keywords \(\d+; score, heard from-to seconds\):$", out, re.M)
