@@ -96,6 +96,10 @@ def hit_rate_table(scores: Dict[str, Dict]) -> List[str]:
 
 # How each kind of model's keyword spans are chosen (``keyword_timing.spans_from`` of the scores).
 SPANS_FROM = {
+    "cif_segment": (
+        "the syllable-sized segments of the signal (cut where its spectrum changes most or its energy dips) "
+        "that hold most of the stretch each CIF unit integrated"
+    ),
     "cif": "the stretch each CIF unit integrated, between its firing boundaries",
     "saliency_segment": (
         "the syllable-sized segment of the signal, cut where its spectrum changes most or its energy dips, "

@@ -34,9 +34,12 @@ from espnet_speechclip.config import config_value, read_config
 from espnet_speechclip.data.media import MEL_HOP, SAMPLE_RATE, log_mel
 from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.evaluation.keyword_spans import (
+    CIF_SECONDS_PER_SEGMENT,
+    CIF_SEGMENT_MIN_GAP,
     SEGMENT_SHARE,
     change_boundaries,
     segment_spans,
+    unit_segment_spans,
 )
 from espnet_speechclip.inference.inputs import (
     ImageInput,
@@ -239,12 +242,15 @@ class Speech2Image:
         K-token keyword: the segment of the signal (:func:`change_boundaries`: spectral change and
         energy dips of the log-mel spectrum) holding its saliency peak, joined with neighbours holding at
         least ``span_share`` of its saliency per frame, and one more segment on either side
-        (:func:`segment_spans`). CIF unit: its firing interval (snapping it onto
-        the segments, :func:`box_weights`, is not measured on a trained CIF model yet)."""
+        (:func:`segment_spans`). CIF unit: the segments its firing interval covers, cut a little coarser
+        (:func:`unit_segment_spans`)."""
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset
         if unit_frames is not None:
-            spans = unit_frames / rate + offset
+            bounds = change_boundaries(
+                log_mel(wav), MEL_HOP / SAMPLE_RATE, CIF_SECONDS_PER_SEGMENT, min_gap=CIF_SEGMENT_MIN_GAP
+            )
+            spans = unit_segment_spans(unit_frames, attention.shape[1], bounds, rate, offset)
         else:  # K-token models always come with their saliency (SpeechCLIP.forward_speech)
             bounds = change_boundaries(log_mel(wav), MEL_HOP / SAMPLE_RATE)
             # + 1e-12: a keyword whose saliency is 0 everywhere is flat, so it gets no span

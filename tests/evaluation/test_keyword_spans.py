@@ -15,6 +15,7 @@ from espnet_speechclip.evaluation.keyword_spans import (
     peak_ratio,
     peak_spans,
     segment_spans,
+    unit_segment_spans,
 )
 from espnet_speechclip.evaluation.keyword_timing import keyword_timing_scores
 
@@ -197,3 +198,14 @@ def test_box_weights_snap_a_cif_unit_onto_the_segments_it_covers():
     assert w[1].tolist() == [0, 0, 0, 1] + [0] * 16
     spans = segment_spans(w, [0.0, 0.2, 0.6, 1.2, 1.4, 2.0], RATE, share=0.3, min_ratio=0.0, neighbours=0)
     assert spans == pytest.approx(np.array([[0.6, 1.2], [0.2, 0.6]]))
+
+
+def test_unit_segment_spans_snap_every_cif_unit_onto_the_segments_it_covers():
+    # 50 frames a second; cuts at 0.2, 0.6, 1.2, 1.4 s. Unit 0 integrated frames 30.5..58.5 (0.61-1.17 s:
+    # the segment 0.6-1.2 s), unit 1 frames 9..31 (0.18-0.62 s: mostly 0.2-0.6 s, and the 0.6-1.2 s
+    # segment holds under 0.3 of its weight per frame), unit 2 is a zero-length unit at frame 62.
+    cuts = [0.0, 0.2, 0.6, 1.2, 1.4, 2.0]
+    units = np.array([[30.5, 58.5], [9.0, 31.0], [62.0, 62.0]])
+    spans = unit_segment_spans(units, 100, cuts, 50.0)
+    assert spans == pytest.approx(np.array([[0.6, 1.2], [0.2, 0.6], [1.2, 1.4]]))
+    assert not np.isnan(spans).any()  # every unit gets a span

@@ -70,7 +70,7 @@ def test_variable_length_keywords_and_their_timing(cif_folder):
     # 5 keywords, all in their captions ("a" is a caption token like any other here)
     assert res["keyword_hit_rate"] == {"pooled": 100.0, "utterance_avg": 100.0, "keywords_per_utterance": 2.5}
     t = res["keyword_timing"]
-    assert t["spans_from"] == "cif" and t["keywords"] == 5 and t["tolerance"] == 0.02
+    assert t["spans_from"] == "cif_segment" and t["keywords"] == 5 and t["tolerance"] == 0.02
     # interior boundaries: u1 predicted 0.1, 0.44 vs reference 0.1, 0.4 -> 1 hit; u2 predicted 0.5 vs
     # reference 0.1, 0.5 -> 1 hit. P = 2/3, R = 2/4
     assert t["boundary_precision"] == pytest.approx(200 / 3)

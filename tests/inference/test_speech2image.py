@@ -186,18 +186,34 @@ def test_variable_length_keywords_through_the_api(cif_pipe):
     assert ids.shape == (5, n.max()) and spans.shape == (5, n.max(), 2) and len(set(n)) > 1
     mask = np.arange(ids.shape[1])[None, :] < n[:, None]
     assert (ids[~mask] == -1).all() and (scores[~mask] == 0).all() and np.isnan(spans[~mask]).all()
-    # the spans are the integrated units' frames in seconds (20 ms frames here, offset to their
-    # centres), tiling each utterance within its duration
+    # the spans are the integrated units snapped onto the segments of the signal they cover, within
+    # each utterance's duration, each starting and ending at a cut
+    from espnet_speechclip.data.media import MEL_HOP, log_mel
+    from espnet_speechclip.evaluation.keyword_spans import (
+        CIF_SECONDS_PER_SEGMENT,
+        CIF_SEGMENT_MIN_GAP,
+        change_boundaries,
+        unit_segment_spans,
+    )
+
     model = cif_pipe.model
-    shift, offset = 1 / model.speech_encoder.frame_rate, model.speech_encoder.frame_offset
+    rate, offset = model.speech_encoder.frame_rate, model.speech_encoder.frame_offset
     for i, wav in enumerate(wavs):
         own = spans[i, : n[i]]
-        assert own[0, 0] == pytest.approx(max(offset, 0)) and own[-1, 1] <= len(wav) / 16000 + 1e-6
-        np.testing.assert_allclose(own[1:, 0], own[:-1, 1])
+        assert (own[:, 0] >= 0).all() and (own[:, 0] < own[:, 1]).all()
+        assert (own[:, 1] <= len(wav) / 16000 + 1e-6).all()
         with torch.no_grad():
-            alone = model.encode_speech(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
-        frames = alone.keyword_frames[0].numpy()
-        np.testing.assert_allclose(own[1:, 0], frames[1:, 0] * shift + offset, rtol=1e-6)
+            alone = model.encode_speech(
+                torch.from_numpy(wav)[None], torch.tensor([len(wav)]), keyword_attention=True
+            )
+        frames = alone.keyword_frames[0].double().numpy()
+        cuts = change_boundaries(
+            log_mel(wav), MEL_HOP / 16000, CIF_SECONDS_PER_SEGMENT, min_gap=CIF_SEGMENT_MIN_GAP
+        )
+        expected = unit_segment_spans(frames, int(alone.frame_lengths[0]), cuts, rate, offset)
+        np.testing.assert_allclose(own, np.clip(expected, 0.0, len(wav) / 16000), atol=1e-6)
+        edges = np.append(cuts, len(wav) / 16000)  # a span starts and ends at a cut (or the end)
+        assert all(np.isclose(edges, x, atol=1e-6).any() for x in own.ravel())
         assert alone.keyword_ids[0].tolist() == ids[i, : n[i]].tolist()
     # keywords() drops the padding: each utterance its own number of Keyword(token, id, score, start, end)
     keywords = cif_pipe.keywords(wavs, timing=True)
