@@ -186,9 +186,9 @@ def test_train_resume_and_infer(corpus, tiny_clip, tmp_path, model):
         }
         near = np.load(dec / "keyword_neighbour_ids.npy")
         assert near.shape == ids.shape + (5,) and (near[~mask] == -1).all() and (near[mask] >= 0).all()
-        # CIF units tile the utterance: each starts where the one before it ended
-        for row, k in zip(spans, n):
-            np.testing.assert_allclose(row[1:k, 0], row[: k - 1, 1])
+        # every CIF unit has a span (snapped onto the signal's segments), a stretch of its utterance
+        own = spans[mask]
+        assert np.isfinite(own).all() and (own[:, 0] >= 0).all() and (own[:, 0] < own[:, 1]).all()
     else:
         assert "keyword_hit_rate_top5_neighbours" in scores["cascaded"]
         assert np.load(dec / "keyword_neighbour_ids.npy").shape == (12, 4, 5)
