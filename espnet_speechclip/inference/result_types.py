@@ -46,9 +46,10 @@ class KeywordTiming:
             the signal segment holding the peak of the keyword's input x gradient saliency and one
             segment on either side (:func:`espnet_speechclip.evaluation.keyword_spans.segment_spans`), no span
             (``start`` and ``end`` None) where the peak does not stand out of an even spread; for CIF models
-            (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated, from the
-            firing boundary before it to its own (fractional frames, see
-            :func:`espnet_speechclip.models.cif.cif`).
+            (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated (from the
+            firing boundary before it to its own, see :func:`espnet_speechclip.models.cif.cif`) snapped
+            onto the signal's segments
+            (:func:`espnet_speechclip.evaluation.keyword_spans.unit_segment_spans`).
         attention: (K, T) float32, each keyword's weight on each of the utterance's T frames, rows
             summing to 1; for K-token cascaded models, the attention of the keyword's CLS query in the
             branch's last layer (mean over heads; see

@@ -52,8 +52,8 @@ KEYWORD_FIGURE_NOTE = (
     "(input x gradient saliency), with the stretch either side of it, since that frame is often near "
     "the start of the word; a "
     "keyword whose saliency peak is under twice an even spread's was heard nowhere in particular and is "
-    "marked not localised. For SpeechCLIP+ models the span is the stretch its unit "
-    "integrated, between its firing boundaries."
+    "marked not localised. For SpeechCLIP+ models the span is the stretch its unit integrated, snapped "
+    "onto the syllable-sized stretches of the signal it covers."
 )
 
 # Set before Gradio is imported: no telemetry, no version check, nothing sent to the Hub.
