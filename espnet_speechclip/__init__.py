@@ -8,12 +8,12 @@ no ESPnet or s3prl module is imported here). The other ESPnet registrations (dat
 ESPnet itself is imported.
 """
 
-from espnet_speechclip.compat import defer_g2p_downloads, patch_s3prl
+from espnet_speechclip.compat import defer_espnet_text_imports, patch_s3prl
 from espnet_speechclip.frontend.registration import install as _install_registration
 from espnet_speechclip.version import __version__
 
 patch_s3prl()
-defer_g2p_downloads()
+defer_espnet_text_imports()
 _install_registration()
 
 __all__ = ["__version__"]

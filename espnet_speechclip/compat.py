@@ -8,9 +8,10 @@ fails (s3prl issue #575). Neither entry is used by SpeechCLIP, so empty stand-in
 ESPnet imports ``g2p_en`` with its text modules, and ``g2p_en`` downloads two NLTK resources at import
 time when they are missing: every ESPnet command then prints "[nltk_data] Error loading cmudict" on a
 machine without network access (and waits for the network on a slow one), although nothing here
-converts graphemes to phonemes. :func:`defer_g2p_downloads` moves those downloads from import to the
-first ``g2p_en.G2p()``, the one place that needs them, for every importer of ``g2p_en`` once
-``espnet_speechclip`` is imported; nothing is written anywhere and NLTK's settings are not touched.
+converts graphemes to phonemes. :func:`defer_espnet_text_imports` moves those downloads from import to
+the first ``g2p_en.G2p()``, the one place that needs them, for every importer of ``g2p_en`` once
+``espnet_speechclip`` is imported; nothing is written anywhere and NLTK's settings are not touched. It
+also lets ``g2p_en`` and tacotron's cleaners (:data:`DEFERRED_IMPORTS`) run at their first use only.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ class _DeferredImportHook(ModuleExecHook):
         super().__init__(DEFERRED_IMPORTS, _defer_exec)
 
 
-def defer_g2p_downloads() -> None:
+def defer_espnet_text_imports() -> None:
     """Make a later ``import g2p_en`` try no NLTK download, and the modules of :data:`DEFERRED_IMPORTS`
     run at their first use; ``g2p_en.G2p()`` fetches what it needs (idempotent; a module imported
     already stays as it is)."""

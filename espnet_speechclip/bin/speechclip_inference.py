@@ -114,17 +114,17 @@ def _decode(args: argparse.Namespace, config, weights, out_dir: Path, parts: Pat
     # not read again
     seeds = [here] + ([parts / str(j) for j in range(1, args.num_splits + 1)] if args.merge else [])
     hashes = FileHashes(*[(read_record(d / RECORD_NAME) or {}).get("hashes") for d in seeds])
-    made_from = decode_made_from(
-        model_identity(config, weights, hashes), args.data_dir, args.image_emb_scp, hashes
-    )
 
     def load() -> Speech2Image:
         return Speech2Image(config, weights, device=args.device, batch_size=args.batch_size)
 
     # Whatever this call does, the folder is not a finished decode until it ends: drop its record first.
     clear_record(out_dir / RECORD_NAME)
-    if not args.merge:  # a file that does not open is named before the model loads
+    if not args.merge:  # a file that does not open is named before the weights and data are hashed
         check_utterance_audio(args.data_dir, None if args.split is None else (args.split, args.num_splits))
+    made_from = decode_made_from(
+        model_identity(config, weights, hashes), args.data_dir, args.image_emb_scp, hashes
+    )
     if args.split is not None:
         part = parts / str(args.split)
         reset_decode_dir(part)

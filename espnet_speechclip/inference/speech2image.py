@@ -36,6 +36,7 @@ from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.evaluation.keyword_spans import (
     CIF_SECONDS_PER_SEGMENT,
     CIF_SEGMENT_MIN_GAP,
+    MIN_PEAK_RATIO,
     SEGMENT_SHARE,
     change_boundaries,
     segment_spans,
@@ -98,7 +99,7 @@ class Speech2Image:
         batch_size: int = 16,
         clip_weights: bool = True,
         span_share: float = SEGMENT_SHARE,
-        min_peak_ratio: float = 2.0,
+        min_peak_ratio: float = MIN_PEAK_RATIO,
     ):
         # the model classes (ESPnet, s3prl, open_clip) load with the first model, not with the package
         from espnet_speechclip.models.builder import build_model
