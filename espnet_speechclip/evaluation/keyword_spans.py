@@ -92,7 +92,7 @@ ENERGY_WINDOW = 20
 # holding at least CIF_SEGMENT_SHARE as much per frame (:func:`unit_segment_spans`). Chosen on the DEV
 # set of a cascaded+ model trained on the built-in corpus, among 0.14 / 0.2 s and 0 / 1 extra
 # neighbours: the highest boundary F1 with the mean span under twice the mean word (test set: boundary
-# F1 44.3 against chance 13.2, where the firing intervals score 15.0 against 13.4). See the README.
+# F1 44.1 against chance 13.2, where the firing intervals score 15.0 against 13.4). See the README.
 CIF_SECONDS_PER_SEGMENT = 0.2
 CIF_SEGMENT_MIN_GAP = 6
 CIF_SEGMENT_SHARE = 0.3
