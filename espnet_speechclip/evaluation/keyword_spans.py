@@ -17,17 +17,18 @@ Pure functions: arrays in, spans (seconds) out; nothing here imports a model. Ti
   syllable- to word-sized pieces: the points where the spectrum changes most or the energy dips
   (:func:`energy_dips`), a GradSeg-like peak picking with a segments-per-second target. No transcript
   is used.
-- :func:`segment_spans` (the rule inference uses for K-token cascaded and hybrid models, fed with the
-  keywords' input x gradient saliency): the segment holding a keyword's saliency peak, joined with
-  neighbouring segments that hold at least ``SEGMENT_SHARE`` of its weight per frame, and then
-  ``SEGMENT_NEIGHBOURS`` more segments on either side. A span starts and ends where the signal changes,
-  not where a weight crosses a threshold. Why the extra segments: the saliency is one or two frames
-  wide and its peak lies off the word's centre (on the built-in corpus' dev set half the peaks lie
-  before 28 % of the way into the word, a quarter before 15 %, some in the word before), so the rest of
-  the word carries next to no weight; the peak's segment and its two neighbours, cut about every 0.14 s,
-  cover the word far more often than a span of about the same mean length grown by weight (measured in
-  the README's keyword timing: 62 % against 51 % of keywords whose span contains their word, mean spans
-  0.46 and 0.47 s).
+- :func:`segment_windows` and :func:`occlusion_spans` (the rule inference uses for K-token cascaded and
+  hybrid models): every stretch of ``SPAN_SEGMENTS`` consecutive segments is a candidate span; the model
+  reads each keyword once from the stretch alone and once from the utterance without it
+  (:meth:`CascadedBranch.keyword_cosines`), and the keyword's span is the stretch where keeping it alone
+  keeps the keyword closest to its subword and removing it moves the keyword furthest away. A keyword
+  whose best stretch does not stand out of the others by ``MIN_CONTRAST`` has no span. Occlusion asks
+  the model where the keyword comes from instead of reading it off one frame's gradient: on the built-in
+  corpus' dev set the input x gradient saliency peak lies in the keyword's own word for 78 % of
+  keywords, and its segment-grown spans contained their word for 67 % with the same mean span that
+  occlusion stretches reach 71 % with (see the README's keyword timing).
+- :func:`segment_spans`: the segment holding a weight's peak, joined with neighbouring segments that
+  hold at least a share of its weight per frame (and optionally more neighbours): CIF units go through it.
 - :func:`box_weights`: each CIF unit (cascaded+ / hybrid+) as an even weight over its firing interval;
   :func:`unit_segment_spans` (the rule inference uses for CIF models) snaps a unit through it and
   :func:`segment_spans` (with ``neighbours=0``: a unit's interval already spans its word) onto the
@@ -47,8 +48,8 @@ __all__ = [
     "MIN_PEAK_RATIO",
     "SECONDS_PER_SEGMENT",
     "SEGMENT_MIN_GAP",
-    "SEGMENT_SHARE",
-    "SEGMENT_NEIGHBOURS",
+    "SPAN_SEGMENTS",
+    "MIN_CONTRAST",
     "CHANGE_WINDOW",
     "ENERGY_WEIGHT",
     "ENERGY_WINDOW",
@@ -58,7 +59,9 @@ __all__ = [
     "energy_dips",
     "peak_ratio",
     "peak_spans",
+    "occlusion_spans",
     "segment_spans",
+    "segment_windows",
     "unit_segment_spans",
 ]
 
@@ -71,22 +74,26 @@ MIN_PEAK_RATIO = 2.0
 # change_boundaries cuts an utterance into about one segment per SECONDS_PER_SEGMENT, at least
 # SEGMENT_MIN_GAP feature rows (10 ms each for log_mel) apart, where the spectral change (mean spectra
 # CHANGE_WINDOW rows either side) plus ENERGY_WEIGHT x the energy dip (valleys against the loudest rows
-# ENERGY_WINDOW rows either side), each standardised, peaks. segment_spans joins neighbours holding at
-# least SEGMENT_SHARE of the peak segment's weight per frame (1: only those holding as much), then
-# SEGMENT_NEIGHBOURS more on either side. Chosen on the built-in corpus' DEV set (mean word 0.24 s):
-# adding the energy dips puts 53 % of the word boundaries within 20 ms of a cut instead of 44 % (as
-# many cuts either way, one per 0.2 s; 68 % with the cuts per 0.14 s used). Among 0.13-0.16 s per
-# segment, gaps 4-6, shares 0.3-1, 0-1 extra neighbours and energy weights 0-3: the most spans
-# containing their word with a mean span clearly under twice the mean word (0.46 s, room left for the
-# test set) and boundary F1 over twice chance. Grown wider (0.16 s, share 0.3) spans contain more words
-# (71 %) but average 0.57 s. See the README.
+# ENERGY_WINDOW rows either side), each standardised, peaks. Chosen on the built-in corpus' DEV set
+# (mean word 0.24 s): adding the energy dips puts 53 % of the word boundaries within 20 ms of a cut
+# instead of 44 % (as many cuts either way, one per 0.2 s; 68 % with the cuts per 0.14 s used).
 SECONDS_PER_SEGMENT = 0.14
 SEGMENT_MIN_GAP = 5
-SEGMENT_SHARE = 1.0
-SEGMENT_NEIGHBOURS = 1
 CHANGE_WINDOW = 3
 ENERGY_WEIGHT = 2.0
 ENERGY_WINDOW = 20
+# A K-token keyword's span is SPAN_SEGMENTS consecutive segments (:func:`segment_windows`), and only
+# when its best stretch's score beats the median stretch's by MIN_CONTRAST (cosine units: keeping the
+# stretch alone and removing it together move the keyword that much more than a typical stretch does;
+# a keyword the model reads from everywhere alike scores 0). Chosen on the built-in corpus' DEV set of
+# the default cascaded model, among 0.10-0.20 s per segment, stretches of 1-4 segments (and stretches
+# grown while the score rises, or of any length with a duration penalty), and deletion, keeping or both:
+# the most spans containing their word with the mean span under twice the mean word (dev: 71.1 %
+# contained, 93.5 % overlapping, mean span 0.46 s). Containing more costs length nearly one for one:
+# 0.15 s segments contain 73.8 % with a mean span of 0.49 s. A contrast of 0.05 leaves 99.7 % of the
+# dev set's keywords a span (the lowest 1 % of contrasts is 0.08).
+SPAN_SEGMENTS = 3
+MIN_CONTRAST = 0.05
 # A CIF unit (cascaded+ / hybrid+) is snapped onto segments of one per CIF_SECONDS_PER_SEGMENT (cuts at
 # least CIF_SEGMENT_MIN_GAP rows apart): the segment holding the unit's middle, joined with neighbours
 # holding at least CIF_SEGMENT_SHARE as much per frame (:func:`unit_segment_spans`). Chosen on the DEV
@@ -306,14 +313,34 @@ def change_boundaries(
     return np.array([0, *sorted(chosen), n], dtype=np.float64) * hop
 
 
+def _boundaries(boundaries: np.ndarray | Sequence[float]) -> np.ndarray:
+    """(S + 1,) sorted segment boundaries in seconds, checked."""
+    b = np.asarray(boundaries, dtype=np.float64)
+    if b.ndim != 1 or len(b) < 2 or (np.diff(b) <= 0).any():
+        raise InputError("boundaries must be >= 2 strictly increasing times")
+    return b
+
+
+def _frame_segments(
+    b: np.ndarray, num_frames: int, frame_rate: float, offset: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boundaries (S + 1,) -> each model frame's segment (T,) (the one holding the frame's centre; the
+    first or last segment when outside), frames per segment (S,), and the segments holding at least one
+    frame, in time order (U,)."""
+    centres = offset + (np.arange(num_frames) + 0.5) / frame_rate
+    seg = np.clip(np.searchsorted(b, centres, side="right") - 1, 0, len(b) - 2)  # (T,)
+    counts = np.bincount(seg, minlength=len(b) - 1)
+    return seg, counts, np.flatnonzero(counts)
+
+
 def segment_spans(
     weights: np.ndarray | Sequence[Sequence[float]],
     boundaries: np.ndarray | Sequence[float],
     frame_rate: float,
     offset: float = 0.0,
-    share: float = SEGMENT_SHARE,
+    share: float = 1.0,
     min_ratio: float = MIN_PEAK_RATIO,
-    neighbours: int = SEGMENT_NEIGHBOURS,
+    neighbours: int = 0,
 ) -> np.ndarray:
     """Per keyword, the segment(s) around its peak frame, or NaN without a confident peak.
 
@@ -336,17 +363,12 @@ def segment_spans(
     """
     att = _rows(weights)
     _check_rate(frame_rate)
-    b = np.asarray(boundaries, dtype=np.float64)
-    if b.ndim != 1 or len(b) < 2 or (np.diff(b) <= 0).any():
-        raise InputError("boundaries must be >= 2 strictly increasing times")
+    b = _boundaries(boundaries)
     if not 0 < share <= 1:
         raise InputError(f"share must be in (0, 1], got {share}")
     if neighbours < 0:
         raise InputError(f"neighbours must be >= 0, got {neighbours}")
-    centres = offset + (np.arange(att.shape[1]) + 0.5) / frame_rate
-    seg = np.clip(np.searchsorted(b, centres, side="right") - 1, 0, len(b) - 2)  # (T,)
-    counts = np.bincount(seg, minlength=len(b) - 1)
-    used = np.flatnonzero(counts)  # segments holding at least one frame, in time order
+    seg, counts, used = _frame_segments(b, att.shape[1], frame_rate, offset)
     spans = np.full((att.shape[0], 2), np.nan)
     ratio = att.max(axis=1) * att.shape[1]
     for k, row in enumerate(att):
@@ -355,6 +377,87 @@ def segment_spans(
         mean = np.bincount(seg, weights=row, minlength=len(b) - 1)[used] / counts[used]
         i0, i1 = _run_around(mean, int(np.searchsorted(used, seg[int(np.argmax(row))])), share)
         spans[k] = (b[max(used[i0] - neighbours, 0)], b[min(used[i1] + 1 + neighbours, len(b) - 1)])
+    return spans
+
+
+def segment_windows(
+    boundaries: np.ndarray | Sequence[float],
+    num_frames: int,
+    frame_rate: float,
+    offset: float = 0.0,
+    segments: int = SPAN_SEGMENTS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidate spans of :func:`occlusion_spans`: every run of ``segments`` consecutive segments.
+
+    Args:
+        boundaries: (S + 1,) sorted segment boundaries in seconds (:func:`change_boundaries`).
+        num_frames: T, the utterance's model frames; frame t covers [offset + t / rate,
+            offset + (t + 1) / rate) and belongs to the segment holding its centre.
+        frame_rate, offset: as in :func:`segment_spans`.
+        segments: segments per stretch; segments holding no frame centre are skipped over (their time
+            still lies inside a stretch around them). An utterance with fewer segments has one stretch,
+            all of it.
+
+    Returns:
+        inside (W, T) bool, True at the frames of stretch w; times (W, 2) float64 (start, end) seconds,
+        from the first segment's start to the last one's end, in time order.
+    """
+    b = _boundaries(boundaries)
+    _check_rate(frame_rate)
+    if num_frames < 1:
+        raise InputError(f"num_frames must be >= 1, got {num_frames}")
+    if segments < 1:
+        raise InputError(f"segments must be >= 1, got {segments}")
+    seg, _, used = _frame_segments(b, num_frames, frame_rate, offset)
+    n = min(segments, len(used))
+    first = used[: len(used) - n + 1]  # (W,) each stretch's first used segment
+    last = used[n - 1 :]  # (W,) and its last
+    inside = (seg[None, :] >= first[:, None]) & (seg[None, :] <= last[:, None])
+    return inside, np.stack([b[first], b[last + 1]], axis=1)
+
+
+def occlusion_spans(
+    full: np.ndarray | Sequence[float],
+    kept: np.ndarray | Sequence[Sequence[float]],
+    removed: np.ndarray | Sequence[Sequence[float]],
+    times: np.ndarray | Sequence[Sequence[float]],
+    min_contrast: float = MIN_CONTRAST,
+) -> np.ndarray:
+    """Per keyword, the stretch the model reads it from, or NaN where no stretch stands out.
+
+    Args:
+        full: (K,) each keyword's cosine to its subword's embedding, read from the whole utterance.
+        kept: (W, K) the same cosine read from stretch w alone (every other frame hidden).
+        removed: (W, K) the same cosine read from the utterance without stretch w.
+        times: (W, 2) the stretches' (start, end) seconds (:func:`segment_windows`).
+        min_contrast: a keyword gets a span only when its best stretch's score is at least this much
+            above the median stretch's. Whatever it is, a keyword that every stretch scores alike
+            (within 1e-9; for instance, the one stretch of a short utterance) has no span.
+
+    Returns:
+        (K, 2) float64 (start, end) seconds. Stretch w's score for keyword k is
+        kept[w, k] + (full[k] - removed[w, k]): what the stretch says about the keyword alone plus what
+        the utterance loses without it. The span is the best-scoring stretch (the earliest on a tie);
+        a keyword without one gets (NaN, NaN).
+    """
+    f = np.asarray(full, dtype=np.float64)
+    k_in, r_in = np.asarray(kept, dtype=np.float64), np.asarray(removed, dtype=np.float64)
+    t = np.asarray(times, dtype=np.float64)
+    if f.ndim != 1 or k_in.ndim != 2 or k_in.shape != r_in.shape or k_in.shape[1] != len(f):
+        raise InputError(
+            f"full must be (K,), kept and removed (W, K), got {f.shape}, {k_in.shape}, {r_in.shape}"
+        )
+    if t.shape != (k_in.shape[0], 2) or len(t) == 0:
+        raise InputError(f"times must be (W, 2) with W >= 1 matching kept, got {t.shape}")
+    if not (np.isfinite(f).all() and np.isfinite(k_in).all() and np.isfinite(r_in).all()):
+        raise InputError("keyword cosines must be finite")
+    if min_contrast < 0:
+        raise InputError(f"min_contrast must be >= 0, got {min_contrast}")
+    score = k_in + (f[None, :] - r_in)  # (W, K)
+    best = score.argmax(axis=0)  # (K,) the first maximum: deterministic on ties
+    spans = t[best].copy()
+    contrast = score.max(axis=0) - np.median(score, axis=0)
+    spans[contrast < max(min_contrast, 1e-9)] = np.nan
     return spans
 
 

@@ -15,8 +15,8 @@ and for the cascaded branch:
   F1 / R-value of the keyword spans at 20 ms and how often the span of a keyword that occurs in the
   transcript contains (overlaps) a word holding its subword, each with its chance level
   (:func:`espnet_speechclip.evaluation.keyword_timing.keyword_timing_scores`), plus ``spans_from``:
-  ``cif_segment`` (integrated units snapped onto segments) or ``saliency_segment`` (K-token models, see
-  :func:`espnet_speechclip.evaluation.keyword_spans.segment_spans`).
+  ``cif_segment`` (integrated units snapped onto segments) or ``occlusion_segment`` (K-token models, see
+  :func:`espnet_speechclip.evaluation.keyword_spans.occlusion_spans`).
 """
 
 from __future__ import annotations
@@ -89,6 +89,6 @@ def _keyword_scores(d: DecodeDir) -> Dict[str, Dict]:
                 [words[u] for u in d.utts],
                 text_token_ids,
             ),
-            spans_from="cif_segment" if d.variable_keywords else "saliency_segment",
+            spans_from="cif_segment" if d.variable_keywords else "occlusion_segment",
         )
     return res

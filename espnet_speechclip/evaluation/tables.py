@@ -101,6 +101,12 @@ SPANS_FROM = {
         "that hold most of the stretch each CIF unit integrated"
     ),
     "cif": "the stretch each CIF unit integrated, between its firing boundaries",
+    "occlusion_segment": (
+        "the stretch of three syllable-sized segments of the signal (cut where its spectrum changes most or "
+        "its energy dips) that the model reads each keyword from: kept alone it keeps the keyword closest "
+        "to its subword, removed it moves the keyword furthest away; no span where no stretch stands out "
+        "of the others"
+    ),
     "saliency_segment": (
         "the syllable-sized segment of the signal, cut where its spectrum changes most or its energy dips, "
         "holding the peak of each keyword's input x gradient saliency, with one segment on either side; "

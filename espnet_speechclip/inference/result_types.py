@@ -43,9 +43,9 @@ class KeywordTiming:
 
     Attributes:
         keywords: the K keywords, with their spans, cut to the utterance: for K-token cascaded models
-            the signal segment holding the peak of the keyword's input x gradient saliency and one
-            segment on either side (:func:`espnet_speechclip.evaluation.keyword_spans.segment_spans`), no span
-            (``start`` and ``end`` None) where the peak does not stand out of an even spread; for CIF models
+            the stretch of three signal segments the model reads the keyword from (kept alone and
+            removed, :func:`espnet_speechclip.evaluation.keyword_spans.occlusion_spans`), no span
+            (``start`` and ``end`` None) where no stretch stands out of the others; for CIF models
             (cascaded+ / hybrid+, K varies with the utterance) the stretch its unit integrated (from the
             firing boundary before it to its own, see :func:`espnet_speechclip.models.cif.cif`) snapped
             onto the signal's segments

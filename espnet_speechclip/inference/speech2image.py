@@ -36,10 +36,11 @@ from espnet_speechclip.errors import InputError, RunError
 from espnet_speechclip.evaluation.keyword_spans import (
     CIF_SECONDS_PER_SEGMENT,
     CIF_SEGMENT_MIN_GAP,
-    MIN_PEAK_RATIO,
-    SEGMENT_SHARE,
+    MIN_CONTRAST,
+    SPAN_SEGMENTS,
     change_boundaries,
-    segment_spans,
+    occlusion_spans,
+    segment_windows,
     unit_segment_spans,
 )
 from espnet_speechclip.inference.inputs import (
@@ -80,11 +81,11 @@ class Speech2Image:
         batch_size: utterances / images per forward pass.
         clip_weights: load CLIP's pretrained weights; ``False`` for users of the speech side only
             (no CLIP download; image and text embeddings are then meaningless).
-        span_share, min_peak_ratio: a K-token model's keyword span is the segment of the
-            signal holding the peak of its input x gradient saliency, joined with neighbouring segments
-            holding >= ``span_share`` x its saliency per frame, then one more segment on either side,
-            and only when the peak is >= ``min_peak_ratio`` x an even spread's weight (see
-            :func:`espnet_speechclip.evaluation.keyword_spans.segment_spans`).
+        span_segments, min_contrast: a K-token model's keyword span is the stretch of
+            ``span_segments`` consecutive segments of the signal that the model reads the keyword from
+            (kept alone, it keeps the keyword closest to its subword; removed, it moves the keyword
+            furthest away), and only when it beats the median stretch by ``min_contrast`` (see
+            :func:`espnet_speechclip.evaluation.keyword_spans.occlusion_spans`).
 
     Raises:
         FileNotFoundError: a missing config or weights file.
@@ -98,12 +99,16 @@ class Speech2Image:
         device: str = "cpu",
         batch_size: int = 16,
         clip_weights: bool = True,
-        span_share: float = SEGMENT_SHARE,
-        min_peak_ratio: float = MIN_PEAK_RATIO,
+        span_segments: int = SPAN_SEGMENTS,
+        min_contrast: float = MIN_CONTRAST,
     ):
         # the model classes (ESPnet, s3prl, open_clip) load with the first model, not with the package
         from espnet_speechclip.models.builder import build_model
 
+        if span_segments < 1 or min_contrast < 0:
+            raise InputError(
+                f"span_segments must be >= 1 and min_contrast >= 0, got {span_segments}, {min_contrast}"
+            )
         self.config = read_config(train_config)
         source = "config" if isinstance(train_config, Mapping) else str(train_config)
         self.source = source if model_file is None else str(model_file)
@@ -119,8 +124,8 @@ class Speech2Image:
         self.device = str(device)
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size
-        self.span_share = span_share
-        self.min_peak_ratio = min_peak_ratio
+        self.span_segments = span_segments
+        self.min_contrast = min_contrast
         self._image_encoder = model.image_encoder
         self._use_amp = bool(config_value(self.config, "use_amp", False))
         self._amp_dtype = config_value(self.config, "amp_dtype")
@@ -210,14 +215,14 @@ class Speech2Image:
                         else torch.full_like(frames, att.size(1))
                     )
                     unit_frames = out.keyword_frames  # CIF: (B, K, 2) fractional frames
-                    saliency = out.keyword_saliency  # K-token: (B, K, T)
                     for b in range(len(lengths)):
                         k, t = int(n[b]), int(frames[b])
                         rows.append(
                             self._spans(
                                 att[b, :k, :t].float().cpu().numpy(),
                                 None if unit_frames is None else unit_frames[b, :k].double().cpu().numpy(),
-                                None if saliency is None else saliency[b, :k, :t].double().cpu().numpy(),
+                                out.frame_features[b, :t],
+                                out.keyword_ids[b, :k],
                                 wavs[start + b],
                             )
                         )
@@ -233,31 +238,35 @@ class Speech2Image:
         self,
         attention: np.ndarray,
         unit_frames: Optional[np.ndarray],
-        saliency: Optional[np.ndarray],
+        frames: torch.Tensor,
+        keyword_ids: torch.Tensor,
         wav: np.ndarray,
     ) -> Tuple[np.ndarray, np.ndarray]:
-        """One utterance's keyword attention (K, T), CIF units' (start, end) frames (K, 2) or K-token
-        keywords' saliency (K, T), and its 16 kHz waveform (S,) -> (attention (K, T) float32, spans
-        (K, 2) float64 seconds within the utterance).
+        """One utterance's keyword attention (K, T), CIF units' (start, end) frames (K, 2) (None for a
+        K-token model), its speech frames (T, D_a), keyword ids (K,) and 16 kHz waveform (S,) ->
+        (attention (K, T) float32, spans (K, 2) float64 seconds within the utterance).
 
-        K-token keyword: the segment of the signal (:func:`change_boundaries`: spectral change and
-        energy dips of the log-mel spectrum) holding its saliency peak, joined with neighbours holding at
-        least ``span_share`` of its saliency per frame, and one more segment on either side
-        (:func:`segment_spans`). CIF unit: the segments its firing interval covers, cut a little coarser
-        (:func:`unit_segment_spans`)."""
+        Both kinds of span start and end where the signal changes (:func:`change_boundaries`: spectral
+        change and energy dips of the log-mel spectrum). K-token keyword: the stretch of
+        ``span_segments`` segments the model reads it from (:func:`segment_windows`,
+        :meth:`CascadedBranch.keyword_cosines`, :func:`occlusion_spans`). CIF unit: the segments its
+        firing interval covers, cut a little coarser (:func:`unit_segment_spans`)."""
         encoder = self.model.speech_encoder
         rate, offset = encoder.frame_rate, encoder.frame_offset
+        hop = MEL_HOP / SAMPLE_RATE
         if unit_frames is not None:
             bounds = change_boundaries(
-                log_mel(wav), MEL_HOP / SAMPLE_RATE, CIF_SECONDS_PER_SEGMENT, min_gap=CIF_SEGMENT_MIN_GAP
+                log_mel(wav), hop, CIF_SECONDS_PER_SEGMENT, min_gap=CIF_SEGMENT_MIN_GAP
             )
             spans = unit_segment_spans(unit_frames, attention.shape[1], bounds, rate, offset)
-        else:  # K-token models always come with their saliency (SpeechCLIP.forward_speech)
-            bounds = change_boundaries(log_mel(wav), MEL_HOP / SAMPLE_RATE)
-            # + 1e-12: a keyword whose saliency is 0 everywhere is flat, so it gets no span
-            spans = segment_spans(
-                saliency + 1e-12, bounds, rate, offset, self.span_share, self.min_peak_ratio
-            )
+        else:
+            bounds = change_boundaries(log_mel(wav), hop)
+            inside, times = segment_windows(bounds, attention.shape[1], rate, offset, self.span_segments)
+            w = len(inside)
+            hidden = torch.from_numpy(np.vstack([np.zeros((1, inside.shape[1]), bool), ~inside, inside]))
+            cos = self.model.cascaded.keyword_cosines(frames, keyword_ids, hidden).float().cpu().numpy()
+            # row 0: the whole utterance; rows 1..W: each stretch alone; rows W+1..2W: without it
+            spans = occlusion_spans(cos[0], cos[1 : w + 1], cos[w + 1 :], times, self.min_contrast)
         # a span never leaves its utterance (the first and last frames' nominal spans can); NaN, no
         # confident span, stays NaN
         spans = np.clip(spans.reshape(-1, 2), 0.0, len(wav) / SAMPLE_RATE)

@@ -243,36 +243,37 @@ class CascadedBranch(nn.Module):
         z, attention, _ = self._attend(feats, lengths, return_attention)
         return z, attention
 
-    def keyword_saliency(
-        self, feats: torch.Tensor, lengths: torch.Tensor, keyword_ids: torch.Tensor
+    def keyword_cosines(
+        self, feats: torch.Tensor, keyword_ids: torch.Tensor, hidden: torch.Tensor
     ) -> torch.Tensor:
-        """feats (B, T, D_a), lengths (B,), keyword_ids (B, K) the chosen CLIP ids -> (B, K, T) input x
-        gradient saliency of each keyword over the frames, clipped at 0 (0 at padding).
+        """One utterance's feats (T, D_a), its keywords' CLIP ids (K,) and W frame masks hidden (W, T)
+        bool -> (W, K) float32: the cosine between each keyword read with row w's frames hidden from
+        every layer's attention and the codebook row of its id.
 
-        Saliency of frame t for keyword k: sum_d feats[t, d] * d cos(z_k, e_k) / d feats[t, d], with z_k
-        the keyword vector and e_k its codebook row. Unlike the last layer's attention it follows the
-        keyword back through every layer's mixing of frames, so it points at the word the keyword was
-        read from much more often (measured in the README's keyword timing). Evaluate in eval mode:
-        BatchNorm's running statistics keep each utterance's gradient its own. K backward passes.
+        The occlusion behind :func:`espnet_speechclip.evaluation.keyword_spans.occlusion_spans`: hide
+        everything but a stretch to ask what it says about a keyword alone, hide the stretch to ask
+        what the utterance loses without it. The keyword tokens always stay visible, so even a row
+        hiding every frame is defined. Evaluate in eval mode: BatchNorm's running statistics keep the
+        W rows independent of each other.
         """
-        k = self.num_keywords
-        with torch.enable_grad():
-            x = feats.detach().float().requires_grad_(True)
-            z, _, _ = self._attend(x, lengths, False)
-            rows = F.normalize(self.text_encoder.token_embedding.weight[keyword_ids].float(), dim=-1)
-            score = (F.normalize(z.float(), dim=-1) * rows.to(z.device)).sum(-1)  # (B, K)
-            grads = [torch.autograd.grad(score[:, j].sum(), x, retain_graph=j < k - 1)[0] for j in range(k)]
-        saliency = torch.stack([(g * x).sum(-1) for g in grads], dim=1).detach()  # (B, K, T)
-        frames = torch.arange(feats.size(1), device=feats.device)
-        valid = (frames[None, :] < lengths[:, None].to(feats.device)).unsqueeze(1)
-        return saliency.clamp_min(0) * valid
+        w = hidden.size(0)
+        x = feats.unsqueeze(0).expand(w, -1, -1)
+        lengths = torch.full((w,), feats.size(0), dtype=torch.long, device=feats.device)
+        z, _, _ = self._attend(x, lengths, False, hidden=hidden.to(feats.device))
+        rows = F.normalize(self.text_encoder.token_embedding.weight[keyword_ids].float(), dim=-1)
+        return (F.normalize(z.float(), dim=-1) * rows.to(z.device)).sum(-1)
 
     def _attend(
-        self, feats: torch.Tensor, lengths: torch.Tensor, return_attention: bool
+        self,
+        feats: torch.Tensor,
+        lengths: torch.Tensor,
+        return_attention: bool,
+        hidden: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
         """-> keywords (B, K, D_t), attention (B, K, T) or None, parallel embedding (B, D_c) normalised
         or None (see :meth:`keywords`). The parallel CLS (SpeechCLIP+'s hybrid) sits in front of the K
-        keyword tokens: [P, CLS_1..CLS_K, frames]."""
+        keyword tokens: [P, CLS_1..CLS_K, frames]. ``hidden`` (B, T) bool: frames no token attends to,
+        as padding (:meth:`keyword_cosines`)."""
         b, k = feats.size(0), self.num_keywords
         tokens = self.cls.expand(b, -1, -1)
         if self.parallel_cls is not None:
@@ -280,6 +281,8 @@ class CascadedBranch(nn.Module):
         p = tokens.size(1) - k  # 1 with a parallel CLS, else 0
         x = torch.cat([tokens.to(feats.dtype), feats], dim=1)
         mask = padding_mask(lengths, feats.size(1), prefix=p + k)
+        if hidden is not None:
+            mask = mask | F.pad(hidden.bool(), (p + k, 0), value=False)
         attention = None
         for i, layer in enumerate(self.layers):
             if return_attention and i == len(self.layers) - 1:

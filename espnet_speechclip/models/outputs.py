@@ -42,9 +42,9 @@ class SpeechEmbeddings:
             over an utterance's frames (``encode_speech(..., keyword_attention=True)``, cascaded branch):
             a K-token keyword's attention (:meth:`CascadedBranch.keywords`), a CIF keyword's integration
             weights (:meth:`CIFCascadedBranch.forward`).
-        keyword_saliency: (B, K, T') a K-token keyword's input x gradient saliency over the speech
-            frames, clipped at 0 (with ``keyword_attention``; :meth:`CascadedBranch.keyword_saliency`;
-            None for CIF models).
+        frame_features: (B, T', D_a) the speech encoder's frames the keywords are read from (with
+            ``keyword_attention``): what :meth:`CascadedBranch.keyword_cosines` hides stretches of to
+            find where a K-token keyword was heard.
         frame_lengths: (B,) T'_i, the frames of each utterance (with ``keyword_attention``).
     """
 
@@ -56,7 +56,7 @@ class SpeechEmbeddings:
     keyword_lengths: Optional[torch.Tensor] = None
     keyword_frames: Optional[torch.Tensor] = None
     keyword_attention: Optional[torch.Tensor] = None
-    keyword_saliency: Optional[torch.Tensor] = None
+    frame_features: Optional[torch.Tensor] = None
     frame_lengths: Optional[torch.Tensor] = None
 
     def branch(self, name: str) -> torch.Tensor:
@@ -72,9 +72,9 @@ class SpeechEmbeddings:
 
     def per_utterance(self) -> Dict[str, torch.Tensor]:
         """The present fields indexed by utterance with a fixed width per batch: the embeddings and
-        keyword fields, without the frame-level ``keyword_attention``, ``keyword_frames`` and
-        ``frame_lengths`` (whose T' differs between batches)."""
-        frame_level = ("keyword_attention", "keyword_saliency", "keyword_frames", "frame_lengths")
+        keyword fields, without the frame-level ``keyword_attention``, ``frame_features``,
+        ``keyword_frames`` and ``frame_lengths`` (whose T' differs between batches)."""
+        frame_level = ("keyword_attention", "frame_features", "keyword_frames", "frame_lengths")
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)

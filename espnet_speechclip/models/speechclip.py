@@ -209,8 +209,7 @@ class SpeechCLIP(AbsESPnetModel):
         if keyword_attention:
             out.keyword_attention = c.attention
             out.frame_lengths = lengths
-            if not self.variable_keywords:
-                out.keyword_saliency = self.cascaded.keyword_saliency(feats, lengths, c.keyword_ids)
+            out.frame_features = feats
         return out, c.unit_count
 
     def encode_image(

@@ -33,7 +33,7 @@ WIDTH = 880
 LABEL_W = 170  # keyword and score, left of the plot
 SPAN_W = 120  # "0.42-0.80 s", right of the plot
 WAVE_H = 72
-# the span column of a keyword whose saliency has no confident peak (see KeywordTiming)
+# the span column of a keyword without a confident span (see KeywordTiming)
 NO_SPAN = "not localised"
 ROW_H = 30
 AXIS_H = 26
@@ -123,7 +123,7 @@ def keyword_figure(wav: Sequence[float], timing: KeywordTiming) -> str:
     for i, (kw, att) in enumerate(zip(timing.keywords, timing.attention)):
         colour = PALETTE[i % len(PALETTE)]
         top = WAVE_H + i * ROW_H
-        # a keyword whose saliency has no confident peak has no span: say so rather than shade anything
+        # a keyword without a confident span: say so rather than shade anything
         timed = kw.start is not None and kw.end is not None
         start, end = (kw.start, kw.end) if timed else (0.0, 0.0)
         token = html.escape(kw.token)
@@ -137,7 +137,7 @@ def keyword_figure(wav: Sequence[float], timing: KeywordTiming) -> str:
             f'<g class="keyword" data-token="{token}" data-score="{kw.score:.3f}" '
             + (f'data-start="{start:.2f}" data-end="{end:.2f}">' if timed else 'data-span="none">'),
             f"<title>{token}: "
-            + (f"heard {span}" if timed else f"{span}, its saliency has no confident peak")
+            + (f"heard {span}" if timed else f"{span}, no stretch stands out")
             + f" (score {kw.score:.3f})</title>",
             f'<rect x="{LABEL_W}" y="{top}" width="{PLOT_W}" height="{ROW_H}" '
             f'fill="{"#f6f7f9" if i % 2 else "#ffffff"}"/>',

@@ -12,9 +12,11 @@ from espnet_speechclip.evaluation.keyword_spans import (
     box_weights,
     change_boundaries,
     energy_dips,
+    occlusion_spans,
     peak_ratio,
     peak_spans,
     segment_spans,
+    segment_windows,
     unit_segment_spans,
 )
 from espnet_speechclip.evaluation.keyword_timing import keyword_timing_scores
@@ -181,10 +183,11 @@ def test_segment_spans_take_a_segment_either_side_of_the_peaks():
     # side: [0.2, 0.9); the peak on frame 6, the first frame of "star": [0.4, 1.2), all of "star" and
     # the half of "red" before it; the peak on frame 0: no segment before the first, [0.0, 0.4)
     rows = np.stack([peaked({4: 1.0}), peaked({6: 1.0}), peaked({0: 1.0})])
-    spans = segment_spans(rows, bounds, RATE)  # defaults: share 1, one neighbour either side
+    spans = segment_spans(rows, bounds, RATE, neighbours=1)  # share 1: the peak's segment
     assert spans == pytest.approx(np.array([[0.2, 0.9], [0.4, 1.2], [0.0, 0.4]]))
     # two neighbours: [0.2, 1.4)
     assert segment_spans(rows[1:2], bounds, RATE, neighbours=2) == pytest.approx(np.array([[0.2, 1.4]]))
+    assert segment_spans(rows[1:2], bounds, RATE) == pytest.approx(np.array([[0.6, 0.9]]))  # none
     # scored: [0.2, 0.9) contains "red" [0.2, 0.6) and [0.4, 1.2) "star" [0.6, 1.2)
     out = keyword_timing_scores([spans[:2]], [[736, 2634]], [WORDS], TOKENS.__getitem__)
     assert out["span_contains_word"] == 100.0
@@ -209,3 +212,70 @@ def test_unit_segment_spans_snap_every_cif_unit_onto_the_segments_it_covers():
     spans = unit_segment_spans(units, 100, cuts, 50.0)
     assert spans == pytest.approx(np.array([[0.6, 1.2], [0.2, 0.6], [1.2, 1.4]]))
     assert not np.isnan(spans).any()  # every unit gets a span
+
+
+# syllable-sized cuts of the WORDS alignment: "star" [0.6, 1.2) is [0.6, 0.9) + [0.9, 1.2)
+SYLLABLES = [0.0, 0.2, 0.4, 0.6, 0.9, 1.2, 1.4, 1.7, 2.0]
+
+
+def test_segment_windows_are_runs_of_consecutive_segments():
+    inside, times = segment_windows(SYLLABLES, 20, RATE, segments=2)
+    assert times == pytest.approx(
+        np.array([[0, 0.4], [0.2, 0.6], [0.4, 0.9], [0.6, 1.2], [0.9, 1.4], [1.2, 1.7], [1.4, 2.0]])
+    )
+    # frame t's centre is (t + 0.5) / 10 s: the stretch [0.6, 1.2) holds frames 6-11
+    assert np.flatnonzero(inside[3]).tolist() == [6, 7, 8, 9, 10, 11]
+    assert inside.shape == (7, 20) and inside.sum(axis=0).tolist() == [1, 1] + [2] * 15 + [1, 1, 1]
+    # a segment holding no frame centre ([0.6, 0.64)) is skipped over: two stretches, not three, and
+    # its time lies inside the one around it
+    _, times = segment_windows([0.0, 0.6, 0.64, 1.2, 2.0], 20, RATE, segments=2)
+    assert times == pytest.approx(np.array([[0.0, 1.2], [0.64, 2.0]]))
+    # fewer segments than a stretch takes: one stretch, all of it
+    inside, times = segment_windows([0.0, 0.9, 2.0], 20, RATE)
+    assert inside.all() and times == pytest.approx(np.array([[0.0, 2.0]]))
+    with pytest.raises(ValueError, match="segments"):
+        segment_windows(SYLLABLES, 20, RATE, segments=0)
+
+
+def toy_cosines(word_frames, inside):
+    """A toy keyword read from the frames of one word: its cosine with its subword is the share of the
+    word's frames it sees (0.5 for a keyword read from everywhere alike, ``word_frames`` None)."""
+    seen = ~inside
+    if word_frames is None:
+        return 0.5, np.full(len(inside), 0.5), np.full(len(inside), 0.5)
+    share_in = inside[:, word_frames].mean(axis=1)  # (W,) of the word inside each stretch
+    return 1.0, share_in, seen[:, word_frames].mean(axis=1)
+
+
+def test_occlusion_spans_find_the_stretch_a_keyword_is_read_from():
+    inside, times = segment_windows(SYLLABLES, 20, RATE, segments=2)
+    star, red, flat = (toy_cosines(w, inside) for w in (list(range(6, 12)), [2, 3, 4, 5], None))
+    full = [c[0] for c in (star, red, flat)]
+    kept = np.stack([c[1] for c in (star, red, flat)], axis=1)  # (W, K)
+    removed = np.stack([c[2] for c in (star, red, flat)], axis=1)
+    spans = occlusion_spans(full, kept, removed, times)
+    # "star": only [0.6, 1.2) holds all of it (kept 1, removed 0: score 2); "red" [0.2, 0.6) likewise
+    assert spans[:2] == pytest.approx(np.array([[0.6, 1.2], [0.2, 0.6]]))
+    # read from everywhere alike: every stretch scores the same, no confident span, and it says so
+    assert np.isnan(spans[2]).all()
+    out = keyword_timing_scores([spans], [[2634, 736, 3313]], [WORDS], TOKENS.__getitem__)
+    assert out["span_contains_word"] == pytest.approx(200 / 3) and out["timed"] == pytest.approx(200 / 3)
+    # scores by hand for "star": stretch [0.4, 0.9) holds frames 4-8, 3 of its 6 -> 0.5 + (1 - 0.5) = 1;
+    # the median of (0, 0, 1, 2, 1, 0, 0) is 0, so its contrast is 2; a floor above it leaves no span
+    assert np.isnan(occlusion_spans(full[:1], kept[:, :1], removed[:, :1], times, min_contrast=2.5)).all()
+    assert occlusion_spans(full[:1], kept[:, :1], removed[:, :1], times, min_contrast=2.0) == pytest.approx(
+        np.array([[0.6, 1.2]])
+    )
+    # one stretch only: nothing to compare it with
+    assert np.isnan(occlusion_spans([1.0], [[1.0]], [[0.0]], [[0.0, 2.0]], min_contrast=0.0)).all()
+
+
+def test_occlusion_spans_refuse_bad_input():
+    with pytest.raises(ValueError, match="kept and removed"):
+        occlusion_spans([1.0], [[1.0, 0.0]], [[0.0]], [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="times"):
+        occlusion_spans([1.0], [[1.0]], [[0.0]], [[0.0, 1.0], [1.0, 2.0]])
+    with pytest.raises(ValueError, match="finite"):
+        occlusion_spans([float("nan")], [[1.0]], [[0.0]], [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="min_contrast"):
+        occlusion_spans([1.0], [[1.0]], [[0.0]], [[0.0, 1.0]], min_contrast=-1)

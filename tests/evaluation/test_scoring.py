@@ -104,7 +104,7 @@ def test_k_token_keywords_keep_slot_rates_and_take_attention_spans(tmp_path):
     write_ctm(d / "words.ctm", WORDS)
     res = score_decode_dir(d)["cascaded"]
     assert res["keyword_hit_rate"] == {"kw1": 100.0, "kw2": 50.0, "avg": 75.0}
-    assert res["keyword_timing"]["spans_from"] == "saliency_segment"
+    assert res["keyword_timing"]["spans_from"] == "occlusion_segment"
     # without a word alignment there is nothing to time against
     (d / "words.ctm").unlink()
     assert "keyword_timing" not in score_decode_dir(d)["cascaded"]

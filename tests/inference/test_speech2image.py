@@ -10,7 +10,11 @@ from helpers import ROOT
 from espnet_speechclip.bin import speechclip_inference
 from espnet_speechclip.data.datadir import read_kv
 from espnet_speechclip.data.media import MEL_HOP, MediaError, log_mel, write_wav
-from espnet_speechclip.evaluation.keyword_spans import change_boundaries, segment_spans
+from espnet_speechclip.evaluation.keyword_spans import (
+    change_boundaries,
+    occlusion_spans,
+    segment_windows,
+)
 from espnet_speechclip.inference import decode_dir
 from espnet_speechclip.inference.result_types import KeywordTiming
 from espnet_speechclip.inference.speech2image import Speech2Image
@@ -77,7 +81,7 @@ def test_api_equals_inference_entry(sc, decoded, source):
         pipe.embed_speech([wav_scp[u] for u in utts], timing=True)["keyword_spans"], spans, atol=1e-6
     )
     assert decode_dir.DecodeDir.read(dec).keyword_spans().shape == (len(utts), 4, 2)
-    # K-token keywords come with the segment around their saliency peak, inside the utterance
+    # K-token keywords come with the stretch they are read from, inside the utterance
     seconds = sf.info(wav_scp[utts[0]]).duration
     assert all(0 <= k.start < k.end <= seconds for k in timed[0] if k.start is not None)
 
@@ -113,6 +117,12 @@ def test_api_wrong_inputs_raise_clear_errors(sc, parallel_exp, tmp_path):
     not_image = tmp_path / "photo.png"
     not_image.write_text("not an image")
     cases = [
+        # span settings are checked before any model is built
+        (
+            lambda: Speech2Image(tmp_path / "no_config.yaml", span_segments=0),
+            ValueError,
+            "span_segments must be >= 1 and min_contrast >= 0, got 0, 0.05",
+        ),
         (
             lambda: pipe.embed_speech(tmp_path / "nope.wav"),
             MediaError,
@@ -236,7 +246,7 @@ def test_variable_length_keywords_through_the_api(cif_pipe):
 
 def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
     """Where a keyword was heard: its attention over the utterance's own frames, and its span in seconds:
-    the signal segment holding its saliency peak and one either side, at the speech encoder's frame rate
+    the stretch of signal segments it is read from, at the speech encoder's frame rate
     (tiny HuBERT: 320 samples, 50 Hz)."""
     pipe = Speech2Image.from_pretrained(sc["archive"])
     wav_scp = read_kv(sc["data"] / "wav.scp")
@@ -256,41 +266,54 @@ def test_keyword_timing_maps_attention_frames_to_seconds(sc, monkeypatch):
         for k in t.keywords:
             assert (k.start is None) == (k.end is None)
             assert k.start is None or 0 <= k.start < k.end <= t.duration
-    # one utterance alone: the spans are the signal segments holding the keywords' saliency peaks
+    # one utterance alone: the spans are the stretches of three signal segments each keyword is read
+    # from (the best of: cosine with the stretch alone + loss of cosine without it)
     wav = pipe._load_all([wav_scp[utts[0]]], utts[:1])[0]
     alone = pipe.keyword_timing(wav_scp[utts[0]])
+    branch = pipe.model.cascaded
     with torch.no_grad():
         out = pipe.model.encode_speech(torch.from_numpy(wav)[None], torch.tensor([len(wav)]), True)
-    bounds = change_boundaries(log_mel(wav), MEL_HOP / 16000)
-    expected = segment_spans(out.keyword_saliency[0].double().numpy() + 1e-12, bounds, 50.0, offset)
-    for k, (start, end) in zip(alone.keywords, np.clip(expected, 0, alone.duration)):
+        bounds = change_boundaries(log_mel(wav), MEL_HOP / 16000)
+        inside, times = segment_windows(bounds, out.frame_features.size(1), 50.0, offset, 3)
+        ids = out.keyword_ids[0]
+        full = branch.keyword_cosines(out.frame_features[0], ids, torch.zeros(1, inside.shape[1], dtype=bool))
+        kept = branch.keyword_cosines(out.frame_features[0], ids, torch.from_numpy(~inside))
+        removed = branch.keyword_cosines(out.frame_features[0], ids, torch.from_numpy(inside))
+    cosines = (full[0].numpy(), kept.numpy(), removed.numpy(), times)
+    assert len(times) > 1
+    for k, (start, end) in zip(alone.keywords, np.clip(occlusion_spans(*cosines), 0, alone.duration)):
         assert (k.start, k.end) == ((None, None) if np.isnan(start) else pytest.approx((start, end)))
+    # this tiny random model's stretches hardly differ; without a contrast floor every keyword has one
+    every = np.clip(occlusion_spans(*cosines, min_contrast=0.0), 0, alone.duration)
+    assert not np.isnan(every).any()
+    monkeypatch.setattr(pipe, "min_contrast", 0.0)
+    again = pipe.keyword_timing(wav_scp[utts[0]])
+    assert [(k.start, k.end) for k in again.keywords] == [pytest.approx(tuple(se)) for se in every]
     # the keywords are those of keywords() on the same input (one utterance: a batch's padding moves
     # scores slightly through HuBERT's GroupNorm, which can swap near-tied keywords)
     assert [k[:2] for k in alone.keywords] == [k[:2] for k in pipe.keywords(wav_scp[utts[0]])]
 
-    # saliency planted on frame 2 for keyword 0, evenly on every frame for keyword 1 (no confident span)
-    # and evenly on frames 5-9 for the others, over segments cut at 0.03, 0.07 and 0.3 s
-    branch = pipe.model.cascaded
+    # a planted model: keyword 0 is read from frame 2 only, keyword 1 from every frame alike (no
+    # confident span), the others from frames 5-9; segments cut at 0.03, 0.07 and 0.3 s, one per stretch
+    def planted(feats, keyword_ids, hidden):
+        seen = (~hidden).float()  # (W, T)
+        cos = torch.zeros(hidden.size(0), len(keyword_ids))
+        cos[:, 0] = seen[:, 2]
+        cos[:, 1] = 0.5
+        cos[:, 2:] = seen[:, 5:10].mean(1, keepdim=True)
+        return cos
 
-    def planted(feats, lengths, keyword_ids):
-        sal = torch.zeros(feats.size(0), branch.num_keywords, feats.size(1))
-        sal[:, 0, 2] = 1.0
-        sal[:, 1] = 1.0
-        sal[:, 2:, 5:10] = 0.2
-        return sal
-
-    monkeypatch.setattr(branch, "keyword_saliency", planted)
+    monkeypatch.setattr(branch, "keyword_cosines", planted)
     monkeypatch.setattr(
         "espnet_speechclip.inference.speech2image.change_boundaries",
         lambda features, hop: np.array([0.0, 0.03, 0.07, 0.3, len(features) * hop]),
     )
+    monkeypatch.setattr(pipe, "span_segments", 1)
     t = pipe.keyword_timing(wav_scp[utts[0]])
-    # frame 2's centre (0.05 s + offset) lies in [0.03, 0.07): with a segment either side, [0, 0.3);
-    # frames 5-9 lie in [0.07, 0.3): [0.03, the utterance's end)
-    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.0, 0.3))
+    # frame 2's centre (0.05 s + offset) lies in [0.03, 0.07); frames 5-9 in [0.07, 0.3)
+    assert (t.keywords[0].start, t.keywords[0].end) == pytest.approx((0.03, 0.07))
     assert t.keywords[1].start is None and t.keywords[1].end is None
-    assert (t.keywords[2].start, t.keywords[2].end) == pytest.approx((0.03, t.duration))
+    assert (t.keywords[2].start, t.keywords[2].end) == pytest.approx((0.07, 0.3))
     result = pipe.query(wav_scp[utts[0]], timing=True)
     assert result.timing is not None and result.keywords == t.keywords
     assert result.embedding.shape == (pipe.embed_speech(wav_scp[utts[0]])["parallel"].shape[1],)

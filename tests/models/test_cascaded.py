@@ -1,5 +1,6 @@
 """The cascaded branch: quantiser, keyword BatchNorm, keywords through the frozen text tower."""
 
+import pytest
 import torch
 
 from espnet_speechclip.models.cascaded import CascadedBranch, CosineVectorQuantizer
@@ -235,20 +236,27 @@ def test_hybrid_shared_builds_and_trains_from_its_config(tiny_clip):
     assert model.cascaded.parallel_cls.grad is not None
 
 
-def test_keyword_saliency_is_input_times_gradient_of_the_keywords_cosine(text_encoder):
-    branch = make_branch(text_encoder, k=3).eval()
+@pytest.mark.parametrize("parallel_dim", [None, 8])  # hybrid: a parallel CLS in front of the keywords
+def test_keyword_cosines_hide_frames_as_if_they_were_cut_out(text_encoder, parallel_dim):
+    ids = codebook_from_texts(["a red circle above a blue square", "there is a small green triangle"])
+    torch.manual_seed(0)
+    branch = CascadedBranch(
+        16, text_encoder, torch.tensor(ids), num_keywords=3, nhead=1, parallel_dim=parallel_dim
+    ).eval()
     torch.manual_seed(1)
-    feats, lengths = torch.randn(2, 9, 16), torch.tensor([9, 6])
-    feats[0, 4] = 0.0  # a silent frame contributes nothing, whatever its gradient
-    with torch.no_grad():  # as at inference: the method turns gradients on for itself
-        ids = branch(feats, lengths).keyword_ids
-        sal = branch.keyword_saliency(feats, lengths, ids)
-    assert sal.shape == (2, 3, 9) and (sal >= 0).all() and sal.sum() > 0
-    assert (sal[0, :, 4] == 0).all() and (sal[1, :, 6:] == 0).all()  # zero input, padding
-    # keyword 1 of utterance 0 by hand: autograd of its cosine with its codebook row, times the input
-    x = feats[:1].clone().requires_grad_(True)
-    z, _ = branch.keywords(x, lengths[:1])
-    row = text_encoder.token_embedding.weight[ids[0, 1]]
-    torch.nn.functional.cosine_similarity(z[0, 1], row, dim=0).backward()
-    expected = (x.grad[0] * feats[0]).sum(-1).clamp_min(0)
-    torch.testing.assert_close(sal[0, 1], expected, rtol=1e-4, atol=1e-6)
+    feats = torch.randn(9, 16)
+    hidden = torch.zeros(3, 9, dtype=torch.bool)
+    hidden[1, 2:5] = True
+    hidden[2] = True  # every frame hidden: the keyword tokens alone, still defined
+    with torch.no_grad():
+        kw = branch.keywords(feats[None], torch.tensor([9]))[0][0]  # (K, D_t)
+        keyword_ids = branch(feats[None], torch.tensor([9])).keyword_ids[0]
+        cos = branch.keyword_cosines(feats, keyword_ids, hidden)
+        cut = branch.keywords(torch.cat([feats[:2], feats[5:]])[None], torch.tensor([6]))[0][0]
+    rows = text_encoder.token_embedding.weight[keyword_ids]
+    assert cos.shape == (3, 3) and torch.isfinite(cos).all()
+    # nothing hidden: the cosine of each keyword vector with its codebook row
+    torch.testing.assert_close(cos[0], torch.nn.functional.cosine_similarity(kw, rows, dim=-1))
+    # frames 2-4 hidden: the keywords of the utterance with those frames cut out
+    torch.testing.assert_close(cos[1], torch.nn.functional.cosine_similarity(cut, rows, dim=-1))
+    assert not torch.allclose(cos[0], cos[1])

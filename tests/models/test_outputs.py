@@ -27,7 +27,7 @@ def test_per_utterance_fields_are_the_fixed_width_ones_present():
         keyword_lengths=torch.tensor([3, 1]),
         keyword_frames=torch.zeros(b, k, 2),
         keyword_attention=torch.zeros(b, k, t),
-        keyword_saliency=torch.zeros(b, k, t),
+        frame_features=torch.zeros(b, t, 5),
         frame_lengths=torch.tensor([7, 5]),
     )
     assert set(out.per_utterance()) == {"parallel", "keyword_ids", "keyword_scores", "keyword_lengths"}

@@ -49,7 +49,7 @@ def test_miniature_synth_run_goes_through_all_stages(synth_run, capsys):
     assert (rec / "dump" / "raw" / "synth_test" / "words.ctm").is_file()
     assert (
         0 <= res["keyword_timing"]["boundary_f1"] <= 100
-        and res["keyword_timing"]["spans_from"] == "saliency_segment"
+        and res["keyword_timing"]["spans_from"] == "occlusion_segment"
     )
     assert "### Keyword timing (cascaded)" in (rec / "exp" / "synth_cascaded" / "RESULTS.md").read_text()
     assert (rec / "exp" / "clip" / "synth-clip.pt").is_file()

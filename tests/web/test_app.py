@@ -53,7 +53,7 @@ def test_speech_finds_images_keywords_and_where_they_were_heard(page, sc):
     assert rows == [
         ("", "") if k.start is None else (f"{k.start:.2f}", f"{k.end:.2f}") for k in result.keywords
     ]
-    assert "contributes most to the keyword (input x gradient saliency)" in keywords
+    assert "with the stretch alone and with the stretch removed" in keywords
 
     assert page.search_speech(wav_scp[utt], topk=2).panels[0].count("data-rank=") == 2
     assert _state(page.search_speech(None)) == "info"

@@ -37,10 +37,7 @@ def test_one_row_per_keyword_with_its_span_on_a_shared_time_axis():
     ]
     # no span: nothing shaded, and the row says why
     assert rows[2].get("data-span") == "none" and len(rows[2].findall(f"{SVG}rect")) == 1
-    assert (
-        rows[2].find(f"{SVG}title").text
-        == "star: not localised, its saliency has no confident peak (score 0.400)"
-    )
+    assert rows[2].find(f"{SVG}title").text == "star: not localised, no stretch stands out (score 0.400)"
     assert [t.text for t in rows[2].findall(f"{SVG}text")][-1] == "not localised"
     assert rows[0].find(f"{SVG}title").text == "red: heard 0.20\u20130.40 s (score 0.810)"
     span = rows[0].findall(f"{SVG}rect")[1]  # the row's background, then its span
