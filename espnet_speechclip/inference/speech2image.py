@@ -264,7 +264,9 @@ class Speech2Image:
             inside, times = segment_windows(bounds, attention.shape[1], rate, offset, self.span_segments)
             w = len(inside)
             hidden = torch.from_numpy(np.vstack([np.zeros((1, inside.shape[1]), bool), ~inside, inside]))
-            cos = self.model.cascaded.keyword_cosines(frames, keyword_ids, hidden).float().cpu().numpy()
+            with self._precision():  # the frames come from a pass under the training's autocast
+                cos = self.model.cascaded.keyword_cosines(frames, keyword_ids, hidden)
+            cos = cos.float().cpu().numpy()
             # row 0: the whole utterance; rows 1..W: each stretch alone; rows W+1..2W: without it
             spans = occlusion_spans(cos[0], cos[1 : w + 1], cos[w + 1 :], times, self.min_contrast)
         # a span never leaves its utterance (the first and last frames' nominal spans can); NaN, no

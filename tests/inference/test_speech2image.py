@@ -332,16 +332,20 @@ def test_inference_runs_in_the_training_precision(sc, use_amp, amp_dtype):
         config["amp_dtype"] = amp_dtype
     pipe = Speech2Image(config, sc["weights"])
     seen = []
-    for name in ("encode_speech", "encode_text"):
-        original = getattr(pipe.model, name)
+    for owner, name in (
+        (pipe.model, "encode_speech"),
+        (pipe.model.cascaded, "keyword_cosines"),
+        (pipe.model, "encode_text"),
+    ):
+        original = getattr(owner, name)
 
         def record(*args, _original=original, **kwargs):
             seen.append((torch.get_autocast_dtype("cuda"), torch.is_autocast_enabled("cuda")))
             return _original(*args, **kwargs)
 
-        setattr(pipe.model, name, record)
+        setattr(owner, name, record)
     wav = np.random.RandomState(0).randn(8000).astype(np.float32)
-    pipe(wav)
+    pipe(wav, timing=True)  # with the keyword spans' occlusion passes
     pipe.embed_texts(["a red square"])
     expected = torch.bfloat16 if amp_dtype == "bfloat16" else torch.float16
-    assert seen == [(expected, False)] * 2  # (on a GPU: enabled exactly when use_amp)
+    assert seen == [(expected, False)] * 3  # (on a GPU: enabled exactly when use_amp)
