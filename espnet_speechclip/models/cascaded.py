@@ -24,6 +24,9 @@ from espnet_speechclip.models.outputs import KeywordOutput
 # The authors' keyword hit rate counts a slot as a hit when any of the 5 nearest codebook subwords (cosine)
 # of its quantised keyword occurs in the caption (their detokenized_K_neighbors: 5).
 KEYWORD_NEIGHBOURS = 5
+# keyword_cosines' passes hold at most about this many attention weights per head (rows x (K + T)^2):
+# all of an 8 s HuBERT utterance's stretches in one pass, three at a time for a 60 s one
+OCCLUSION_BUDGET = 2**25
 
 
 class AttentionBlock(nn.Module):
@@ -256,12 +259,19 @@ class CascadedBranch(nn.Module):
         hiding every frame is defined. Evaluate in eval mode: BatchNorm's running statistics keep the
         W rows independent of each other.
         """
-        w = hidden.size(0)
-        x = feats.unsqueeze(0).expand(w, -1, -1)
-        lengths = torch.full((w,), feats.size(0), dtype=torch.long, device=feats.device)
-        z, _, _ = self._attend(x, lengths, False, hidden=hidden.to(feats.device))
         rows = F.normalize(self.text_encoder.token_embedding.weight[keyword_ids].float(), dim=-1)
-        return (F.normalize(z.float(), dim=-1) * rows.to(z.device)).sum(-1)
+        hidden = hidden.to(feats.device)
+        # a long utterance has many stretches, each a pass over (K + T)^2 attention weights: bound the
+        # rows per pass so that memory grows with T, not with T^3
+        per_pass = max(1, OCCLUSION_BUDGET // (self.num_keywords + 1 + feats.size(0)) ** 2)
+        out = []
+        for start in range(0, hidden.size(0), per_pass):
+            mask = hidden[start : start + per_pass]
+            x = feats.unsqueeze(0).expand(mask.size(0), -1, -1)
+            lengths = torch.full((mask.size(0),), feats.size(0), dtype=torch.long, device=feats.device)
+            z, _, _ = self._attend(x, lengths, False, hidden=mask)
+            out.append((F.normalize(z.float(), dim=-1) * rows.to(z.device)).sum(-1))
+        return torch.cat(out)
 
     def _attend(
         self,
