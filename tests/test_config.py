@@ -39,3 +39,19 @@ def test_reading_a_config_value_loads_no_model_code():
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_synth_hybrid_is_the_cascaded_config_with_the_parallel_branch():
+    """conf/synth/hybrid.yaml stays the built-in corpus' cascaded settings plus its parallel branch."""
+    import yaml
+
+    cascaded, parallel, hybrid = (
+        yaml.safe_load((ROOT / "conf" / "synth" / f"{name}.yaml").read_text())
+        for name in ("cascaded", "parallel", "hybrid")
+    )
+    assert hybrid["model"] == "hybrid"
+    assert hybrid["model_conf"].pop("parallel_conf") == parallel["model_conf"]["parallel_conf"]
+    assert hybrid["model_conf"] == cascaded["model_conf"]
+    assert {k: v for k, v in hybrid.items() if k != "model"} == {
+        k: v for k, v in cascaded.items() if k != "model"
+    }
