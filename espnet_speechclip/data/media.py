@@ -6,9 +6,10 @@ scipy's polyphase filter.
 
 from __future__ import annotations
 
+import contextlib
 from math import gcd
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -21,6 +22,20 @@ class MediaError(InputError):
     """A missing, unreadable or unusable audio or image file."""
 
 
+@contextlib.contextmanager
+def _decoding(path: Path, kind: str) -> Iterator[None]:
+    """Refuse a missing ``kind`` (audio, image) file, then turn any failure of the block into a
+    :class:`MediaError` naming the file (a MediaError raised in the block passes as it is)."""
+    if not path.is_file():
+        raise MediaError(f"{kind} file {path} does not exist")
+    try:
+        yield
+    except MediaError:
+        raise
+    except Exception as e:  # the decoders raise several types for bad data
+        raise MediaError(f"{kind} file {path} cannot be decoded: {e}") from e
+
+
 def probe_audio(path: str | Path) -> Tuple[int, int, int]:
     """Return ``(num_frames, sample_rate, channels)`` of an audio file, decoding it fully.
 
@@ -29,12 +44,8 @@ def probe_audio(path: str | Path) -> Tuple[int, int, int]:
     import soundfile as sf
 
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"audio file {path} does not exist")
-    try:
+    with _decoding(path, "audio"):
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises several types for bad data
-        raise MediaError(f"audio file {path} cannot be decoded: {e}") from e
     if data.shape[0] == 0:
         raise MediaError(f"audio file {path} is empty")
     if not np.isfinite(data).all():
@@ -49,12 +60,8 @@ def read_audio_header(path: str | Path) -> Tuple[int, int, int]:
     import soundfile as sf
 
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"audio file {path} does not exist")
-    try:
+    with _decoding(path, "audio"):
         info = sf.info(str(path))
-    except Exception as e:  # soundfile raises several types for bad data
-        raise MediaError(f"audio file {path} cannot be decoded: {e}") from e
     return info.frames, info.samplerate, info.channels
 
 
@@ -79,29 +86,22 @@ def load_audio(
     import soundfile as sf
 
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"audio file {path} does not exist")
-    try:
-        with sf.SoundFile(str(path)) as f:
-            rate = f.samplerate
-            limit = None if max_seconds is None else int(max_seconds * rate) + 1
-            if limit is not None and 0 < f.frames < (1 << 62) and f.frames >= limit:
+    with _decoding(path, "audio"), sf.SoundFile(str(path)) as f:
+        rate = f.samplerate
+        limit = None if max_seconds is None else int(max_seconds * rate) + 1
+        if limit is not None and 0 < f.frames < (1 << 62) and f.frames >= limit:
+            raise TooLongError(
+                f"audio file {path} is {f.frames / rate:.1f} s long, more than {max_seconds:g} s",
+                f.frames / rate,
+            )
+        if limit is None:
+            data = f.read(dtype="float32", always_2d=True)
+        else:
+            data = _read_at_most(f, limit)
+            if data.shape[0] >= limit:
                 raise TooLongError(
-                    f"audio file {path} is {f.frames / rate:.1f} s long, more than {max_seconds:g} s",
-                    f.frames / rate,
+                    f"audio file {path} is longer than {max_seconds:g} s (decoding stopped there)", None
                 )
-            if limit is None:
-                data = f.read(dtype="float32", always_2d=True)
-            else:
-                data = _read_at_most(f, limit)
-                if data.shape[0] >= limit:
-                    raise TooLongError(
-                        f"audio file {path} is longer than {max_seconds:g} s (decoding stopped there)", None
-                    )
-    except MediaError:
-        raise
-    except Exception as e:
-        raise MediaError(f"audio file {path} cannot be decoded: {e}") from e
     if data.shape[0] == 0:
         raise MediaError(f"audio file {path} is empty")
     return resample(data.mean(axis=1), rate, sample_rate)
@@ -142,14 +142,9 @@ def probe_image(path: str | Path) -> Tuple[int, int]:
     from PIL import Image
 
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.size
-    except Exception as e:
-        raise MediaError(f"image file {path} cannot be decoded: {e}") from e
+    with _decoding(path, "image"), Image.open(path) as im:
+        im.load()
+        return im.size
 
 
 def load_image(path: str | Path):
@@ -157,13 +152,8 @@ def load_image(path: str | Path):
     from PIL import Image
 
     path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"image file {path} does not exist")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except Exception as e:
-        raise MediaError(f"image file {path} cannot be decoded: {e}") from e
+    with _decoding(path, "image"), Image.open(path) as im:
+        return im.convert("RGB")
 
 
 # log_mel's analysis: 25 ms windows every 10 ms, 40 mel bands (16 kHz input)
