@@ -39,6 +39,7 @@ Pure functions: arrays in, spans (seconds) out; nothing here imports a model. Ti
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -342,12 +343,13 @@ def segment_spans(
     share: float = 1.0,
     min_ratio: float = MIN_PEAK_RATIO,
     neighbours: int = 0,
+    peaks: Optional[Sequence[int]] = None,
 ) -> np.ndarray:
     """Per keyword, the segment(s) around its peak frame, or NaN without a confident peak.
 
     Args:
         weights: (K, T) non-negative weights of K keywords over the utterance's T model frames (e.g.
-            input x gradient saliency clipped at 0, or attention); rows normalised here.
+            attention, or a CIF unit's :func:`box_weights`); rows normalised here.
         boundaries: (S + 1,) sorted segment boundaries in seconds (:func:`change_boundaries`).
         frame_rate, offset: model frame t covers [offset + t / rate, offset + (t + 1) / rate); it
             belongs to the segment holding its centre (the first or last segment when outside).
@@ -355,9 +357,9 @@ def segment_spans(
             ``share`` x the peak segment's (segments holding no frame centre are skipped over).
         min_ratio: as in :func:`peak_spans`: a row whose peak is < ``min_ratio`` / T gets NaN.
         neighbours: the joined run then takes this many more segments on either side (fewer at the
-            utterance's ends), whatever their weight: a saliency peak is one or two frames, and it lies
-            off the centre of its word (often near its start, sometimes in the word before), so the
-            word's other syllable-sized segments carry too little weight to join by ``share``.
+            utterance's ends), whatever their weight: for a peak one or two frames wide, whose word's
+            other syllable-sized segments carry too little weight to join by ``share``.
+        peaks: (K,) the frame each keyword's run starts from; default: its row's first largest weight.
 
     Returns:
         (K, 2) float64 (start, end) seconds: from the first joined segment's start to the last one's end.
@@ -369,6 +371,11 @@ def segment_spans(
         raise InputError(f"share must be in (0, 1], got {share}")
     if neighbours < 0:
         raise InputError(f"neighbours must be >= 0, got {neighbours}")
+    if peaks is None:
+        peaks = att.argmax(axis=1)
+    peaks = np.asarray(peaks)
+    if peaks.shape != (att.shape[0],) or ((peaks < 0) | (peaks >= att.shape[1])).any():
+        raise InputError(f"peaks must be (K,) = ({att.shape[0]},) frames in [0, {att.shape[1]})")
     seg, counts, used = _frame_segments(b, att.shape[1], frame_rate, offset)
     spans = np.full((att.shape[0], 2), np.nan)
     ratio = att.max(axis=1) * att.shape[1]
@@ -376,7 +383,7 @@ def segment_spans(
         if ratio[k] < min_ratio:
             continue
         mean = np.bincount(seg, weights=row, minlength=len(b) - 1)[used] / counts[used]
-        i0, i1 = _run_around(mean, int(np.searchsorted(used, seg[int(np.argmax(row))])), share)
+        i0, i1 = _run_around(mean, int(np.searchsorted(used, seg[int(peaks[k])])), share)
         spans[k] = (b[max(used[i0] - neighbours, 0)], b[min(used[i1] + 1 + neighbours, len(b) - 1)])
     return spans
 
@@ -486,10 +493,18 @@ def unit_segment_spans(
     fired, not a peak that may be missing. ``boundaries``: :func:`change_boundaries` with
     :data:`CIF_SECONDS_PER_SEGMENT` and :data:`CIF_SEGMENT_MIN_GAP`."""
     units = np.asarray(unit_frames, dtype=np.float64).reshape(-1, 2)
-    # The peak frame, whose segment the span starts from, is the unit's middle one: its full frames
-    # weigh the same, and a plain argmax would take the first. + 1e-12: the rows stay valid weights.
+    weights = box_weights(units, num_frames)  # (K, T)
+    # The span starts from the unit's fullest frame nearest its middle (its full frames weigh the same,
+    # and a plain argmax would take the first); on a tie of both, the earlier one.
     centre = np.abs(np.arange(num_frames) + 0.5 - units.mean(axis=1, keepdims=True))  # (K, T) frames
-    weights = box_weights(units, num_frames) * (1.0 + 1e-6 / (1.0 + centre)) + 1e-12
+    peaks = [int(np.lexsort((c, -w))[0]) for w, c in zip(weights, centre)]
     return segment_spans(
-        weights, boundaries, frame_rate, offset, share=CIF_SEGMENT_SHARE, min_ratio=0.0, neighbours=0
+        weights,
+        boundaries,
+        frame_rate,
+        offset,
+        share=CIF_SEGMENT_SHARE,
+        min_ratio=0.0,
+        neighbours=0,
+        peaks=peaks,
     )

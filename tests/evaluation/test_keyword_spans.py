@@ -194,6 +194,14 @@ def test_segment_spans_take_a_segment_either_side_of_the_peaks():
     assert out["mean_span"] == pytest.approx((0.7 + 0.8) / 2)
 
 
+def test_segment_spans_start_from_given_peaks():
+    bounds = [0.0, 0.2, 0.6, 1.2, 1.4, 2.0]
+    red = peaked({2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0})  # its own peak lies in "red" [0.2, 0.6)
+    assert segment_spans([red], bounds, RATE, peaks=[8]) == pytest.approx(np.array([[0.6, 1.2]]))
+    with pytest.raises(ValueError, match="peaks"):
+        segment_spans([red], bounds, RATE, peaks=[20])
+
+
 def test_box_weights_snap_a_cif_unit_onto_the_segments_it_covers():
     # unit 0 integrated frames 6.5..11.5 (most of "star"); unit 1 is a zero-length unit at frame 3.2
     w = box_weights(np.array([[6.5, 11.5], [3.2, 3.2]]), 20)
