@@ -196,10 +196,13 @@ def test_segment_spans_take_a_segment_either_side_of_the_peaks():
 
 def test_segment_spans_start_from_given_peaks():
     bounds = [0.0, 0.2, 0.6, 1.2, 1.4, 2.0]
-    red = peaked({2: 1.0, 3: 1.0, 4: 1.0, 5: 1.0})  # its own peak lies in "red" [0.2, 0.6)
-    assert segment_spans([red], bounds, RATE, peaks=[8]) == pytest.approx(np.array([[0.6, 1.2]]))
+    # the largest frame (4) lies in "red" [0.2, 0.6), most of the weight in "star" [0.6, 1.2)
+    row = peaked({4: 1.0, 6: 0.9, 7: 0.9, 8: 0.9, 9: 0.9, 10: 0.9, 11: 0.9})
+    # from frame 4: "star" holds more per frame than "red" and joins; from frame 8: "red" holds less
+    assert segment_spans([row], bounds, RATE) == pytest.approx(np.array([[0.2, 1.2]]))
+    assert segment_spans([row], bounds, RATE, peaks=[8]) == pytest.approx(np.array([[0.6, 1.2]]))
     with pytest.raises(ValueError, match="peaks"):
-        segment_spans([red], bounds, RATE, peaks=[20])
+        segment_spans([row], bounds, RATE, peaks=[20])
 
 
 def test_box_weights_snap_a_cif_unit_onto_the_segments_it_covers():
